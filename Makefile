@@ -1,0 +1,49 @@
+# Two commands do all the set-up on a fresh machine: `make repro` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+# Stages run as `python -m stages.<name>`: with the venv first on PATH that is the project's
+# interpreter, also for the queue workers that `dvc queue start` launches from this PATH.
+export PATH := $(BIN):$(PATH)
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export GIT_PYTHON_REFRESH := quiet
+
+.PHONY: install repro test lint ui bench clean-store
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+repro: install
+	dvc repro
+	@echo
+	@echo "Report:  report/report.md and report/report.html"
+	@echo "Figures: report/figures/"
+	@echo "Runs:    make ui, then open http://127.0.0.1:5000"
+
+test: install
+	ruff check .
+	ruff format --check .
+	python -m pytest -q
+
+lint: install
+	ruff check --fix .
+	ruff format .
+
+# The UI binds to loopback only; the store is the project's own SQLite file.
+ui: install
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+bench: install
+	python benchmarks/engine.py
+
+clean-store:
+	rm -rf mlflow.db mlflow.db.lock mlartifacts

@@ -1,0 +1,381 @@
+"""A fully connected network trained by backpropagation written out by hand (REFERENCE.md).
+
+Shapes for a batch of n rows: X (n, f), W1 (f, h), b1 (h,), W2 (h, 1), b2 (1,). With more hidden
+layers the same pattern repeats: W_l (h_{l-1}, h_l), b_l (h_l,).
+
+All parameters are views into one flat vector, and all gradients views into another, so a
+gradient-descent step is a single vector operation and "restore the best weights" is one copy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from backprop.activations import get_activation
+from backprop.initializers import get_initializer
+from backprop.losses import get_head
+from backprop.metrics import (
+    check_regression_accuracy_defined,
+    classification_metrics,
+    regression_metrics,
+)
+
+DTYPES = ("float32", "float64")
+PROGRESS_UPDATES = 100  # progress callbacks per fit, so the hot loop pays for ~100 updates, not one per epoch
+
+
+@dataclass
+class History:
+    """Per-epoch curves of one ``fit``.
+
+    Row e holds the metrics of the parameters entering epoch e; for mini-batches the train
+    columns are the mean over the epoch's batches, as scikit-learn reports them.
+    """
+
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    epochs_run: int = 0
+    diverged: bool = False
+    diverged_epoch: int | None = None
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def final(self, column: str) -> float:
+        return float(self.columns[column][self.epochs_run - 1])
+
+
+class _Workspace:
+    """Buffers for one batch size: layer outputs, error terms, derivative scratch, flat gradients."""
+
+    def __init__(self, model: MLP, n: int):
+        sizes, dtype = model.sizes, model.dtype
+        self.outputs = [None] + [np.empty((n, size), dtype) for size in sizes[1:]]
+        self.errors = [None] + [np.empty((n, size), dtype) for size in sizes[1:]]
+        self.scratch = [None] + [np.empty((n, size), dtype) for size in sizes[1:]]
+        self.grad_vector = np.empty_like(model._theta)
+        self.grads = model._views(self.grad_vector)
+
+    def rows(self, m: int) -> _Workspace:
+        """The same buffers cut to the first m rows (the last, shorter mini-batch)."""
+        view = object.__new__(_Workspace)
+        view.outputs = [None] + [b[:m] for b in self.outputs[1:]]
+        view.errors = [None] + [b[:m] for b in self.errors[1:]]
+        view.scratch = [None] + [b[:m] for b in self.scratch[1:]]
+        view.grad_vector, view.grads = self.grad_vector, self.grads
+        return view
+
+
+class MLP:
+    """Input → hidden layers with activation g → one output unit with the task's head.
+
+    task="regression": identity output, mean squared error.
+    task="classification": sigmoid output, log loss (or ``loss="mse"`` to show why not).
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        hidden: Sequence[int] = (16,),
+        activation: str = "sigmoid",
+        task: str = "regression",
+        loss: str | None = None,
+        init: str = "glorot",
+        rng: np.random.Generator | int = 0,
+        dtype: str = "float64",
+    ):
+        hidden = [hidden] if isinstance(hidden, int) else list(hidden)
+        if not isinstance(n_inputs, int | np.integer) or n_inputs < 1:
+            raise ValueError(f"n_inputs must be an integer >= 1, got {n_inputs!r}")
+        if not hidden:
+            raise ValueError("hidden must list at least one layer size, got []")
+        for size in hidden:
+            if not isinstance(size, int | np.integer) or size < 1:
+                raise ValueError(f"hidden layer sizes must be integers >= 1, got {hidden}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        self.loss_name, self.head = get_head(task, loss)
+        self.g = get_activation(activation)
+        initializer = get_initializer(init)
+        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.config = {
+            "n_inputs": int(n_inputs),
+            "hidden": [int(h) for h in hidden],
+            "activation": activation,
+            "task": task,
+            "loss": self.loss_name,
+            "init": init,
+            "dtype": dtype,
+        }
+        self.task, self.dtype = task, np.dtype(dtype)
+        self.sizes = [int(n_inputs), *self.config["hidden"], 1]
+        self.n_layers = len(self.sizes) - 1
+        self._theta = np.zeros(sum(a * b + b for a, b in self._layer_shapes()), self.dtype)
+        self.params = self._views(self._theta)
+        for layer, (fan_in, fan_out) in enumerate(self._layer_shapes(), start=1):
+            self.params[f"W{layer}"][...] = initializer(self.rng, fan_in, fan_out)
+
+    # ---- parameters -------------------------------------------------------------------------
+
+    def _layer_shapes(self):
+        return list(zip(self.sizes[:-1], self.sizes[1:], strict=True))
+
+    def _views(self, vector: np.ndarray) -> dict[str, np.ndarray]:
+        """Cut a flat vector into W1, b1, W2, b2, … views (writes go through to the vector)."""
+        views, start = {}, 0
+        for layer, (fan_in, fan_out) in enumerate(self._layer_shapes(), start=1):
+            views[f"W{layer}"] = vector[start : start + fan_in * fan_out].reshape(fan_in, fan_out)
+            start += fan_in * fan_out
+            views[f"b{layer}"] = vector[start : start + fan_out]
+            start += fan_out
+        return views
+
+    # ---- the derivation ---------------------------------------------------------------------
+
+    def _forward(self, X: np.ndarray, ws: _Workspace) -> np.ndarray:
+        """z_l = a_{l-1} W_l + b_l, a_l = g(z_l); returns the output logit z_L (n, 1)."""
+        a = X  # (n, f)
+        for layer in range(1, self.n_layers + 1):
+            z = ws.outputs[layer]  # (n, h_l)
+            np.matmul(a, self.params[f"W{layer}"], out=z)
+            z += self.params[f"b{layer}"]
+            if layer < self.n_layers:
+                self.g.function(z, out=z)  # a_l = g(z_l), in place: backward needs only a_l
+            a = z
+        return a
+
+    def _backward(self, X: np.ndarray, y: np.ndarray, ws: _Workspace) -> dict[str, np.ndarray]:
+        """∂L/∂θ for the batch whose forward pass ``ws`` holds, keyed like ``params``."""
+        L, grads = self.n_layers, ws.grads
+        delta = self.head.output_error(ws.outputs[L], y, out=ws.errors[L])  # (n, 1)  δ_L = ∂L/∂z_L
+        for layer in range(L, 0, -1):
+            a_prev = X if layer == 1 else ws.outputs[layer - 1]  # (n, h_{l-1})  a_0 = X
+            np.matmul(a_prev.T, delta, out=grads[f"W{layer}"])  # (h_{l-1}, h_l)  ∂L/∂W_l = a_{l-1}ᵀ δ_l
+            np.sum(delta, axis=0, out=grads[f"b{layer}"])  # (h_l,)  ∂L/∂b_l = Σ_rows δ_l
+            if layer > 1:
+                delta_prev = ws.errors[layer - 1]  # (n, h_{l-1})
+                np.matmul(delta, self.params[f"W{layer}"].T, out=delta_prev)  # δ_l W_lᵀ
+                delta_prev *= self.g.derivative(a_prev, out=ws.scratch[layer - 1])  # ⊙ g′(z_{l-1})
+                delta = delta_prev
+        return grads
+
+    # ---- public API ---------------------------------------------------------------------------
+
+    def _check(self, X, y=None):
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X must have shape (n, {self.sizes[0]}) for this network, got {X.shape}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or inf")
+        if y is None:
+            return np.ascontiguousarray(X)
+        y_in = np.asarray(y)
+        if y_in.ndim not in (1, 2) or y_in.shape[0] != X.shape[0] or y_in.size != X.shape[0]:
+            raise ValueError(
+                f"X and y must have the same number of rows and y one column, "
+                f"got X {X.shape} and y {y_in.shape}"
+            )
+        y = np.asarray(y_in, dtype=self.dtype).reshape(-1, 1)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or inf")
+        if self.task == "classification" and not np.all((y == 0) | (y == 1)):
+            raise ValueError("y must hold only 0 and 1 for task 'classification'")
+        return np.ascontiguousarray(X), y
+
+    def logit(self, X) -> np.ndarray:
+        X = self._check(X)
+        return self._forward(X, _Workspace(self, len(X))).copy()
+
+    def predict(self, X) -> np.ndarray:
+        """ŷ, shape (n,): the value for regression, P(y = 1) for classification."""
+        return self.head.output(self.logit(X)).ravel()
+
+    def predict_class(self, X) -> np.ndarray:
+        if self.task != "classification":
+            raise ValueError("predict_class needs task 'classification'")
+        return (self.logit(X).ravel() > 0).astype(int)
+
+    def loss(self, X, y) -> float:
+        X, y = self._check(X, y)
+        return self.head.loss(self._forward(X, _Workspace(self, len(X))), y)
+
+    def gradients(self, X, y) -> dict[str, np.ndarray]:
+        X, y = self._check(X, y)
+        ws = _Workspace(self, len(X))
+        self._forward(X, ws)
+        return {name: grad.copy() for name, grad in self._backward(X, y, ws).items()}
+
+    def evaluate(self, X, y, *, with_accuracy: bool = True) -> dict[str, float]:
+        """Final scores: regression mse, rmse, r2 (+ accuracy); classification log_loss, accuracy."""
+        X, y = self._check(X, y)
+        z = self._forward(X, _Workspace(self, len(X)))
+        if not np.all(np.isfinite(z)):
+            return dict.fromkeys(self.metric_names(with_accuracy), math.nan)
+        if self.task == "regression":
+            return regression_metrics(y, z, with_accuracy=with_accuracy)
+        return classification_metrics(y, z)
+
+    def metric_names(self, with_accuracy: bool = True) -> list[str]:
+        if self.task == "regression":
+            return ["mse", "rmse", "r2"] + (["accuracy"] if with_accuracy else [])
+        return ["log_loss", "accuracy"]
+
+    def _epoch_scores(self, z: np.ndarray, y: np.ndarray, inverse_abs_y) -> list[float]:
+        """loss, accuracy (nan if not tracked) and, for MSE-trained classifiers, log loss."""
+        loss = self.head.loss(z, y)
+        if self.task == "classification":
+            accuracy = float(np.count_nonzero((z > 0) == (y > 0.5))) / len(y)
+        elif inverse_abs_y is not None:
+            accuracy = 1.0 - float(np.vdot(np.abs(z - y), inverse_abs_y)) / len(y)
+        else:
+            accuracy = math.nan
+        if self.task == "classification" and self.loss_name != "log_loss":
+            return [loss, accuracy, self._log_loss(z, y)]
+        return [loss, accuracy]
+
+    @staticmethod
+    def _log_loss(z, y):
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+    def history_columns(self) -> list[str]:
+        extra = ["log_loss"] if self.task == "classification" and self.loss_name != "log_loss" else []
+        return ["loss", "accuracy", *extra]
+
+    def fit(
+        self,
+        X,
+        y,
+        *,
+        lr: float,
+        epochs: int,
+        batch_size: int = 0,
+        X_val=None,
+        y_val=None,
+        patience: int = 0,
+        track_accuracy: bool = True,
+        rng: np.random.Generator | None = None,
+        progress=None,
+    ) -> History:
+        """Gradient descent θ ← θ − lr ∂L/∂θ; full batch when ``batch_size`` is 0.
+
+        A non-finite training loss stops training and marks the history ``diverged``: a result,
+        not an exception. ``patience`` > 0 stops after that many epochs without a lower
+        validation loss and restores the best parameters. ``progress`` is anything with a
+        tqdm-style ``update(n)``.
+        """
+        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not isinstance(epochs, int | np.integer) or epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {epochs}")
+        if not isinstance(batch_size, int | np.integer) or batch_size < 0:
+            raise ValueError(f"batch_size must be an integer >= 0 (0 = full batch), got {batch_size}")
+        if not isinstance(patience, int | np.integer) or patience < 0:
+            raise ValueError(f"patience must be an integer >= 0 (0 = off), got {patience}")
+        X, y = self._check(X, y)
+        has_val = X_val is not None
+        if has_val != (y_val is not None):
+            raise ValueError("X_val and y_val must be given together")
+        if patience and not has_val:
+            raise ValueError("patience > 0 needs validation data (X_val, y_val)")
+        if has_val:
+            X_val, y_val = self._check(X_val, y_val)
+        track_accuracy = track_accuracy or self.task == "classification"
+        if track_accuracy and self.task == "regression":
+            check_regression_accuracy_defined(y)
+            if has_val:
+                check_regression_accuracy_defined(y_val)
+        rng = rng or self.rng
+
+        n = len(X)
+        batch = n if batch_size == 0 else min(batch_size, n)
+        step = self.dtype.type(lr)
+        names = self.history_columns()
+        width = len(names)
+        curves = np.full((epochs, 2 * width), np.nan)
+        inv_train = 1.0 / np.abs(y) if self.task == "regression" and track_accuracy else None
+        inv_val = 1.0 / np.abs(y_val) if has_val and inv_train is not None else None
+        ws = _Workspace(self, batch)
+        ws_last = ws.rows(n % batch) if n % batch else None
+        ws_val = _Workspace(self, len(X_val)) if has_val else None
+        shuffled_X, shuffled_y = (np.empty_like(X), np.empty_like(y)) if batch < n else (X, y)
+        history = History()
+        best_loss, best_theta, waited = math.inf, None, 0
+        report_every = max(1, epochs // PROGRESS_UPDATES)
+
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            for epoch in range(epochs):
+                if has_val:
+                    z_val = self._forward(X_val, ws_val)
+                    curves[epoch, width:] = self._epoch_scores(z_val, y_val, inv_val)
+                    if patience:
+                        if curves[epoch, width] < best_loss:
+                            best_loss, best_theta, waited = curves[epoch, width], self._theta.copy(), 0
+                            history.best_epoch = epoch
+                        else:
+                            waited += 1
+                if batch == n:
+                    z = self._forward(X, ws)
+                    curves[epoch, :width] = self._epoch_scores(z, y, inv_train)
+                    self._backward(X, y, ws)
+                    self._theta -= step * ws.grad_vector
+                else:
+                    order = rng.permutation(n)
+                    np.take(X, order, axis=0, out=shuffled_X)
+                    np.take(y, order, axis=0, out=shuffled_y)
+                    inv = inv_train[order] if inv_train is not None else None
+                    totals = np.zeros(width)
+                    for start in range(0, n, batch):
+                        stop = min(start + batch, n)
+                        xb, yb = shuffled_X[start:stop], shuffled_y[start:stop]
+                        wsb = ws if stop - start == batch else ws_last
+                        z = self._forward(xb, wsb)
+                        ib = inv[start:stop] if inv is not None else None
+                        totals += np.multiply(self._epoch_scores(z, yb, ib), stop - start)
+                        self._backward(xb, yb, wsb)
+                        self._theta -= step * wsb.grad_vector
+                    curves[epoch, :width] = totals / n
+                history.epochs_run = epoch + 1
+                if not math.isfinite(curves[epoch, 0]) or not np.isfinite(self._theta).all():
+                    history.diverged, history.diverged_epoch = True, epoch
+                    break
+                if progress is not None and (epoch + 1) % report_every == 0:
+                    progress.update(report_every)
+                if patience and waited >= patience:
+                    history.stopped_early = True
+                    break
+
+        if best_theta is not None and not history.diverged:
+            self._theta[...] = best_theta
+        rows = curves[: history.epochs_run]
+        for i, name in enumerate(names):
+            history.columns[f"train_{name}"] = rows[:, i]
+            if has_val:
+                history.columns[f"val_{name}"] = rows[:, width + i]
+        if not (track_accuracy):
+            for split in ("train", "val"):
+                history.columns.pop(f"{split}_accuracy", None)
+        return history
+
+    # ---- persistence ----------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Weights and config in one .npz, loadable with allow_pickle=False."""
+        with open(path, "wb") as handle:
+            np.savez(handle, config=np.array(json.dumps(self.config)), **self.params)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MLP:
+        with np.load(path, allow_pickle=False) as archive:
+            config = json.loads(str(archive["config"]))
+            model = cls(**config)
+            for name, value in model.params.items():
+                if archive[name].shape != value.shape:
+                    raise ValueError(
+                        f"{path}: {name} has shape {archive[name].shape}, expected {value.shape}"
+                    )
+                value[...] = archive[name]
+        return model

@@ -1,0 +1,177 @@
+import numpy as np
+import pytest
+
+from backprop import MLP
+from backprop.metrics import regression_accuracy
+
+
+def test_one_gradient_step_worked_by_hand():
+    # f=1, h=1, sigmoid hidden, identity output, MSE; one row x=1, y=1; W1=0, b1=0, W2=1, b2=0.
+    model = MLP(1, [1], activation="sigmoid", rng=0)
+    for name, value in {"W1": 0.0, "b1": 0.0, "W2": 1.0, "b2": 0.0}.items():
+        model.params[name][...] = value
+    X, y = np.array([[1.0]]), np.array([1.0])
+    # Forward: z1 = 1·0 + 0 = 0, a1 = σ(0) = 0.5, ŷ = z2 = 0.5·1 + 0 = 0.5, L = (0.5 − 1)² = 0.25.
+    assert model.loss(X, y) == pytest.approx(0.25)
+    # δ2 = 2(ŷ − y)/n = −1. ∂L/∂W2 = a1·δ2 = −0.5, ∂L/∂b2 = −1.
+    # δ1 = δ2·W2·σ′(z1) = −1·1·0.25 = −0.25. ∂L/∂W1 = x·δ1 = −0.25, ∂L/∂b1 = −0.25.
+    grads = model.gradients(X, y)
+    expected = {"W1": -0.25, "b1": -0.25, "W2": -0.5, "b2": -1.0}
+    for name, value in expected.items():
+        assert grads[name].item() == pytest.approx(value)
+    # One step with lr = 0.1: θ ← θ − 0.1·∂L/∂θ.
+    model.fit(X, y, lr=0.1, epochs=1)
+    after = {"W1": 0.025, "b1": 0.025, "W2": 1.05, "b2": 0.1}
+    for name, value in after.items():
+        assert model.params[name].item() == pytest.approx(value)
+
+
+def test_identity_network_converges_to_least_squares(diabetes):
+    X, y = diabetes
+    design = np.column_stack([X, np.ones(len(X))])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    ols_mse = np.mean((design @ coef - y) ** 2)
+    assert ols_mse == pytest.approx(2859.7, abs=0.05)
+    model = MLP(10, [16], activation="identity", rng=0)
+    history = model.fit(X, y, lr=0.001, epochs=3000)
+    assert not history.diverged
+    assert model.evaluate(X, y)["mse"] == pytest.approx(ols_mse, rel=0.005)
+
+
+def test_sigmoid_network_beats_the_linear_model_on_training_data(diabetes):
+    X, y = diabetes
+    model = MLP(10, [16], activation="sigmoid", rng=0)
+    model.fit(X, y, lr=0.01, epochs=3000)
+    assert model.evaluate(X, y)["mse"] < 2000
+
+
+@pytest.mark.parametrize("batch_size", [0, 32])
+def test_same_seed_same_bits_other_seed_differs(diabetes, batch_size):
+    X, y = diabetes
+
+    def run(seed):
+        model = MLP(10, [8], rng=seed)
+        history = model.fit(X, y, lr=0.01, epochs=50, batch_size=batch_size)
+        return model._theta.copy(), history.columns["train_loss"]
+
+    (theta_a, loss_a), (theta_b, loss_b), (theta_c, _) = run(3), run(3), run(4)
+    assert np.array_equal(theta_a, theta_b) and np.array_equal(loss_a, loss_b)
+    assert not np.array_equal(theta_a, theta_c)
+
+
+def test_divergence_is_a_result_not_an_exception(diabetes):
+    X, y = diabetes
+    model = MLP(10, [16], activation="relu", rng=0)
+    history = model.fit(X, y, lr=10.0, epochs=500)
+    assert history.diverged
+    assert history.diverged_epoch is not None and history.epochs_run == history.diverged_epoch + 1
+    assert history.epochs_run < 500
+    assert all(np.isnan(v) for v in model.evaluate(X, y).values())
+
+
+def test_minibatch_history_and_validation_columns(diabetes):
+    X, y = diabetes
+    model = MLP(10, [8], rng=1)
+    history = model.fit(X[:300], y[:300], X_val=X[300:], y_val=y[300:], lr=0.01, epochs=20, batch_size=64)
+    assert set(history.columns) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert all(len(col) == 20 for col in history.columns.values())
+    assert history.columns["train_loss"][-1] < history.columns["train_loss"][0]
+
+
+def test_early_stopping_restores_the_best_weights(diabetes):
+    X, y = diabetes
+    model = MLP(10, [64], rng=0)
+    history = model.fit(X[:100], y[:100], X_val=X[100:], y_val=y[100:], lr=0.05, epochs=5000, patience=50)
+    assert history.stopped_early and history.epochs_run < 5000
+    best = history.columns["val_loss"][history.best_epoch]
+    assert model.loss(X[100:], y[100:]) == pytest.approx(best)
+
+
+def test_two_hidden_layers_train(diabetes):
+    X, y = diabetes
+    model = MLP(10, [16, 16], activation="tanh", rng=0)
+    history = model.fit(X, y, lr=0.001, epochs=300)
+    assert history.columns["train_loss"][-1] < history.columns["train_loss"][0]
+
+
+def test_classification_head_predicts_probabilities():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = (X[:, 0] + X[:, 1] > 0).astype(float)
+    model = MLP(2, [4], task="classification", rng=rng)
+    model.fit(X, y, lr=1.0, epochs=300)
+    p = model.predict(X)
+    assert p.min() >= 0 and p.max() <= 1
+    assert model.evaluate(X, y)["accuracy"] > 0.95
+    assert np.array_equal(model.predict_class(X), (p > 0.5).astype(int))
+
+
+def test_float32_on_request(diabetes):
+    X, y = diabetes
+    model = MLP(10, [8], dtype="float32", rng=0)
+    model.fit(X, y, lr=0.01, epochs=5)
+    assert model._theta.dtype == np.float32 and model.predict(X).dtype == np.float32
+
+
+def test_save_and_load_without_pickle(tmp_path, diabetes):
+    X, y = diabetes
+    model = MLP(10, [4, 3], activation="tanh", rng=0)
+    model.fit(X, y, lr=0.001, epochs=5)
+    model.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
+        assert set(archive.files) == {"config", "W1", "b1", "W2", "b2", "W3", "b3"}
+    loaded = MLP.load(tmp_path / "m.npz")
+    assert loaded.config == model.config
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_regression_accuracy_definition_and_zero_target():
+    assert regression_accuracy([100, 200], [110, 180]) == pytest.approx(1 - (0.1 + 0.1) / 2)
+    with pytest.raises(ValueError, match="y has 1 zero"):
+        regression_accuracy([0, 1], [0, 1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"activation": "softplus"},
+            r"activation must be one of \['identity', 'leaky_relu', 'relu', 'sigmoid',"
+            r" 'tanh'\], got 'softplus'",
+        ),
+        ({"task": "ranking"}, r"task must be one of \['classification', 'regression'\], got 'ranking'"),
+        (
+            {"task": "regression", "loss": "log_loss"},
+            r"loss for task 'regression' must be one of \['mse'\], got 'log_loss'",
+        ),
+        ({"hidden": []}, r"hidden must list at least one layer size"),
+        ({"hidden": [16, 0]}, r"hidden layer sizes must be integers >= 1, got \[16, 0\]"),
+        ({"init": "zeros"}, r"init must be one of \['glorot', 'he', 'uniform'\], got 'zeros'"),
+        ({"dtype": "float16"}, r"dtype must be one of \['float32', 'float64'\], got 'float16'"),
+    ],
+)
+def test_bad_constructor_arguments_have_sharp_messages(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MLP(3, **{"hidden": [4], **kwargs})
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lr": -0.1}, r"lr must be > 0, got -0.1"),
+        ({"lr": 0.1, "epochs": 0}, r"epochs must be an integer >= 1, got 0"),
+        ({"lr": 0.1, "batch_size": -1}, r"batch_size must be an integer >= 0"),
+        ({"lr": 0.1, "patience": 5}, r"patience > 0 needs validation data"),
+    ],
+)
+def test_bad_fit_arguments_have_sharp_messages(kwargs, message):
+    X, y = np.zeros((4, 3)), np.ones(4)
+    with pytest.raises(ValueError, match=message):
+        MLP(3, [4]).fit(X, y, **{"epochs": 1, **kwargs})
+
+
+def test_shape_mismatch_names_both_shapes():
+    with pytest.raises(ValueError, match=r"got X \(4, 3\) and y \(5,\)"):
+        MLP(3, [4]).loss(np.zeros((4, 3)), np.zeros(5))
+    with pytest.raises(ValueError, match=r"X must have shape \(n, 3\) for this network, got \(4, 2\)"):
+        MLP(3, [4]).predict(np.zeros((4, 2)))
