@@ -34,16 +34,23 @@ PROGRESS_UPDATES = 100  # progress callbacks per fit, so the hot loop pays for ~
 class History:
     """Per-epoch curves of one ``fit``.
 
-    Row e holds the metrics of the parameters entering epoch e; for mini-batches the train
-    columns are the mean over the epoch's batches, as scikit-learn reports them.
+    Columns are ``<split>_<metric>`` (``train_mse``, ``val_log_loss``, ``test_accuracy``).
+    Row e holds the metrics of the parameters after e updates (entering epoch e); for
+    mini-batches the train columns are the mean over the epoch's batches, as scikit-learn
+    reports them.
     """
 
+    loss_name: str = "mse"
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     epochs_run: int = 0
     diverged: bool = False
     diverged_epoch: int | None = None
     best_epoch: int | None = None
     stopped_early: bool = False
+
+    @property
+    def train_loss(self) -> np.ndarray:
+        return self.columns[f"train_{self.loss_name}"]
 
     def final(self, column: str) -> float:
         return float(self.columns[column][self.epochs_run - 1])
@@ -212,20 +219,24 @@ class MLP:
     def evaluate(self, X, y, *, with_accuracy: bool = True) -> dict[str, float]:
         """Final scores: regression mse, rmse, r2 (+ accuracy); classification log_loss, accuracy."""
         X, y = self._check(X, y)
-        z = self._forward(X, _Workspace(self, len(X)))
-        if not np.all(np.isfinite(z)):
-            return dict.fromkeys(self.metric_names(with_accuracy), math.nan)
-        if self.task == "regression":
-            return regression_metrics(y, z, with_accuracy=with_accuracy)
-        return classification_metrics(y, z)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = self._forward(X, _Workspace(self, len(X)))
+            if self.task == "regression":
+                scores = regression_metrics(y, z, with_accuracy=with_accuracy)
+            else:
+                scores = classification_metrics(y, z)
+        if not all(math.isfinite(value) for value in scores.values()):
+            # Overflowed weights give inf or garbage like accuracy -2e152: not a score.
+            return dict.fromkeys(scores, math.nan)
+        return scores
 
-    def metric_names(self, with_accuracy: bool = True) -> list[str]:
-        if self.task == "regression":
-            return ["mse", "rmse", "r2"] + (["accuracy"] if with_accuracy else [])
-        return ["log_loss", "accuracy"]
+    def history_columns(self) -> list[str]:
+        """Per-split curve names: the loss by its metric name, accuracy, and log loss for a
+        classifier trained on MSE so both losses can be compared on one scale."""
+        extra = ["log_loss"] if self.task == "classification" and self.loss_name != "log_loss" else []
+        return [self.loss_name, "accuracy", *extra]
 
     def _epoch_scores(self, z: np.ndarray, y: np.ndarray, inverse_abs_y) -> list[float]:
-        """loss, accuracy (nan if not tracked) and, for MSE-trained classifiers, log loss."""
         loss = self.head.loss(z, y)
         if self.task == "classification":
             accuracy = float(np.count_nonzero((z > 0) == (y > 0.5))) / len(y)
@@ -234,16 +245,8 @@ class MLP:
         else:
             accuracy = math.nan
         if self.task == "classification" and self.loss_name != "log_loss":
-            return [loss, accuracy, self._log_loss(z, y)]
+            return [loss, accuracy, float(np.mean(np.logaddexp(0.0, z) - y * z))]
         return [loss, accuracy]
-
-    @staticmethod
-    def _log_loss(z, y):
-        return float(np.mean(np.logaddexp(0.0, z) - y * z))
-
-    def history_columns(self) -> list[str]:
-        extra = ["log_loss"] if self.task == "classification" and self.loss_name != "log_loss" else []
-        return ["loss", "accuracy", *extra]
 
     def fit(
         self,
@@ -256,16 +259,18 @@ class MLP:
         X_val=None,
         y_val=None,
         patience: int = 0,
+        monitor: dict | None = None,
         track_accuracy: bool = True,
         rng: np.random.Generator | None = None,
         progress=None,
     ) -> History:
         """Gradient descent θ ← θ − lr ∂L/∂θ; full batch when ``batch_size`` is 0.
 
-        A non-finite training loss stops training and marks the history ``diverged``: a result,
-        not an exception. ``patience`` > 0 stops after that many epochs without a lower
-        validation loss and restores the best parameters. ``progress`` is anything with a
-        tqdm-style ``update(n)``.
+        Curves are recorded for the training data, for (X_val, y_val) as ``val`` and for every
+        ``monitor`` entry ``{name: (X, y)}``; only ``val`` drives early stopping. A non-finite
+        training loss stops training and marks the history ``diverged``: a result, not an
+        exception. ``patience`` > 0 stops after that many epochs without a lower validation loss
+        and restores the best parameters. ``progress`` is anything with tqdm's ``update(n)``.
         """
         if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be > 0, got {lr}")
@@ -275,19 +280,23 @@ class MLP:
             raise ValueError(f"batch_size must be an integer >= 0 (0 = full batch), got {batch_size}")
         if not isinstance(patience, int | np.integer) or patience < 0:
             raise ValueError(f"patience must be an integer >= 0 (0 = off), got {patience}")
-        X, y = self._check(X, y)
-        has_val = X_val is not None
-        if has_val != (y_val is not None):
+        if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together")
-        if patience and not has_val:
+        if patience and X_val is None:
             raise ValueError("patience > 0 needs validation data (X_val, y_val)")
-        if has_val:
-            X_val, y_val = self._check(X_val, y_val)
+        X, y = self._check(X, y)
+        named_sets = ({"val": (X_val, y_val)} if X_val is not None else {}) | dict(monitor or {})
         track_accuracy = track_accuracy or self.task == "classification"
-        if track_accuracy and self.task == "regression":
+        regression_accuracy = track_accuracy and self.task == "regression"
+        if regression_accuracy:
             check_regression_accuracy_defined(y)
-            if has_val:
-                check_regression_accuracy_defined(y_val)
+        evaluated = []  # (name, X, y, workspace, 1/|y| or None)
+        for name, (X_set, y_set) in named_sets.items():
+            X_set, y_set = self._check(X_set, y_set)
+            if regression_accuracy:
+                check_regression_accuracy_defined(y_set)
+            inverse = 1.0 / np.abs(y_set) if regression_accuracy else None
+            evaluated.append((name, X_set, y_set, _Workspace(self, len(X_set)), inverse))
         rng = rng or self.rng
 
         n = len(X)
@@ -295,46 +304,44 @@ class MLP:
         step = self.dtype.type(lr)
         names = self.history_columns()
         width = len(names)
-        curves = np.full((epochs, 2 * width), np.nan)
-        inv_train = 1.0 / np.abs(y) if self.task == "regression" and track_accuracy else None
-        inv_val = 1.0 / np.abs(y_val) if has_val and inv_train is not None else None
+        curves = np.full((epochs, width * (1 + len(evaluated))), np.nan)
+        inverse_train = 1.0 / np.abs(y) if regression_accuracy else None
         ws = _Workspace(self, batch)
         ws_last = ws.rows(n % batch) if n % batch else None
-        ws_val = _Workspace(self, len(X_val)) if has_val else None
         shuffled_X, shuffled_y = (np.empty_like(X), np.empty_like(y)) if batch < n else (X, y)
-        history = History()
+        history = History(loss_name=self.loss_name)
         best_loss, best_theta, waited = math.inf, None, 0
         report_every = max(1, epochs // PROGRESS_UPDATES)
 
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             for epoch in range(epochs):
-                if has_val:
-                    z_val = self._forward(X_val, ws_val)
-                    curves[epoch, width:] = self._epoch_scores(z_val, y_val, inv_val)
-                    if patience:
-                        if curves[epoch, width] < best_loss:
-                            best_loss, best_theta, waited = curves[epoch, width], self._theta.copy(), 0
-                            history.best_epoch = epoch
-                        else:
-                            waited += 1
+                for k, (_, X_set, y_set, ws_set, inverse) in enumerate(evaluated, start=1):
+                    z_set = self._forward(X_set, ws_set)
+                    curves[epoch, k * width : (k + 1) * width] = self._epoch_scores(z_set, y_set, inverse)
+                if patience:
+                    if curves[epoch, width] < best_loss:
+                        best_loss, best_theta, waited = curves[epoch, width], self._theta.copy(), 0
+                        history.best_epoch = epoch
+                    else:
+                        waited += 1
                 if batch == n:
                     z = self._forward(X, ws)
-                    curves[epoch, :width] = self._epoch_scores(z, y, inv_train)
+                    curves[epoch, :width] = self._epoch_scores(z, y, inverse_train)
                     self._backward(X, y, ws)
                     self._theta -= step * ws.grad_vector
                 else:
                     order = rng.permutation(n)
                     np.take(X, order, axis=0, out=shuffled_X)
                     np.take(y, order, axis=0, out=shuffled_y)
-                    inv = inv_train[order] if inv_train is not None else None
+                    inverse = inverse_train[order] if inverse_train is not None else None
                     totals = np.zeros(width)
                     for start in range(0, n, batch):
                         stop = min(start + batch, n)
                         xb, yb = shuffled_X[start:stop], shuffled_y[start:stop]
                         wsb = ws if stop - start == batch else ws_last
                         z = self._forward(xb, wsb)
-                        ib = inv[start:stop] if inv is not None else None
-                        totals += np.multiply(self._epoch_scores(z, yb, ib), stop - start)
+                        inverse_b = inverse[start:stop] if inverse is not None else None
+                        totals += np.multiply(self._epoch_scores(z, yb, inverse_b), stop - start)
                         self._backward(xb, yb, wsb)
                         self._theta -= step * wsb.grad_vector
                     curves[epoch, :width] = totals / n
@@ -351,13 +358,11 @@ class MLP:
         if best_theta is not None and not history.diverged:
             self._theta[...] = best_theta
         rows = curves[: history.epochs_run]
-        for i, name in enumerate(names):
-            history.columns[f"train_{name}"] = rows[:, i]
-            if has_val:
-                history.columns[f"val_{name}"] = rows[:, width + i]
-        if not (track_accuracy):
-            for split in ("train", "val"):
-                history.columns.pop(f"{split}_accuracy", None)
+        for k, split in enumerate(["train"] + [entry[0] for entry in evaluated]):
+            for i, name in enumerate(names):
+                if name == "accuracy" and not track_accuracy:
+                    continue
+                history.columns[f"{split}_{name}"] = rows[:, k * width + i]
         return history
 
     # ---- persistence ----------------------------------------------------------------------------

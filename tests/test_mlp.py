@@ -52,7 +52,7 @@ def test_same_seed_same_bits_other_seed_differs(diabetes, batch_size):
     def run(seed):
         model = MLP(10, [8], rng=seed)
         history = model.fit(X, y, lr=0.01, epochs=50, batch_size=batch_size)
-        return model._theta.copy(), history.columns["train_loss"]
+        return model._theta.copy(), history.train_loss
 
     (theta_a, loss_a), (theta_b, loss_b), (theta_c, _) = run(3), run(3), run(4)
     assert np.array_equal(theta_a, theta_b) and np.array_equal(loss_a, loss_b)
@@ -73,9 +73,9 @@ def test_minibatch_history_and_validation_columns(diabetes):
     X, y = diabetes
     model = MLP(10, [8], rng=1)
     history = model.fit(X[:300], y[:300], X_val=X[300:], y_val=y[300:], lr=0.01, epochs=20, batch_size=64)
-    assert set(history.columns) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert set(history.columns) == {"train_mse", "train_accuracy", "val_mse", "val_accuracy"}
     assert all(len(col) == 20 for col in history.columns.values())
-    assert history.columns["train_loss"][-1] < history.columns["train_loss"][0]
+    assert history.train_loss[-1] < history.train_loss[0]
 
 
 def test_early_stopping_restores_the_best_weights(diabetes):
@@ -83,7 +83,7 @@ def test_early_stopping_restores_the_best_weights(diabetes):
     model = MLP(10, [64], rng=0)
     history = model.fit(X[:100], y[:100], X_val=X[100:], y_val=y[100:], lr=0.05, epochs=5000, patience=50)
     assert history.stopped_early and history.epochs_run < 5000
-    best = history.columns["val_loss"][history.best_epoch]
+    best = history.columns["val_mse"][history.best_epoch]
     assert model.loss(X[100:], y[100:]) == pytest.approx(best)
 
 
@@ -91,7 +91,7 @@ def test_two_hidden_layers_train(diabetes):
     X, y = diabetes
     model = MLP(10, [16, 16], activation="tanh", rng=0)
     history = model.fit(X, y, lr=0.001, epochs=300)
-    assert history.columns["train_loss"][-1] < history.columns["train_loss"][0]
+    assert history.train_loss[-1] < history.train_loss[0]
 
 
 def test_classification_head_predicts_probabilities():

@@ -1,0 +1,302 @@
+"""params.yaml, one frozen dataclass per section, validated when loaded.
+
+Every message names the key: ``train.lr must be > 0, got -0.1``; a misspelled key is an error
+that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backprop.activations import ACTIVATIONS
+from backprop.initializers import INITIALIZERS
+from backprop.losses import DEFAULT_LOSS, HEADS, TASKS
+from backprop.mlp import DTYPES
+
+
+class ConfigError(ValueError):
+    """A bad value in params.yaml; the message names the key."""
+
+
+def build(cls, section: str, values: Any):
+    """``cls(**values)``, with unknown or missing keys reported as ``section.key``."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{section} must be a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]} is not a known key; valid keys: {sorted(fields)}")
+    required = [
+        name
+        for name, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise ConfigError(f"{section}.{missing[0]} is missing")
+    return cls(**values, _section=section)
+
+
+def _number(section, key, value, *, integer=False, minimum=None, above=None, below=None):
+    name = f"{section}.{key}"
+    kind = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if above is not None and not value > above:
+        raise ConfigError(f"{name} must be > {above}, got {value}")
+    if below is not None and not value < below:
+        raise ConfigError(f"{name} must be < {below}, got {value}")
+
+
+def _choice(section, key, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{section}.{key} must be one of {sorted(choices)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TaskData:
+    path: str
+    target: str
+    accuracy: str = "mape"
+    _section: str = field(default="data.task", repr=False, compare=False)
+
+    ACCURACY_CHOICES = ("mape", "none")
+
+    def __post_init__(self):
+        for key in ("path", "target"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ConfigError(f"{self._section}.{key} must be a non-empty string")
+        _choice(self._section, "accuracy", self.accuracy, self.ACCURACY_CHOICES)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    regression: TaskData
+    classification: TaskData
+    test_size: float
+    val_size: float
+    seed: int
+    _section: str = field(default="data", repr=False, compare=False)
+
+    def __post_init__(self):
+        for task in TASKS:
+            object.__setattr__(self, task, build(TaskData, f"data.{task}", getattr(self, task)))
+        for key in ("test_size", "val_size"):
+            _number("data", key, getattr(self, key), above=0, below=1)
+        _number("data", "seed", self.seed, integer=True, minimum=0)
+        if self.test_size + self.val_size >= 1:
+            raise ConfigError(
+                f"data.test_size + data.val_size must be < 1 to leave training rows, "
+                f"got {self.test_size} + {self.val_size}"
+            )
+
+    def task(self, name: str) -> TaskData:
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    hidden: tuple[int, ...]
+    activation: str
+    lr: float
+    epochs: int
+    batch_size: int = 0
+    init: str = "glorot"
+    seed: int = 0
+    patience: int = 0
+    dtype: str = "float64"
+    loss: str | None = None
+    overrides: dict = field(default_factory=dict)
+    _section: str = field(default="train", repr=False, compare=False)
+
+    def __post_init__(self):
+        s = self._section
+        hidden = self.hidden
+        if isinstance(hidden, int) and not isinstance(hidden, bool):
+            hidden = [hidden]
+        if not isinstance(hidden, list | tuple) or not hidden:
+            raise ConfigError(f"{s}.hidden must be a non-empty list of layer sizes, got {self.hidden!r}")
+        for size in hidden:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ConfigError(f"{s}.hidden sizes must be integers >= 1, got {list(hidden)}")
+        object.__setattr__(self, "hidden", tuple(hidden))
+        _choice(s, "activation", self.activation, ACTIVATIONS)
+        _number(s, "lr", self.lr, above=0)
+        _number(s, "epochs", self.epochs, integer=True, minimum=1)
+        _number(s, "batch_size", self.batch_size, integer=True, minimum=0)
+        _choice(s, "init", self.init, INITIALIZERS)
+        _number(s, "seed", self.seed, integer=True, minimum=0)
+        _number(s, "patience", self.patience, integer=True, minimum=0)
+        _choice(s, "dtype", self.dtype, DTYPES)
+        losses = sorted({loss for _, loss in HEADS})
+        if self.loss is not None:
+            _choice(s, "loss", self.loss, losses)
+        if not isinstance(self.overrides, dict):
+            raise ConfigError(f"{s}.overrides must map a task to settings, got {self.overrides!r}")
+        for task, settings in self.overrides.items():
+            _choice(f"{s}.overrides", "<task>", task, TASKS)
+            if not isinstance(settings, dict) or "overrides" in settings:
+                raise ConfigError(f"{s}.overrides.{task} must map train keys to values")
+            self.for_task(task)  # validates the merged settings, naming the override's keys
+
+    def for_task(self, task: str) -> TrainConfig:
+        """The settings one task trains with: train.* with train.overrides.<task> on top."""
+        settings = self.overrides.get(task, {})
+        merged = dataclasses.asdict(self) | dict(settings) | {"overrides": {}}
+        merged.pop("_section")
+        config = build(
+            TrainConfig, f"{self._section}.overrides.{task}" if settings else self._section, merged
+        )
+        if config.loss is not None and (task, config.loss) not in HEADS:
+            valid = sorted(loss for t, loss in HEADS if t == task)
+            raise ConfigError(
+                f"{self._section}.loss for task {task} must be one of {valid}, got {config.loss!r}"
+            )
+        return config
+
+    def varied(self, key: str, value, section: str) -> TrainConfig:
+        """The same settings with one key changed, validated under ``section``'s name."""
+        merged = dataclasses.asdict(self) | {key: value}
+        merged.pop("_section")
+        return build(TrainConfig, section, merged)
+
+    def loss_for(self, task: str) -> str:
+        return self.loss or DEFAULT_LOSS[task]
+
+    def as_params(self) -> dict[str, Any]:
+        """Flat, loggable view (what MLflow records as the run's params)."""
+        values = dataclasses.asdict(self)
+        values.pop("_section")
+        values.pop("overrides")
+        values["hidden"] = list(self.hidden)
+        return values
+
+
+SWEEPABLE = ("lr", "hidden", "activation", "loss", "batch_size", "init", "epochs")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    values: list
+    tasks: list
+    _section: str = field(default="sweep.x", repr=False, compare=False)
+
+    def __post_init__(self):
+        if not isinstance(self.values, list) or not self.values:
+            raise ConfigError(f"{self._section}.values must be a non-empty list, got {self.values!r}")
+        if len(set(map(repr, self.values))) != len(self.values):
+            raise ConfigError(f"{self._section}.values has duplicates: {self.values}")
+        if not isinstance(self.tasks, list) or not self.tasks:
+            raise ConfigError(f"{self._section}.tasks must be a non-empty list, got {self.tasks!r}")
+        for task in self.tasks:
+            _choice(self._section, "tasks", task, TASKS)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """``sweep.seeds`` and ``sweep.curve_points`` apply to every sweep; every other key names a
+    train key to vary (``sweep.lr: {values: [...], tasks: [...]}``)."""
+
+    seeds: list
+    curve_points: int = 200
+    specs: dict = field(default_factory=dict)
+    _section: str = field(default="sweep", repr=False, compare=False)
+
+    def __post_init__(self):
+        if not isinstance(self.seeds, list) or not self.seeds:
+            raise ConfigError(f"sweep.seeds must be a non-empty list of integers, got {self.seeds!r}")
+        for seed in self.seeds:
+            _number("sweep", "seeds", seed, integer=True, minimum=0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"sweep.seeds has duplicates: {self.seeds}")
+        _number("sweep", "curve_points", self.curve_points, integer=True, minimum=2)
+
+    @classmethod
+    def from_params(cls, values: dict) -> SweepConfig:
+        if not isinstance(values, dict):
+            raise ConfigError(f"sweep must be a mapping, got {values!r}")
+        shared = {key: values[key] for key in ("seeds", "curve_points") if key in values}
+        if "seeds" not in shared:
+            raise ConfigError("sweep.seeds is missing")
+        specs = {}
+        for name, spec in values.items():
+            if name in shared:
+                continue
+            if name not in SWEEPABLE:
+                raise ConfigError(
+                    f"sweep.{name} is not a known key; valid: seeds, curve_points and the "
+                    f"sweepable train keys {sorted(SWEEPABLE)}"
+                )
+            specs[name] = build(SweepSpec, f"sweep.{name}", spec)
+        return cls(**shared, specs=specs)
+
+    def spec(self, name: str) -> SweepSpec:
+        if name not in self.specs:
+            raise ConfigError(f"sweep.{name} is not defined; defined sweeps: {sorted(self.specs)}")
+        return self.specs[name]
+
+    def configs(self, name: str, train: TrainConfig, task: str):
+        """(value, seed, TrainConfig) for every point of sweep ``name`` on ``task``."""
+        base = train.for_task(task)
+        for index, value in enumerate(self.spec(name).values):
+            varied = base.varied(name, value, f"sweep.{name}.values[{index}]").for_task(task)
+            for seed in self.seeds:
+                yield value, seed, dataclasses.replace(varied, seed=seed)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    experiment: str
+    max_logged_steps: int = 200
+    log_models: bool = True
+    _section: str = field(default="tracking", repr=False, compare=False)
+
+    def __post_init__(self):
+        if not isinstance(self.experiment, str) or not self.experiment:
+            raise ConfigError(f"tracking.experiment must be a non-empty string, got {self.experiment!r}")
+        _number("tracking", "max_logged_steps", self.max_logged_steps, integer=True, minimum=2)
+        if not isinstance(self.log_models, bool):
+            raise ConfigError(f"tracking.log_models must be true or false, got {self.log_models!r}")
+
+
+def read_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections")
+    return params
+
+
+def section(params: dict, name: str) -> Any:
+    if name not in params:
+        raise ConfigError(f"params.yaml has no section {name!r}; sections: {sorted(params)}")
+    return params[name]
+
+
+def load_data(params: dict) -> DataConfig:
+    return build(DataConfig, "data", section(params, "data"))
+
+
+def load_train(params: dict) -> TrainConfig:
+    return build(TrainConfig, "train", section(params, "train"))
+
+
+def load_sweep(params: dict) -> SweepConfig:
+    return SweepConfig.from_params(section(params, "sweep"))
+
+
+def load_tracking(params: dict) -> TrackingConfig:
+    return build(TrackingConfig, "tracking", section(params, "tracking"))

@@ -1,0 +1,99 @@
+"""One training run from prepared data: the function the train stage and every sweep call."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from backprop.lab.config import TrainConfig
+from backprop.lab.datasets import SPLITS, Prepared
+from backprop.mlp import MLP, History
+
+
+@dataclass
+class RunResult:
+    task: str
+    config: TrainConfig
+    model: MLP
+    history: History
+    scores: dict[str, dict[str, float]]  # split -> metric -> value, for the returned model
+
+    def summary(self) -> dict:
+        """The content of metrics/<task>.json."""
+        return self.scores | {
+            "epochs_run": self.history.epochs_run,
+            "diverged": self.history.diverged,
+            "diverged_epoch": self.history.diverged_epoch,
+            "stopped_early": self.history.stopped_early,
+            "best_epoch": self.history.best_epoch,
+        }
+
+    def history_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.history.columns)
+        frame.insert(0, "epoch", np.arange(len(frame)))
+        return frame
+
+    def flat_scores(self) -> dict[str, float]:
+        return {
+            f"{split}_{name}": value
+            for split, values in self.scores.items()
+            for name, value in values.items()
+        }
+
+
+def build_model(n_inputs: int, task: str, config: TrainConfig) -> MLP:
+    return MLP(
+        n_inputs,
+        hidden=config.hidden,
+        activation=config.activation,
+        task=task,
+        loss=config.loss_for(task),
+        init=config.init,
+        rng=np.random.default_rng(config.seed),
+        dtype=config.dtype,
+    )
+
+
+def train_model(prepared: Prepared, task: str, config: TrainConfig, progress=None) -> RunResult:
+    """Fit on the train split, monitor val (early stopping) and test (curves only), score all."""
+    model = build_model(len(prepared.features), task, config)
+    history = model.fit(
+        prepared.X["train"],
+        prepared.y["train"],
+        lr=config.lr,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        X_val=prepared.X["val"],
+        y_val=prepared.y["val"],
+        patience=config.patience,
+        monitor={"test": (prepared.X["test"], prepared.y["test"])},
+        track_accuracy=prepared.with_accuracy,
+        progress=progress,
+    )
+    scores = {
+        split: model.evaluate(prepared.X[split], prepared.y[split], with_accuracy=prepared.with_accuracy)
+        for split in SPLITS
+    }
+    if history.diverged:  # the weights of a diverged run score nothing, however finite they look
+        scores = {split: dict.fromkeys(values, math.nan) for split, values in scores.items()}
+    return RunResult(task, config, model, history, scores)
+
+
+def train_on_all_rows(prepared: Prepared, task: str, config: TrainConfig) -> dict[str, float]:
+    """The reference hand-in's protocol: fit and score on every row (no held-out data)."""
+    model = build_model(len(prepared.features), task, config)
+    history = model.fit(
+        prepared.X["all"],
+        prepared.y["all"],
+        lr=config.lr,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        track_accuracy=prepared.with_accuracy,
+    )
+    scores = model.evaluate(prepared.X["all"], prepared.y["all"], with_accuracy=prepared.with_accuracy)
+    if history.diverged:
+        scores = dict.fromkeys(scores, math.nan)
+    return scores | {"epochs_run": history.epochs_run, "diverged": history.diverged}

@@ -1,0 +1,93 @@
+"""Vary one train key over sweep.<name>.values × sweep.seeds (dvc stages `sweep@<name>`).
+
+One MLflow parent run per sweep, one nested child run per (task, value, seed), each trained by
+the same ``train_model`` as the train stage.
+"""
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from backprop.lab.config import load_sweep, load_tracking, load_train, read_params
+from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
+from backprop.lab.sweeps import best_value, curve_rows, result_row, run_sweep
+from backprop.lab.tracking import Tracker, final_metrics, history_metrics, run_tags
+from backprop.losses import DEFAULT_LOSS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("name", help="the sweep: a key of the sweep section (lr, hidden, ...)")
+    parser.add_argument("--prepared", required=True)
+    parser.add_argument("--out", required=True, help="folder for results.csv, curves.csv, runs.json")
+    args = parser.parse_args()
+
+    params = read_params()
+    train, sweep, tracking = load_train(params), load_sweep(params), load_tracking(params)
+    spec = sweep.spec(args.name)
+    prepared = {task: load_prepared(args.prepared, task)[0] for task in spec.tasks}
+    tracker = Tracker(tracking.experiment)
+    out = Path(args.out)
+    rows, curves, children = [], [], []
+    total = len(spec.tasks) * len(spec.values) * len(sweep.seeds)
+
+    with staged_outputs() as outputs, progress_bar(total, f"sweep {args.name}") as bar:
+        parent_tags = run_tags(f"sweep@{args.name}", sweep=args.name)
+        with tracker.run(f"sweep-{args.name}", parent_tags) as parent:
+            tracker.log(
+                parent,
+                params={
+                    "sweep": {
+                        "name": args.name,
+                        "values": spec.values,
+                        "tasks": spec.tasks,
+                        "seeds": sweep.seeds,
+                    }
+                }
+                | {"train": train.as_params()},
+            )
+            points = run_sweep(args.name, sweep, train, prepared)
+            for task, value, seed, result in points:
+                tags = run_tags(
+                    f"sweep@{args.name}", task=task, sweep=args.name, sweep_value=value, seed=seed
+                )
+                tags["diverged"] = str(result.history.diverged).lower()
+                with tracker.run(f"{args.name}={value} seed={seed} {task}", tags, parent_id=parent) as child:
+                    metrics = history_metrics(result.history.columns, tracking.max_logged_steps)
+                    metrics += final_metrics(result.scores, step=result.history.epochs_run)
+                    tracker.log(child, params=result.config.as_params() | {"task": task}, metrics=metrics)
+                rows.append(result_row(args.name, task, value, seed, result))
+                curves.append(
+                    curve_rows(
+                        task, value, seed, result, epochs=result.config.epochs, points=sweep.curve_points
+                    )
+                )
+                children.append({"task": task, "value": value, "seed": seed, "run_id": child})
+                bar.update()
+
+            results = pd.DataFrame(rows)
+            losses = {task: DEFAULT_LOSS[task] for task in spec.tasks}  # ranked by the task's metric
+            best = best_value(results, losses)
+            results_path = outputs.path(out / "results.csv")
+            results.to_csv(results_path, index=False)
+            curves_path = outputs.path(out / "curves.csv")
+            pd.concat(curves, ignore_index=True).to_csv(curves_path, index=False)
+            tracker.log(
+                parent,
+                metrics=[(f"best_{task}_val_{losses[task]}", b["mean"], 0) for task, b in best.items()],
+                tags={f"best_{task}_{args.name}": b["value"] for task, b in best.items()},
+            )
+            tracker.log_artifacts(parent, [results_path, curves_path])
+            outputs.json(
+                out / "runs.json", {"tracking_uri": tracker.uri, "parent": parent, "children": children}
+            )
+    for task, b in best.items():
+        print(
+            f"sweep {args.name}, {task}: best {args.name}={b['value']} "
+            f"(val {losses[task]} {b['mean']:.4g} ± {b['std']:.2g}); MLflow parent run {parent}"
+        )
+
+
+if __name__ == "__main__":
+    run_stage(main)
