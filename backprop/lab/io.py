@@ -25,12 +25,16 @@ class Outputs:
 
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []
+        self._created: list[Path] = []
 
     def path(self, final: str | Path) -> Path:
         """Where to write ``final`` for now: a hidden sibling folder, same file name (so an
         MLflow artifact logged from it is named right), same file system (so the move is atomic)."""
         final = Path(final)
         temporary = final.parent / f".partial-{os.getpid()}" / final.name
+        created = next((p for p in reversed(temporary.parents) if not p.exists()), None)
+        if created is not None and created != temporary.parent:
+            self._created.append(created)  # folders that exist only for this stage's outputs
         temporary.parent.mkdir(parents=True, exist_ok=True)
         self._pending.append((temporary, final))
         return temporary
@@ -48,6 +52,7 @@ class Outputs:
             for temporary, final in self._pending:
                 os.replace(temporary, final)
             self._remove_folders()
+            self._created.clear()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
@@ -55,6 +60,9 @@ class Outputs:
         for temporary, _ in self._pending:
             temporary.unlink(missing_ok=True)
         self._remove_folders()
+        for folder in reversed(self._created):
+            shutil.rmtree(folder, ignore_errors=True)
+        self._created.clear()
 
     def _remove_folders(self) -> None:
         for folder in {temporary.parent for temporary, _ in self._pending}:

@@ -1,0 +1,194 @@
+"""Bad input: one clear line naming the file, column or key; exit 2; nothing left behind."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT, pipeline_env
+
+from backprop.lab.config import ConfigError, load_data, load_sweep, load_train
+
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+DIABETES_HEADER = "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6,progression\n"
+GOOD_ROWS = "".join(
+    f"{i},{i % 2},{20 + i},{80 + i},{150 + i},{90 + i},{40 + i},{i % 5},{4 + i / 10},{80 + i},{100 + i}\n"
+    for i in range(20)
+)
+
+
+def with_changes(section: str, **changes) -> dict:
+    values = yaml.safe_load(yaml.safe_dump(PARAMS))
+    values[section].update(changes)
+    return values
+
+
+@pytest.mark.parametrize(
+    "loader, section, changes, message",
+    [
+        (load_train, "train", {"lr": -0.1}, "train.lr must be > 0, got -0.1"),
+        (load_train, "train", {"lr": 0}, "train.lr must be > 0, got 0"),
+        (
+            load_train,
+            "train",
+            {"activation": "softplus"},
+            "train.activation must be one of ['identity', 'leaky_relu', 'relu', 'sigmoid', 'tanh'], got 'softplus'",
+        ),
+        (load_train, "train", {"hidden": [0]}, "train.hidden sizes must be integers >= 1, got [0]"),
+        (load_train, "train", {"hidden": []}, "train.hidden must be a non-empty list of layer sizes, got []"),
+        (load_train, "train", {"epochs": 0}, "train.epochs must be >= 1, got 0"),
+        (load_train, "train", {"lrr": 0.1}, "train.lrr is not a known key; valid keys:"),
+        (
+            load_train,
+            "train",
+            {"overrides": {"classification": {"lr": -1}}},
+            "train.overrides.classification.lr must be > 0, got -1",
+        ),
+        (
+            load_train,
+            "train",
+            {"overrides": {"ranking": {}}},
+            "train.overrides.<task> must be one of ['classification', 'regression'], got 'ranking'",
+        ),
+        (
+            load_data,
+            "data",
+            {"test_size": 0.5, "val_size": 0.5},
+            "data.test_size + data.val_size must be < 1 to leave training rows, got 0.5 + 0.5",
+        ),
+        (load_data, "data", {"test_size": 0}, "data.test_size must be > 0, got 0"),
+        (
+            load_data,
+            "data",
+            {"regression": {"path": "x.csv", "target": "y", "accuracy": "r2"}},
+            "data.regression.accuracy must be one of ['mape', 'none'], got 'r2'",
+        ),
+        (load_sweep, "sweep", {"seeds": []}, "sweep.seeds must be a non-empty list of integers, got []"),
+        (
+            load_sweep,
+            "sweep",
+            {"momentum": {"values": [0.9], "tasks": ["regression"]}},
+            "sweep.momentum is not a known key",
+        ),
+        (
+            load_sweep,
+            "sweep",
+            {"lr": {"values": [0.1], "tasks": ["ranking"]}},
+            "sweep.lr.tasks must be one of ['classification', 'regression'], got 'ranking'",
+        ),
+    ],
+)
+def test_bad_params_name_the_key(loader, section, changes, message):
+    with pytest.raises(ConfigError) as error:
+        loader(with_changes(section, **changes))
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_bad_sweep_value_names_its_position():
+    sweep = load_sweep(with_changes("sweep", lr={"values": [0.1, -1.0], "tasks": ["regression"]}))
+    with pytest.raises(ConfigError, match=r"sweep.lr.values\[1\].lr must be > 0, got -1.0"):
+        list(sweep.configs("lr", load_train(PARAMS), "regression"))
+
+
+def run_prepare(tmp_path, csv_text: str | None, **data_changes):
+    """The real stage in a scratch folder whose params point the regression task at our CSV."""
+    params = with_changes("data", **data_changes)
+    params["data"]["regression"]["path"] = "bad.csv"
+    params["data"]["classification"]["path"] = str(ROOT / "data" / "breast_cancer.csv")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    if csv_text is not None:
+        (tmp_path / "bad.csv").write_text(csv_text)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.prepare", "--out", "prepared"],
+        cwd=tmp_path,
+        env=pipeline_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+    )
+    return result, tmp_path / "prepared"
+
+
+BAD_TABLES = [
+    (None, {}, "bad.csv does not exist"),
+    ("", {}, "bad.csv is empty"),
+    (DIABETES_HEADER, {}, "bad.csv has a header but no rows"),
+    (
+        DIABETES_HEADER.replace("progression", "outcome") + GOOD_ROWS,
+        {},
+        "bad.csv: target column 'progression' not found",
+    ),
+    (
+        DIABETES_HEADER + GOOD_ROWS.replace("0,0,20,", "abc,0,20,", 1),
+        {},
+        "bad.csv: column 'age' is not numeric (row 2: 'abc')",
+    ),
+    (
+        DIABETES_HEADER + GOOD_ROWS + "1,0,nan,80,150,90,40,1,4,80,100\n",
+        {},
+        "bad.csv: column 'bmi' has 1 NaN/inf value(s), first in row 22",
+    ),
+    (
+        DIABETES_HEADER + GOOD_ROWS + "1,0,inf,80,150,90,40,1,4,80,100\n",
+        {},
+        "bad.csv: column 'bmi' has 1 NaN/inf value(s)",
+    ),
+    (
+        DIABETES_HEADER + "".join(f"{i},1,20,{80 + i},150,90,40,1,4,80,{100 + i}\n" for i in range(20)),
+        {},
+        "bad.csv: feature 'sex' is constant (1 in every row)",
+    ),
+    (
+        DIABETES_HEADER + GOOD_ROWS + "1,0,21,80,150,90,40,1,4,80,0\n",
+        {},
+        "bad.csv: target 'progression' has 1 zero(s), so accuracy 1 - mean(|y - y_hat|/|y|) is undefined; set data.regression.accuracy: none",
+    ),
+    (
+        DIABETES_HEADER + "".join(GOOD_ROWS.splitlines(keepends=True)[:3]),
+        {"test_size": 0.45, "val_size": 0.45},
+        "each split needs rows",
+    ),
+]
+
+
+@pytest.mark.parametrize("csv_text, data_changes, message", BAD_TABLES)
+def test_prepare_rejects_bad_tables_with_one_clear_line(tmp_path, csv_text, data_changes, message):
+    result, out = run_prepare(tmp_path, csv_text, **data_changes)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip().removeprefix('error: ')}"]
+    assert message in result.stderr
+    assert not out.exists() or not any(out.rglob("*")), "partial outputs left behind"
+
+
+def test_classification_target_must_be_binary(tmp_path):
+    params = yaml.safe_load(yaml.safe_dump(PARAMS))
+    params["data"]["classification"]["path"] = "cancer.csv"
+    params["data"]["regression"]["path"] = str(ROOT / "data" / "diabetes.csv")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    text = (ROOT / "data" / "breast_cancer.csv").read_text().splitlines()
+    text[1] = text[1].rsplit(",", 1)[0] + ",2"
+    (tmp_path / "cancer.csv").write_text("\n".join(text) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.prepare", "--out", "prepared"],
+        cwd=tmp_path,
+        env=pipeline_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert (
+        "cancer.csv: target 'malignant' must be binary (0/1) for classification, found values [0.0, 1.0, 2.0]"
+        in result.stderr
+    )
+    assert not (tmp_path / "prepared").exists() or not any((tmp_path / "prepared").rglob("*"))
+
+
+def test_zero_targets_are_fine_when_accuracy_is_not_requested(tmp_path):
+    rows = GOOD_ROWS + "1,0,21,80,150,90,40,1,4,80,0\n"
+    result, out = run_prepare(
+        tmp_path,
+        DIABETES_HEADER + rows,
+        regression={"path": "bad.csv", "target": "progression", "accuracy": "none"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert (out / "regression" / "arrays.npz").is_file()

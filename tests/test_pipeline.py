@@ -1,0 +1,202 @@
+"""End to end: `dvc repro` on a fresh copy with tiny params, then what a user looks at."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import TINY, run
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.e2e
+
+TASKS = ("regression", "classification")
+SWEEPS = ("lr", "hidden", "activation", "loss")
+
+
+def store(repo: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def all_runs(client: MlflowClient):
+    experiment = client.get_experiment_by_name("backprop-lab")
+    return client.search_runs([experiment.experiment_id], max_results=5000)
+
+
+def test_repro_writes_every_declared_output(tiny_repo):
+    for task in TASKS:
+        assert (tiny_repo / "data/prepared" / task / "arrays.npz").is_file()
+        schema = json.loads((tiny_repo / "data/prepared" / task / "schema.json").read_text())
+        assert (
+            schema["rows"]["train"] + schema["rows"]["val"] + schema["rows"]["test"] == schema["rows"]["all"]
+        )
+        assert (tiny_repo / "models" / f"{task}.npz").is_file()
+        metrics = json.loads((tiny_repo / "metrics" / f"{task}.json").read_text())
+        expected = {"mse", "rmse", "r2", "accuracy"} if task == "regression" else {"log_loss", "accuracy"}
+        for split in ("train", "val", "test"):
+            assert set(metrics[split]) == expected
+            assert all(np.isfinite(v) for v in metrics[split].values())
+        assert metrics["epochs_run"] == TINY["train"]["epochs"] and metrics["diverged"] is False
+        history = pd.read_csv(tiny_repo / "plots" / task / "history.csv")
+        loss = "mse" if task == "regression" else "log_loss"
+        assert {"epoch", f"train_{loss}", f"val_{loss}", f"test_{loss}", "test_accuracy"} <= set(
+            history.columns
+        )
+        assert len(history) == TINY["train"]["epochs"]
+    for name in SWEEPS:
+        results = pd.read_csv(tiny_repo / "sweeps" / name / "results.csv")
+        spec = TINY["sweep"][name]
+        assert len(results) == len(spec["values"]) * len(spec["tasks"]) * len(TINY["sweep"]["seeds"])
+        assert (tiny_repo / "sweeps" / name / "curves.csv").is_file()
+    figures = sorted(p.name for p in (tiny_repo / "report" / "figures").glob("*.png"))
+    assert len(figures) == 2 + 2 * len(SWEEPS)
+    assert not list(tiny_repo.rglob(".partial-*")), "staged outputs left behind"
+
+
+def test_a_diverging_learning_rate_is_a_result(tiny_repo):
+    results = pd.read_csv(tiny_repo / "sweeps" / "lr" / "results.csv")
+    diverged = results[results["value"] == 100000.0]
+    assert diverged["diverged"].all() and diverged["test_mse"].isna().all()
+    assert not results[results["value"] == 0.01]["diverged"].any()
+
+
+def test_every_run_is_in_the_project_store(tiny_repo):
+    client = store(tiny_repo)
+    experiment = client.get_experiment_by_name("backprop-lab")
+    assert experiment.artifact_location == (tiny_repo / "mlartifacts").as_uri()
+    runs = all_runs(client)
+    assert runs and {r.info.status for r in runs} == {"FINISHED"}
+
+    train_runs = {r.data.tags["task"]: r for r in runs if r.data.tags.get("stage") == "train"}
+    assert set(train_runs) == set(TASKS)
+    for task, train_run in train_runs.items():
+        loss = "mse" if task == "regression" else "log_loss"
+        curve = client.get_metric_history(train_run.info.run_id, f"train_{loss}")
+        assert len(curve) == TINY["tracking"]["max_logged_steps"] + 1  # the curve plus the final value
+        assert sorted(m.step for m in curve)[-1] == TINY["train"]["epochs"]
+        assert train_run.data.params["lr"] and train_run.data.params["hidden"] == "[4]"
+        assert train_run.data.tags["git_commit"] != "unknown"
+        artifacts = Path(train_run.info.artifact_uri.removeprefix("file://"))
+        for name in ("history.csv", f"{task}.npz", "model/MLmodel", f"figures/history_{task}.png"):
+            assert (artifacts / name).is_file(), name
+
+    parents = {
+        r.data.tags["sweep"]: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") is None and "sweep" in r.data.tags
+    }
+    assert set(parents) == set(SWEEPS)
+    lr_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents["lr"].info.run_id]
+    assert len(lr_children) == 4
+    for child in lr_children:
+        assert child.info.status == "FINISHED"
+        assert len(client.get_metric_history(child.info.run_id, "train_mse")) >= 2
+        assert child.data.tags["diverged"] == str(child.data.tags["sweep_value"] == "100000.0").lower()
+    parent_artifacts = Path(parents["lr"].info.artifact_uri.removeprefix("file://"))
+    assert (parent_artifacts / "results.csv").is_file() and (
+        parent_artifacts / "figures/sweep_lr_summary.png"
+    ).is_file()
+
+
+def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
+    import mlflow.pyfunc
+
+    from backprop import MLP
+
+    run_id = json.loads((tiny_repo / "models" / "runs.json").read_text())["runs"]["regression"]
+    mlflow_uri = f"sqlite:///{tiny_repo / 'mlflow.db'}"
+    mlflow.set_tracking_uri(mlflow_uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    finally:
+        mlflow.set_tracking_uri(None)
+    raw = pd.read_csv(tiny_repo / "data" / "diabetes.csv").drop(columns="progression").head(5).astype(float)
+    predicted = np.asarray(model.predict(raw))
+    schema = json.loads((tiny_repo / "data/prepared/regression/schema.json").read_text())
+    mean = np.array([schema["train_mean"][c] for c in raw.columns])
+    std = np.array([schema["train_std"][c] for c in raw.columns])
+    expected = MLP.load(tiny_repo / "models" / "regression.npz").predict((raw.to_numpy() - mean) / std)
+    assert predicted.shape == (5,)
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4)  # schema stats are rounded to 6 digits
+
+
+def test_dvc_metrics_exp_show_and_plots(tiny_repo):
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], tiny_repo).stdout)
+    (workspace,) = metrics.values()
+    regression = workspace["data"]["metrics/regression.json"]["data"]
+    assert {"train", "val", "test"} <= set(regression) and "mse" in regression["test"]
+    header = run(["dvc", "exp", "show", "--csv"], tiny_repo).stdout.splitlines()[0].split(",")
+    # DVC prefixes a column with its file when two metric files share the name.
+    names = {column.split(":")[-1] for column in header}
+    assert {
+        "test.mse",
+        "test.accuracy",
+        "test.log_loss",
+        "train.lr",
+        "train.hidden",
+        "train.activation",
+    } <= names
+    run(["dvc", "plots", "show", "-o", "dvc_plots"], tiny_repo)
+    assert (tiny_repo / "dvc_plots" / "index.html").is_file()
+
+
+def test_changing_one_sweep_reruns_only_that_sweep_and_what_follows(tiny_repo):
+    params_path = tiny_repo / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["sweep"]["hidden"]["values"] = [2, 8]
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = json.loads(run(["dvc", "status", "--json"], tiny_repo).stdout)
+    finally:
+        params_path.write_text(original)
+    assert "sweep@hidden" in status
+    assert set(status) <= {"sweep@hidden", "plot", "report"}
+    assert json.loads(run(["dvc", "status", "--json"], tiny_repo).stdout) == {}
+
+
+def wait_for_queue(repo: Path, timeout: float = 600) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if "Queued" not in status and "Running" not in status:
+            return status
+        time.sleep(3)
+    raise AssertionError(f"queue did not drain in {timeout}s:\n{status}")
+
+
+def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
+    """Four queued experiments drained by four workers: every run, curve and artifact ends up in
+    the project's store, none in DVC's temporary copies of the repo."""
+    lrs = ["0.02", "0.03", "0.04", "0.05"]
+    for lr in lrs:
+        run(["dvc", "exp", "run", "--queue", "-S", f"train.lr={lr}"], tiny_repo)
+    run(["dvc", "queue", "start", "-j", "4"], tiny_repo)
+    status = wait_for_queue(tiny_repo)
+    assert status.count("Success") == len(lrs), status
+
+    client = store(tiny_repo)
+    runs = [r for r in all_runs(client) if r.data.tags.get("dvc_exp")]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    train_runs = [r for r in runs if r.data.tags.get("stage") == "train"]
+    assert len(train_runs) == 2 * len(lrs) and len({r.data.tags["dvc_exp"] for r in train_runs}) == len(lrs)
+    regression_runs = [r for r in train_runs if r.data.tags["task"] == "regression"]
+    assert sorted(r.data.params["lr"] for r in regression_runs) == lrs
+    for train_run in train_runs:
+        artifacts = Path(train_run.info.artifact_uri.removeprefix("file://"))
+        assert artifacts.is_relative_to(tiny_repo / "mlartifacts")
+        assert (artifacts / "history.csv").is_file() and (artifacts / "model" / "MLmodel").is_file()
+        loss = "mse" if train_run.data.tags["task"] == "regression" else "log_loss"
+        assert len(client.get_metric_history(train_run.info.run_id, f"train_{loss}")) > 2
+    sweep_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(sweep_children) == len(lrs) * sum(
+        len(spec["values"]) * len(spec["tasks"]) * len(TINY["sweep"]["seeds"])
+        for name, spec in TINY["sweep"].items()
+        if name in SWEEPS
+    )
+    assert not list((tiny_repo / ".dvc" / "tmp").rglob("mlflow.db")), "a store inside DVC's temporary copies"
+    shown = run(["dvc", "exp", "show", "--csv"], tiny_repo).stdout
+    assert all(lr in shown for lr in lrs)
