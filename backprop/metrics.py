@@ -38,9 +38,7 @@ def r2(y, y_hat) -> float:
 def check_regression_accuracy_defined(y) -> None:
     zeros = int(np.count_nonzero(np.asarray(y) == 0))
     if zeros:
-        raise ValueError(
-            f"regression accuracy 1 - mean(|y - y_hat| / |y|) is undefined: y has {zeros} zero(s)"
-        )
+        raise ValueError(f"regression accuracy 1 - mean(|y - y_hat| / |y|) is undefined: y has {zeros} zero(s)")
 
 
 def regression_accuracy(y, y_hat) -> float:

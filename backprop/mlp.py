@@ -183,8 +183,7 @@ class MLP:
         y_in = np.asarray(y)
         if y_in.ndim not in (1, 2) or y_in.shape[0] != X.shape[0] or y_in.size != X.shape[0]:
             raise ValueError(
-                f"X and y must have the same number of rows and y one column, "
-                f"got X {X.shape} and y {y_in.shape}"
+                f"X and y must have the same number of rows and y one column, got X {X.shape} and y {y_in.shape}"
             )
         y = np.asarray(y_in, dtype=self.dtype).reshape(-1, 1)
         if not np.all(np.isfinite(y)):
@@ -379,8 +378,6 @@ class MLP:
             model = cls(**config)
             for name, value in model.params.items():
                 if archive[name].shape != value.shape:
-                    raise ValueError(
-                        f"{path}: {name} has shape {archive[name].shape}, expected {value.shape}"
-                    )
+                    raise ValueError(f"{path}: {name} has shape {archive[name].shape}, expected {value.shape}")
                 value[...] = archive[name]
         return model

@@ -17,7 +17,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plots", required=True, help="folder with <task>/history.csv")
     parser.add_argument("--metrics", required=True, help="folder with <task>.json")
-    parser.add_argument("--models", required=True, help="folder with runs.json")
+    parser.add_argument("--runs", required=True, help="folder with the run-id files (train.json, sweep_<name>.json)")
     parser.add_argument("--sweeps", required=True, help="folder with <name>/results.csv, curves.csv")
     parser.add_argument("--names", nargs="+", required=True, help="the sweeps to draw")
     parser.add_argument("--out", required=True, help="folder for the PNG files")
@@ -27,7 +27,7 @@ def main() -> None:
     out = Path(args.out)
     attach = {}  # run id -> figure paths
     with staged_outputs() as outputs:
-        train_runs = json.loads((Path(args.models) / "runs.json").read_text())["runs"]
+        train_runs = json.loads((Path(args.runs) / "train.json").read_text())["runs"]
         for task in TASKS:
             history = pd.read_csv(Path(args.plots) / task / "history.csv")
             summary = json.loads((Path(args.metrics) / f"{task}.json").read_text())
@@ -48,7 +48,7 @@ def main() -> None:
             figures.save(figures.sweep_summary(results, name=name, metrics=DEFAULT_LOSS), summary_path)
             curves_path = outputs.path(out / f"sweep_{name}_curves.png")
             figures.save(figures.sweep_curves(curves, name=name, metrics=DEFAULT_LOSS), curves_path)
-            parent = json.loads((folder / "runs.json").read_text())["parent"]
+            parent = json.loads((Path(args.runs) / f"sweep_{name}.json").read_text())["parent"]
             attach.setdefault(parent, []).extend([summary_path, curves_path])
 
         for run_id, paths in attach.items():

@@ -20,7 +20,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("name", help="the sweep: a key of the sweep section (lr, hidden, ...)")
     parser.add_argument("--prepared", required=True)
-    parser.add_argument("--out", required=True, help="folder for results.csv, curves.csv, runs.json")
+    parser.add_argument("--out", required=True, help="folder for results.csv and curves.csv")
+    parser.add_argument("--runs", required=True, help="JSON file for the MLflow run ids")
     args = parser.parse_args()
 
     params = read_params()
@@ -49,9 +50,7 @@ def main() -> None:
             )
             points = run_sweep(args.name, sweep, train, prepared)
             for task, value, seed, result in points:
-                tags = run_tags(
-                    f"sweep@{args.name}", task=task, sweep=args.name, sweep_value=value, seed=seed
-                )
+                tags = run_tags(f"sweep@{args.name}", task=task, sweep=args.name, sweep_value=value, seed=seed)
                 tags["diverged"] = str(result.history.diverged).lower()
                 with tracker.run(f"{args.name}={value} seed={seed} {task}", tags, parent_id=parent) as child:
                     metrics = history_metrics(result.history.columns, tracking.max_logged_steps)
@@ -59,9 +58,7 @@ def main() -> None:
                     tracker.log(child, params=result.config.as_params() | {"task": task}, metrics=metrics)
                 rows.append(result_row(args.name, task, value, seed, result))
                 curves.append(
-                    curve_rows(
-                        task, value, seed, result, epochs=result.config.epochs, points=sweep.curve_points
-                    )
+                    curve_rows(task, value, seed, result, epochs=result.config.epochs, points=sweep.curve_points)
                 )
                 children.append({"task": task, "value": value, "seed": seed, "run_id": child})
                 bar.update()
@@ -79,9 +76,7 @@ def main() -> None:
                 tags={f"best_{task}_{args.name}": b["value"] for task, b in best.items()},
             )
             tracker.log_artifacts(parent, [results_path, curves_path])
-            outputs.json(
-                out / "runs.json", {"tracking_uri": tracker.uri, "parent": parent, "children": children}
-            )
+            outputs.json(args.runs, {"tracking_uri": tracker.uri, "parent": parent, "children": children})
     for task, b in best.items():
         print(
             f"sweep {args.name}, {task}: best {args.name}={b['value']} "

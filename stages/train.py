@@ -13,9 +13,10 @@ from backprop.losses import TASKS
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prepared", required=True)
-    parser.add_argument("--models", required=True, help="folder for <task>.npz and runs.json")
+    parser.add_argument("--models", required=True, help="folder for <task>.npz")
     parser.add_argument("--metrics", required=True, help="folder for <task>.json")
     parser.add_argument("--plots", required=True, help="folder for <task>/history.csv")
+    parser.add_argument("--runs", required=True, help="JSON file for the MLflow run ids")
     args = parser.parse_args()
 
     params = read_params()
@@ -45,7 +46,7 @@ def main() -> None:
                     tracker.log_model(run_id, weights, prepared.features, prepared.mean, prepared.std)
                 run_ids[task] = run_id
                 print(f"{task}: test {result.scores['test']}  (MLflow run {run_id})")
-        outputs.json(Path(args.models) / "runs.json", {"tracking_uri": tracker.uri, "runs": run_ids})
+        outputs.json(args.runs, {"tracking_uri": tracker.uri, "runs": run_ids})
 
 
 if __name__ == "__main__":

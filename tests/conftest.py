@@ -59,9 +59,7 @@ def run(cmd, cwd, check=True, timeout=600, **env):
         shell=isinstance(cmd, str),
     )
     if check and result.returncode != 0:
-        raise AssertionError(
-            f"{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
 
 
@@ -77,7 +75,11 @@ def deep_update(base: dict, extra: dict) -> dict:
 def copy_repo(dest: Path, params: dict | None = None) -> Path:
     """The tracked files of this checkout in a fresh git repo, as a clone would have them."""
     files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for name in filter(None, files.split("\0")):
         source = ROOT / name

@@ -51,9 +51,7 @@ def test_gradient_check_catches_a_wrong_sign(monkeypatch):
     """The check itself can fail: flip the sign of the sigmoid derivative and it must."""
     from backprop import activations
 
-    wrong = activations.Activation(
-        activations.sigmoid, lambda a, out=None: -activations.sigmoid_derivative(a, out)
-    )
+    wrong = activations.Activation(activations.sigmoid, lambda a, out=None: -activations.sigmoid_derivative(a, out))
     monkeypatch.setitem(activations.ACTIVATIONS, "sigmoid", wrong)
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(8, 2)), rng.normal(size=8)

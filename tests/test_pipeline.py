@@ -30,9 +30,7 @@ def test_repro_writes_every_declared_output(tiny_repo):
     for task in TASKS:
         assert (tiny_repo / "data/prepared" / task / "arrays.npz").is_file()
         schema = json.loads((tiny_repo / "data/prepared" / task / "schema.json").read_text())
-        assert (
-            schema["rows"]["train"] + schema["rows"]["val"] + schema["rows"]["test"] == schema["rows"]["all"]
-        )
+        assert schema["rows"]["train"] + schema["rows"]["val"] + schema["rows"]["test"] == schema["rows"]["all"]
         assert (tiny_repo / "models" / f"{task}.npz").is_file()
         metrics = json.loads((tiny_repo / "metrics" / f"{task}.json").read_text())
         expected = {"mse", "rmse", "r2", "accuracy"} if task == "regression" else {"log_loss", "accuracy"}
@@ -42,9 +40,7 @@ def test_repro_writes_every_declared_output(tiny_repo):
         assert metrics["epochs_run"] == TINY["train"]["epochs"] and metrics["diverged"] is False
         history = pd.read_csv(tiny_repo / "plots" / task / "history.csv")
         loss = "mse" if task == "regression" else "log_loss"
-        assert {"epoch", f"train_{loss}", f"val_{loss}", f"test_{loss}", "test_accuracy"} <= set(
-            history.columns
-        )
+        assert {"epoch", f"train_{loss}", f"val_{loss}", f"test_{loss}", "test_accuracy"} <= set(history.columns)
         assert len(history) == TINY["train"]["epochs"]
     for name in SWEEPS:
         results = pd.read_csv(tiny_repo / "sweeps" / name / "results.csv")
@@ -106,7 +102,7 @@ def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
 
     from backprop import MLP
 
-    run_id = json.loads((tiny_repo / "models" / "runs.json").read_text())["runs"]["regression"]
+    run_id = json.loads((tiny_repo / "runs" / "train.json").read_text())["runs"]["regression"]
     mlflow_uri = f"sqlite:///{tiny_repo / 'mlflow.db'}"
     mlflow.set_tracking_uri(mlflow_uri)
     try:
@@ -191,7 +187,7 @@ def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
         assert (artifacts / "history.csv").is_file() and (artifacts / "model" / "MLmodel").is_file()
         loss = "mse" if train_run.data.tags["task"] == "regression" else "log_loss"
         assert len(client.get_metric_history(train_run.info.run_id, f"train_{loss}")) > 2
-    sweep_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    sweep_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") and "sweep" in r.data.tags]
     assert len(sweep_children) == len(lrs) * sum(
         len(spec["values"]) * len(spec["tasks"]) * len(TINY["sweep"]["seeds"])
         for name, spec in TINY["sweep"].items()

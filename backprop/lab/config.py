@@ -152,14 +152,10 @@ class TrainConfig:
         settings = self.overrides.get(task, {})
         merged = dataclasses.asdict(self) | dict(settings) | {"overrides": {}}
         merged.pop("_section")
-        config = build(
-            TrainConfig, f"{self._section}.overrides.{task}" if settings else self._section, merged
-        )
+        config = build(TrainConfig, f"{self._section}.overrides.{task}" if settings else self._section, merged)
         if config.loss is not None and (task, config.loss) not in HEADS:
             valid = sorted(loss for t, loss in HEADS if t == task)
-            raise ConfigError(
-                f"{self._section}.loss for task {task} must be one of {valid}, got {config.loss!r}"
-            )
+            raise ConfigError(f"{self._section}.loss for task {task} must be one of {valid}, got {config.loss!r}")
         return config
 
     def varied(self, key: str, value, section: str) -> TrainConfig:

@@ -47,21 +47,18 @@ def validate_table(frame: pd.DataFrame, *, source: str, target: str, task: str, 
         bad_rows = np.flatnonzero(~np.isfinite(numbers))
         if len(bad_rows):
             raise DataError(
-                f"{source}: column {column!r} has {len(bad_rows)} NaN/inf value(s), "
-                f"first in row {bad_rows[0] + 2}"
+                f"{source}: column {column!r} has {len(bad_rows)} NaN/inf value(s), first in row {bad_rows[0] + 2}"
             )
         if column != target and len(frame) > 1 and np.all(numbers == numbers[0]):
             raise DataError(
-                f"{source}: feature {column!r} is constant ({numbers[0]:g} in every row) "
-                f"and cannot be standardised"
+                f"{source}: feature {column!r} is constant ({numbers[0]:g} in every row) and cannot be standardised"
             )
     y = frame[target].to_numpy(dtype=float)
     if task == "classification":
         labels = sorted(set(np.unique(y).tolist()))
         if not set(labels) <= {0.0, 1.0}:
             raise DataError(
-                f"{source}: target {target!r} must be binary (0/1) for classification, "
-                f"found values {labels[:6]}"
+                f"{source}: target {target!r} must be binary (0/1) for classification, found values {labels[:6]}"
             )
     elif accuracy == "mape" and np.any(y == 0):
         raise DataError(

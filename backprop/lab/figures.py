@@ -25,9 +25,7 @@ def _label(metric: str) -> str:
     return METRIC_LABEL.get(metric, metric)
 
 
-def learning_curves(
-    history: pd.DataFrame, *, title: str, loss: str, best_epoch: int | None = None
-) -> plt.Figure:
+def learning_curves(history: pd.DataFrame, *, title: str, loss: str, best_epoch: int | None = None) -> plt.Figure:
     """Loss and accuracy per epoch for train, val and test; a marker where early stopping kept
     the weights."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
@@ -52,18 +50,14 @@ def sweep_summary(results: pd.DataFrame, *, name: str, metrics: dict[str, str]) 
     """Final val and test metric against the swept value, mean ± std over seeds, one panel per
     task; diverged runs are counted in the labels, not averaged in."""
     tasks = list(dict.fromkeys(results["task"]))
-    figure, axes = plt.subplots(
-        1, len(tasks), figsize=(5.5 * len(tasks), 4), layout="constrained", squeeze=False
-    )
+    figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), layout="constrained", squeeze=False)
     for axis, task in zip(axes[0], tasks, strict=True):
         rows = results[results["task"] == task]
         values = list(dict.fromkeys(rows["value"]))
         positions = _positions(values, name)
         metric = metrics[task]
         for split, marker in (("train", "s"), ("val", "o"), ("test", "^")):
-            stats = (
-                rows.groupby("value", sort=False)[f"{split}_{metric}"].agg(["mean", "std"]).reindex(values)
-            )
+            stats = rows.groupby("value", sort=False)[f"{split}_{metric}"].agg(["mean", "std"]).reindex(values)
             axis.errorbar(
                 positions,
                 stats["mean"],
@@ -93,9 +87,7 @@ def sweep_curves(curves: pd.DataFrame, *, name: str, metrics: dict[str, str]) ->
     """Per swept value: the mean validation curve over seeds with a min–max band, and the
     training curve dotted; curves of diverged seeds end where they diverged."""
     tasks = list(dict.fromkeys(curves["task"]))
-    figure, axes = plt.subplots(
-        1, len(tasks), figsize=(5.5 * len(tasks), 4), layout="constrained", squeeze=False
-    )
+    figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), layout="constrained", squeeze=False)
     for axis, task in zip(axes[0], tasks, strict=True):
         rows = curves[curves["task"] == task]
         metric = metrics[task]

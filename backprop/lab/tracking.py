@@ -150,9 +150,7 @@ class Tracker:
         from backprop.lab.pyfunc import requirements
 
         package = Path(__file__).resolve().parents[1]
-        example = pd.DataFrame(
-            mean[None, :] + std[None, :] * np.linspace(-1, 1, 3)[:, None], columns=features
-        )
+        example = pd.DataFrame(mean[None, :] + std[None, :] * np.linspace(-1, 1, 3)[:, None], columns=features)
         signature = ModelSignature(
             inputs=Schema([ColSpec("double", name) for name in features]),
             outputs=Schema([ColSpec("double")]),

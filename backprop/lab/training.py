@@ -37,11 +37,7 @@ class RunResult:
         return frame
 
     def flat_scores(self) -> dict[str, float]:
-        return {
-            f"{split}_{name}": value
-            for split, values in self.scores.items()
-            for name, value in values.items()
-        }
+        return {f"{split}_{name}": value for split, values in self.scores.items() for name, value in values.items()}
 
 
 def build_model(n_inputs: int, task: str, config: TrainConfig) -> MLP:

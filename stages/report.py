@@ -1,0 +1,105 @@
+"""Assemble the answer: derivation, numbers, figures, conclusions, provenance (dvc stage `report`)."""
+
+import argparse
+import json
+import platform
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+
+import pandas as pd
+
+from backprop.lab.config import load_train, read_params
+from backprop.lab.io import run_stage, staged_outputs
+from backprop.lab.report import ReportInputs, build, render_html, render_markdown
+from backprop.lab.tracking import git_commit
+from backprop.losses import TASKS
+
+PACKAGES = ("numpy", "pandas", "matplotlib", "mlflow", "dvc", "scikit-learn", "Jinja2")
+
+
+def source_changed() -> bool:
+    """Do the code or params differ from the commit (outputs DVC rewrites do not count)?"""
+    result = subprocess.run(
+        ["git", "status", "--porcelain", "--", "backprop", "stages", "params.yaml", "dvc.yaml"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return bool(result.stdout.strip())
+
+
+def read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--prepared", required=True)
+    parser.add_argument("--metrics", required=True)
+    parser.add_argument("--plots", required=True)
+    parser.add_argument("--sweeps", required=True)
+    parser.add_argument("--names", nargs="+", required=True)
+    parser.add_argument("--runs", required=True)
+    parser.add_argument("--figures", required=True)
+    parser.add_argument("--out", required=True, help="folder for report.md and report.html")
+    args = parser.parse_args()
+
+    params_text = Path("params.yaml").read_text()
+    params = read_params()
+    train = load_train(params)
+    runs = Path(args.runs)
+    train_runs = read_json(runs / "train.json")
+    sweeps = {
+        name: (
+            pd.read_csv(Path(args.sweeps) / name / "results.csv"),
+            pd.read_csv(Path(args.sweeps) / name / "curves.csv"),
+        )
+        for name in args.names
+    }
+    sweep_runs = {}
+    for name in args.names:
+        record = read_json(runs / f"sweep_{name}.json")
+        sweep_runs[name] = (record["parent"], len(record["children"]))
+    baselines = read_json(Path(args.metrics) / "baselines.json")
+    schemas = {task: read_json(Path(args.prepared) / task / "schema.json") for task in TASKS}
+    inputs = ReportInputs(
+        baselines=baselines,
+        schemas=schemas,
+        histories={task: pd.read_csv(Path(args.plots) / task / "history.csv") for task in TASKS},
+        summaries={task: read_json(Path(args.metrics) / f"{task}.json") for task in TASKS},
+        train_config={task: train.for_task(task).as_params() for task in TASKS},
+        sweeps=sweeps,
+        epochs=train.epochs,
+        provenance={
+            "commit": git_commit(),
+            "dirty": source_changed(),
+            "tracking_uri": train_runs["tracking_uri"],
+            "experiment": params["tracking"]["experiment"],
+            "train_runs": train_runs["runs"],
+            "sweep_runs": sweep_runs,
+            "baselines_run": read_json(runs / "baselines.json")["parent"],
+            "baseline_children": len(baselines["seeds"]) * len(TASKS),
+            "schemas": schemas,
+            "versions": {"python": platform.python_version()} | {name: version(name) for name in PACKAGES},
+            "params_yaml": params_text.strip(),
+        },
+    )
+    document = build(inputs)
+    figures = Path(args.figures)
+    names = [b["name"] for s in document["sections"] for b in s["blocks"] if b["kind"] == "figure"]
+    out = Path(args.out)
+    with staged_outputs() as outputs:
+        relative = (
+            Path(*[".."] * len(out.parts)) / figures if not figures.is_relative_to(out) else figures.relative_to(out)
+        )
+        outputs.text(out / "report.md", render_markdown(document, relative.as_posix()))
+        outputs.text(
+            out / "report.html",
+            render_html(document, {name: (figures / name).read_bytes() for name in names}),
+        )
+    print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

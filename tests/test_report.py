@@ -1,0 +1,135 @@
+"""The report of a tiny pipeline run: complete, self-contained, and made of this run's numbers."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from backprop.lab.report import REFERENCE_HAND_IN, fmt, mean_std
+
+pytestmark = pytest.mark.e2e
+
+HEADINGS = [
+    "1. Derivation",
+    "2.1 Average MSE and accuracy",
+    "2.2 Loss and accuracy as a function of the number of iterations",
+    "2.3 The effect of the learning rate",
+    "2.4 The effect of the number of hidden neurons",
+    "2.5 The effect of the activation function",
+    "5. MSE versus log loss for classification",
+    "6. Provenance",
+]
+
+
+def test_both_files_have_every_section(tiny_repo):
+    markdown = (tiny_repo / "report" / "report.md").read_text()
+    page = (tiny_repo / "report" / "report.html").read_text()
+    for heading in HEADINGS:
+        assert re.search(rf"^## {re.escape(heading)}", markdown, re.M), heading
+        assert f"<h2>{heading}" in page, heading
+    assert "$$" in markdown  # math for GitHub/GitLab
+    for figure in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+        assert (tiny_repo / "report" / figure).resolve().is_file(), figure
+
+
+def test_html_is_self_contained_and_embeds_every_figure(tiny_repo):
+    page = (tiny_repo / "report" / "report.html").read_text()
+    attributes = re.findall(r'<(script|link|img|source|iframe|object|embed)\b[^>]*?\b(?:src|href)="([^"]*)"', page)
+    assert attributes, "no embedded resources found at all"
+    for tag, url in attributes:
+        assert url.startswith("data:"), f"<{tag}> loads {url[:60]}"
+    assert "<script" not in page and "@import" not in page and "url(" not in page
+    figures = len(list((tiny_repo / "report" / "figures").glob("*.png")))
+    figure_tags = re.findall(r'<figure><img src="data:image/png;base64,', page)
+    assert len(figure_tags) == figures
+
+
+def table_rows(markdown: str, after: str) -> list[list[str]]:
+    block = markdown.split(after, 1)[1]
+    rows = []
+    for line in block.splitlines()[1:]:
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows[2:]  # header and separator
+
+
+def test_every_number_in_the_21_table_comes_from_this_run(tiny_repo):
+    markdown = (tiny_repo / "report" / "report.md").read_text()
+    baselines = json.loads((tiny_repo / "metrics" / "baselines.json").read_text())
+    regression = baselines["regression"]
+    expected = {
+        ("this network", "fit and scored on all 442 rows"): [
+            fmt(regression["ours_all_rows"][m]) for m in ("mse", "accuracy", "r2")
+        ],
+        ("ordinary least squares", "fit and scored on all 442 rows"): [
+            fmt(regression["linear_all_rows"][m]) for m in ("mse", "accuracy", "r2")
+        ],
+        ("this network", f"held-out test, mean ± std over {len(baselines['seeds'])} seeds"): [
+            mean_std(run["test"][m] for run in regression["ours_held_out"]) for m in ("mse", "accuracy", "r2")
+        ],
+        ("ordinary least squares", "held-out test"): [
+            fmt(regression["linear_held_out"]["test"][m]) for m in ("mse", "accuracy", "r2")
+        ],
+        ("reference hand-in (**not from this run**)", "fit and scored on all 442 rows"): [
+            fmt(REFERENCE_HAND_IN["mse"]),
+            fmt(REFERENCE_HAND_IN["accuracy"]),
+            "not reported",
+        ],
+    }
+    rows = {(row[0], row[1]): row[2:] for row in table_rows(markdown, "## 2.1 Average MSE and accuracy")}
+    for key, cells in expected.items():
+        assert rows[key] == cells, key
+    # And the held-out test numbers are the test split of metrics/regression.json's own protocol.
+    metrics = json.loads((tiny_repo / "metrics" / "regression.json").read_text())
+    seed0 = next(run for run in regression["ours_held_out"])
+    assert seed0["test"] == metrics["test"]  # seed 0 is the train stage's seed: the same run, bit for bit
+
+
+def test_the_page_renders_in_headless_chromium(tiny_repo, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium where apt-get works)")
+    # The report has no script of its own; a copy gets one that reports on every image after load.
+    probe = """<script>
+    window.addEventListener("load", () => {
+      const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length;
+      document.body.setAttribute("data-probe", `images=${document.images.length} broken=${broken}`);
+    });
+    </script></body>"""
+    page = (tiny_repo / "report" / "report.html").read_text().replace("</body>", probe)
+    (tmp_path / "probe.html").write_text(page)
+    result = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            f"file://{tmp_path / 'probe.html'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    probe_result = re.search(r'data-probe="images=(\d+) broken=(\d+)"', result.stdout)
+    assert probe_result, result.stdout[-500:]
+    images, broken = map(int, probe_result.groups())
+    assert images > 10 and broken == 0
+    console_errors = [
+        line for line in result.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "Uncaught" in line)
+    ]
+    assert not console_errors, console_errors
