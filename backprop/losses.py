@@ -35,25 +35,28 @@ def mse_of_sigmoid(z: np.ndarray, y: np.ndarray) -> float:
     return float(np.dot(diff.ravel(), diff.ravel()) / diff.size)
 
 
-def error_mse_identity(z, y, out):
+# Each takes the batch size n separately: a batch may be processed in slices of its rows.
+
+
+def error_mse_identity(z, y, out, n):
     np.subtract(z, y, out=out)  # ŷ = z
-    out *= 2.0 / len(z)
+    out *= 2.0 / n
     return out
 
 
-def error_log_loss_sigmoid(z, y, out):
+def error_log_loss_sigmoid(z, y, out, n):
     sigmoid(z, out=out)
     out -= y
-    out *= 1.0 / len(z)
+    out *= 1.0 / n
     return out
 
 
-def error_mse_sigmoid(z, y, out):
+def error_mse_sigmoid(z, y, out, n):
     y_hat = sigmoid(z)
     np.subtract(y_hat, y, out=out)
     out *= y_hat
     out *= 1.0 - y_hat
-    out *= 2.0 / len(z)
+    out *= 2.0 / n
     return out
 
 
@@ -61,7 +64,7 @@ def error_mse_sigmoid(z, y, out):
 class Head:
     output: Callable[..., np.ndarray]  # ŷ = o(z)
     loss: Callable[[np.ndarray, np.ndarray], float]  # L(z, y), from the logit
-    output_error: Callable[..., np.ndarray]  # δ = ∂L/∂z, written into out
+    output_error: Callable[..., np.ndarray]  # δ = ∂L/∂z for a batch of n rows, written into out
 
 
 HEADS: dict[tuple[str, str], Head] = {

@@ -27,6 +27,10 @@ from backprop.metrics import (
 )
 
 DTYPES = ("float32", "float64")
+# Rows per forward/backward slice. A batch's gradient is the sum of its slices' gradients (the
+# loss is a mean over rows), and slices this small keep every (rows, h) array in cache: on large
+# batches the elementwise passes, not the matrix products, would otherwise set the pace.
+CHUNK_ROWS = 1024
 PROGRESS_UPDATES = 100  # progress callbacks per fit, so the hot loop pays for ~100 updates, not one per epoch
 
 
@@ -61,19 +65,32 @@ class _Workspace:
 
     def __init__(self, model: MLP, n: int):
         sizes, dtype = model.sizes, model.dtype
+        self.capacity = n
         self.outputs = [None] + [np.empty((n, size), dtype) for size in sizes[1:]]
         self.errors = [None] + [np.empty((n, size), dtype) for size in sizes[1:]]
         self.scratch = [None] + [np.empty((n, size), dtype) for size in sizes[1:]]
+        self.ones = np.ones(n, dtype)  # Σ_rows δ is computed as 1ᵀδ: one BLAS call
         self.grad_vector = np.empty_like(model._theta)
         self.grads = model._views(self.grad_vector)
+        self.grad_sum = np.empty_like(model._theta)
+        self._cut: dict[int, _Workspace] = {}
 
     def rows(self, m: int) -> _Workspace:
-        """The same buffers cut to the first m rows (the last, shorter mini-batch)."""
+        """The same buffers cut to the first m rows (a shorter last slice or batch)."""
+        if m == self.capacity:
+            return self
+        if m not in self._cut:
+            self._cut[m] = self._cut_to(m)
+        return self._cut[m]
+
+    def _cut_to(self, m: int) -> _Workspace:
         view = object.__new__(_Workspace)
+        view.capacity = m
         view.outputs = [None] + [b[:m] for b in self.outputs[1:]]
         view.errors = [None] + [b[:m] for b in self.errors[1:]]
         view.scratch = [None] + [b[:m] for b in self.scratch[1:]]
-        view.grad_vector, view.grads = self.grad_vector, self.grads
+        view.ones = self.ones[:m]
+        view.grad_vector, view.grads, view.grad_sum, view._cut = self.grad_vector, self.grads, self.grad_sum, {}
         return view
 
 
@@ -148,24 +165,24 @@ class MLP:
         a = X  # (n, f)
         for layer in range(1, self.n_layers + 1):
             z = ws.outputs[layer]  # (n, h_l)
-            np.matmul(a, self.params[f"W{layer}"], out=z)
+            np.dot(a, self.params[f"W{layer}"], out=z)
             z += self.params[f"b{layer}"]
             if layer < self.n_layers:
                 self.g.function(z, out=z)  # a_l = g(z_l), in place: backward needs only a_l
             a = z
         return a
 
-    def _backward(self, X: np.ndarray, y: np.ndarray, ws: _Workspace) -> dict[str, np.ndarray]:
-        """∂L/∂θ for the batch whose forward pass ``ws`` holds, keyed like ``params``."""
+    def _backward(self, X: np.ndarray, y: np.ndarray, ws: _Workspace, n: int) -> dict[str, np.ndarray]:
+        """∂L/∂θ for the rows whose forward pass ``ws`` holds, out of a batch of n, keyed like ``params``."""
         L, grads = self.n_layers, ws.grads
-        delta = self.head.output_error(ws.outputs[L], y, out=ws.errors[L])  # (n, 1)  δ_L = ∂L/∂z_L
+        delta = self.head.output_error(ws.outputs[L], y, out=ws.errors[L], n=n)  # (n, 1)  δ_L = ∂L/∂z_L
         for layer in range(L, 0, -1):
             a_prev = X if layer == 1 else ws.outputs[layer - 1]  # (n, h_{l-1})  a_0 = X
-            np.matmul(a_prev.T, delta, out=grads[f"W{layer}"])  # (h_{l-1}, h_l)  ∂L/∂W_l = a_{l-1}ᵀ δ_l
-            np.sum(delta, axis=0, out=grads[f"b{layer}"])  # (h_l,)  ∂L/∂b_l = Σ_rows δ_l
+            np.dot(a_prev.T, delta, out=grads[f"W{layer}"])  # (h_{l-1}, h_l)  ∂L/∂W_l = a_{l-1}ᵀ δ_l
+            np.dot(ws.ones, delta, out=grads[f"b{layer}"])  # (h_l,)  ∂L/∂b_l = Σ_rows δ_l = 1ᵀ δ_l
             if layer > 1:
                 delta_prev = ws.errors[layer - 1]  # (n, h_{l-1})
-                np.matmul(delta, self.params[f"W{layer}"].T, out=delta_prev)  # δ_l W_lᵀ
+                np.dot(delta, self.params[f"W{layer}"].T, out=delta_prev)  # δ_l W_lᵀ
                 delta_prev *= self.g.derivative(a_prev, out=ws.scratch[layer - 1])  # ⊙ g′(z_{l-1})
                 delta = delta_prev
         return grads
@@ -213,7 +230,7 @@ class MLP:
         X, y = self._check(X, y)
         ws = _Workspace(self, len(X))
         self._forward(X, ws)
-        return {name: grad.copy() for name, grad in self._backward(X, y, ws).items()}
+        return {name: grad.copy() for name, grad in self._backward(X, y, ws, len(X)).items()}
 
     def evaluate(self, X, y, *, with_accuracy: bool = True) -> dict[str, float]:
         """Final scores: regression mse, rmse, r2 (+ accuracy); classification log_loss, accuracy."""
@@ -246,6 +263,28 @@ class MLP:
         if self.task == "classification" and self.loss_name != "log_loss":
             return [loss, accuracy, float(np.mean(np.logaddexp(0.0, z) - y * z))]
         return [loss, accuracy]
+
+    def _batch_step(self, X, y, inverse_abs_y, ws: _Workspace, step) -> list[float]:
+        """One gradient-descent step on the batch (X, y), slice by slice; returns the batch's
+        scores before the step."""
+        n, size = len(X), ws.capacity
+        if n <= size:  # one slice: the gradient is the slice's
+            part = ws.rows(n)
+            scores = self._epoch_scores(self._forward(X, part), y, inverse_abs_y)
+            self._backward(X, y, part, n)
+            self._theta -= step * ws.grad_vector
+            return scores
+        ws.grad_sum.fill(0)
+        totals = np.zeros(len(self.history_columns()))
+        for start in range(0, n, size):
+            stop = min(start + size, n)
+            part, xs, ys = ws.rows(stop - start), X[start:stop], y[start:stop]
+            inverse = inverse_abs_y[start:stop] if inverse_abs_y is not None else None
+            totals += np.multiply(self._epoch_scores(self._forward(xs, part), ys, inverse), stop - start)
+            self._backward(xs, ys, part, n)
+            ws.grad_sum += ws.grad_vector
+        self._theta -= step * ws.grad_sum
+        return list(totals / n)
 
     def fit(
         self,
@@ -305,8 +344,7 @@ class MLP:
         width = len(names)
         curves = np.full((epochs, width * (1 + len(evaluated))), np.nan)
         inverse_train = 1.0 / np.abs(y) if regression_accuracy else None
-        ws = _Workspace(self, batch)
-        ws_last = ws.rows(n % batch) if n % batch else None
+        ws = _Workspace(self, min(batch, CHUNK_ROWS))
         shuffled_X, shuffled_y = (np.empty_like(X), np.empty_like(y)) if batch < n else (X, y)
         history = History(loss_name=self.loss_name)
         best_loss, best_theta, waited = math.inf, None, 0
@@ -324,10 +362,7 @@ class MLP:
                     else:
                         waited += 1
                 if batch == n:
-                    z = self._forward(X, ws)
-                    curves[epoch, :width] = self._epoch_scores(z, y, inverse_train)
-                    self._backward(X, y, ws)
-                    self._theta -= step * ws.grad_vector
+                    curves[epoch, :width] = self._batch_step(X, y, inverse_train, ws, step)
                 else:
                     order = rng.permutation(n)
                     np.take(X, order, axis=0, out=shuffled_X)
@@ -336,13 +371,9 @@ class MLP:
                     totals = np.zeros(width)
                     for start in range(0, n, batch):
                         stop = min(start + batch, n)
-                        xb, yb = shuffled_X[start:stop], shuffled_y[start:stop]
-                        wsb = ws if stop - start == batch else ws_last
-                        z = self._forward(xb, wsb)
                         inverse_b = inverse[start:stop] if inverse is not None else None
-                        totals += np.multiply(self._epoch_scores(z, yb, inverse_b), stop - start)
-                        self._backward(xb, yb, wsb)
-                        self._theta -= step * wsb.grad_vector
+                        scores = self._batch_step(shuffled_X[start:stop], shuffled_y[start:stop], inverse_b, ws, step)
+                        totals += np.multiply(scores, stop - start)
                     curves[epoch, :width] = totals / n
                 history.epochs_run = epoch + 1
                 if not math.isfinite(curves[epoch, 0]) or not np.isfinite(self._theta).all():

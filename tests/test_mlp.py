@@ -175,3 +175,22 @@ def test_shape_mismatch_names_both_shapes():
         MLP(3, [4]).loss(np.zeros((4, 3)), np.zeros(5))
     with pytest.raises(ValueError, match=r"X must have shape \(n, 3\) for this network, got \(4, 2\)"):
         MLP(3, [4]).predict(np.zeros((4, 2)))
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_a_batch_processed_in_slices_takes_the_same_step(task):
+    """Batches larger than CHUNK_ROWS are processed slice by slice; the step must be the full
+    batch's gradient step all the same."""
+    from backprop.mlp import CHUNK_ROWS
+
+    rng = np.random.default_rng(0)
+    n = 2 * CHUNK_ROWS + 37
+    X = rng.normal(size=(n, 5))
+    y = (X[:, 0] > 0).astype(float) if task == "classification" else X @ rng.normal(size=5)
+    model = MLP(5, [6, 3], activation="tanh", task=task, rng=1)
+    expected = {name: value - 0.1 * model.gradients(X, y)[name] for name, value in model.params.items()}
+    loss_before = model.loss(X, y)
+    history = model.fit(X, y, lr=0.1, epochs=1)
+    for name, value in expected.items():
+        np.testing.assert_allclose(model.params[name], value, rtol=1e-10, atol=1e-12)
+    assert history.train_loss[0] == pytest.approx(loss_before, rel=1e-12)
