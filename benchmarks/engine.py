@@ -145,7 +145,8 @@ def main() -> None:
         [
             "# Engine benchmark: time per training epoch",
             "",
-            f"Measured by `python benchmarks/engine.py` on {time.strftime('%Y-%m-%d')}: {platform.processor() or platform.machine()}, "
+            f"Measured by `python benchmarks/engine.py` on {time.strftime('%Y-%m-%d')}: "
+            f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}, BLAS: {blas}; "
             f"environment {env or 'without OpenBLAS overrides'}.",
             "",
