@@ -1,0 +1,394 @@
+"""Hardening: bad input, divergence, interruption, concurrency, determinism, offline, a real server.
+
+Stage-level tests run the real stage modules in a scratch folder (params.yaml + prepared data),
+so the MLflow store is that folder's own ``mlflow.db``.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, TINY, copy_repo, deep_update, pipeline_env, run
+from mlflow import MlflowClient
+
+TRAIN = [
+    "-m",
+    "stages.train",
+    "--prepared",
+    "data/prepared",
+    "--models",
+    "models",
+    "--metrics",
+    "metrics",
+    "--plots",
+    "plots",
+    "--runs",
+    "runs/train.json",
+]
+OUTPUTS = ("models", "metrics", "plots", "runs")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("prepared")
+    (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (folder / "data").symlink_to(ROOT / "data", target_is_directory=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.prepare", "--out", str(folder / "out")],
+        cwd=folder,
+        env=pipeline_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return folder / "out"
+
+
+def scratch(tmp_path: Path, prepared: Path, **train_changes) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    deep_update(params, {"train": {**TINY["train"], **train_changes}, "tracking": TINY["tracking"]})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "prepared").symlink_to(prepared, target_is_directory=True)
+    return tmp_path
+
+
+def stage(folder: Path, args: list[str], **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=folder,
+        env=pipeline_env(PYTHONPATH=str(ROOT), **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def runs_in(folder: Path):
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("backprop-lab")
+    return [] if experiment is None else client.search_runs([experiment.experiment_id])
+
+
+# ---- 1. bad input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"activation": "softplus"}, "train.activation must be one of"),
+        ({"lr": -0.1}, "train.lr must be > 0, got -0.1"),
+        ({"lr": 0}, "train.lr must be > 0, got 0"),
+        ({"hidden": [0]}, "train.hidden sizes must be integers >= 1, got [0]"),
+        ({"hidden": []}, "train.hidden must be a non-empty list of layer sizes"),
+        ({"epochs": 0}, "train.epochs must be >= 1, got 0"),
+        ({"lrr": 0.1}, "train.lrr is not a known key"),
+    ],
+)
+def test_bad_train_params_fail_cleanly(tmp_path, prepared, changes, message):
+    folder = scratch(tmp_path, prepared, **changes)
+    result = stage(folder, TRAIN)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+    assert not any((folder / name).exists() for name in OUTPUTS)
+    assert all(r.info.status != "RUNNING" for r in runs_in(folder))
+
+
+def test_a_failure_inside_a_run_marks_it_failed(tmp_path, prepared):
+    """Prepared data that is missing a split fails mid-stage: the run is FAILED, not RUNNING."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for task in ("regression", "classification"):
+        (broken / task).mkdir()
+        (broken / task / "schema.json").write_text((prepared / task / "schema.json").read_text())
+    (broken / "regression" / "arrays.npz").symlink_to(prepared / "regression" / "arrays.npz")
+    (tmp_path / "work").mkdir()
+    folder = scratch(tmp_path / "work", broken)
+    result = stage(folder, TRAIN)
+    assert result.returncode == 2 and "classification/arrays.npz does not exist" in result.stderr
+    assert not any((folder / name).exists() for name in OUTPUTS)
+    statuses = [r.info.status for r in runs_in(folder)]
+    assert "RUNNING" not in statuses
+
+
+# ---- 2. divergence -------------------------------------------------------------------------------
+
+
+def test_a_diverging_run_is_recorded_and_the_stage_succeeds(tmp_path, prepared):
+    folder = scratch(tmp_path, prepared, lr=1e5)
+    result = stage(folder, TRAIN)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((folder / "metrics" / "regression.json").read_text())
+    assert metrics["diverged"] is True and metrics["diverged_epoch"] is not None
+    assert all(value is None for split in ("train", "val", "test") for value in metrics[split].values())
+    (regression_run,) = [r for r in runs_in(folder) if r.data.tags["task"] == "regression"]
+    assert regression_run.info.status == "FINISHED" and regression_run.data.tags["diverged"] == "true"
+
+
+# ---- 3. interruption -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, prepared, signum):
+    folder = scratch(tmp_path, prepared, epochs=10_000_000, patience=0)
+    process = subprocess.Popen(
+        [sys.executable, *TRAIN],
+        cwd=folder,
+        env=pipeline_env(PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(r.info.status == "RUNNING" for r in runs_in(folder)):
+        time.sleep(0.2)
+    assert any(r.info.status == "RUNNING" for r in runs_in(folder)), "training never started"
+    time.sleep(0.5)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert [r.info.status for r in runs_in(folder)] == ["KILLED"]
+    assert not any((folder / name).exists() for name in OUTPUTS)
+    assert not list(folder.rglob(".partial-*"))
+
+
+# ---- 4. a new SQLite store, first used by several processes at once -----------------------------
+
+FIRST_USE = textwrap.dedent(
+    """
+    import sys, time
+    from backprop.lab.tracking import Tracker
+    start = float(sys.argv[1])
+    while time.time() < start:
+        pass
+    tracker = Tracker("backprop-lab")
+    with tracker.run(f"worker-{sys.argv[2]}", {"worker": sys.argv[2]}) as run_id:
+        tracker.log(run_id, params={"worker": sys.argv[2]}, metrics=[("m", float(i), i) for i in range(500)])
+    """
+)
+
+
+def test_a_new_store_survives_concurrent_first_use(tmp_path):
+    start = time.time() + 4  # every worker is imported and waiting by then
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_USE, str(start), str(i)],
+            cwd=tmp_path,
+            env=pipeline_env(PYTHONPATH=str(ROOT)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=120)
+        assert worker.returncode == 0, stderr[-2000:]
+    runs = runs_in(tmp_path)
+    assert sorted(r.data.tags["worker"] for r in runs) == ["0", "1", "2", "3"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert len(client.get_metric_history(r.info.run_id, "m")) == 500
+    integrity = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sqlite3; print(sqlite3.connect({str(tmp_path / 'mlflow.db')!r})"
+            ".execute('pragma integrity_check').fetchone()[0])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert integrity.stdout.strip() == "ok"
+
+
+# ---- 5. determinism and 3. the next dvc repro -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hardening_repo(tmp_path_factory):
+    repo = copy_repo(tmp_path_factory.mktemp("hardening"), TINY)
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+@pytest.mark.e2e
+def test_two_forced_repros_give_byte_identical_results(hardening_repo):
+    files = sorted(hardening_repo.glob("metrics/*.json")) + sorted(hardening_repo.glob("sweeps/*/results.csv"))
+    assert len(files) == 3 + 4
+    before = {path: path.read_bytes() for path in files}
+    run(["dvc", "repro", "--force"], hardening_repo)
+    after = {path: path.read_bytes() for path in files}
+    assert before == after
+
+
+@pytest.mark.e2e
+def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
+    params_path = hardening_repo / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["train"]["epochs"] = 10_000_000
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    process = subprocess.Popen(
+        ["dvc", "repro", "train"],
+        cwd=hardening_repo,
+        env=pipeline_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not any(
+            r.info.status == "RUNNING" and r.data.tags.get("stage") == "train" for r in runs_in(hardening_repo)
+        ):
+            time.sleep(0.3)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group
+        process.communicate(timeout=120)
+    finally:
+        params_path.write_text(original)
+    assert process.returncode != 0
+    assert not any(r.info.status == "RUNNING" for r in runs_in(hardening_repo))
+    assert "KILLED" in {r.info.status for r in runs_in(hardening_repo)}
+    assert not list(hardening_repo.rglob(".partial-*"))
+    run(["dvc", "repro"], hardening_repo)
+    assert json.loads(run(["dvc", "status", "--json"], hardening_repo).stdout) == {}
+    assert (
+        json.loads((hardening_repo / "metrics" / "regression.json").read_text())["epochs_run"]
+        == TINY["train"]["epochs"]
+    )
+
+
+# ---- 6. offline ----------------------------------------------------------------------------------
+
+AUDITED = textwrap.dedent(
+    """
+    import runpy, sys
+    attempts = []
+    def hook(event, args):
+        if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "urllib.Request"):
+            attempts.append(f"{event} {args!r}")
+    sys.addaudithook(hook)
+    sys.argv = ["stages.train", *sys.argv[1:]]
+    try:
+        runpy.run_module("stages.train", run_name="__main__")
+    finally:
+        with open("network-attempts.txt", "w") as out:
+            out.write("\\n".join(attempts))
+    """
+)
+
+
+def test_a_training_run_makes_no_network_connection(tmp_path, prepared):
+    folder = scratch(tmp_path, prepared)
+    env = {k: v for k, v in pipeline_env(PYTHONPATH=str(ROOT)).items() if k != "MLFLOW_DISABLE_TELEMETRY"}
+    result = subprocess.run(
+        [sys.executable, "-c", AUDITED, *TRAIN[2:]], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (folder / "network-attempts.txt").read_text() == ""
+    assert (folder / "metrics" / "regression.json").is_file()
+
+
+# ---- 7. safe artifacts -----------------------------------------------------------------------------
+
+
+def test_the_ui_binds_to_loopback_only():
+    recipe = subprocess.run(["make", "-n", "ui"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    command = next(line for line in recipe.splitlines() if "mlflow ui" in line)
+    assert "--host 127.0.0.1" in command and "0.0.0.0" not in command
+
+
+def test_weights_are_loaded_without_pickle():
+    source = (ROOT / "backprop" / "mlp.py").read_text()
+    assert "np.load(path, allow_pickle=False)" in source
+    assert "allow_pickle=True" not in "".join(p.read_text() for p in (ROOT / "backprop").rglob("*.py"))
+
+
+# ---- 8. a real tracking server ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def tracking_server(tmp_path):
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=pipeline_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"mlflow server did not start: {server.stderr.read()[-2000:]}") from None
+                time.sleep(0.5)
+        yield url, tmp_path / "server-artifacts"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.e2e
+def test_runs_go_to_a_tracking_server_when_its_uri_is_set(tmp_path, prepared, tracking_server):
+    url, artifact_root = tracking_server
+    (tmp_path / "work").mkdir()
+    folder = scratch(tmp_path / "work", prepared)
+    result = stage(folder, TRAIN, MLFLOW_TRACKING_URI=url)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (folder / "mlflow.db").exists() and not (folder / "mlartifacts").exists()
+
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("backprop-lab")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["task"] for r in runs) == ["classification", "regression"]
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        loss = "mse" if r.data.tags["task"] == "regression" else "log_loss"
+        assert len(client.get_metric_history(r.info.run_id, f"train_{loss}")) > 2
+        listed = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"history.csv", "model", f"{r.data.tags['task']}.npz"} <= listed
+        local = client.download_artifacts(r.info.run_id, "history.csv", str(tmp_path))
+        assert Path(local).read_text().startswith("epoch,")
+    assert list(artifact_root.rglob("MLmodel")), "artifacts did not reach the server's destination"
