@@ -44,6 +44,7 @@ ui: install
 
 bench: install
 	python benchmarks/engine.py
+	python benchmarks/pipeline.py
 
 clean-store:
 	rm -rf mlflow.db mlflow.db.lock mlartifacts

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -127,12 +128,29 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _record_timing(seconds: float) -> None:
+    """With BACKPROP_TIMINGS=<file>, append this stage's time and its MLflow share (benchmarks)."""
+    path = os.environ.get("BACKPROP_TIMINGS")
+    if not path:
+        return
+    tracking = sys.modules.get("backprop.lab.tracking")
+    record = {
+        "stage": os.environ.get("DVC_STAGE", " ".join(sys.argv[:2])),
+        "seconds": seconds,
+        "mlflow_seconds": tracking.time_in_mlflow if tracking else 0.0,
+    }
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(): bad input ends in one line on stderr and exit 2; SIGINT and
     SIGTERM unwind like Ctrl-C (MLflow runs end KILLED, staged outputs are discarded), exit 130."""
     signal.signal(signal.SIGTERM, _interrupt)
+    started = time.perf_counter()
     try:
         main()
+        _record_timing(time.perf_counter() - started)
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
