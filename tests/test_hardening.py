@@ -36,6 +36,8 @@ TRAIN = [
 ]
 OUTPUTS = ("models", "metrics", "plots", "runs")
 
+pytestmark = pytest.mark.e2e  # real stages in subprocesses: seconds each
+
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
@@ -224,7 +226,6 @@ def hardening_repo(tmp_path_factory):
     return repo
 
 
-@pytest.mark.e2e
 def test_two_forced_repros_give_byte_identical_results(hardening_repo):
     files = sorted(hardening_repo.glob("metrics/*.json")) + sorted(hardening_repo.glob("sweeps/*/results.csv"))
     assert len(files) == 3 + 4
@@ -234,7 +235,6 @@ def test_two_forced_repros_give_byte_identical_results(hardening_repo):
     assert before == after
 
 
-@pytest.mark.e2e
 def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
     params_path = hardening_repo / "params.yaml"
     original = params_path.read_text()
@@ -370,7 +370,6 @@ def tracking_server(tmp_path):
         server.wait(timeout=30)
 
 
-@pytest.mark.e2e
 def test_runs_go_to_a_tracking_server_when_its_uri_is_set(tmp_path, prepared, tracking_server):
     url, artifact_root = tracking_server
     (tmp_path / "work").mkdir()
