@@ -165,22 +165,21 @@ def wait_for_queue(repo: Path, timeout: float = 600) -> str:
 
 
 def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
-    """Four queued experiments drained by four workers: every run, curve and artifact ends up in
-    the project's store, none in DVC's temporary copies of the repo."""
-    lrs = ["0.02", "0.03", "0.04", "0.05"]
-    for lr in lrs:
-        run(["dvc", "exp", "run", "--queue", "-S", f"train.lr={lr}"], tiny_repo)
+    """A 2 × 2 grid queued the DVC way and drained by four workers: every run, curve and artifact
+    ends up in the project's store, none in DVC's temporary copies of the repo."""
+    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.02,0.03", "-S", "train.hidden=[4],[8]"], tiny_repo)
+    grid = {("0.02", "[4]"), ("0.02", "[8]"), ("0.03", "[4]"), ("0.03", "[8]")}
     run(["dvc", "queue", "start", "-j", "4"], tiny_repo)
     status = wait_for_queue(tiny_repo)
-    assert status.count("Success") == len(lrs), status
+    assert status.count("Success") == len(grid), status
 
     client = store(tiny_repo)
     runs = [r for r in all_runs(client) if r.data.tags.get("dvc_exp")]
     assert {r.info.status for r in runs} == {"FINISHED"}
     train_runs = [r for r in runs if r.data.tags.get("stage") == "train"]
-    assert len(train_runs) == 2 * len(lrs) and len({r.data.tags["dvc_exp"] for r in train_runs}) == len(lrs)
+    assert len(train_runs) == 2 * len(grid) and len({r.data.tags["dvc_exp"] for r in train_runs}) == len(grid)
     regression_runs = [r for r in train_runs if r.data.tags["task"] == "regression"]
-    assert sorted(r.data.params["lr"] for r in regression_runs) == lrs
+    assert {(r.data.params["lr"], r.data.params["hidden"]) for r in regression_runs} == grid
     for train_run in train_runs:
         artifacts = Path(train_run.info.artifact_uri.removeprefix("file://"))
         assert artifacts.is_relative_to(tiny_repo / "mlartifacts")
@@ -188,11 +187,21 @@ def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
         loss = "mse" if train_run.data.tags["task"] == "regression" else "log_loss"
         assert len(client.get_metric_history(train_run.info.run_id, f"train_{loss}")) > 2
     sweep_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") and "sweep" in r.data.tags]
-    assert len(sweep_children) == len(lrs) * sum(
+    assert len(sweep_children) == len(grid) * sum(
         len(spec["values"]) * len(spec["tasks"]) * len(TINY["sweep"]["seeds"])
         for name, spec in TINY["sweep"].items()
         if name in SWEEPS
     )
     assert not list((tiny_repo / ".dvc" / "tmp").rglob("mlflow.db")), "a store inside DVC's temporary copies"
-    shown = run(["dvc", "exp", "show", "--csv"], tiny_repo).stdout
-    assert all(lr in shown for lr in lrs)
+    shown = run(["dvc", "exp", "show", "--csv"], tiny_repo).stdout.splitlines()
+    experiments = [line for line in shown if ",branch_" in line]
+    assert len(experiments) == len(grid)
+
+
+def test_a_temp_experiment_lands_in_the_project_store(tiny_repo):
+    run(["dvc", "exp", "run", "--temp", "-S", "train.lr=0.07", "train"], tiny_repo)
+    runs = [r for r in all_runs(store(tiny_repo)) if r.data.params.get("lr") == "0.07"]
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.tags.get("dvc_exp")
+    artifacts = Path(runs[0].info.artifact_uri.removeprefix("file://"))
+    assert artifacts.is_relative_to(tiny_repo / "mlartifacts") and (artifacts / "model" / "MLmodel").is_file()
+    assert json.loads(run(["dvc", "status", "--json"], tiny_repo).stdout) == {}
