@@ -91,11 +91,11 @@ def test_a_bad_sweep_value_names_its_position():
         list(sweep.configs("lr", load_train(PARAMS), "regression"))
 
 
-def run_prepare(tmp_path, csv_text: str | None, **data_changes):
-    """The real stage in a scratch folder whose params point the regression task at our CSV."""
+def run_prepare(tmp_path, csv_text: str | None, task: str = "regression", **data_changes):
+    """The real stage in a scratch folder whose params point ``task`` at our CSV (bad.csv)."""
     params = with_changes("data", **data_changes)
-    params["data"]["regression"]["path"] = "bad.csv"
-    params["data"]["classification"]["path"] = str(ROOT / "data" / "breast_cancer.csv")
+    for name, source in (("regression", "diabetes.csv"), ("classification", "breast_cancer.csv")):
+        params["data"][name]["path"] = "bad.csv" if name == task else str(ROOT / "data" / source)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     if csv_text is not None:
         (tmp_path / "bad.csv").write_text(csv_text)
@@ -161,26 +161,15 @@ def test_prepare_rejects_bad_tables_with_one_clear_line(tmp_path, csv_text, data
 
 
 def test_classification_target_must_be_binary(tmp_path):
-    params = yaml.safe_load(yaml.safe_dump(PARAMS))
-    params["data"]["classification"]["path"] = "cancer.csv"
-    params["data"]["regression"]["path"] = str(ROOT / "data" / "diabetes.csv")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    text = (ROOT / "data" / "breast_cancer.csv").read_text().splitlines()
-    text[1] = text[1].rsplit(",", 1)[0] + ",2"
-    (tmp_path / "cancer.csv").write_text("\n".join(text) + "\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.prepare", "--out", "prepared"],
-        cwd=tmp_path,
-        env=pipeline_env(PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-    )
+    lines = (ROOT / "data" / "breast_cancer.csv").read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0] + ",2"
+    result, out = run_prepare(tmp_path, "\n".join(lines) + "\n", task="classification")
     assert result.returncode == 2
     assert (
-        "cancer.csv: target 'malignant' must be binary (0/1) for classification, found values [0.0, 1.0, 2.0]"
+        "bad.csv: target 'malignant' must be binary (0/1) for classification, found values [0.0, 1.0, 2.0]"
         in result.stderr
     )
-    assert not (tmp_path / "prepared").exists() or not any((tmp_path / "prepared").rglob("*"))
+    assert not out.exists() or not any(out.rglob("*"))
 
 
 def test_zero_targets_are_fine_when_accuracy_is_not_requested(tmp_path):

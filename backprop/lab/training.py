@@ -53,43 +53,44 @@ def build_model(n_inputs: int, task: str, config: TrainConfig) -> MLP:
     )
 
 
-def train_model(prepared: Prepared, task: str, config: TrainConfig, progress=None) -> RunResult:
-    """Fit on the train split, monitor val (early stopping) and test (curves only), score all."""
+def _fit_and_score(prepared: Prepared, task: str, config: TrainConfig, *, protocol: str, progress=None):
+    """``held_out``: fit on train, monitor val (early stopping) and test (curves only), score the
+    three splits. ``all_rows``: fit and score on every row, with no data left to stop early on."""
     model = build_model(len(prepared.features), task, config)
+    X, y = prepared.X, prepared.y
+    if protocol == "held_out":
+        fit_split, splits = "train", SPLITS
+        watch = {
+            "X_val": X["val"],
+            "y_val": y["val"],
+            "patience": config.patience,
+            "monitor": {"test": (X["test"], y["test"])},
+        }
+    else:
+        fit_split, splits, watch = "all", ("all",), {}
     history = model.fit(
-        prepared.X["train"],
-        prepared.y["train"],
+        X[fit_split],
+        y[fit_split],
         lr=config.lr,
         epochs=config.epochs,
         batch_size=config.batch_size,
-        X_val=prepared.X["val"],
-        y_val=prepared.y["val"],
-        patience=config.patience,
-        monitor={"test": (prepared.X["test"], prepared.y["test"])},
         track_accuracy=prepared.with_accuracy,
         progress=progress,
+        **watch,
     )
-    scores = {
-        split: model.evaluate(prepared.X[split], prepared.y[split], with_accuracy=prepared.with_accuracy)
-        for split in SPLITS
-    }
+    scores = {split: model.evaluate(X[split], y[split], with_accuracy=prepared.with_accuracy) for split in splits}
     if history.diverged:  # the weights of a diverged run score nothing, however finite they look
         scores = {split: dict.fromkeys(values, math.nan) for split, values in scores.items()}
+    return model, history, scores
+
+
+def train_model(prepared: Prepared, task: str, config: TrainConfig, progress=None) -> RunResult:
+    """The pipeline's training run: fit on train, early-stop on val, score train/val/test."""
+    model, history, scores = _fit_and_score(prepared, task, config, protocol="held_out", progress=progress)
     return RunResult(task, config, model, history, scores)
 
 
 def train_on_all_rows(prepared: Prepared, task: str, config: TrainConfig) -> dict[str, float]:
     """The reference hand-in's protocol: fit and score on every row (no held-out data)."""
-    model = build_model(len(prepared.features), task, config)
-    history = model.fit(
-        prepared.X["all"],
-        prepared.y["all"],
-        lr=config.lr,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        track_accuracy=prepared.with_accuracy,
-    )
-    scores = model.evaluate(prepared.X["all"], prepared.y["all"], with_accuracy=prepared.with_accuracy)
-    if history.diverged:
-        scores = dict.fromkeys(scores, math.nan)
-    return scores | {"epochs_run": history.epochs_run, "diverged": history.diverged}
+    _, history, scores = _fit_and_score(prepared, task, config, protocol="all_rows")
+    return scores["all"] | {"epochs_run": history.epochs_run, "diverged": history.diverged}
