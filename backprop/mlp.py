@@ -345,7 +345,8 @@ class MLP:
         curves = np.full((epochs, width * (1 + len(evaluated))), np.nan)
         inverse_train = 1.0 / np.abs(y) if regression_accuracy else None
         ws = _Workspace(self, min(batch, CHUNK_ROWS))
-        shuffled_X, shuffled_y = (np.empty_like(X), np.empty_like(y)) if batch < n else (X, y)
+        # Mini-batches are gathered row by row into one reused buffer: no second copy of X.
+        batch_X, batch_y = np.empty((batch, X.shape[1]), X.dtype), np.empty((batch, 1), y.dtype)
         history = History(loss_name=self.loss_name)
         best_loss, best_theta, waited = math.inf, None, 0
         report_every = max(1, epochs // PROGRESS_UPDATES)
@@ -365,18 +366,19 @@ class MLP:
                     curves[epoch, :width] = self._batch_step(X, y, inverse_train, ws, step)
                 else:
                     order = rng.permutation(n)
-                    np.take(X, order, axis=0, out=shuffled_X)
-                    np.take(y, order, axis=0, out=shuffled_y)
-                    inverse = inverse_train[order] if inverse_train is not None else None
                     totals = np.zeros(width)
                     for start in range(0, n, batch):
-                        stop = min(start + batch, n)
-                        inverse_b = inverse[start:stop] if inverse is not None else None
-                        scores = self._batch_step(shuffled_X[start:stop], shuffled_y[start:stop], inverse_b, ws, step)
-                        totals += np.multiply(scores, stop - start)
+                        rows = order[start : start + batch]
+                        xb = np.take(X, rows, axis=0, out=batch_X[: len(rows)])
+                        yb = np.take(y, rows, axis=0, out=batch_y[: len(rows)])
+                        inverse_b = inverse_train[rows] if inverse_train is not None else None
+                        scores = self._batch_step(xb, yb, inverse_b, ws, step)
+                        totals += np.multiply(scores, len(rows))
                     curves[epoch, :width] = totals / n
                 history.epochs_run = epoch + 1
-                if not math.isfinite(curves[epoch, 0]) or not np.isfinite(self._theta).all():
+                # Non-finite weights give a non-finite loss at the next epoch, so the loss is
+                # enough here; the last update is checked once, after the loop.
+                if not math.isfinite(curves[epoch, 0]):
                     history.diverged, history.diverged_epoch = True, epoch
                     break
                 if progress is not None and (epoch + 1) % report_every == 0:
@@ -385,6 +387,8 @@ class MLP:
                     history.stopped_early = True
                     break
 
+        if not history.diverged and not np.isfinite(self._theta).all():
+            history.diverged, history.diverged_epoch = True, history.epochs_run - 1
         if best_theta is not None and not history.diverged:
             self._theta[...] = best_theta
         rows = curves[: history.epochs_run]
