@@ -47,7 +47,7 @@ def main() -> None:
             summary_path = outputs.path(out / f"sweep_{name}_summary.png")
             figures.save(figures.sweep_summary(results, name=name, metrics=DEFAULT_LOSS), summary_path)
             curves_path = outputs.path(out / f"sweep_{name}_curves.png")
-            figures.save(figures.sweep_curves(curves, name=name, metrics=DEFAULT_LOSS), curves_path)
+            figures.save(figures.sweep_curves(curves, results, name=name, metrics=DEFAULT_LOSS), curves_path)
             parent = json.loads((Path(args.runs) / f"sweep_{name}.json").read_text())["parent"]
             attach.setdefault(parent, []).extend([summary_path, curves_path])
 

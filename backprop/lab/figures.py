@@ -83,20 +83,24 @@ def sweep_summary(results: pd.DataFrame, *, name: str, metrics: dict[str, str]) 
     return figure
 
 
-def sweep_curves(curves: pd.DataFrame, *, name: str, metrics: dict[str, str]) -> plt.Figure:
-    """Per swept value: the mean validation curve over seeds with a min–max band, and the
-    training curve dotted; curves of diverged seeds end where they diverged."""
+def sweep_curves(curves: pd.DataFrame, results: pd.DataFrame, *, name: str, metrics: dict[str, str]) -> plt.Figure:
+    """Per swept value: the mean validation curve over the seeds still training, a min–max band,
+    and the training curve dotted. A seed that stops early or diverges leaves the mean there (a
+    step in the curve); values that diverged say so in the legend."""
     tasks = list(dict.fromkeys(curves["task"]))
     figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), layout="constrained", squeeze=False)
     for axis, task in zip(axes[0], tasks, strict=True):
         rows = curves[curves["task"] == task]
         metric = metrics[task]
         colours = plt.cm.viridis(np.linspace(0, 0.9, rows["value"].nunique()))
+        outcome = results[results["task"] == task].groupby("value", sort=False)["diverged"].agg(["sum", "count"])
         for colour, (value, group) in zip(colours, rows.groupby("value", sort=False), strict=True):
             by_epoch = group.groupby("epoch")
             val = by_epoch[f"val_{metric}"]
             mean = val.mean()
-            axis.plot(mean.index, mean, color=colour, label=f"{name}={value}")
+            diverged, seeds = outcome.loc[value] if value in outcome.index else (0, 0)
+            label = f"{name}={value}" + (f" ({diverged}/{seeds} diverged)" if diverged else "")
+            axis.plot(mean.index, mean, color=colour, label=label)
             axis.fill_between(mean.index, val.min(), val.max(), color=colour, alpha=0.15, linewidth=0)
             axis.plot(mean.index, by_epoch[f"train_{metric}"].mean(), ":", color=colour, linewidth=0.8)
         finite = rows[f"val_{metric}"].replace([np.inf, -np.inf], np.nan).dropna()

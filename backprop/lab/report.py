@@ -464,7 +464,11 @@ def sweep_section(
         blocks.append(paragraph(loss_conclusion(stats_by_task["classification"], curves)))
     blocks += [
         figure(f"sweep_{name}_summary.png", f"final train/val/test metric against {name}, mean ± std over seeds"),
-        figure(f"sweep_{name}_curves.png", f"validation curves per {name} (mean, min–max band; train dotted)"),
+        figure(
+            f"sweep_{name}_curves.png",
+            f"validation curves per {name}: mean over the seeds still training (a step is a seed stopping), "
+            "min–max band, train dotted",
+        ),
     ]
     for task, stats in stats_by_task.items():
         blocks.append(paragraph(f"*{task}*"))
