@@ -125,6 +125,18 @@ def test_save_and_load_without_pickle(tmp_path, diabetes):
     assert np.array_equal(loaded.predict(X), model.predict(X))
 
 
+def test_classification_metrics_at_threshold_one_half():
+    from backprop.metrics import classification_accuracy, log_loss, log_loss_from_logit
+
+    assert classification_accuracy([1, 0, 1, 0], [0.9, 0.4, 0.2, 0.6]) == 0.5
+    assert log_loss([1, 0], [0.8, 0.3]) == pytest.approx(-(np.log(0.8) + np.log(0.7)) / 2)
+    logits = np.log(np.array([0.8, 0.3]) / np.array([0.2, 0.7]))
+    assert log_loss_from_logit([1, 0], logits) == pytest.approx(log_loss([1, 0], [0.8, 0.3]))
+    assert np.isfinite(log_loss_from_logit([1], [1000.0])) and log_loss_from_logit([0], [1000.0]) == pytest.approx(
+        1000.0
+    )
+
+
 def test_regression_accuracy_definition_and_zero_target():
     assert regression_accuracy([100, 200], [110, 180]) == pytest.approx(1 - (0.1 + 0.1) / 2)
     with pytest.raises(ValueError, match="y has 1 zero"):

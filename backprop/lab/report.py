@@ -45,10 +45,6 @@ def code(text: str) -> dict:
     return {"kind": "code", "text": text}
 
 
-def bullets(items: list[str]) -> dict:
-    return {"kind": "list", "items": items}
-
-
 def section(title: str, blocks: list[dict], anchor: str) -> dict:
     return {"title": title, "blocks": blocks, "anchor": anchor}
 
@@ -101,11 +97,12 @@ def sweep_stats(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     return stats
 
 
-def best_row(stats: pd.DataFrame, lower_is_better: bool = True):
+def best_row(stats: pd.DataFrame):
+    """The value with the lowest mean validation loss among those that never diverged."""
     usable = stats[(stats["diverged"] == 0) & stats["val_mean"].notna()]
     if usable.empty:
         return None, None
-    value = usable["val_mean"].idxmin() if lower_is_better else usable["val_mean"].idxmax()
+    value = usable["val_mean"].idxmin()
     return value, usable.loc[value]
 
 
