@@ -196,6 +196,10 @@ def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
     shown = run(["dvc", "exp", "show", "--csv"], tiny_repo).stdout.splitlines()
     experiments = [line for line in shown if ",branch_" in line]
     assert len(experiments) == len(grid)
+    first, second = (line.split(",")[0] for line in experiments[:2])
+    run(["dvc", "plots", "diff", first, second, "-o", "plots_diff"], tiny_repo)
+    page = (tiny_repo / "plots_diff" / "index.html").read_text()
+    assert first in page and second in page
 
 
 def test_a_temp_experiment_lands_in_the_project_store(tiny_repo):
