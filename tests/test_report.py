@@ -18,8 +18,8 @@ HEADINGS = [
     "2.3 The effect of the learning rate",
     "2.4 The effect of the number of hidden neurons",
     "2.5 The effect of the activation function",
-    "5. MSE versus log loss for classification",
-    "6. Provenance",
+    "3. MSE versus log loss for classification",
+    "4. Provenance",
 ]
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 REFERENCE_HAND_IN = {"mse": 2858.4015, "accuracy": 0.6107}  # REFERENCE.md: not from this run
+LABELS = {"mse": "MSE", "log_loss": "log loss", "accuracy": "accuracy", "r2": "R²", "rmse": "RMSE"}
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -178,7 +179,7 @@ def derivation_section() -> dict:
             paragraph(
                 "**Why not MSE on a sigmoid output?** Then σ′ does not cancel and the error term keeps the factor "
                 "ŷ(1 − ŷ), which is near 0 whenever the output saturates, also when it is confidently wrong: "
-                "learning stalls exactly where it is needed. Section 5 measures this."
+                "learning stalls exactly where it is needed. Section 3 measures this."
             ),
             equation(r"\delta_2 = \dfrac{2}{n}(\hat{y} - y)\,\hat{y}(1 - \hat{y})"),
             code_map,
@@ -194,7 +195,6 @@ def derivation_section() -> dict:
 
 def _task_rows(task: str, baselines: dict, protocol_note: str) -> tuple[list[str], list[list[str]]]:
     metric_names = ["mse", "accuracy", "r2"] if task == "regression" else ["log_loss", "accuracy"]
-    labels = {"mse": "MSE", "accuracy": "accuracy", "r2": "R²", "log_loss": "log loss"}
     base = baselines[task]
     n_seeds = len(base["ours_held_out"])
     linear = "ordinary least squares" if task == "regression" else "logistic regression (no penalty)"
@@ -236,7 +236,7 @@ def _task_rows(task: str, baselines: dict, protocol_note: str) -> tuple[list[str
         ],
         ["constant (train mean / class prior)", "held-out test", *cells(base["constant_held_out"]["test"])],
     ]
-    return ["model", "protocol", *[labels[m] for m in metric_names]], rows
+    return ["model", "protocol", *[LABELS[m] for m in metric_names]], rows
 
 
 def answer_21(baselines: dict, schemas: dict) -> dict:
@@ -262,7 +262,7 @@ def answer_21(baselines: dict, schemas: dict) -> dict:
             split_rows.append([split, *[mean_std(run[split].get(m) for run in ours) for m in ours[0][split]]])
         blocks.append(
             table(
-                ["this network, split", *list(ours[0]["train"])],
+                ["this network, split", *[LABELS[m] for m in ours[0]["train"]]],
                 split_rows,
                 f"{task}: all three splits, mean ± std over {len(ours)} seeds",
             )
@@ -302,8 +302,8 @@ def answer_22(histories: dict, summaries: dict, config: dict) -> dict:
         val, train = history[f"val_{loss}"], history[f"train_{loss}"]
         best = int(val.idxmin())
         text = (
-            f"**{task.capitalize()}**: {summary['epochs_run']} epochs run. Validation {loss} is lowest at epoch "
-            f"{best} ({fmt(float(val[best]))}); at the last epoch train is {fmt(float(train.iloc[-1]))} and "
+            f"**{task.capitalize()}**: {summary['epochs_run']} epochs run. Validation {LABELS[loss]} is lowest "
+            f"at epoch {best} ({fmt(float(val[best]))}); at the last epoch train is {fmt(float(train.iloc[-1]))} and "
             f"validation {fmt(float(val.iloc[-1]))}."
         )
         if summary.get("stopped_early"):
@@ -338,7 +338,7 @@ def sweep_table(stats: pd.DataFrame, name: str, metric: str) -> dict:
         ]
         for value, row in stats.iterrows()
     ]
-    label = {"mse": "MSE", "log_loss": "log loss"}[metric]
+    label = LABELS[metric]
     return table([name, f"train {label}", f"val {label}", f"test {label}", "diverged", "mean epochs run"], rows)
 
 
@@ -404,7 +404,7 @@ def activation_conclusion(stats_by_task: dict[str, pd.DataFrame], metrics: dict[
     for task, stats in stats_by_task.items():
         ranked = stats[stats["diverged"] == 0].sort_values("val_mean")
         order = " < ".join(f"{value} ({row['val_cell']})" for value, row in ranked.iterrows())
-        parts.append(f"**{task}**, val {metrics[task].replace('_', ' ')} from best to worst: {order}")
+        parts.append(f"**{task}**, val {LABELS[metrics[task]]} from best to worst: {order}")
         failed = stats[stats["diverged"] > 0]
         if len(failed):
             counts = ", ".join(f"{value} in {r['diverged']}/{r['seeds']} seeds" for value, r in failed.iterrows())
@@ -482,7 +482,7 @@ def provenance_section(info: dict) -> dict:
     runs.append(["baselines (parent)", f"{info['baseline_children']} child runs", info["baselines_run"]])
     data_rows = [[s["source"], f"`{s['sha256'][:16]}…`", str(s["rows"]["all"])] for s in info["schemas"].values()]
     return section(
-        "6. Provenance",
+        "4. Provenance",
         [
             paragraph(
                 f"Git commit `{info['commit']}`{' with uncommitted changes' if info['dirty'] else ''}. "
@@ -519,7 +519,7 @@ def build(inputs: ReportInputs) -> dict:
         "lr": ("2.3", "The effect of the learning rate", "q23"),
         "hidden": ("2.4", "The effect of the number of hidden neurons", "q24"),
         "activation": ("2.5", "The effect of the activation function", "q25"),
-        "loss": ("5.", "MSE versus log loss for classification", "loss"),
+        "loss": ("3.", "MSE versus log loss for classification", "loss"),
     }
     sections = [
         derivation_section(),
