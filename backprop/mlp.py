@@ -5,6 +5,9 @@ layers the same pattern repeats: W_l (h_{l-1}, h_l), b_l (h_l,).
 
 All parameters are views into one flat vector, and all gradients views into another, so a
 gradient-descent step is a single vector operation and "restore the best weights" is one copy.
+W1 and b1 sit next to each other in that vector, so together they are one (f + 1, h) matrix
+[W1; b1]: the first layer sees X with a column of ones appended and its bias rides in the matrix
+product, [X 1][W1; b1] = X W1 + b1, which saves a broadcast pass over (n, h) each way.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class _Workspace:
         self.ones = np.ones(n, dtype)  # Σ_rows δ is computed as 1ᵀδ: one BLAS call
         self.grad_vector = np.empty_like(model._theta)
         self.grads = model._views(self.grad_vector)
+        self.first_layer_grads = model._first_layer(self.grad_vector)  # [∂L/∂W1; ∂L/∂b1]
         self.grad_sum = np.empty_like(model._theta)
         self._cut: dict[int, _Workspace] = {}
 
@@ -91,6 +95,7 @@ class _Workspace:
         view.scratch = [None] + [b[:m] for b in self.scratch[1:]]
         view.ones = self.ones[:m]
         view.grad_vector, view.grads, view.grad_sum, view._cut = self.grad_vector, self.grads, self.grad_sum, {}
+        view.first_layer_grads = self.first_layer_grads
         return view
 
 
@@ -140,6 +145,7 @@ class MLP:
         self.n_layers = len(self.sizes) - 1
         self._theta = np.zeros(sum(a * b + b for a, b in self._layer_shapes()), self.dtype)
         self.params = self._views(self._theta)
+        self._first_layer_params = self._first_layer(self._theta)  # [W1; b1]
         for layer, (fan_in, fan_out) in enumerate(self._layer_shapes(), start=1):
             self.params[f"W{layer}"][...] = initializer(self.rng, fan_in, fan_out)
 
@@ -158,33 +164,49 @@ class MLP:
             start += fan_out
         return views
 
+    def _first_layer(self, vector: np.ndarray) -> np.ndarray:
+        """[W1; b1] as one (f + 1, h_1) view: b1 follows W1 in the vector, one row more."""
+        fan_in, fan_out = self.sizes[0], self.sizes[1]
+        return vector[: (fan_in + 1) * fan_out].reshape(fan_in + 1, fan_out)
+
+    def _with_ones(self, X: np.ndarray) -> np.ndarray:
+        """[X 1], shape (n, f + 1): the input the first layer's [W1; b1] multiplies."""
+        X1 = np.empty((len(X), X.shape[1] + 1), self.dtype)
+        X1[:, :-1] = X
+        X1[:, -1] = 1.0
+        return X1
+
     # ---- the derivation ---------------------------------------------------------------------
 
-    def _forward(self, X: np.ndarray, ws: _Workspace) -> np.ndarray:
-        """z_l = a_{l-1} W_l + b_l, a_l = g(z_l); returns the output logit z_L (n, 1)."""
-        a = X  # (n, f)
+    def _forward(self, X1: np.ndarray, ws: _Workspace) -> np.ndarray:
+        """z_l = a_{l-1} W_l + b_l, a_l = g(z_l) for X1 = [X 1]; returns the output logit z_L (n, 1)."""
+        a = X1  # (n, f + 1)
         for layer in range(1, self.n_layers + 1):
             z = ws.outputs[layer]  # (n, h_l)
-            np.dot(a, self.params[f"W{layer}"], out=z)
-            z += self.params[f"b{layer}"]
+            if layer == 1:
+                np.dot(X1, self._first_layer_params, out=z)  # z_1 = [X 1][W1; b1] = X W1 + b1
+            else:
+                np.dot(a, self.params[f"W{layer}"], out=z)
+                z += self.params[f"b{layer}"]
             if layer < self.n_layers:
                 self.g.function(z, out=z)  # a_l = g(z_l), in place: backward needs only a_l
             a = z
         return a
 
-    def _backward(self, X: np.ndarray, y: np.ndarray, ws: _Workspace, n: int) -> dict[str, np.ndarray]:
+    def _backward(self, X1: np.ndarray, y: np.ndarray, ws: _Workspace, n: int) -> dict[str, np.ndarray]:
         """∂L/∂θ for the rows whose forward pass ``ws`` holds, out of a batch of n, keyed like ``params``."""
         L, grads = self.n_layers, ws.grads
         delta = self.head.output_error(ws.outputs[L], y, out=ws.errors[L], n=n)  # (n, 1)  δ_L = ∂L/∂z_L
-        for layer in range(L, 0, -1):
-            a_prev = X if layer == 1 else ws.outputs[layer - 1]  # (n, h_{l-1})  a_0 = X
+        for layer in range(L, 1, -1):
+            a_prev = ws.outputs[layer - 1]  # (n, h_{l-1})
             np.dot(a_prev.T, delta, out=grads[f"W{layer}"])  # (h_{l-1}, h_l)  ∂L/∂W_l = a_{l-1}ᵀ δ_l
             np.dot(ws.ones, delta, out=grads[f"b{layer}"])  # (h_l,)  ∂L/∂b_l = Σ_rows δ_l = 1ᵀ δ_l
-            if layer > 1:
-                delta_prev = ws.errors[layer - 1]  # (n, h_{l-1})
-                np.dot(delta, self.params[f"W{layer}"].T, out=delta_prev)  # δ_l W_lᵀ
-                delta_prev *= self.g.derivative(a_prev, out=ws.scratch[layer - 1])  # ⊙ g′(z_{l-1})
-                delta = delta_prev
+            delta_prev = ws.errors[layer - 1]  # (n, h_{l-1})
+            np.dot(delta, self.params[f"W{layer}"].T, out=delta_prev)  # δ_l W_lᵀ
+            delta_prev *= self.g.derivative(a_prev, out=ws.scratch[layer - 1])  # ⊙ g′(z_{l-1})
+            delta = delta_prev
+        # (f + 1, h_1)  [∂L/∂W1; ∂L/∂b1] = [X 1]ᵀ δ_1 = [Xᵀ δ_1; 1ᵀ δ_1]
+        np.dot(X1.T, delta, out=ws.first_layer_grads)
         return grads
 
     # ---- public API ---------------------------------------------------------------------------
@@ -211,7 +233,7 @@ class MLP:
 
     def logit(self, X) -> np.ndarray:
         X = self._check(X)
-        return self._forward(X, _Workspace(self, len(X))).copy()
+        return self._forward(self._with_ones(X), _Workspace(self, len(X))).copy()
 
     def predict(self, X) -> np.ndarray:
         """ŷ, shape (n,): the value for regression, P(y = 1) for classification."""
@@ -224,19 +246,19 @@ class MLP:
 
     def loss(self, X, y) -> float:
         X, y = self._check(X, y)
-        return self.head.loss(self._forward(X, _Workspace(self, len(X))), y)
+        return self.head.loss(self._forward(self._with_ones(X), _Workspace(self, len(X))), y)
 
     def gradients(self, X, y) -> dict[str, np.ndarray]:
         X, y = self._check(X, y)
-        ws = _Workspace(self, len(X))
-        self._forward(X, ws)
-        return {name: grad.copy() for name, grad in self._backward(X, y, ws, len(X)).items()}
+        X1, ws = self._with_ones(X), _Workspace(self, len(X))
+        self._forward(X1, ws)
+        return {name: grad.copy() for name, grad in self._backward(X1, y, ws, len(X)).items()}
 
     def evaluate(self, X, y, *, with_accuracy: bool = True) -> dict[str, float]:
         """Final scores: regression mse, rmse, r2 (+ accuracy); classification log_loss, accuracy."""
         X, y = self._check(X, y)
         with np.errstate(over="ignore", invalid="ignore"):
-            z = self._forward(X, _Workspace(self, len(X)))
+            z = self._forward(self._with_ones(X), _Workspace(self, len(X)))
             if self.task == "regression":
                 scores = regression_metrics(y, z, with_accuracy=with_accuracy)
             else:
@@ -264,21 +286,21 @@ class MLP:
             return [loss, accuracy, float(np.mean(np.logaddexp(0.0, z) - y * z))]
         return [loss, accuracy]
 
-    def _batch_step(self, X, y, inverse_abs_y, ws: _Workspace, step) -> list[float]:
-        """One gradient-descent step on the batch (X, y), slice by slice; returns the batch's
-        scores before the step."""
-        n, size = len(X), ws.capacity
+    def _batch_step(self, X1, y, inverse_abs_y, ws: _Workspace, step) -> list[float]:
+        """One gradient-descent step on the batch (X1 = [X 1], y), slice by slice; returns the
+        batch's scores before the step."""
+        n, size = len(X1), ws.capacity
         if n <= size:  # one slice: the gradient is the slice's
             part = ws.rows(n)
-            scores = self._epoch_scores(self._forward(X, part), y, inverse_abs_y)
-            self._backward(X, y, part, n)
+            scores = self._epoch_scores(self._forward(X1, part), y, inverse_abs_y)
+            self._backward(X1, y, part, n)
             self._theta -= step * ws.grad_vector
             return scores
         ws.grad_sum.fill(0)
         totals = np.zeros(len(self.history_columns()))
         for start in range(0, n, size):
             stop = min(start + size, n)
-            part, xs, ys = ws.rows(stop - start), X[start:stop], y[start:stop]
+            part, xs, ys = ws.rows(stop - start), X1[start:stop], y[start:stop]
             inverse = inverse_abs_y[start:stop] if inverse_abs_y is not None else None
             totals += np.multiply(self._epoch_scores(self._forward(xs, part), ys, inverse), stop - start)
             self._backward(xs, ys, part, n)
@@ -334,7 +356,7 @@ class MLP:
             if regression_accuracy:
                 check_regression_accuracy_defined(y_set)
             inverse = 1.0 / np.abs(y_set) if regression_accuracy else None
-            evaluated.append((name, X_set, y_set, _Workspace(self, len(X_set)), inverse))
+            evaluated.append((name, self._with_ones(X_set), y_set, _Workspace(self, len(X_set)), inverse))
         rng = rng or self.rng
 
         n = len(X)
@@ -345,8 +367,11 @@ class MLP:
         curves = np.full((epochs, width * (1 + len(evaluated))), np.nan)
         inverse_train = 1.0 / np.abs(y) if regression_accuracy else None
         ws = _Workspace(self, min(batch, CHUNK_ROWS))
-        # Mini-batches are gathered row by row into one reused buffer: no second copy of X.
-        batch_X, batch_y = np.empty((batch, X.shape[1]), X.dtype), np.empty((batch, 1), y.dtype)
+        # A full batch is [X 1] made once; mini-batches are gathered row by row into one reused
+        # [X 1] buffer, so there is no second copy of a large X.
+        X1 = self._with_ones(X) if batch == n else None
+        batch_X1 = self._with_ones(np.empty((batch, X.shape[1]), X.dtype)) if batch < n else None
+        batch_y = np.empty((batch, 1), y.dtype)
         history = History(loss_name=self.loss_name)
         best_loss, best_theta, waited = math.inf, None, 0
         report_every = max(1, epochs // PROGRESS_UPDATES)
@@ -363,13 +388,14 @@ class MLP:
                     else:
                         waited += 1
                 if batch == n:
-                    curves[epoch, :width] = self._batch_step(X, y, inverse_train, ws, step)
+                    curves[epoch, :width] = self._batch_step(X1, y, inverse_train, ws, step)
                 else:
                     order = rng.permutation(n)
                     totals = np.zeros(width)
                     for start in range(0, n, batch):
                         rows = order[start : start + batch]
-                        xb = np.take(X, rows, axis=0, out=batch_X[: len(rows)])
+                        np.take(X, rows, axis=0, out=batch_X1[: len(rows), :-1])
+                        xb = batch_X1[: len(rows)]
                         yb = np.take(y, rows, axis=0, out=batch_y[: len(rows)])
                         inverse_b = inverse_train[rows] if inverse_train is not None else None
                         scores = self._batch_step(xb, yb, inverse_b, ws, step)

@@ -59,6 +59,23 @@ def test_same_seed_same_bits_other_seed_differs(diabetes, batch_size):
     assert not np.array_equal(theta_a, theta_c)
 
 
+def test_minibatch_epoch_is_the_steps_taken_by_hand(diabetes):
+    # 10 rows in batches of 4: two full batches and a last one of 2, in the order the seeded
+    # generator draws; each step is θ ← θ − lr ∂L/∂θ on that batch alone.
+    X, y = diabetes[0][:10], diabetes[1][:10]
+    model, by_hand = MLP(10, [3], rng=0), MLP(10, [3], rng=0)
+    model.fit(X, y, lr=0.01, epochs=2, batch_size=4, rng=np.random.default_rng(5))
+    order_rng = np.random.default_rng(5)
+    for _ in range(2):
+        order = order_rng.permutation(10)
+        for rows in (order[:4], order[4:8], order[8:]):
+            grads = by_hand.gradients(X[rows], y[rows])
+            for name, grad in grads.items():
+                by_hand.params[name] -= 0.01 * grad
+    for name in model.params:
+        np.testing.assert_allclose(model.params[name], by_hand.params[name], rtol=1e-12, atol=1e-15)
+
+
 def test_divergence_is_a_result_not_an_exception(diabetes):
     X, y = diabetes
     model = MLP(10, [16], activation="relu", rng=0)

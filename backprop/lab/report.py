@@ -126,7 +126,7 @@ def derivation_section() -> dict:
             ["g and g′ in terms of a = g(z)", "`ACTIVATIONS` in `backprop/activations.py`"],
             [
                 "update θ ← θ − α∇θL",
-                "`MLP.fit` in `backprop/mlp.py` (`self._theta -= step * ws.grad_vector`)",
+                "`MLP._batch_step` in `backprop/mlp.py` (`self._theta -= step * ws.grad_vector`)",
             ],
         ],
     )
