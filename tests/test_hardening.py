@@ -139,6 +139,13 @@ def test_a_diverging_run_is_recorded_and_the_stage_succeeds(tmp_path, prepared):
 # ---- 3. interruption -----------------------------------------------------------------------------
 
 
+def sigint_as_in_a_terminal():
+    # A program started from a terminal gets SIGINT at its default (Ctrl-C interrupts). When the
+    # tests themselves run as a background job, the shell has set SIGINT to "ignore", and children
+    # inherit that; reset it so the program under test sees what a terminal user's would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, prepared, signum):
     folder = scratch(tmp_path, prepared, epochs=10_000_000, patience=0)
@@ -149,14 +156,18 @@ def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, p
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_as_in_a_terminal,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(r.info.status == "RUNNING" for r in runs_in(folder)):
-        time.sleep(0.2)
-    assert any(r.info.status == "RUNNING" for r in runs_in(folder)), "training never started"
-    time.sleep(0.5)
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(r.info.status == "RUNNING" for r in runs_in(folder)):
+            time.sleep(0.2)
+        assert any(r.info.status == "RUNNING" for r in runs_in(folder)), "training never started"
+        time.sleep(0.5)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()  # a stage that ignored the signal must not outlive the test
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr
     assert [r.info.status for r in runs_in(folder)] == ["KILLED"]
@@ -249,6 +260,7 @@ def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     try:
         deadline = time.monotonic() + 90
@@ -259,6 +271,9 @@ def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group
         process.communicate(timeout=120)
     finally:
+        if process.poll() is None:  # what ignored Ctrl-C must not outlive the test
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         params_path.write_text(original)
     assert process.returncode != 0
     assert not any(r.info.status == "RUNNING" for r in runs_in(hardening_repo))
