@@ -121,7 +121,8 @@ def derivation_section() -> dict:
             ],
             [
                 "∂L/∂W, ∂L/∂b, δ₁ = (δ₂W₂ᵀ) ⊙ g′",
-                "`MLP._backward` in `backprop/mlp.py` (one line per equation)",
+                "`MLP._backward` in `backprop/mlp.py` (one line per equation; ∂L/∂W₁ and ∂L/∂b₁ come from "
+                "one product, [X 1]ᵀδ₁ = [Xᵀδ₁; 1ᵀδ₁])",
             ],
             ["g and g′ in terms of a = g(z)", "`ACTIVATIONS` in `backprop/activations.py`"],
             [
