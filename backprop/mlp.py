@@ -231,9 +231,12 @@ class MLP:
             raise ValueError("y must hold only 0 and 1 for task 'classification'")
         return np.ascontiguousarray(X), y
 
+    def _logit_of_checked(self, X: np.ndarray) -> np.ndarray:
+        """The output logit for an X that passed ``_check``, in buffers of its own."""
+        return self._forward(self._with_ones(X), _Workspace(self, len(X)))
+
     def logit(self, X) -> np.ndarray:
-        X = self._check(X)
-        return self._forward(self._with_ones(X), _Workspace(self, len(X))).copy()
+        return self._logit_of_checked(self._check(X)).copy()
 
     def predict(self, X) -> np.ndarray:
         """ŷ, shape (n,): the value for regression, P(y = 1) for classification."""
@@ -246,7 +249,7 @@ class MLP:
 
     def loss(self, X, y) -> float:
         X, y = self._check(X, y)
-        return self.head.loss(self._forward(self._with_ones(X), _Workspace(self, len(X))), y)
+        return self.head.loss(self._logit_of_checked(X), y)
 
     def gradients(self, X, y) -> dict[str, np.ndarray]:
         X, y = self._check(X, y)
@@ -258,7 +261,7 @@ class MLP:
         """Final scores: regression mse, rmse, r2 (+ accuracy); classification log_loss, accuracy."""
         X, y = self._check(X, y)
         with np.errstate(over="ignore", invalid="ignore"):
-            z = self._forward(self._with_ones(X), _Workspace(self, len(X)))
+            z = self._logit_of_checked(X)
             if self.task == "regression":
                 scores = regression_metrics(y, z, with_accuracy=with_accuracy)
             else:
@@ -370,7 +373,7 @@ class MLP:
         # A full batch is [X 1] made once; mini-batches are gathered row by row into one reused
         # [X 1] buffer, so there is no second copy of a large X.
         X1 = self._with_ones(X) if batch == n else None
-        batch_X1 = self._with_ones(np.empty((batch, X.shape[1]), X.dtype)) if batch < n else None
+        batch_X1 = np.ones((batch, X.shape[1] + 1), X.dtype) if batch < n else None
         batch_y = np.empty((batch, 1), y.dtype)
         history = History(loss_name=self.loss_name)
         best_loss, best_theta, waited = math.inf, None, 0

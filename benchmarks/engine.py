@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.neural_network import MLPRegressor
 from threadpoolctl import threadpool_info
 
 from backprop import MLP
+from backprop.lab.baselines import sklearn_mlp
+from backprop.lab.config import TrainConfig
 from backprop.mlp import CHUNK_ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,23 +73,9 @@ def ours_timer(X, y, hidden, batch, epochs, dtype):
 
 def sklearn_timer(X, y, hidden, batch, epochs):
     def fit(n_epochs):
-        model = MLPRegressor(
-            hidden_layer_sizes=(hidden,),
-            activation="logistic",
-            solver="sgd",
-            learning_rate="constant",
-            learning_rate_init=2 * LR,
-            momentum=0.0,
-            nesterovs_momentum=False,
-            alpha=0.0,
-            batch_size=len(X) if batch == 0 else batch,
-            max_iter=n_epochs,
-            shuffle=batch != 0,
-            tol=0.0,
-            n_iter_no_change=n_epochs + 1,
-            early_stopping=False,
-            random_state=0,
-        )
+        # The baselines stage's twin of our network: the same settings, one definition.
+        config = TrainConfig(hidden=(hidden,), activation="sigmoid", lr=LR, epochs=n_epochs, batch_size=batch)
+        model = sklearn_mlp("regression", config, len(X))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             start = time.perf_counter()

@@ -3,12 +3,13 @@ and on held-out data over seeds, beside linear models and scikit-learn's MLP (dv
 
 import argparse
 import dataclasses
+import math
 
 from backprop.lab.baselines import constant_model, fit_and_score, linear_model, sklearn_mlp
 from backprop.lab.config import load_sweep, load_tracking, load_train, read_params
 from backprop.lab.datasets import SPLITS
 from backprop.lab.io import load_prepared, run_stage, staged_outputs
-from backprop.lab.tracking import Tracker, final_metrics, history_metrics, run_tags
+from backprop.lab.tracking import Tracker, result_metrics, run_tags
 from backprop.lab.training import train_model, train_on_all_rows
 from backprop.losses import TASKS
 
@@ -37,8 +38,7 @@ def main() -> None:
                 result = train_model(prepared, task, seeded)
                 tags = run_tags("baselines", task=task, seed=seed, diverged=str(result.history.diverged).lower())
                 with tracker.run(f"ours {task} seed={seed}", tags, parent_id=parent) as child:
-                    metrics = history_metrics(result.history.columns, tracking.max_logged_steps)
-                    metrics += final_metrics(result.scores, step=result.history.epochs_run)
+                    metrics = result_metrics(result.history, result.scores, tracking.max_logged_steps)
                     tracker.log(child, params=seeded.as_params() | {"task": task}, metrics=metrics)
                 ours_held_out.append(result.summary())
             sklearn_runs = []
@@ -73,7 +73,7 @@ def main() -> None:
                 for metric, value in (report[task][name] or {}).items():
                     if isinstance(value, float):
                         flat.append((f"{task}_{name}_{metric}", value, 0))
-        tracker.log(parent, metrics=[m for m in flat if m[1] == m[1]])
+        tracker.log(parent, metrics=[m for m in flat if math.isfinite(m[1])])
         outputs.json(args.out, report)
         outputs.json(args.runs, {"tracking_uri": tracker.uri, "parent": parent})
 

@@ -12,7 +12,7 @@ import pandas as pd
 from backprop.lab.config import load_sweep, load_tracking, load_train, read_params
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
 from backprop.lab.sweeps import best_value, curve_rows, result_row, run_sweep
-from backprop.lab.tracking import Tracker, final_metrics, history_metrics, run_tags
+from backprop.lab.tracking import Tracker, result_metrics, run_tags
 from backprop.losses import DEFAULT_LOSS
 
 
@@ -53,8 +53,7 @@ def main() -> None:
                 tags = run_tags(f"sweep@{args.name}", task=task, sweep=args.name, sweep_value=value, seed=seed)
                 tags["diverged"] = str(result.history.diverged).lower()
                 with tracker.run(f"{args.name}={value} seed={seed} {task}", tags, parent_id=parent) as child:
-                    metrics = history_metrics(result.history.columns, tracking.max_logged_steps)
-                    metrics += final_metrics(result.scores, step=result.history.epochs_run)
+                    metrics = result_metrics(result.history, result.scores, tracking.max_logged_steps)
                     tracker.log(child, params=result.config.as_params() | {"task": task}, metrics=metrics)
                 rows.append(result_row(args.name, task, value, seed, result))
                 curves.append(

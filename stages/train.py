@@ -5,7 +5,7 @@ from pathlib import Path
 
 from backprop.lab.config import load_tracking, load_train, read_params
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
-from backprop.lab.tracking import Tracker, final_metrics, history_metrics, run_tags
+from backprop.lab.tracking import Tracker, result_metrics, run_tags
 from backprop.lab.training import train_model
 from backprop.losses import TASKS
 
@@ -38,8 +38,7 @@ def main() -> None:
                 history = outputs.path(Path(args.plots) / task / "history.csv")
                 result.history_frame().to_csv(history, index=False)
                 outputs.json(Path(args.metrics) / f"{task}.json", result.summary())
-                metrics = history_metrics(result.history.columns, tracking.max_logged_steps)
-                metrics += final_metrics(result.scores, step=result.history.epochs_run)
+                metrics = result_metrics(result.history, result.scores, tracking.max_logged_steps)
                 tracker.log(run_id, metrics=metrics, tags={"diverged": str(result.history.diverged).lower()})
                 tracker.log_artifacts(run_id, [history, weights])
                 if tracking.log_models:

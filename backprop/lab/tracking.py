@@ -213,6 +213,11 @@ def final_metrics(scores: Mapping[str, Mapping[str, float]], step: int) -> list[
     ]
 
 
+def result_metrics(history, scores: Mapping[str, Mapping[str, float]], most: int) -> list[tuple[str, float, int]]:
+    """What every training run logs: its curves, then its final scores one step after them."""
+    return history_metrics(history.columns, most) + final_metrics(scores, step=history.epochs_run)
+
+
 def run_tags(stage: str, **extra: str) -> dict[str, str]:
     commit = git_commit()
     tags = {
