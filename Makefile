@@ -47,4 +47,4 @@ bench: install
 	python benchmarks/pipeline.py
 
 clean-store:
-	rm -rf mlflow.db mlflow.db.lock mlartifacts
+	rm -rf mlflow.db mlflow.db-wal mlflow.db-shm mlflow.db.lock mlartifacts

@@ -1,5 +1,7 @@
 """Answer 2.1 with reference points: our network on all rows (the reference hand-in's protocol)
-and on held-out data over seeds, beside linear models and scikit-learn's MLP (dvc stage `baselines`)."""
+and on held-out data over seeds, beside linear models and scikit-learn's MLP (dvc stage `baselines`).
+
+Every network fit (ours and scikit-learn's, per seed) goes through the stage's executor."""
 
 import argparse
 import dataclasses
@@ -7,11 +9,42 @@ import math
 
 from backprop.lab.baselines import constant_model, fit_and_score, linear_model, sklearn_mlp
 from backprop.lab.config import load_sweep, load_tracking, load_train, read_params
-from backprop.lab.datasets import SPLITS
-from backprop.lab.io import load_prepared, run_stage, staged_outputs
+from backprop.lab.executor import Job, fit_pool
+from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
 from backprop.lab.tracking import Tracker, result_metrics, run_tags
-from backprop.lab.training import train_model, train_on_all_rows
+from backprop.lab.training import describe_config, run_params, train_model, train_on_all_rows
 from backprop.losses import TASKS
+
+
+def baseline_jobs(train, seeds, prepared, shared) -> list[Job]:
+    """The network fits of the baselines stage, keyed (model, task, seed): ours and scikit-learn's
+    on held-out data per seed, and both on all rows (no validation rows there, so no early
+    stopping). ``shared`` holds the executor's handles of ``prepared``."""
+    jobs = []
+    for task in TASKS:
+        config, data = train.for_task(task), shared[task]
+        all_rows = dataclasses.replace(config, patience=0)
+        for seed in seeds:
+            seeded = dataclasses.replace(config, seed=seed)
+            jobs.append(Job(("ours", task, seed), train_model, (data, task, seeded), f"ours {task} seed={seed}"))
+            model = sklearn_mlp(task, seeded, len(prepared[task].y["train"]))
+            if model is not None:
+                described = f"scikit-learn {task} seed={seed} ({describe_config(seeded)})"
+                jobs.append(Job(("sklearn", task, seed), fit_and_score, (task, model, data), described))
+        jobs.append(
+            Job(("ours_all_rows", task, None), train_on_all_rows, (data, task, all_rows), f"ours {task} all rows")
+        )
+        model = sklearn_mlp(task, all_rows, len(prepared[task].y["all"]))
+        if model is not None:
+            jobs.append(
+                Job(
+                    ("sklearn_all_rows", task, None),
+                    fit_and_score,
+                    (task, model, data, "all", ["all"]),
+                    f"scikit-learn {task} all rows",
+                )
+            )
+    return jobs
 
 
 def main() -> None:
@@ -23,57 +56,52 @@ def main() -> None:
 
     params = read_params()
     train, seeds, tracking = load_train(params), load_sweep(params).seeds, load_tracking(params)
+    prepared = {task: load_prepared(args.prepared, task)[0] for task in TASKS}
     tracker = Tracker(tracking.experiment)
     report = {"seeds": seeds}
-    with staged_outputs() as outputs, tracker.run("baselines", run_tags("baselines")) as parent:
-        flat = []
-        for task in TASKS:
-            prepared, _ = load_prepared(args.prepared, task)
-            config = train.for_task(task)
-            # No validation rows when fitting on every row, so no early stopping there.
-            all_rows_config = dataclasses.replace(config, patience=0)
-            ours_held_out = []
-            for seed in seeds:
-                seeded = dataclasses.replace(config, seed=seed)
-                result = train_model(prepared, task, seeded)
-                tags = run_tags("baselines", task=task, seed=seed, diverged=str(result.history.diverged).lower())
-                with tracker.run(f"ours {task} seed={seed}", tags, parent_id=parent) as child:
-                    metrics = result_metrics(result.history, result.scores, tracking.max_logged_steps)
-                    tracker.log(child, params=seeded.as_params() | {"task": task}, metrics=metrics)
-                ours_held_out.append(result.summary())
-            sklearn_runs = []
-            for seed in seeds:
-                model = sklearn_mlp(task, dataclasses.replace(config, seed=seed), len(prepared.y["train"]))
-                if model is not None:
-                    sklearn_runs.append(
-                        fit_and_score(task, model, prepared, fit_split="train", score_splits=list(SPLITS))
+    with staged_outputs() as outputs, fit_pool() as pool:
+        shared = {task: pool.share(data) for task, data in prepared.items()}
+        jobs = baseline_jobs(train, seeds, prepared, shared)
+        print(f"baselines: {len(jobs)} fits on {pool.description}")
+        done = {}
+        with (
+            tracker.run("baselines", run_tags("baselines")) as parent,
+            progress_bar(len(jobs), "baselines", unit="fit") as bar,
+        ):
+            for job, result in pool.completed(jobs):
+                kind, task, seed = job.key
+                if kind == "ours":
+                    tags = run_tags("baselines", task=task, seed=seed, diverged=str(result.history.diverged).lower())
+                    tracker.record(
+                        f"ours {task} seed={seed}",
+                        tags,
+                        parent_id=parent,
+                        params=run_params(task, result.config),
+                        metrics=result_metrics(result.history, result.scores, tracking.max_logged_steps["sweep"]),
                     )
-            all_rows_sklearn = sklearn_mlp(task, all_rows_config, len(prepared.y["all"]))
-            report[task] = {
-                "config": config.as_params(),
-                "ours_held_out": ours_held_out,
-                "ours_all_rows": train_on_all_rows(prepared, task, all_rows_config),
-                "constant_held_out": fit_and_score(
-                    task, constant_model(task), prepared, fit_split="train", score_splits=list(SPLITS)
-                ),
-                "linear_held_out": fit_and_score(
-                    task, linear_model(task), prepared, fit_split="train", score_splits=list(SPLITS)
-                ),
-                "linear_all_rows": fit_and_score(
-                    task, linear_model(task), prepared, fit_split="all", score_splits=["all"]
-                )["all"],
-                "sklearn_held_out": sklearn_runs,
-                "sklearn_all_rows": (
-                    fit_and_score(task, all_rows_sklearn, prepared, fit_split="all", score_splits=["all"])["all"]
-                    if all_rows_sklearn is not None
-                    else None
-                ),
-            }
-            for name in ("ours_all_rows", "linear_all_rows", "sklearn_all_rows"):
-                for metric, value in (report[task][name] or {}).items():
-                    if isinstance(value, float):
-                        flat.append((f"{task}_{name}_{metric}", value, 0))
-        tracker.log(parent, metrics=[m for m in flat if math.isfinite(m[1])])
+                done[job.key] = result
+                bar.update()
+
+            flat = []
+            for task in TASKS:
+                data, config = prepared[task], train.for_task(task)
+                report[task] = {
+                    "config": config.as_params(),
+                    "ours_held_out": [done["ours", task, seed].summary() for seed in seeds],
+                    "ours_all_rows": done["ours_all_rows", task, None],
+                    "constant_held_out": fit_and_score(task, constant_model(task), data),
+                    "linear_held_out": fit_and_score(task, linear_model(task), data),
+                    "linear_all_rows": fit_and_score(
+                        task, linear_model(task), data, fit_split="all", score_splits=["all"]
+                    )["all"],
+                    "sklearn_held_out": [done[key] for key in (("sklearn", task, s) for s in seeds) if key in done],
+                    "sklearn_all_rows": done.get(("sklearn_all_rows", task, None), {}).get("all"),
+                }
+                for name in ("ours_all_rows", "linear_all_rows", "sklearn_all_rows"):
+                    for metric, value in (report[task][name] or {}).items():
+                        if isinstance(value, float):
+                            flat.append((f"{task}_{name}_{metric}", value, 0))
+            tracker.log(parent, metrics=[m for m in flat if math.isfinite(m[1])])
         outputs.json(args.out, report)
         outputs.json(args.runs, {"tracking_uri": tracker.uri, "parent": parent})
 

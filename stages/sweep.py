@@ -1,7 +1,8 @@
 """Vary one train key over sweep.<name>.values × sweep.seeds (dvc stages `sweep@<name>`).
 
-One MLflow parent run per sweep, one nested child run per (task, value, seed), each trained by
-the same ``train_model`` as the train stage.
+Every fit goes through the stage's executor (local worker processes, or a Dask cluster), each
+trained by the same ``train_model`` as the train stage. Only this process talks to MLflow: one
+parent run per sweep, one nested child run per fit, logged as each fit completes.
 """
 
 import argparse
@@ -10,9 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from backprop.lab.config import load_sweep, load_tracking, load_train, read_params
+from backprop.lab.executor import fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
-from backprop.lab.sweeps import best_value, curve_rows, result_row, run_sweep
+from backprop.lab.sweeps import best_value, curve_rows, result_row, sweep_jobs
 from backprop.lab.tracking import Tracker, result_metrics, run_tags
+from backprop.lab.training import run_params
 from backprop.losses import DEFAULT_LOSS
 
 
@@ -30,43 +33,48 @@ def main() -> None:
     prepared = {task: load_prepared(args.prepared, task)[0] for task in spec.tasks}
     tracker = Tracker(tracking.experiment)
     out = Path(args.out)
-    rows, curves, children = [], [], []
-    total = len(spec.tasks) * len(spec.values) * len(sweep.seeds)
+    most = tracking.max_logged_steps["sweep"]
 
-    with staged_outputs() as outputs, progress_bar(total, f"sweep {args.name}") as bar:
+    with staged_outputs() as outputs, fit_pool() as pool:
+        jobs = sweep_jobs(args.name, sweep, train, {task: pool.share(data) for task, data in prepared.items()})
+        print(f"sweep {args.name}: {len(jobs)} fits on {pool.description}")
         parent_tags = run_tags(f"sweep@{args.name}", sweep=args.name)
-        with tracker.run(f"sweep-{args.name}", parent_tags) as parent:
-            tracker.log(
-                parent,
-                params={
-                    "sweep": {
-                        "name": args.name,
-                        "values": spec.values,
-                        "tasks": spec.tasks,
-                        "seeds": sweep.seeds,
-                    }
-                }
-                | {"train": train.as_params()},
-            )
-            points = run_sweep(args.name, sweep, train, prepared)
-            for task, value, seed, result in points:
+        with (
+            tracker.run(f"sweep-{args.name}", parent_tags) as parent,
+            progress_bar(len(jobs), f"sweep {args.name}", unit="fit") as bar,
+        ):
+            sweep_params = {"name": args.name, "values": spec.values, "tasks": spec.tasks, "seeds": sweep.seeds}
+            tracker.log(parent, params={"sweep": sweep_params, "train": train.as_params()})
+            results, children = {}, {}
+            for job, result in pool.completed(jobs):
+                task, index, seed = job.key
+                value = spec.values[index]
                 tags = run_tags(f"sweep@{args.name}", task=task, sweep=args.name, sweep_value=value, seed=seed)
-                tags["diverged"] = str(result.history.diverged).lower()
-                with tracker.run(f"{args.name}={value} seed={seed} {task}", tags, parent_id=parent) as child:
-                    metrics = result_metrics(result.history, result.scores, tracking.max_logged_steps)
-                    tracker.log(child, params=result.config.as_params() | {"task": task}, metrics=metrics)
+                children[job.key] = tracker.record(
+                    f"{args.name}={value} seed={seed} {task}",
+                    tags | {"diverged": str(result.history.diverged).lower()},
+                    parent_id=parent,
+                    params=run_params(task, result.config),
+                    metrics=result_metrics(result.history, result.scores, most),
+                )
+                results[job.key] = result
+                bar.update()
+
+            # Outputs in the jobs' order, whichever order the fits completed in.
+            rows, curves, child_runs = [], [], []
+            for job in jobs:
+                task, index, seed = job.key
+                value, result = spec.values[index], results[job.key]
                 rows.append(result_row(args.name, task, value, seed, result))
                 curves.append(
                     curve_rows(task, value, seed, result, epochs=result.config.epochs, points=sweep.curve_points)
                 )
-                children.append({"task": task, "value": value, "seed": seed, "run_id": child})
-                bar.update()
-
-            results = pd.DataFrame(rows)
+                child_runs.append({"task": task, "value": value, "seed": seed, "run_id": children[job.key]})
+            table = pd.DataFrame(rows)
             losses = {task: DEFAULT_LOSS[task] for task in spec.tasks}  # ranked by the task's metric
-            best = best_value(results, losses)
+            best = best_value(table, losses)
             results_path = outputs.path(out / "results.csv")
-            results.to_csv(results_path, index=False)
+            table.to_csv(results_path, index=False)
             curves_path = outputs.path(out / "curves.csv")
             pd.concat(curves, ignore_index=True).to_csv(curves_path, index=False)
             tracker.log(
@@ -75,7 +83,7 @@ def main() -> None:
                 tags={f"best_{task}_{args.name}": b["value"] for task, b in best.items()},
             )
             tracker.log_artifacts(parent, [results_path, curves_path])
-            outputs.json(args.runs, {"tracking_uri": tracker.uri, "parent": parent, "children": children})
+            outputs.json(args.runs, {"tracking_uri": tracker.uri, "parent": parent, "children": child_runs})
     for task, b in best.items():
         print(
             f"sweep {args.name}, {task}: best {args.name}={b['value']} "

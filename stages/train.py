@@ -1,12 +1,14 @@
 """Train one network per task, write weights, metrics and curves, record MLflow runs (dvc stage `train`)."""
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from backprop.lab.config import load_tracking, load_train, read_params
+from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
 from backprop.lab.tracking import Tracker, result_metrics, run_tags
-from backprop.lab.training import train_model
+from backprop.lab.training import describe_config, run_params, train_model
 from backprop.losses import TASKS
 
 
@@ -21,30 +23,41 @@ def main() -> None:
 
     params = read_params()
     train, tracking = load_train(params), load_tracking(params)
+    data = {task: load_prepared(args.prepared, task) for task in TASKS}
+    configs = {task: train.for_task(task) for task in TASKS}
     tracker = Tracker(tracking.experiment)
-    run_ids = {}
-    with staged_outputs() as outputs:
-        for task in TASKS:
-            prepared, schema = load_prepared(args.prepared, task)
-            config = train.for_task(task)
-            tags = run_tags("train", task=task)
-            with tracker.run(f"train-{task}", tags) as run_id:
-                data_params = {"source": schema["source"], "sha256": schema["sha256"], "rows": schema["rows"]}
-                tracker.log(run_id, params=config.as_params() | {"task": task, "data": data_params})
-                with progress_bar(config.epochs, f"train {task}") as bar:
-                    result = train_model(prepared, task, config, progress=bar)
+    with staged_outputs() as outputs, fit_pool() as pool, contextlib.ExitStack() as runs:
+        jobs = [
+            Job(
+                task,
+                train_model,
+                (pool.share(data[task][0]), task, configs[task]),
+                f"train {task} ({describe_config(configs[task])})",
+            )
+            for task in TASKS
+        ]
+        print(f"train: {len(jobs)} fits on {pool.description}")
+        run_ids = {}
+        for task in TASKS:  # the runs exist, RUNNING, while their networks train
+            run_ids[task] = runs.enter_context(tracker.run(f"train-{task}", run_tags("train", task=task)))
+            schema = data[task][1]
+            data_params = {"source": schema["source"], "sha256": schema["sha256"], "rows": schema["rows"]}
+            tracker.log(run_ids[task], params=run_params(task, configs[task]) | {"data": data_params})
+        with progress_bar(len(jobs), "train", unit="fit") as bar:
+            for job, result in pool.completed(jobs):
+                task, run_id, prepared = job.key, run_ids[job.key], data[job.key][0]
                 weights = outputs.path(Path(args.models) / f"{task}.npz")
                 result.model.save(weights)
                 history = outputs.path(Path(args.plots) / task / "history.csv")
                 result.history_frame().to_csv(history, index=False)
                 outputs.json(Path(args.metrics) / f"{task}.json", result.summary())
-                metrics = result_metrics(result.history, result.scores, tracking.max_logged_steps)
+                metrics = result_metrics(result.history, result.scores, tracking.max_logged_steps["train"])
                 tracker.log(run_id, metrics=metrics, tags={"diverged": str(result.history.diverged).lower()})
                 tracker.log_artifacts(run_id, [history, weights])
                 if tracking.log_models:
                     tracker.log_model(run_id, weights, prepared.features, prepared.mean, prepared.std)
-                run_ids[task] = run_id
                 print(f"{task}: test {result.scores['test']}  (MLflow run {run_id})")
+                bar.update()
         outputs.json(args.runs, {"tracking_uri": tracker.uri, "runs": run_ids})
 
 

@@ -1,5 +1,6 @@
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -35,7 +37,7 @@ TINY = {
         "activation": {"values": ["sigmoid", "relu"], "tasks": ["regression", "classification"]},
         "loss": {"values": ["log_loss", "mse"], "tasks": ["classification"]},
     },
-    "tracking": {"max_logged_steps": 10},
+    "tracking": {"max_logged_steps": {"train": 10, "sweep": 5}},
 }
 
 
@@ -102,3 +104,55 @@ def tiny_repo(tmp_path_factory):
     repo = copy_repo(tmp_path_factory.mktemp("pipeline"), TINY)
     run(["dvc", "repro"], repo)
     return repo
+
+
+# ---- one stage at a time: a scratch folder with params.yaml and prepared data ------------------
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("prepared")
+    (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (folder / "data").symlink_to(ROOT / "data", target_is_directory=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.prepare", "--out", str(folder / "out")],
+        cwd=folder,
+        env=pipeline_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return folder / "out"
+
+
+def scratch(tmp_path: Path, prepared: Path, **train_changes) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    deep_update(params, {"train": {**TINY["train"], **train_changes}, "tracking": TINY["tracking"]})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "prepared").symlink_to(prepared, target_is_directory=True)
+    return tmp_path
+
+
+def stage(folder: Path, args: list[str], **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=folder,
+        env=pipeline_env(PYTHONPATH=str(ROOT), **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def runs_in(folder: Path):
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("backprop-lab")
+    return [] if experiment is None else client.search_runs([experiment.experiment_id])
+
+
+def sigint_as_in_a_terminal():
+    # A program started from a terminal gets SIGINT at its default (Ctrl-C interrupts). When the
+    # tests themselves run as a background job, the shell has set SIGINT to "ignore", and children
+    # inherit that; reset it so the program under test sees what a terminal user's would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

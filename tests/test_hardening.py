@@ -17,7 +17,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, TINY, copy_repo, deep_update, pipeline_env, run
+from conftest import (
+    ROOT,
+    TINY,
+    copy_repo,
+    pipeline_env,
+    run,
+    runs_in,
+    scratch,
+    sigint_as_in_a_terminal,
+    stage,
+)
 from mlflow import MlflowClient
 
 TRAIN = [
@@ -37,48 +47,6 @@ TRAIN = [
 OUTPUTS = ("models", "metrics", "plots", "runs")
 
 pytestmark = pytest.mark.e2e  # real stages in subprocesses: seconds each
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("prepared")
-    (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    (folder / "data").symlink_to(ROOT / "data", target_is_directory=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.prepare", "--out", str(folder / "out")],
-        cwd=folder,
-        env=pipeline_env(PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    return folder / "out"
-
-
-def scratch(tmp_path: Path, prepared: Path, **train_changes) -> Path:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    deep_update(params, {"train": {**TINY["train"], **train_changes}, "tracking": TINY["tracking"]})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "prepared").symlink_to(prepared, target_is_directory=True)
-    return tmp_path
-
-
-def stage(folder: Path, args: list[str], **env) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=folder,
-        env=pipeline_env(PYTHONPATH=str(ROOT), **env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def runs_in(folder: Path):
-    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("backprop-lab")
-    return [] if experiment is None else client.search_runs([experiment.experiment_id])
 
 
 # ---- 1. bad input --------------------------------------------------------------------------------
@@ -139,13 +107,6 @@ def test_a_diverging_run_is_recorded_and_the_stage_succeeds(tmp_path, prepared):
 # ---- 3. interruption -----------------------------------------------------------------------------
 
 
-def sigint_as_in_a_terminal():
-    # A program started from a terminal gets SIGINT at its default (Ctrl-C interrupts). When the
-    # tests themselves run as a background job, the shell has set SIGINT to "ignore", and children
-    # inherit that; reset it so the program under test sees what a terminal user's would.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, prepared, signum):
     folder = scratch(tmp_path, prepared, epochs=10_000_000, patience=0)
@@ -170,7 +131,8 @@ def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, p
         process.kill()  # a stage that ignored the signal must not outlive the test
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr
-    assert [r.info.status for r in runs_in(folder)] == ["KILLED"]
+    # Both tasks train at once, each with its run: both end KILLED.
+    assert [r.info.status for r in runs_in(folder)] == ["KILLED", "KILLED"]
     assert not any((folder / name).exists() for name in OUTPUTS)
     assert not list(folder.rglob(".partial-*"))
 
@@ -291,9 +253,11 @@ def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
 
 AUDITED = textwrap.dedent(
     """
-    import runpy, sys
+    import runpy, socket, sys
     attempts = []
     def hook(event, args):
+        if event == "socket.connect" and args[0].family == socket.AF_UNIX:
+            return  # a local pipe between processes, not the network
         if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "urllib.Request"):
             attempts.append(f"{event} {args!r}")
     sys.addaudithook(hook)
@@ -309,7 +273,12 @@ AUDITED = textwrap.dedent(
 
 def test_a_training_run_makes_no_network_connection(tmp_path, prepared):
     folder = scratch(tmp_path, prepared)
-    env = {k: v for k, v in pipeline_env(PYTHONPATH=str(ROOT)).items() if k != "MLFLOW_DISABLE_TELEMETRY"}
+    # One worker: every fit runs in the audited process.
+    env = {
+        k: v
+        for k, v in pipeline_env(PYTHONPATH=str(ROOT), BACKPROP_WORKERS="1").items()
+        if k != "MLFLOW_DISABLE_TELEMETRY"
+    }
     result = subprocess.run(
         [sys.executable, "-c", AUDITED, *TRAIN[2:]], cwd=folder, env=env, capture_output=True, text=True, timeout=300
     )

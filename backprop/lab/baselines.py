@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from backprop.lab.config import TrainConfig
-from backprop.lab.datasets import Prepared
+from backprop.lab.datasets import SPLITS, Prepared
 from backprop.metrics import classification_metrics, regression_metrics
 
 # scikit-learn has no leaky ReLU: that setting has no sklearn twin.
@@ -63,7 +63,8 @@ def sklearn_mlp(task: str, config: TrainConfig, n_rows: int):
     )
 
 
-def fit_and_score(task: str, model, prepared: Prepared, *, fit_split: str, score_splits: list[str]):
+def fit_and_score(task: str, model, prepared: Prepared, fit_split: str = "train", score_splits=SPLITS) -> dict:
+    """Fit a scikit-learn model on one split and score it on others: {split: {metric: value}}."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_iter reached is the point: we asked for exactly that many epochs
         model.fit(prepared.X[fit_split], prepared.y[fit_split])

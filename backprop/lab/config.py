@@ -248,17 +248,27 @@ class SweepConfig:
                 yield value, seed, dataclasses.replace(varied, seed=seed)
 
 
+RUN_KINDS = ("train", "sweep")  # kinds of MLflow run, each with its own curve thinning
+
+
 @dataclass(frozen=True)
 class TrackingConfig:
     experiment: str
-    max_logged_steps: int = 200
+    max_logged_steps: dict = field(default_factory=lambda: {"train": 200, "sweep": 20})
     log_models: bool = True
     _section: str = field(default="tracking", repr=False, compare=False)
 
     def __post_init__(self):
         if not isinstance(self.experiment, str) or not self.experiment:
             raise ConfigError(f"tracking.experiment must be a non-empty string, got {self.experiment!r}")
-        _number("tracking", "max_logged_steps", self.max_logged_steps, integer=True, minimum=2)
+        steps = self.max_logged_steps
+        if not isinstance(steps, dict) or sorted(steps) != sorted(RUN_KINDS):
+            raise ConfigError(
+                f"tracking.max_logged_steps must map each kind of run {list(RUN_KINDS)} to a number of "
+                f"steps, got {steps!r}"
+            )
+        for kind, value in steps.items():
+            _number("tracking.max_logged_steps", kind, value, integer=True, minimum=2)
         if not isinstance(self.log_models, bool):
             raise ConfigError(f"tracking.log_models must be true or false, got {self.log_models!r}")
 

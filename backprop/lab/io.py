@@ -16,6 +16,7 @@ from pathlib import Path
 
 from backprop.lab.config import ConfigError
 from backprop.lab.datasets import DataError
+from backprop.lab.executor import ExecutorError, FitError
 
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -112,12 +113,12 @@ def read_csv(path: str | Path):
         raise DataError(f"{path} is not a readable CSV: {str(error).splitlines()[0]}") from None
 
 
-def progress_bar(total: int, description: str):
+def progress_bar(total: int, description: str, unit: str = "epoch"):
     """A tqdm bar on stderr for interactive runs; silent in CI and when output is not a terminal."""
     from tqdm import tqdm
 
     quiet = bool(os.environ.get("CI")) or None  # None: tqdm turns itself off without a TTY
-    return tqdm(total=total, desc=description, unit="epoch", leave=False, disable=quiet, mininterval=0.5)
+    return tqdm(total=total, desc=description, unit=unit, leave=False, disable=quiet, mininterval=0.5)
 
 
 def sha256(path: str | Path) -> str:
@@ -133,11 +134,13 @@ def _record_timing(seconds: float) -> None:
     path = os.environ.get("BACKPROP_TIMINGS")
     if not path:
         return
-    tracking = sys.modules.get("backprop.lab.tracking")
+    tracking, executor = sys.modules.get("backprop.lab.tracking"), sys.modules.get("backprop.lab.executor")
     record = {
         "stage": os.environ.get("DVC_STAGE", " ".join(sys.argv[:2])),
         "seconds": seconds,
         "mlflow_seconds": tracking.time_in_mlflow if tracking else 0.0,
+        "runs": tracking.runs_created if tracking else 0,
+        "fits": executor.fits_completed if executor else 0,
     }
     with open(path, "a") as handle:
         handle.write(json.dumps(record) + "\n")
@@ -151,7 +154,7 @@ def run_stage(main: Callable[[], None]) -> None:
     try:
         main()
         _record_timing(time.perf_counter() - started)
-    except (ConfigError, DataError) as error:
+    except (ConfigError, DataError, ExecutorError, FitError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except ValueError as error:

@@ -1,24 +1,35 @@
-"""A sweep: the same ``train_model`` as the train stage, once per (task, value, seed). No I/O."""
+"""A sweep: the same ``train_model`` as the train stage, one fit per (task, value, seed). No I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from backprop.lab.config import SweepConfig, TrainConfig
-from backprop.lab.datasets import Prepared
+from backprop.lab.executor import Job
 from backprop.lab.tracking import downsample_steps
-from backprop.lab.training import RunResult, train_model
+from backprop.lab.training import RunResult, describe_config, train_model
 
 
-def run_sweep(
-    name: str, sweep: SweepConfig, train: TrainConfig, prepared: dict[str, Prepared]
-) -> Iterator[tuple[str, object, int, RunResult]]:
+def sweep_jobs(name: str, sweep: SweepConfig, train: TrainConfig, prepared: Mapping[str, object]) -> list[Job]:
+    """One fit per (task, value, seed) of sweep ``name``, keyed by those coordinates: each fit's
+    seed is its own coordinate, never its place in an execution order. ``prepared`` maps a task to
+    its data (or to the executor's handle of it)."""
+    jobs = []
     for task in sweep.spec(name).tasks:
-        for value, seed, config in sweep.configs(name, train, task):
-            yield task, value, seed, train_model(prepared[task], task, config)
+        for position, (value, seed, config) in enumerate(sweep.configs(name, train, task)):
+            point = f"{name}={value} seed={seed} on {task}"
+            jobs.append(
+                Job(
+                    key=(task, position // len(sweep.seeds), seed),
+                    fn=train_model,
+                    args=(prepared[task], task, config),
+                    describe=f"{point} ({describe_config(config)})",
+                )
+            )
+    return jobs
 
 
 def result_row(name: str, task: str, value, seed: int, result: RunResult) -> dict:

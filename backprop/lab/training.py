@@ -94,3 +94,14 @@ def train_on_all_rows(prepared: Prepared, task: str, config: TrainConfig) -> dic
     """The reference hand-in's protocol: fit and score on every row (no held-out data)."""
     _, history, scores = _fit_and_score(prepared, task, config, protocol="all_rows")
     return scores["all"] | {"epochs_run": history.epochs_run, "diverged": history.diverged}
+
+
+def describe_config(config: TrainConfig) -> str:
+    """The settings that tell fits apart, for messages: ``lr=0.01, hidden=[16], ...``."""
+    values = config.as_params()
+    return ", ".join(f"{key}={values[key]}" for key in ("lr", "hidden", "activation", "loss", "epochs", "seed"))
+
+
+def run_params(task: str, config: TrainConfig) -> dict:
+    """A training run's MLflow params, named as in params.yaml (``train.lr``), the loss resolved."""
+    return {"task": task, "train": config.as_params() | {"loss": config.loss_for(task)}}

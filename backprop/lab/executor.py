@@ -1,0 +1,200 @@
+"""Where fits run: one ``concurrent.futures.Executor`` for every stage.
+
+- ``DASK_SCHEDULER_ADDRESS`` set (Dask's own variable): the fits run on that Dask distributed
+  cluster, through ``Client.get_executor()``; a worker that dies has its fits recomputed elsewhere.
+- otherwise a local process pool over every core; ``BACKPROP_WORKERS=N`` sets the count and
+  ``BACKPROP_WORKERS=1`` runs every fit in this process (debugging, profiling).
+
+A fit's result never depends on where or in which order it ran: its seed comes from its own
+coordinates (the caller puts it in the config), and every fit runs with one BLAS thread, so the
+floating-point reductions are the same in a worker, in this process and on a cluster. Only the
+stage's process talks to MLflow: it consumes results as they complete (``completed``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+WORKERS_VARIABLE = "BACKPROP_WORKERS"
+SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
+CONNECT_TIMEOUT_SECONDS = 10  # an unreachable scheduler fails well within 30 s
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+_blas = None  # this process's threadpoolctl controller, made on its first fit
+fits_completed = 0  # in this stage; benchmarks/pipeline.py reports it
+
+
+class ExecutorError(RuntimeError):
+    """The executor cannot run the fits (no scheduler, a worker died); the message is one line."""
+
+
+class FitError(RuntimeError):
+    """One fit raised; the message names the fit and its error."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fit: ``fn(*args)`` at coordinates ``key`` (what the outputs are ordered and named by)."""
+
+    key: Hashable
+    fn: Callable
+    args: tuple
+    describe: str  # the fit's point and params, for an error message
+
+
+def one_blas_thread(fn: Callable, *args) -> Any:
+    """Run ``fn(*args)`` with one BLAS thread: the same reductions whatever the executor, and no
+    oversubscription when every core already runs a fit."""
+    global _blas
+    from threadpoolctl import ThreadpoolController
+
+    if _blas is None:
+        _blas = ThreadpoolController()
+    with _blas.limit(limits=1, user_api="blas"):
+        return fn(*args)
+
+
+def _worker_start() -> None:
+    # Ctrl-C reaches the whole process group; the stage alone decides, and ends the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):  # die with the pool's parent, even after a kill -9
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class InProcessExecutor(cf.Executor):
+    """``BACKPROP_WORKERS=1``: each fit runs when it is submitted, in this process."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                raise
+            future.set_exception(error)
+        return future
+
+
+def worker_count() -> int:
+    value = os.environ.get(WORKERS_VARIABLE, "").strip()
+    if not value:
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if not value.isdigit() or int(value) < 1:
+        raise ExecutorError(f"{WORKERS_VARIABLE} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+class Pool:
+    """The executor of one stage, with what the stage prints about it."""
+
+    def __init__(self, executor: cf.Executor, description: str, client=None):
+        self.executor, self.description, self._client = executor, description, client
+
+    def share(self, value: Any) -> Any:
+        """``value`` as an argument for many fits: sent once to a Dask cluster, as is elsewhere."""
+        if self._client is None:
+            return value
+        return self._client.scatter(value, broadcast=True, hash=False)
+
+    def completed(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, Any]]:
+        """Submit every job; yield (job, result) as each completes. A fit that raises ends the
+        stage with a FitError naming it; a pool that breaks, with an ExecutorError."""
+        global fits_completed
+        futures = {self.executor.submit(one_blas_thread, job.fn, *job.args): job for job in jobs}
+        try:
+            for future in cf.as_completed(futures):
+                job = futures[future]
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    raise ExecutorError(
+                        f"a worker process died (killed, or out of memory) during the fit {job.describe}; "
+                        "no outputs written"
+                    ) from None
+                except cf.CancelledError:
+                    raise ExecutorError(f"the fit {job.describe} was cancelled by the cluster") from None
+                except Exception as error:
+                    if type(error).__name__ == "KilledWorker":  # Dask gave up on it after workers died
+                        raise ExecutorError(f"Dask workers kept dying during the fit {job.describe}") from None
+                    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                    raise FitError(f"the fit {job.describe} failed: {message}") from error
+                fits_completed += 1
+                yield job, result
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self, *, abort: bool) -> None:
+        if self._client is not None:
+            self.executor.shutdown(wait=not abort)
+            self._client.close()
+            return
+        if isinstance(self.executor, cf.ProcessPoolExecutor) and abort:
+            # Outstanding fits are cancelled and running ones stopped now: no worker outlives the stage.
+            processes = list(getattr(self.executor, "_processes", {}).values())
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                with contextlib.suppress(Exception):
+                    process.kill()
+            for process in processes:
+                with contextlib.suppress(Exception):
+                    process.join(5)
+            return
+        self.executor.shutdown(wait=True)
+
+
+def _dask_pool(address: str) -> Pool:
+    try:
+        import dask
+        from distributed import Client
+    except ImportError:  # pragma: no cover - a pinned dependency
+        raise ExecutorError(f"{SCHEDULER_VARIABLE} is set but the `distributed` package is not installed") from None
+    timeout = f"{CONNECT_TIMEOUT_SECONDS}s"
+    with dask.config.set({"distributed.comm.timeouts.connect": timeout}):
+        try:
+            client = Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ExecutorError(
+                f"cannot reach the Dask scheduler at {address} ({SCHEDULER_VARIABLE}) within "
+                f"{CONNECT_TIMEOUT_SECONDS} s: {reason}"
+            ) from None
+    workers = len(client.scheduler_info().get("workers", {}))
+    return Pool(client.get_executor(pure=False), f"Dask cluster at {address} ({workers} workers)", client)
+
+
+def _local_pool() -> Pool:
+    count = worker_count()
+    if count == 1:
+        return Pool(InProcessExecutor(), "in this process (BACKPROP_WORKERS=1)")
+    # forkserver: workers start from a clean process, not a copy of one holding MLflow's threads
+    # and database connections.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["backprop.lab.training"])
+    executor = cf.ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_worker_start)
+    return Pool(executor, f"{count} local worker processes")
+
+
+@contextlib.contextmanager
+def fit_pool() -> Iterator[Pool]:
+    """The stage's executor: Dask when ``DASK_SCHEDULER_ADDRESS`` is set, else a local pool."""
+    address = os.environ.get(SCHEDULER_VARIABLE, "").strip()
+    pool = _dask_pool(address) if address else _local_pool()
+    try:
+        yield pool
+    except BaseException:
+        pool.close(abort=True)
+        raise
+    pool.close(abort=False)

@@ -1,0 +1,264 @@
+"""The executor: the same outputs whichever the worker count or cluster, and faults that end cleanly.
+
+Real processes throughout: the sweep stage in a subprocess, a local process pool, and a Dask
+scheduler with two workers started here on 127.0.0.1 and stopped by their PIDs.
+"""
+
+import concurrent.futures as cf
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from conftest import ROOT, pipeline_env, runs_in, scratch, sigint_as_in_a_terminal, stage
+
+from backprop.lab.executor import ExecutorError, FitError, InProcessExecutor, Job, Pool, worker_count
+
+SWEEP = ["-m", "stages.sweep", "lr", "--prepared", "data/prepared", "--out", "sweeps/lr", "--runs", "runs/lr.json"]
+OUTPUTS = ("sweeps/lr/results.csv", "sweeps/lr/curves.csv", "runs/lr.json")
+# Nine fits, one of which diverges: enough to interleave on two workers in a few seconds.
+SMALL = {"values": [0.003, 0.03, 100000.0], "tasks": ["regression"]}
+
+
+def sweep_folder(tmp_path: Path, prepared: Path, name: str, *, epochs: int = 40, seeds=(0, 1, 2)) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    scratch(folder, prepared, epochs=epochs)
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    params["sweep"] = {"seeds": list(seeds), "curve_points": 10, "lr": SMALL}
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return folder
+
+
+def outputs_of(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in OUTPUTS[:2]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_sweep(folder: Path, **env) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *SWEEP],
+        cwd=folder,
+        env=pipeline_env(PYTHONPATH=str(ROOT), **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_as_in_a_terminal,
+    )
+
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def finished_children(folder: Path) -> int:
+    return sum(1 for r in runs_in(folder) if "mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED")
+
+
+# ---- a Dask cluster on 127.0.0.1 -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dask_cluster(workers: int = 2):
+    """``dask scheduler`` and ``dask worker`` processes (one thread each), as a user starts them;
+    the workers import the project from this checkout, as an installed copy would."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = pipeline_env(PYTHONPATH=str(ROOT))
+    dask = str(Path(sys.executable).parent / "dask")
+    common = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    scheduler = subprocess.Popen(
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **common
+    )
+    processes = [scheduler]
+    try:
+        wait_for(lambda: _listening(port), 60, "the Dask scheduler")
+        for _ in range(workers):
+            worker = [dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"]
+            processes.append(subprocess.Popen([*worker, "--host", "127.0.0.1"], **common))
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=60)
+        yield address, processes[1:]
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                for child in psutil.Process(process.pid).children(recursive=True):
+                    child.kill()
+            process.kill()
+            process.wait(timeout=30)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory, prepared):
+    """The sweep run in this process (BACKPROP_WORKERS=1): what every other executor must match."""
+    folder = sweep_folder(tmp_path_factory.mktemp("reference"), prepared, "one")
+    result = stage(folder, SWEEP, BACKPROP_WORKERS="1")
+    assert result.returncode == 0, result.stderr
+    assert "in this process" in result.stdout
+    return folder
+
+
+# ---- unit: the pool itself -----------------------------------------------------------------------
+
+
+def _fails(value):
+    raise ValueError(f"bad value {value}")
+
+
+def _square(value):
+    return value * value
+
+
+def test_a_fit_that_raises_is_named_with_its_params():
+    pool = Pool(InProcessExecutor(), "in this process")
+    jobs = [Job(1, _square, (3,), "lr=0.1 seed=0"), Job(2, _fails, (7,), "lr=3.0 seed=1 (hidden=[16])")]
+    with pytest.raises(FitError, match=r"the fit lr=3\.0 seed=1 \(hidden=\[16\]\) failed: bad value 7"):
+        list(pool.completed(jobs))
+
+
+def test_a_process_pool_returns_every_result_under_its_key():
+    with cf.ProcessPoolExecutor(2) as executor:
+        results = dict(
+            (job.key, result)
+            for job, result in Pool(executor, "two").completed([Job(k, _square, (k,), f"k={k}") for k in range(6)])
+        )
+    assert results == {k: k * k for k in range(6)}
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_a_bad_worker_count_is_one_clear_error(monkeypatch, value):
+    monkeypatch.setenv("BACKPROP_WORKERS", value)
+    with pytest.raises(ExecutorError, match=f"BACKPROP_WORKERS must be a whole number >= 1, got '{value}'"):
+        worker_count()
+
+
+# ---- the same outputs wherever the fits ran ------------------------------------------------------
+
+
+def test_two_local_workers_give_byte_identical_outputs(tmp_path, prepared, local_reference):
+    folder = sweep_folder(tmp_path, prepared, "two")
+    result = stage(folder, SWEEP, BACKPROP_WORKERS="2")
+    assert result.returncode == 0, result.stderr
+    assert "9 fits on 2 local worker processes" in result.stdout
+    assert outputs_of(folder) == outputs_of(local_reference)
+    assert finished_children(folder) == 9  # every fit has its run, logged by the stage alone
+
+
+def test_a_dask_cluster_gives_byte_identical_outputs(tmp_path, prepared, local_reference):
+    folder = sweep_folder(tmp_path, prepared, "dask")
+    with dask_cluster() as (address, _):
+        result = stage(folder, SWEEP, DASK_SCHEDULER_ADDRESS=address)
+    assert result.returncode == 0, result.stderr
+    assert f"9 fits on Dask cluster at {address} (2 workers)" in result.stdout
+    assert outputs_of(folder) == outputs_of(local_reference)
+    assert finished_children(folder) == 9
+
+
+def test_a_dask_worker_killed_mid_sweep_changes_nothing(tmp_path, prepared):
+    # Long enough fits that the kill lands while others still train.
+    reference = sweep_folder(tmp_path, prepared, "reference", epochs=3000)
+    assert stage(reference, SWEEP, BACKPROP_WORKERS="2").returncode == 0
+    folder = sweep_folder(tmp_path, prepared, "killed", epochs=3000)
+    with dask_cluster() as (address, workers):
+        process = start_sweep(folder, DASK_SCHEDULER_ADDRESS=address)
+        try:
+            wait_for(lambda: finished_children(folder) >= 1, 120, "the first fit")
+            victim = psutil.Process(workers[0].pid)
+            for child in victim.children(recursive=True):
+                child.kill()
+            victim.kill()
+            _, stderr = process.communicate(timeout=300)
+        finally:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert outputs_of(folder) == outputs_of(reference)
+    statuses = [r.info.status for r in runs_in(folder)]
+    assert "RUNNING" not in statuses and statuses.count("FINISHED") == 10  # 9 fits + the sweep's parent
+
+
+# ---- faults --------------------------------------------------------------------------------------
+
+
+def test_an_unreachable_scheduler_is_one_line_within_30_seconds(tmp_path, prepared):
+    folder = sweep_folder(tmp_path, prepared, "unreachable")
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    result = stage(folder, SWEEP, DASK_SCHEDULER_ADDRESS=address)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and f"cannot reach the Dask scheduler at {address}" in errors[0], result.stderr
+    assert elapsed < 30, elapsed
+    assert not any((folder / name).exists() for name in OUTPUTS)
+    assert all(r.info.status != "RUNNING" for r in runs_in(folder))
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def _workers(pid: int) -> list[psutil.Process]:
+    """The pool's worker processes: the fork server's children (the stage's grandchildren)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return [p for p in _descendants(pid) if p.ppid() != pid]
+    return []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_parallel_sweep_leaves_no_process_and_no_running_run(tmp_path, prepared, signum):
+    folder = sweep_folder(tmp_path, prepared, "interrupted", epochs=10_000_000)
+    process = start_sweep(folder, BACKPROP_WORKERS="2")
+    try:
+        wait_for(lambda: len(_workers(process.pid)) == 2, 60, "the worker processes")
+        wait_for(lambda: any(r.info.status == "RUNNING" for r in runs_in(folder)), 60, "the sweep's run")
+        family = _descendants(process.pid)
+        time.sleep(0.5)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, f"left running: {[p.pid for p in alive]}"
+    assert [r.info.status for r in runs_in(folder)] == ["KILLED"]
+    assert not any((folder / name).exists() for name in OUTPUTS)
+
+
+def test_a_local_worker_that_dies_ends_the_stage_in_one_line(tmp_path, prepared):
+    folder = sweep_folder(tmp_path, prepared, "dead-worker", epochs=10_000_000)
+    process = start_sweep(folder, BACKPROP_WORKERS="2")
+    try:
+        wait_for(lambda: len(_workers(process.pid)) == 2, 60, "the worker processes")
+        time.sleep(0.5)
+        _workers(process.pid)[0].kill()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 2, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "a worker process died" in errors[0] and "lr=" in errors[0], stderr
+    assert not any((folder / name).exists() for name in OUTPUTS)
+    assert [r.info.status for r in runs_in(folder)] == ["FAILED"]
