@@ -12,7 +12,7 @@ import pandas as pd
 
 from backprop.lab.config import load_sweep, load_tracking, load_train, read_params
 from backprop.lab.executor import fit_pool
-from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
+from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
 from backprop.lab.sweeps import best_value, curve_rows, result_row, sweep_jobs
 from backprop.lab.tracking import Tracker, result_metrics, run_tags
 from backprop.lab.training import run_params
@@ -74,9 +74,9 @@ def main() -> None:
             losses = {task: DEFAULT_LOSS[task] for task in spec.tasks}  # ranked by the task's metric
             best = best_value(table, losses)
             results_path = outputs.path(out / "results.csv")
-            table.to_csv(results_path, index=False)
+            write_table(table, results_path)
             curves_path = outputs.path(out / "curves.csv")
-            pd.concat(curves, ignore_index=True).to_csv(curves_path, index=False)
+            write_table(pd.concat(curves, ignore_index=True), curves_path)
             tracker.log(
                 parent,
                 metrics=[(f"best_{task}_val_{losses[task]}", b["mean"], 0) for task, b in best.items()],

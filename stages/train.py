@@ -6,7 +6,7 @@ from pathlib import Path
 
 from backprop.lab.config import load_tracking, load_train, read_params
 from backprop.lab.executor import Job, fit_pool
-from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
+from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
 from backprop.lab.tracking import Tracker, result_metrics, run_tags
 from backprop.lab.training import describe_config, run_params, train_model
 from backprop.losses import TASKS
@@ -43,13 +43,14 @@ def main() -> None:
             schema = data[task][1]
             data_params = {"source": schema["source"], "sha256": schema["sha256"], "rows": schema["rows"]}
             tracker.log(run_ids[task], params=run_params(task, configs[task]) | {"data": data_params})
+            tracker.log_dataset(run_ids[task], schema)
         with progress_bar(len(jobs), "train", unit="fit") as bar:
             for job, result in pool.completed(jobs):
                 task, run_id, prepared = job.key, run_ids[job.key], data[job.key][0]
                 weights = outputs.path(Path(args.models) / f"{task}.npz")
                 result.model.save(weights)
                 history = outputs.path(Path(args.plots) / task / "history.csv")
-                result.history_frame().to_csv(history, index=False)
+                write_table(result.history_frame(), history)
                 outputs.json(Path(args.metrics) / f"{task}.json", result.summary())
                 metrics = result_metrics(result.history, result.scores, tracking.max_logged_steps["train"])
                 tracker.log(run_id, metrics=metrics, tags={"diverged": str(result.history.diverged).lower()})

@@ -145,10 +145,12 @@ def stage(folder: Path, args: list[str], **env) -> subprocess.CompletedProcess:
     )
 
 
-def runs_in(folder: Path):
+def runs_in(folder: Path, *, with_pipeline_run: bool = False):
+    """The runs in a scratch folder's store; without the pipeline run that only groups the others."""
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("backprop-lab")
-    return [] if experiment is None else client.search_runs([experiment.experiment_id])
+    runs = [] if experiment is None else client.search_runs([experiment.experiment_id])
+    return [r for r in runs if with_pipeline_run or "backprop.pipeline" not in r.data.tags]
 
 
 def sigint_as_in_a_terminal():

@@ -68,7 +68,7 @@ def wait_for(condition, seconds: float, what: str) -> None:
 
 
 def finished_children(folder: Path) -> int:
-    return sum(1 for r in runs_in(folder) if "mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED")
+    return sum(1 for r in runs_in(folder) if "seed" in r.data.tags and r.info.status == "FINISHED")
 
 
 # ---- a Dask cluster on 127.0.0.1 -----------------------------------------------------------------

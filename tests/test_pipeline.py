@@ -1,5 +1,6 @@
 """End to end: `dvc repro` on a fresh copy with tiny params, then what a user looks at."""
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -77,16 +78,20 @@ def test_every_run_is_in_the_project_store(tiny_repo):
         assert {f"model_{split}_{loss}" for split in ("train", "val", "test")} <= set(train_run.data.metrics)
         assert train_run.data.params["train.lr"] and train_run.data.params["train.hidden"] == "[4]"
         assert train_run.data.params["train.loss"] == loss
+        (dataset,) = train_run.inputs.dataset_inputs
+        source = "data/diabetes.csv" if task == "regression" else "data/breast_cancer.csv"
+        assert dataset.dataset.digest == hashlib.sha256((tiny_repo / source).read_bytes()).hexdigest()[:20]
         assert train_run.data.tags["mlflow.source.git.commit"] != "unknown" and "git_commit" not in train_run.data.tags
         artifacts = Path(train_run.info.artifact_uri.removeprefix("file://"))
         for name in ("history.csv", f"{task}.npz", "model/MLmodel", f"figures/history_{task}.png"):
             assert (artifacts / name).is_file(), name
 
-    parents = {
-        r.data.tags["sweep"]: r
-        for r in runs
-        if r.data.tags.get("mlflow.parentRunId") is None and "sweep" in r.data.tags
-    }
+    # One run groups the whole `dvc repro`: every stage's own runs nest under it.
+    (pipeline,) = [r for r in runs if "backprop.pipeline" in r.data.tags]
+    assert pipeline.info.run_name.startswith("dvc repro ")
+    stage_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == pipeline.info.run_id]
+    assert {r.data.tags["stage"] for r in stage_runs} == {"train", "baselines"} | {f"sweep@{name}" for name in SWEEPS}
+    parents = {r.data.tags["sweep"]: r for r in stage_runs if "sweep" in r.data.tags}
     assert set(parents) == set(SWEEPS)
     lr_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents["lr"].info.run_id]
     assert len(lr_children) == 4
@@ -191,7 +196,9 @@ def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
         assert (artifacts / "history.csv").is_file() and (artifacts / "model" / "MLmodel").is_file()
         loss = "mse" if train_run.data.tags["task"] == "regression" else "log_loss"
         assert len(client.get_metric_history(train_run.info.run_id, f"train_{loss}")) > 2
-    sweep_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") and "sweep" in r.data.tags]
+    sweep_children = [r for r in runs if "seed" in r.data.tags and "sweep" in r.data.tags]
+    pipelines = [r for r in runs if "backprop.pipeline" in r.data.tags]
+    assert sorted(r.data.tags["dvc_exp"] for r in pipelines) == sorted({r.data.tags["dvc_exp"] for r in train_runs})
     assert len(sweep_children) == len(grid) * sum(
         len(spec["values"]) * len(spec["tasks"]) * len(TINY["sweep"]["seeds"])
         for name, spec in TINY["sweep"].items()

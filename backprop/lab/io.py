@@ -83,10 +83,17 @@ def staged_outputs() -> Iterator[Outputs]:
     outputs.commit()
 
 
+# Tracked numbers keep the digits the arithmetic supports: a fit's last digits move with the CPU's
+# BLAS kernel and SIMD paths (1e-13 relative), so 8 significant digits are the same on every
+# machine of a kind, and a table diff shows only changes that mean something.
+SIGNIFICANT_DIGITS = 8
+
+
 def finite_or_none(value):
-    """JSON has no NaN: a diverged metric is written as null next to ``diverged: true``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """JSON has no NaN: a diverged metric is written as null next to ``diverged: true``. Floats
+    keep ``SIGNIFICANT_DIGITS`` digits."""
+    if isinstance(value, float):
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}") if math.isfinite(value) else None
     if isinstance(value, dict):
         return {key: finite_or_none(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -96,6 +103,11 @@ def finite_or_none(value):
 
 def dumps(data) -> str:
     return json.dumps(finite_or_none(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_table(frame, path: str | Path) -> None:
+    """A CSV with floats at ``SIGNIFICANT_DIGITS`` digits (the same rule as the JSON files)."""
+    frame.to_csv(path, index=False, float_format=f"%.{SIGNIFICANT_DIGITS}g")
 
 
 def read_csv(path: str | Path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import hashlib
 import math
 import os
 import subprocess
@@ -27,6 +28,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 DB_NAME = "mlflow.db"
+PIPELINE_TAG = "backprop.pipeline"  # the tag that finds a pipeline run's grouping run
 ARTIFACTS_DIR = "mlartifacts"
 
 # Seconds this process spent inside MLflow calls, and runs it created; benchmarks/pipeline.py
@@ -89,6 +91,7 @@ class Tracker:
     def __init__(self, experiment: str, uri: str | None = None):
         self.uri = uri or tracking_uri()
         self.local = self.uri.startswith("sqlite:")
+        self._pipeline: str | None = None
         self._lock_path = Path(self.uri.removeprefix("sqlite:///") + ".lock") if self.local else None
         if self.local:
             from sqlalchemy import event
@@ -129,11 +132,33 @@ class Tracker:
         finally:
             time_in_mlflow += time.perf_counter() - started
 
+    def pipeline_run(self) -> str:
+        """The run that groups every stage of one pipeline run: one per DVC experiment, or, for a
+        plain `dvc repro`, one per commit and params. Found by its tag, else created (already
+        FINISHED: it holds no data, and no stage has to remember to end it)."""
+        global time_in_mlflow
+        if self._pipeline is None:
+            key, name = pipeline_key()
+            started = time.perf_counter()
+            with self._locked():  # two stages starting at once must not make two
+                found = self.client.search_runs(
+                    [self.experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{key}'", max_results=1
+                )
+                if found:
+                    self._pipeline = found[0].info.run_id
+                else:
+                    tags = {PIPELINE_TAG: key, "mlflow.source.git.commit": _commit()} | dvc_tags()
+                    self._pipeline = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
+                    self.client.set_terminated(self._pipeline, RunStatus.to_string(RunStatus.FINISHED))
+            time_in_mlflow += time.perf_counter() - started
+        return self._pipeline
+
     @contextlib.contextmanager
     def run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> Iterator[str]:
-        """A run that ends FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM: never RUNNING."""
+        """A run that ends FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM: never RUNNING.
+        A stage's own runs (no ``parent_id``) nest under the pipeline run."""
         global runs_created
-        all_tags = dict(tags) | ({"mlflow.parentRunId": parent_id} if parent_id else {})
+        all_tags = dict(tags) | {"mlflow.parentRunId": parent_id or self.pipeline_run()}
         run = self._call("create_run", self.experiment_id, tags=all_tags, run_name=name)
         runs_created += 1
         run_id = run.info.run_id
@@ -180,6 +205,24 @@ class Tracker:
         with self.run(name, tags, parent_id=parent_id) as run_id:
             self.log(run_id, params=params, metrics=metrics)
         return run_id
+
+    def log_dataset(self, run_id: str, schema: Mapping, context: str = "training") -> None:
+        """The run's input table as an MLflow dataset: the CSV's path in the repository, its
+        sha256 as the digest, its columns and rows (from the prepare stage's schema.json)."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        columns = {"mlflow_colspec": [{"type": "double", "name": name} for name in schema["features"]]}
+        dataset = Dataset(
+            name=Path(schema["source"]).stem,
+            digest=schema["sha256"][:20],
+            source_type="local",
+            source=json.dumps({"uri": schema["source"]}),
+            schema=json.dumps(columns),
+            profile=json.dumps({"num_rows": schema["rows"]["all"], "target": schema["target"]}),
+        )
+        self._call("log_inputs", run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
 
     def log_artifacts(self, run_id: str, paths: list[str | Path], artifact_path: str | None = None) -> None:
         for path in paths:
@@ -271,8 +314,27 @@ def run_tags(stage: str, **extra: str) -> dict[str, str]:
         "mlflow.source.git.commit": _commit(),
         "mlflow.source.name": f"stages/{stage.split('@')[0]}.py",
     }
+    return tags | dvc_tags() | {key: str(value) for key, value in extra.items()}
+
+
+def dvc_tags() -> dict[str, str]:
+    tags = {}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp"] = os.environ["DVC_EXP_NAME"]
     if os.environ.get("DVC_EXP_BASELINE_REV"):
         tags["dvc_baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
-    return tags | {key: str(value) for key, value in extra.items()}
+    return tags
+
+
+def pipeline_key() -> tuple[str, str]:
+    """(tag value, run name) of the pipeline run this stage belongs to: the DVC experiment, or
+    the commit and the pipeline's definition (params.yaml, dvc.yaml) for a plain `dvc repro`."""
+    experiment = os.environ.get("DVC_EXP_NAME")
+    if experiment:
+        return f"exp:{experiment}", f"dvc exp {experiment}"
+    definition = hashlib.sha256()
+    for name in ("params.yaml", "dvc.yaml"):
+        if Path(name).is_file():
+            definition.update(Path(name).read_bytes())
+    commit, params = _commit()[:8], definition.hexdigest()[:8]
+    return f"repro:{commit}:{params}", f"dvc repro {commit} (params {params})"
