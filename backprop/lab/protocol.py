@@ -1,0 +1,125 @@
+"""The evaluation protocol's pure parts: how a fit went (its outcome) and paired comparisons
+with intervals. No I/O.
+
+A comparison is paired: both sides were scored on the same held-out rows (the same fold, or the
+same seed on the same split), so the spread of the differences is the spread that matters, not
+the spread of each side. A difference whose 95% interval contains 0 is a tie.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+OUTCOMES = ("learned", "stalled", "oscillating", "diverged")
+# A change in validation loss smaller than this fraction of the loss is noise, not a step.
+STEP_TOLERANCE = 1e-3
+# This many consecutive up-down reversals, each beyond the tolerance, make a run oscillating:
+# gradient descent past its stable step size zig-zags across a valley every other epoch.
+OSCILLATION_STRETCH = 10
+
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: 1.96 is within 2%).
+_T95 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile(dof: int) -> float:
+    """The 97.5% quantile of Student's t with ``dof`` degrees of freedom."""
+    if dof < 1:
+        raise ValueError(f"an interval needs at least 2 paired values, got {dof + 1}")
+    return _T95[dof - 1] if dof <= len(_T95) else 1.96 + 2.4 / dof  # within 0.1% of t for dof > 30
+
+
+def outcome(val_loss: np.ndarray, *, diverged: bool) -> str:
+    """How one fit went, from its validation-loss curve (row e: after e updates).
+
+    - ``diverged``: the loss left the range of a learning network (the engine's verdict);
+    - ``oscillating``: ``OSCILLATION_STRETCH`` consecutive up-down reversals of the loss, each
+      step larger than ``STEP_TOLERANCE`` of the loss: a step size past the stable limit;
+    - ``stalled``: never improved on the starting loss by more than the tolerance, so the
+      returned weights are (close to) the untrained ones;
+    - ``learned``: everything else.
+    """
+    if diverged:
+        return "diverged"
+    loss = np.asarray(val_loss, dtype=float)
+    loss = loss[np.isfinite(loss)]
+    if len(loss) < 2:
+        return "stalled"
+    steps = np.diff(loss)
+    real = np.abs(steps) > STEP_TOLERANCE * np.abs(loss[:-1])
+    reversal = real[:-1] & real[1:] & (np.sign(steps[:-1]) != np.sign(steps[1:]))
+    if _longest_run(reversal) >= OSCILLATION_STRETCH:
+        return "oscillating"
+    if loss[1:].min() >= loss[0] * (1 - STEP_TOLERANCE):
+        return "stalled"
+    return "learned"
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    longest = current = 0
+    for flag in flags:
+        current = current + 1 if flag else 0
+        longest = max(longest, current)
+    return longest
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], *, lower_is_better: bool = True) -> dict:
+    """Mean of ``a - b`` over pairs with its 95% t interval, and how often ``a`` was better.
+
+    ``{"mean", "ci_low", "ci_high", "wins", "n"}``; pairs where either side is missing (NaN, a
+    diverged fit) are left out and ``n`` counts the rest.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values must match one to one, got {a.shape} and {b.shape}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    difference = a[keep] - b[keep]
+    n = len(difference)
+    better = difference < 0 if lower_is_better else difference > 0
+    result = {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "wins": int(better.sum()), "n": n}
+    if n == 0:
+        return result
+    mean = float(difference.mean())
+    result["mean"] = mean
+    if n >= 2:
+        half = t_quantile(n - 1) * float(difference.std(ddof=1)) / math.sqrt(n)
+        result["ci_low"], result["ci_high"] = mean - half, mean + half
+    return result
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, ci_low, ci_high) of one sample's mean, the 95% t interval; NaN where undefined."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = t_quantile(len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def verdict(comparison: dict, a: str, b: str, *, lower_is_better: bool = True) -> str:
+    """What a conclusion about ``a - b`` may state: a difference only when its 95% interval
+    excludes 0, otherwise a tie."""
+    low, high, n = comparison["ci_low"], comparison["ci_high"], comparison["n"]
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"no difference can be stated between {a} and {b} (fewer than 2 paired results)"
+    if low <= 0 <= high:
+        return (
+            f"no difference was detected between {a} and {b} (95% interval of the difference {low:.4g} to {high:.4g})"
+        )
+    a_better = (high < 0) == lower_is_better
+    lead, trail = (a, b) if a_better else (b, a)
+    wins = comparison["wins"] if a_better else n - comparison["wins"]
+    return (
+        f"{lead} is better than {trail}: difference {comparison['mean']:.4g} "
+        f"(95% interval {low:.4g} to {high:.4g}), better in {wins} of {n}"
+    )

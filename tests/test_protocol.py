@@ -1,0 +1,91 @@
+"""Outcomes of fits, paired differences with intervals, and conclusions that call ties ties."""
+
+import math
+
+import numpy as np
+import pytest
+
+from backprop.lab.protocol import OSCILLATION_STRETCH, mean_interval, outcome, paired_difference, t_quantile, verdict
+
+# ---- one crafted validation curve per outcome ------------------------------------------------
+
+
+def test_a_falling_curve_learned():
+    assert outcome(100 / np.arange(1, 50), diverged=False) == "learned"
+
+
+def test_a_curve_that_never_goes_below_its_start_stalled():
+    curve = np.concatenate([[10.0], 10.0 + np.linspace(0, 5, 40)])  # best epoch 0: the untrained weights
+    assert outcome(curve, diverged=False) == "stalled"
+
+
+def test_a_flat_curve_within_noise_stalled():
+    assert outcome(10.0 + 1e-9 * np.sin(np.arange(60)), diverged=False) == "stalled"
+
+
+def test_a_zig_zag_beyond_tolerance_is_oscillating_even_while_it_improves():
+    epochs = np.arange(60)
+    curve = 10.0 / (1 + 0.05 * epochs) * (1 + 0.1 * (-1.0) ** epochs)
+    assert outcome(curve, diverged=False) == "oscillating"
+
+
+def test_a_short_zig_zag_is_not_oscillating():
+    epochs = np.arange(60)
+    curve = 10.0 / (1 + 0.05 * epochs)
+    short = OSCILLATION_STRETCH - 4  # with the two reversals where it joins the smooth curve: still short
+    curve[20 : 20 + short] *= 1 + 0.1 * (-1.0) ** np.arange(short)
+    assert outcome(curve, diverged=False) == "learned"
+
+
+def test_the_engine_verdict_of_divergence_wins():
+    assert outcome(100 / np.arange(1, 50), diverged=True) == "diverged"
+
+
+# ---- intervals ---------------------------------------------------------------------------------
+
+
+def test_the_paired_interval_matches_a_hand_computed_example():
+    # differences 1, 2, 3, 4: mean 2.5, sd √(5/3) = 1.29099, t(0.975, 3) = 3.182, half width
+    # 3.182 × 1.29099 / √4 = 2.05397
+    result = paired_difference([11, 12, 13, 14], [10, 10, 10, 10])
+    assert result["mean"] == 2.5 and result["n"] == 4 and result["wins"] == 0
+    assert result["ci_low"] == pytest.approx(2.5 - 2.05397, abs=1e-4)
+    assert result["ci_high"] == pytest.approx(2.5 + 2.05397, abs=1e-4)
+
+
+def test_missing_pairs_are_left_out_and_counted():
+    result = paired_difference([1.0, math.nan, 3.0, 0.5], [2.0, 1.0, math.nan, 1.5])
+    assert result["n"] == 2 and result["wins"] == 2 and result["mean"] == -1.0
+
+
+def test_the_t_quantile_follows_the_table_and_tends_to_the_normal():
+    assert t_quantile(1) == 12.706 and t_quantile(19) == 2.093
+    assert t_quantile(60) == pytest.approx(2.000, abs=0.002) and t_quantile(1000) == pytest.approx(1.962, abs=0.002)
+
+
+def test_one_sample_mean_interval():
+    mean, low, high = mean_interval([1.0, 2.0, 3.0])
+    assert (
+        mean == 2.0
+        and low == pytest.approx(2 - 4.303 / math.sqrt(3))
+        and high == pytest.approx(2 + 4.303 / math.sqrt(3))
+    )
+
+
+# ---- conclusions -------------------------------------------------------------------------------
+
+
+def test_a_crafted_tie_states_no_ranking():
+    tie = paired_difference([10.0, 12.0, 9.0, 13.0], [11.0, 11.0, 11.0, 11.0])
+    text = verdict(tie, "the network", "least squares")
+    assert text.startswith("no difference was detected between the network and least squares")
+    assert "better" not in text
+
+
+def test_a_clear_difference_names_the_better_side_and_its_wins():
+    clear = paired_difference([20.0, 21.0, 22.0, 20.5], [10.0, 11.0, 10.5, 10.0])
+    assert verdict(clear, "the network", "least squares") == (
+        "least squares is better than the network: difference 10.5 (95% interval 9.375 to 11.63), better in 4 of 4"
+    )
+    higher_is_better = paired_difference([0.9, 0.95, 0.92], [0.8, 0.85, 0.83], lower_is_better=False)
+    assert verdict(higher_is_better, "log loss", "MSE", lower_is_better=False).startswith("log loss is better than MSE")
