@@ -1,5 +1,6 @@
 """Bad input: one clear line naming the file, column or key; exit 2; nothing left behind."""
 
+import os
 import subprocess
 import sys
 
@@ -141,12 +142,45 @@ BAD_TABLES = [
     (
         DIABETES_HEADER + GOOD_ROWS + "1,0,21,80,150,90,40,1,4,80,0\n",
         {},
-        "bad.csv: target 'progression' has 1 zero(s), so accuracy 1 - mean(|y - y_hat|/|y|) is undefined; set data.regression.accuracy: none",
+        "bad.csv: target 'progression' has 1 zero(s) or value(s) below 1e-12 in magnitude (first in row 22: 0), so accuracy 1 - mean(|y - y_hat|/|y|) is undefined; set data.regression.accuracy: none",
+    ),
+    (
+        DIABETES_HEADER + GOOD_ROWS + "1,0,21,80,150,90,40,1,4,80,1e-13\n",
+        {},
+        "bad.csv: target 'progression' has 1 zero(s) or value(s) below 1e-12 in magnitude (first in row 22: 1e-13)",
+    ),
+    (
+        DIABETES_HEADER.replace("bmi", "age") + GOOD_ROWS,
+        {},
+        "bad.csv: column name(s) ['age'] appear more than once in the header",
+    ),
+    (
+        "," + DIABETES_HEADER + "".join(f"{i},{row}" for i, row in enumerate(GOOD_ROWS.splitlines(keepends=True))),
+        {},
+        "bad.csv: column(s) [1] of the header have no name",
+    ),
+    (
+        DIABETES_HEADER + GOOD_ROWS + "1,0,1e200,80,150,90,40,1,4,80,100\n",
+        {},
+        "bad.csv: column 'bmi' has 1e+200 in row 22: beyond ±1e+150",
+    ),
+    (
+        DIABETES_HEADER + "".join(row.rsplit(",", 1)[0] + ",7\n" for row in GOOD_ROWS.splitlines()),
+        {},
+        "bad.csv: target 'progression' is constant (7 in every row): there is nothing to learn",
+    ),
+    (
+        DIABETES_HEADER
+        + "".join(
+            row.rsplit(",", 1)[0] + f",{9 if i == 7 else 5}\n" for i, row in enumerate(GOOD_ROWS.splitlines()[:8])
+        ),
+        {},
+        "split's target is constant (4 rows): too few rows to score it",
     ),
     (
         DIABETES_HEADER + "".join(GOOD_ROWS.splitlines(keepends=True)[:3]),
         {"test_size": 0.45, "val_size": 0.45},
-        "each split needs rows",
+        "each split needs rows (at least 2)",
     ),
 ]
 
@@ -181,3 +215,12 @@ def test_zero_targets_are_fine_when_accuracy_is_not_requested(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (out / "regression" / "arrays.npz").is_file()
+
+
+@pytest.mark.parametrize("kind, message", [("directory", "is a directory, not a CSV file"), ("fifo", "is a FIFO")])
+def test_a_data_path_that_is_not_a_file_says_what_it_is(tmp_path, kind, message):
+    (tmp_path / "bad.csv").mkdir() if kind == "directory" else os.mkfifo(tmp_path / "bad.csv")
+    result, _ = run_prepare(tmp_path, None)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: bad.csv {message}" or message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and "does not exist" not in result.stderr

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import math
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from backprop.lab.config import ConfigError
-from backprop.lab.datasets import DataError
+from backprop.lab.datasets import DataError, check_header
 
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -103,13 +105,36 @@ def read_csv(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path} does not exist")
+        raise DataError(f"{path} {_not_a_file(path)}")
     try:
-        return pd.read_csv(path)
+        with open(path, newline="") as handle:
+            header = next(csv.reader(line for line in handle if line.strip()), None)
+        frame = pd.read_csv(path)
+        check_header(header or [], source=str(path))
+        return frame
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DataError(f"{path} is not a readable CSV: {str(error).splitlines()[0]}") from None
+
+
+def _not_a_file(path: Path) -> str:
+    """What is at ``path`` instead of a regular file, for the error message."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    kinds = {
+        stat.S_ISDIR: "is a directory",
+        stat.S_ISFIFO: "is a FIFO (named pipe)",
+        stat.S_ISSOCK: "is a socket",
+        stat.S_ISCHR: "is a character device",
+        stat.S_ISBLK: "is a block device",
+    }
+    kind = next((text for test, text in kinds.items() if test(mode)), "is not a regular file")
+    return f"{kind}, not a CSV file"
 
 
 def progress_bar(total: int, description: str):
