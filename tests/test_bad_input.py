@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import ROOT, pipeline_env
 
-from backprop.lab.config import ConfigError, load_data, load_sweep, load_train
+from backprop.lab.config import ConfigError, load_data, load_sweep, load_train, read_params
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 DIABETES_HEADER = "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6,progression\n"
@@ -86,10 +86,39 @@ def test_bad_params_name_the_key(loader, section, changes, message):
     assert "\n" not in str(error.value)
 
 
-def test_a_bad_sweep_value_names_its_position():
-    sweep = load_sweep(with_changes("sweep", lr={"values": [0.1, -1.0], "tasks": ["regression"]}))
-    with pytest.raises(ConfigError, match=r"sweep.lr.values\[1\].lr must be > 0, got -1.0"):
-        list(sweep.configs("lr", load_train(PARAMS), "regression"))
+def test_a_bad_sweep_value_fails_when_params_are_loaded_naming_its_position():
+    """Loading, not iterating: the stage loads params before its first fit."""
+    values = [0.1, 0.3, 1.0, -1.0]
+    with pytest.raises(ConfigError, match=r"sweep.lr.values\[3\].lr must be > 0, got -1.0"):
+        load_sweep(with_changes("sweep", lr={"values": values, "tasks": ["regression"]}))
+    with pytest.raises(ConfigError, match=r"sweep.hidden.values\[2\].hidden sizes must be integers >= 1"):
+        load_sweep(with_changes("sweep", hidden={"values": [4, 8, 0], "tasks": ["classification"]}))
+
+
+def write_params(tmp_path, text: str) -> str:
+    (tmp_path / "params.yaml").write_text(text)
+    return str(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "data: {}\ntrain:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n",
+            "params.yaml: line 5, column 3: key 'lr' repeats the one on line 3",
+        ),
+        ("train: {}\ntrain: {}\n", "params.yaml: line 2, column 1: key 'train' repeats the one on line 1"),
+        ("train:\n  hidden: [16\n  lr: 0.1\n", "params.yaml: line 3, column 5: not valid YAML: expected ',' or ']'"),
+        (
+            "data: {}\ntrian: {}\n",
+            "params.yaml: 'trian' is not a known section; valid sections: ['data', 'sweep', 'tracking', 'train']",
+        ),
+    ],
+)
+def test_params_file_problems_name_line_column_and_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as error:
+        read_params(write_params(tmp_path, text))
+    assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def run_prepare(tmp_path, csv_text: str | None, task: str = "regression", **data_changes):
