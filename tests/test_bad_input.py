@@ -39,6 +39,8 @@ def with_changes(section: str, **changes) -> dict:
         (load_train, "train", {"hidden": []}, "train.hidden must be a non-empty list of layer sizes, got []"),
         (load_train, "train", {"epochs": 0}, "train.epochs must be >= 1, got 0"),
         (load_train, "train", {"lrr": 0.1}, "train.lrr is not a known key; valid keys:"),
+        (load_train, "train", {"epochs": 10**13}, "train.epochs is too large: 10000000000000 epochs would need"),
+        (load_train, "train", {"tol": -1e-7}, "train.tol must be >= 0, got -1e-07"),
         (
             load_train,
             "train",

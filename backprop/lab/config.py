@@ -17,7 +17,7 @@ import yaml
 from backprop.activations import ACTIVATIONS
 from backprop.initializers import INITIALIZERS
 from backprop.losses import DEFAULT_LOSS, HEADS, TASKS
-from backprop.mlp import DTYPES
+from backprop.mlp import DEFAULT_TOL, DTYPES, history_too_large
 
 
 class ConfigError(ValueError):
@@ -112,6 +112,7 @@ class TrainConfig:
     init: str = "glorot"
     seed: int = 0
     patience: int = 0
+    tol: float = DEFAULT_TOL
     dtype: str = "float64"
     loss: str | None = None
     overrides: dict = field(default_factory=dict)
@@ -131,10 +132,14 @@ class TrainConfig:
         _choice(s, "activation", self.activation, ACTIVATIONS)
         _number(s, "lr", self.lr, above=0)
         _number(s, "epochs", self.epochs, integer=True, minimum=1)
+        too_large = history_too_large(self.epochs)
+        if too_large:
+            raise ConfigError(f"{s}.epochs is too large: {too_large}")
         _number(s, "batch_size", self.batch_size, integer=True, minimum=0)
         _choice(s, "init", self.init, INITIALIZERS)
         _number(s, "seed", self.seed, integer=True, minimum=0)
         _number(s, "patience", self.patience, integer=True, minimum=0)
+        _number(s, "tol", self.tol, minimum=0, below=1)
         _choice(s, "dtype", self.dtype, DTYPES)
         losses = sorted({loss for _, loss in HEADS})
         if self.loss is not None:
