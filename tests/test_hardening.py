@@ -172,7 +172,7 @@ def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, p
     assert "interrupted" in stderr
     assert [r.info.status for r in runs_in(folder)] == ["KILLED"]
     assert not any((folder / name).exists() for name in OUTPUTS)
-    assert not list(folder.rglob(".partial-*"))
+    assert not list(folder.rglob(".partial-*")) and not (folder / ".backprop-staging").exists()
 
 
 # ---- 4. a new SQLite store, first used by several processes at once -----------------------------
@@ -278,7 +278,7 @@ def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
     assert process.returncode != 0
     assert not any(r.info.status == "RUNNING" for r in runs_in(hardening_repo))
     assert "KILLED" in {r.info.status for r in runs_in(hardening_repo)}
-    assert not list(hardening_repo.rglob(".partial-*"))
+    assert not list(hardening_repo.rglob(".partial-*")) and not (hardening_repo / ".backprop-staging").exists()
     run(["dvc", "repro"], hardening_repo)
     assert json.loads(run(["dvc", "status", "--json"], hardening_repo).stdout) == {}
     assert (
