@@ -12,6 +12,9 @@ import numpy as np
 from backprop.losses import log_loss_of_logit
 
 EPS = 1e-15
+# |y| below this makes |y - ŷ| / |y| meaningless (1e-13 noise on a 1e-12 target is 10%, and
+# 1/|y| overflows near 1e-308): regression accuracy is undefined for such a target.
+MAPE_MIN_ABS_TARGET = 1e-12
 
 
 def _flat(*arrays):
@@ -36,9 +39,12 @@ def r2(y, y_hat) -> float:
 
 
 def check_regression_accuracy_defined(y) -> None:
-    zeros = int(np.count_nonzero(np.asarray(y) == 0))
+    zeros = int(np.count_nonzero(np.abs(np.asarray(y)) < MAPE_MIN_ABS_TARGET))
     if zeros:
-        raise ValueError(f"regression accuracy 1 - mean(|y - y_hat| / |y|) is undefined: y has {zeros} zero(s)")
+        raise ValueError(
+            f"regression accuracy 1 - mean(|y - y_hat| / |y|) is undefined: y has {zeros} zero(s) "
+            f"or value(s) below {MAPE_MIN_ABS_TARGET:g} in magnitude"
+        )
 
 
 def regression_accuracy(y, y_hat) -> float:

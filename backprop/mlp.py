@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,54 @@ DTYPES = ("float32", "float64")
 # batches the elementwise passes, not the matrix products, would otherwise set the pace.
 CHUNK_ROWS = 1024
 PROGRESS_UPDATES = 100  # progress callbacks per fit, so the hot loop pays for ~100 updates, not one per epoch
+# A loss this many times its starting value has left the range of a network that is learning:
+# it would reach inf a few epochs later, after its overflowing weights had poisoned the curves.
+DIVERGENCE_FACTOR = 1e6
+# Early stopping counts an improvement only if it beats the best validation loss by this relative
+# amount (scikit-learn's ``tol``): 1e-13 BLAS rounding noise must not move the best epoch.
+DEFAULT_TOL = 1e-7
+# The history grows in chunks as epochs run (doubling), instead of holding ``epochs`` rows from
+# the start; its worst case is still refused up front when it would not fit in memory.
+HISTORY_FIRST_ROWS = 1024
+HISTORY_MAX_COLUMNS = 12  # 3 curves (loss, accuracy, log loss) × train, val, test and one more set
+# Regression accuracy 1 − mean(|y − ŷ|/|y|) below this means predictions a million times the
+# targets: overflowed weights, not a score. Classification accuracy is a fraction, in [0, 1].
+MIN_REGRESSION_ACCURACY = -1e6
+
+
+def history_bytes(epochs: int, columns: int = HISTORY_MAX_COLUMNS) -> int:
+    return int(epochs) * columns * np.dtype(float).itemsize
+
+
+def memory_bytes() -> int | None:
+    """Physical memory of this machine, where the OS says (Linux, macOS)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def history_too_large(epochs: int, columns: int = HISTORY_MAX_COLUMNS) -> str | None:
+    """Why ``epochs`` rows of history cannot fit (more than half the machine's memory), or None."""
+    need, memory = history_bytes(epochs, columns), memory_bytes()
+    if memory is None or need <= memory // 2:
+        return None
+    return (
+        f"{epochs} epochs would need {need / 2**30:.3g} GiB for the per-epoch history alone "
+        f"({columns} curves × 8 bytes), over half this machine's {memory / 2**30:.3g} GiB"
+    )
+
+
+def plausible(scores: dict[str, float], task: str) -> bool:
+    """Finite, and within what a score can be: NaN-free scores outside it come from overflow."""
+    if not all(math.isfinite(value) for value in scores.values()):
+        return False
+    accuracy = scores.get("accuracy")
+    if accuracy is None:
+        return True
+    if task == "classification":
+        return 0.0 <= accuracy <= 1.0
+    return accuracy >= MIN_REGRESSION_ACCURACY
 
 
 @dataclass
@@ -266,7 +315,7 @@ class MLP:
                 scores = regression_metrics(y, z, with_accuracy=with_accuracy)
             else:
                 scores = classification_metrics(y, z)
-        if not all(math.isfinite(value) for value in scores.values()):
+        if not plausible(scores, self.task):
             # Overflowed weights give inf or garbage like accuracy -2e152: not a score.
             return dict.fromkeys(scores, math.nan)
         return scores
@@ -322,6 +371,7 @@ class MLP:
         X_val=None,
         y_val=None,
         patience: int = 0,
+        tol: float = DEFAULT_TOL,
         monitor: dict | None = None,
         track_accuracy: bool = True,
         rng: np.random.Generator | None = None,
@@ -331,9 +381,10 @@ class MLP:
 
         Curves are recorded for the training data, for (X_val, y_val) as ``val`` and for every
         ``monitor`` entry ``{name: (X, y)}``; only ``val`` drives early stopping. A non-finite
-        training loss stops training and marks the history ``diverged``: a result, not an
-        exception. ``patience`` > 0 stops after that many epochs without a lower validation loss
-        and restores the best parameters. ``progress`` is anything with tqdm's ``update(n)``.
+        training loss, or one above ``DIVERGENCE_FACTOR`` × the first epoch's, stops training and
+        marks the history ``diverged``: a result, not an exception. ``patience`` > 0 stops after
+        that many epochs without a validation loss below best × (1 − ``tol``) and restores the best
+        parameters. ``progress`` is anything with tqdm's ``update(n)``.
         """
         if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be > 0, got {lr}")
@@ -343,6 +394,11 @@ class MLP:
             raise ValueError(f"batch_size must be an integer >= 0 (0 = full batch), got {batch_size}")
         if not isinstance(patience, int | np.integer) or patience < 0:
             raise ValueError(f"patience must be an integer >= 0 (0 = off), got {patience}")
+        if not (isinstance(tol, int | float) and 0 <= tol < 1):
+            raise ValueError(f"tol must be in [0, 1), got {tol}")
+        too_large = history_too_large(epochs)
+        if too_large:
+            raise ValueError(f"epochs: {too_large}")
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together")
         if patience and X_val is None:
@@ -367,7 +423,8 @@ class MLP:
         step = self.dtype.type(lr)
         names = self.history_columns()
         width = len(names)
-        curves = np.full((epochs, width * (1 + len(evaluated))), np.nan)
+        capacity = min(epochs, HISTORY_FIRST_ROWS)
+        curves = np.full((capacity, width * (1 + len(evaluated))), np.nan)
         inverse_train = 1.0 / np.abs(y) if regression_accuracy else None
         ws = _Workspace(self, min(batch, CHUNK_ROWS))
         # A full batch is [X 1] made once; mini-batches are gathered row by row into one reused
@@ -377,15 +434,22 @@ class MLP:
         batch_y = np.empty((batch, 1), y.dtype)
         history = History(loss_name=self.loss_name)
         best_loss, best_theta, waited = math.inf, None, 0
+        improvement = 1.0 - tol
         report_every = max(1, epochs // PROGRESS_UPDATES)
+        loss_limit = np.finfo(float).max  # until the first epoch's loss sets it
 
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             for epoch in range(epochs):
+                if epoch == capacity:
+                    capacity = min(2 * capacity, epochs)
+                    grown = np.full((capacity, curves.shape[1]), np.nan)
+                    grown[:epoch] = curves
+                    curves = grown
                 for k, (_, X_set, y_set, ws_set, inverse) in enumerate(evaluated, start=1):
                     z_set = self._forward(X_set, ws_set)
                     curves[epoch, k * width : (k + 1) * width] = self._epoch_scores(z_set, y_set, inverse)
                 if patience:
-                    if curves[epoch, width] < best_loss:
+                    if curves[epoch, width] < best_loss * improvement:
                         best_loss, best_theta, waited = curves[epoch, width], self._theta.copy(), 0
                         history.best_epoch = epoch
                     else:
@@ -406,10 +470,12 @@ class MLP:
                     curves[epoch, :width] = totals / n
                 history.epochs_run = epoch + 1
                 # Non-finite weights give a non-finite loss at the next epoch, so the loss is
-                # enough here; the last update is checked once, after the loop.
-                if not math.isfinite(curves[epoch, 0]):
+                # enough here; the last update is checked once, after the loop. NaN fails <= too.
+                if not curves[epoch, 0] <= loss_limit:
                     history.diverged, history.diverged_epoch = True, epoch
                     break
+                if epoch == 0 and curves[0, 0] > 0:
+                    loss_limit = min(DIVERGENCE_FACTOR * curves[0, 0], loss_limit)
                 if progress is not None and (epoch + 1) % report_every == 0:
                     progress.update(report_every)
                 if patience and waited >= patience:
@@ -443,5 +509,7 @@ class MLP:
             for name, value in model.params.items():
                 if archive[name].shape != value.shape:
                     raise ValueError(f"{path}: {name} has shape {archive[name].shape}, expected {value.shape}")
+                if not np.isfinite(archive[name]).all():
+                    raise ValueError(f"{path}: {name} has NaN or inf values: not a usable network")
                 value[...] = archive[name]
         return model

@@ -12,7 +12,7 @@ import pandas as pd
 from backprop.lab.config import load_train, read_params
 from backprop.lab.io import run_stage, staged_outputs
 from backprop.lab.report import ReportInputs, build, render_html, render_markdown
-from backprop.lab.tracking import git_commit
+from backprop.lab.tracking import git_commit, redact
 from backprop.losses import TASKS
 
 PACKAGES = ("numpy", "pandas", "matplotlib", "mlflow", "dvc", "scikit-learn", "Jinja2")
@@ -74,7 +74,7 @@ def main() -> None:
         provenance={
             "commit": git_commit(),
             "dirty": source_changed(),
-            "tracking_uri": train_runs["tracking_uri"],
+            "tracking_uri": redact(train_runs["tracking_uri"]),  # runs files of older code may hold secrets
             "experiment": params["tracking"]["experiment"],
             "train_runs": train_runs["runs"],
             "sweep_runs": sweep_runs,

@@ -1,8 +1,11 @@
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -153,8 +156,57 @@ def runs_in(folder: Path, *, with_pipeline_run: bool = False):
     return [r for r in runs if with_pipeline_run or "backprop.pipeline" not in r.data.tags]
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def sigint_as_in_a_terminal():
     # A program started from a terminal gets SIGINT at its default (Ctrl-C interrupts). When the
     # tests themselves run as a background job, the shell has set SIGINT to "ignore", and children
     # inherit that; reset it so the program under test sees what a terminal user's would.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def tracking_server(tmp_path):
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=pipeline_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"mlflow server did not start: {server.stderr.read()[-2000:]}") from None
+                time.sleep(0.5)
+        yield url, tmp_path / "server-artifacts"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

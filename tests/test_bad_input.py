@@ -1,5 +1,6 @@
 """Bad input: one clear line naming the file, column or key; exit 2; nothing left behind."""
 
+import os
 import subprocess
 import sys
 
@@ -7,7 +8,7 @@ import pytest
 import yaml
 from conftest import ROOT, pipeline_env
 
-from backprop.lab.config import ConfigError, load_data, load_sweep, load_train
+from backprop.lab.config import ConfigError, load_data, load_sweep, load_train, read_params
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 DIABETES_HEADER = "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6,progression\n"
@@ -38,6 +39,8 @@ def with_changes(section: str, **changes) -> dict:
         (load_train, "train", {"hidden": []}, "train.hidden must be a non-empty list of layer sizes, got []"),
         (load_train, "train", {"epochs": 0}, "train.epochs must be >= 1, got 0"),
         (load_train, "train", {"lrr": 0.1}, "train.lrr is not a known key; valid keys:"),
+        (load_train, "train", {"epochs": 10**13}, "train.epochs is too large: 10000000000000 epochs would need"),
+        (load_train, "train", {"tol": -1e-7}, "train.tol must be >= 0, got -1e-07"),
         (
             load_train,
             "train",
@@ -85,10 +88,39 @@ def test_bad_params_name_the_key(loader, section, changes, message):
     assert "\n" not in str(error.value)
 
 
-def test_a_bad_sweep_value_names_its_position():
-    sweep = load_sweep(with_changes("sweep", lr={"values": [0.1, -1.0], "tasks": ["regression"]}))
-    with pytest.raises(ConfigError, match=r"sweep.lr.values\[1\].lr must be > 0, got -1.0"):
-        list(sweep.configs("lr", load_train(PARAMS), "regression"))
+def test_a_bad_sweep_value_fails_when_params_are_loaded_naming_its_position():
+    """Loading, not iterating: the stage loads params before its first fit."""
+    values = [0.1, 0.3, 1.0, -1.0]
+    with pytest.raises(ConfigError, match=r"sweep.lr.values\[3\].lr must be > 0, got -1.0"):
+        load_sweep(with_changes("sweep", lr={"values": values, "tasks": ["regression"]}))
+    with pytest.raises(ConfigError, match=r"sweep.hidden.values\[2\].hidden sizes must be integers >= 1"):
+        load_sweep(with_changes("sweep", hidden={"values": [4, 8, 0], "tasks": ["classification"]}))
+
+
+def write_params(tmp_path, text: str) -> str:
+    (tmp_path / "params.yaml").write_text(text)
+    return str(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "data: {}\ntrain:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n",
+            "params.yaml: line 5, column 3: key 'lr' repeats the one on line 3",
+        ),
+        ("train: {}\ntrain: {}\n", "params.yaml: line 2, column 1: key 'train' repeats the one on line 1"),
+        ("train:\n  hidden: [16\n  lr: 0.1\n", "params.yaml: line 3, column 5: not valid YAML: expected ',' or ']'"),
+        (
+            "data: {}\ntrian: {}\n",
+            "params.yaml: 'trian' is not a known section; valid sections: ['data', 'sweep', 'tracking', 'train']",
+        ),
+    ],
+)
+def test_params_file_problems_name_line_column_and_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as error:
+        read_params(write_params(tmp_path, text))
+    assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def run_prepare(tmp_path, csv_text: str | None, task: str = "regression", **data_changes):
@@ -141,12 +173,45 @@ BAD_TABLES = [
     (
         DIABETES_HEADER + GOOD_ROWS + "1,0,21,80,150,90,40,1,4,80,0\n",
         {},
-        "bad.csv: target 'progression' has 1 zero(s), so accuracy 1 - mean(|y - y_hat|/|y|) is undefined; set data.regression.accuracy: none",
+        "bad.csv: target 'progression' has 1 zero(s) or value(s) below 1e-12 in magnitude (first in row 22: 0), so accuracy 1 - mean(|y - y_hat|/|y|) is undefined; set data.regression.accuracy: none",
+    ),
+    (
+        DIABETES_HEADER + GOOD_ROWS + "1,0,21,80,150,90,40,1,4,80,1e-13\n",
+        {},
+        "bad.csv: target 'progression' has 1 zero(s) or value(s) below 1e-12 in magnitude (first in row 22: 1e-13)",
+    ),
+    (
+        DIABETES_HEADER.replace("bmi", "age") + GOOD_ROWS,
+        {},
+        "bad.csv: column name(s) ['age'] appear more than once in the header",
+    ),
+    (
+        "," + DIABETES_HEADER + "".join(f"{i},{row}" for i, row in enumerate(GOOD_ROWS.splitlines(keepends=True))),
+        {},
+        "bad.csv: column(s) [1] of the header have no name",
+    ),
+    (
+        DIABETES_HEADER + GOOD_ROWS + "1,0,1e200,80,150,90,40,1,4,80,100\n",
+        {},
+        "bad.csv: column 'bmi' has 1e+200 in row 22: beyond ±1e+150",
+    ),
+    (
+        DIABETES_HEADER + "".join(row.rsplit(",", 1)[0] + ",7\n" for row in GOOD_ROWS.splitlines()),
+        {},
+        "bad.csv: target 'progression' is constant (7 in every row): there is nothing to learn",
+    ),
+    (
+        DIABETES_HEADER
+        + "".join(
+            row.rsplit(",", 1)[0] + f",{9 if i == 7 else 5}\n" for i, row in enumerate(GOOD_ROWS.splitlines()[:8])
+        ),
+        {},
+        "split's target is constant (4 rows): too few rows to score it",
     ),
     (
         DIABETES_HEADER + "".join(GOOD_ROWS.splitlines(keepends=True)[:3]),
         {"test_size": 0.45, "val_size": 0.45},
-        "each split needs rows",
+        "each split needs rows (at least 2)",
     ),
 ]
 
@@ -181,3 +246,12 @@ def test_zero_targets_are_fine_when_accuracy_is_not_requested(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (out / "regression" / "arrays.npz").is_file()
+
+
+@pytest.mark.parametrize("kind, message", [("directory", "is a directory, not a CSV file"), ("fifo", "is a FIFO")])
+def test_a_data_path_that_is_not_a_file_says_what_it_is(tmp_path, kind, message):
+    (tmp_path / "bad.csv").mkdir() if kind == "directory" else os.mkfifo(tmp_path / "bad.csv")
+    result, _ = run_prepare(tmp_path, None)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: bad.csv {message}" or message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and "does not exist" not in result.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import ROOT, pipeline_env, runs_in, scratch, sigint_as_in_a_terminal, stage
+from conftest import ROOT, free_port, pipeline_env, runs_in, scratch, sigint_as_in_a_terminal, stage
 
 from backprop.lab.executor import ExecutorError, FitError, InProcessExecutor, Job, Pool, worker_count
 
@@ -38,12 +38,6 @@ def sweep_folder(tmp_path: Path, prepared: Path, name: str, *, epochs: int = 40,
 
 def outputs_of(folder: Path) -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in OUTPUTS[:2]}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_sweep(folder: Path, **env) -> subprocess.Popen:

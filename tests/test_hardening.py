@@ -7,12 +7,10 @@ so the MLflow store is that folder's own ``mlflow.db``.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -134,7 +132,7 @@ def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, p
     # Both tasks train at once, each with its run: both end KILLED.
     assert [r.info.status for r in runs_in(folder)] == ["KILLED", "KILLED"]
     assert not any((folder / name).exists() for name in OUTPUTS)
-    assert not list(folder.rglob(".partial-*"))
+    assert not list(folder.rglob(".partial-*")) and not (folder / ".backprop-staging").exists()
 
 
 # ---- 4. a new SQLite store, first used by several processes at once -----------------------------
@@ -240,7 +238,7 @@ def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
     assert process.returncode != 0
     assert not any(r.info.status == "RUNNING" for r in runs_in(hardening_repo))
     assert "KILLED" in {r.info.status for r in runs_in(hardening_repo)}
-    assert not list(hardening_repo.rglob(".partial-*"))
+    assert not list(hardening_repo.rglob(".partial-*")) and not (hardening_repo / ".backprop-staging").exists()
     run(["dvc", "repro"], hardening_repo)
     assert json.loads(run(["dvc", "status", "--json"], hardening_repo).stdout) == {}
     assert (
@@ -303,55 +301,6 @@ def test_weights_are_loaded_without_pickle():
 
 
 # ---- 8. a real tracking server ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def tracking_server(tmp_path):
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--workers",
-            "1",
-        ],
-        cwd=tmp_path,
-        env=pipeline_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"mlflow server did not start: {server.stderr.read()[-2000:]}") from None
-                time.sleep(0.5)
-        yield url, tmp_path / "server-artifacts"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_runs_go_to_a_tracking_server_when_its_uri_is_set(tmp_path, prepared, tracking_server):

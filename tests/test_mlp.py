@@ -223,3 +223,70 @@ def test_a_batch_processed_in_slices_takes_the_same_step(task):
     for name, value in expected.items():
         np.testing.assert_allclose(model.params[name], value, rtol=1e-10, atol=1e-12)
     assert history.train_loss[0] == pytest.approx(loss_before, rel=1e-12)
+
+
+# ---- reliability: divergence, implausible scores, bad weight files, history size, rounding noise ----
+
+
+def test_a_loss_far_above_its_start_is_divergence_before_it_overflows(diabetes):
+    # A linear network just past its stable step size: the loss grows geometrically, finite for
+    # hundreds of epochs; what matters is that it left the range of a network that learns.
+    from backprop.mlp import DIVERGENCE_FACTOR
+
+    X, y = diabetes
+    history = MLP(10, [16], activation="identity", rng=0).fit(X, y, lr=0.003, epochs=5000)
+    loss = history.train_loss
+    assert history.diverged and history.epochs_run == history.diverged_epoch + 1 < 100
+    assert np.isfinite(loss).all() and loss[-1] > DIVERGENCE_FACTOR * loss[0] >= loss[:-1].max()
+
+
+def test_scores_of_overflowed_weights_are_not_scores(diabetes):
+    X, y = diabetes
+    model = MLP(10, [4], activation="identity", rng=0)
+    model.params["W2"][...] = 1e150  # finite predictions around 1e150: accuracy near -1e148
+    assert all(np.isnan(value) for value in model.evaluate(X, y).values())
+
+
+def test_loading_non_finite_weights_names_the_file_and_array(tmp_path):
+    model = MLP(3, [4], rng=0)
+    model.params["W2"][1, 0] = np.inf
+    model.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"m\.npz: W2 has NaN or inf values"):
+        MLP.load(tmp_path / "m.npz")
+
+
+def test_history_grows_with_the_epochs_run_not_the_epochs_asked(diabetes):
+    import tracemalloc
+
+    X, y = diabetes
+    model = MLP(10, [4], rng=0)
+    tracemalloc.start()
+    try:
+        history = model.fit(X[:300], y[:300], X_val=X[300:], y_val=y[300:], lr=0.05, epochs=10**7, patience=20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert history.stopped_early and history.epochs_run < 5000
+    assert peak < 50 * 2**20  # 10^7 rows of 4 curves up front would be 320 MB
+    long = MLP(10, [4], rng=0).fit(X, y, lr=0.01, epochs=3000)  # past the first chunk, twice
+    assert all(len(column) == 3000 and np.isfinite(column).all() for column in long.columns.values())
+
+
+def test_an_impossible_history_is_refused_before_training():
+    with pytest.raises(ValueError, match=r"epochs: 10000000000000 epochs would need .* GiB"):
+        MLP(3, [4]).fit(np.zeros((4, 3)), np.ones(4), lr=0.1, epochs=10**13)
+
+
+def test_one_ulp_of_input_noise_does_not_move_the_best_epoch(diabetes):
+    # Near convergence the validation loss improves by less than rounding noise per epoch; without
+    # a tolerance, which of those epochs counts as "best" depends on the last bit of the data.
+    X, y = diabetes
+    results = []
+    for X_in in (X, np.nextafter(X, np.inf)):
+        model = MLP(10, [2], activation="identity", rng=2)
+        history = model.fit(X_in, y, X_val=X_in, y_val=y, lr=0.001, epochs=100_000, patience=50)
+        results.append((history.best_epoch, model.evaluate(X, y)))
+    (best_a, scores_a), (best_b, scores_b) = results
+    assert best_a == best_b
+    for name, value in scores_a.items():
+        assert f"{value:.8g}" == f"{scores_b[name]:.8g}", name

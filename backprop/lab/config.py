@@ -17,7 +17,7 @@ import yaml
 from backprop.activations import ACTIVATIONS
 from backprop.initializers import INITIALIZERS
 from backprop.losses import DEFAULT_LOSS, HEADS, TASKS
-from backprop.mlp import DTYPES
+from backprop.mlp import DEFAULT_TOL, DTYPES, history_too_large
 
 
 class ConfigError(ValueError):
@@ -112,6 +112,7 @@ class TrainConfig:
     init: str = "glorot"
     seed: int = 0
     patience: int = 0
+    tol: float = DEFAULT_TOL
     dtype: str = "float64"
     loss: str | None = None
     overrides: dict = field(default_factory=dict)
@@ -131,10 +132,14 @@ class TrainConfig:
         _choice(s, "activation", self.activation, ACTIVATIONS)
         _number(s, "lr", self.lr, above=0)
         _number(s, "epochs", self.epochs, integer=True, minimum=1)
+        too_large = history_too_large(self.epochs)
+        if too_large:
+            raise ConfigError(f"{s}.epochs is too large: {too_large}")
         _number(s, "batch_size", self.batch_size, integer=True, minimum=0)
         _choice(s, "init", self.init, INITIALIZERS)
         _number(s, "seed", self.seed, integer=True, minimum=0)
         _number(s, "patience", self.patience, integer=True, minimum=0)
+        _number(s, "tol", self.tol, minimum=0, below=1)
         _choice(s, "dtype", self.dtype, DTYPES)
         losses = sorted({loss for _, loss in HEADS})
         if self.loss is not None:
@@ -239,6 +244,13 @@ class SweepConfig:
             raise ConfigError(f"sweep.{name} is not defined; defined sweeps: {sorted(self.specs)}")
         return self.specs[name]
 
+    def check(self, train: TrainConfig) -> None:
+        """Validate every point of every sweep, so a bad last value fails before the first fit."""
+        for name, spec in self.specs.items():
+            for task in spec.tasks:
+                for _ in self.configs(name, train, task):
+                    pass
+
     def configs(self, name: str, train: TrainConfig, task: str):
         """(value, seed, TrainConfig) for every point of sweep ``name`` on ``task``."""
         base = train.for_task(task)
@@ -273,16 +285,49 @@ class TrackingConfig:
             raise ConfigError(f"tracking.log_models must be true or false, got {self.log_models!r}")
 
 
+# The top-level sections of params.yaml; a branch that adds a section adds its name here.
+SECTIONS = ("data", "train", "tracking", "sweep")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a repeated key: plain YAML keeps the last one silently, so a
+    second ``lr:`` further down would override the first without anyone noticing."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                mark = key_node.start_mark
+                raise ConfigError(
+                    f"{mark.name}: line {mark.line + 1}, column {mark.column + 1}: key {key!r} "
+                    f"repeats the one on line {seen[key] + 1}"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
+
+
 def read_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
     try:
-        params = yaml.safe_load(path.read_text())
+        with open(path) as handle:  # the loader's marks, hence its errors, then name the file
+            params = yaml.load(handle, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{path}: {where}not valid YAML: {error.problem or error.context}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path} must hold a mapping of sections")
+    unknown = sorted(set(params) - set(SECTIONS), key=str)
+    if unknown:
+        raise ConfigError(f"{path}: {unknown[0]!r} is not a known section; valid sections: {sorted(SECTIONS)}")
     return params
 
 
@@ -301,7 +346,9 @@ def load_train(params: dict) -> TrainConfig:
 
 
 def load_sweep(params: dict) -> SweepConfig:
-    return SweepConfig.from_params(section(params, "sweep"))
+    sweep = SweepConfig.from_params(section(params, "sweep"))
+    sweep.check(load_train(params))
+    return sweep
 
 
 def load_tracking(params: dict) -> TrackingConfig:

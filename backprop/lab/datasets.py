@@ -7,7 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from backprop.metrics import MAPE_MIN_ABS_TARGET
+
 SPLITS = ("train", "val", "test")
+# Beyond this, a value's square overflows float64 (1e308): the standard deviation, and the MSE
+# on a target, would be inf and every standardised value NaN.
+MAX_ABS_VALUE = 1e150
+MIN_SPLIT_ROWS = 2  # r2 and accuracy need a spread: one row per split scores nothing
 
 
 class DataError(ValueError):
@@ -25,6 +31,19 @@ class Prepared:
     mean: np.ndarray
     std: np.ndarray
     with_accuracy: bool
+
+
+def check_header(names: list[str], *, source: str) -> None:
+    """The raw header, as written in the file: pandas renames a repeated name to ``x.1`` and an
+    empty one to ``Unnamed: 3``, which would silently turn a copy-paste error into a feature."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(f"{source}: column name(s) {repeated} appear more than once in the header")
+    unnamed = [position + 1 for position, name in enumerate(names) if not name.strip()]
+    if unnamed:
+        raise DataError(
+            f"{source}: column(s) {unnamed} of the header have no name (an index column or a trailing comma?)"
+        )
 
 
 def validate_table(frame: pd.DataFrame, *, source: str, target: str, task: str, accuracy: str) -> None:
@@ -49,21 +68,31 @@ def validate_table(frame: pd.DataFrame, *, source: str, target: str, task: str, 
             raise DataError(
                 f"{source}: column {column!r} has {len(bad_rows)} NaN/inf value(s), first in row {bad_rows[0] + 2}"
             )
+        huge = np.flatnonzero(np.abs(numbers) > MAX_ABS_VALUE)
+        if len(huge):
+            raise DataError(
+                f"{source}: column {column!r} has {numbers[huge[0]]:g} in row {huge[0] + 2}: beyond "
+                f"±{MAX_ABS_VALUE:g}, its square overflows and it cannot be standardised or scored"
+            )
         if column != target and len(frame) > 1 and np.all(numbers == numbers[0]):
             raise DataError(
                 f"{source}: feature {column!r} is constant ({numbers[0]:g} in every row) and cannot be standardised"
             )
     y = frame[target].to_numpy(dtype=float)
+    if np.all(y == y[0]):
+        raise DataError(f"{source}: target {target!r} is constant ({y[0]:g} in every row): there is nothing to learn")
     if task == "classification":
         labels = sorted(set(np.unique(y).tolist()))
         if not set(labels) <= {0.0, 1.0}:
             raise DataError(
                 f"{source}: target {target!r} must be binary (0/1) for classification, found values {labels[:6]}"
             )
-    elif accuracy == "mape" and np.any(y == 0):
+    elif accuracy == "mape" and np.any(np.abs(y) < MAPE_MIN_ABS_TARGET):
+        tiny = np.flatnonzero(np.abs(y) < MAPE_MIN_ABS_TARGET)
         raise DataError(
-            f"{source}: target {target!r} has {int(np.sum(y == 0))} zero(s), so accuracy "
-            f"1 - mean(|y - y_hat|/|y|) is undefined; set data.regression.accuracy: none"
+            f"{source}: target {target!r} has {len(tiny)} zero(s) or value(s) below {MAPE_MIN_ABS_TARGET:g} "
+            f"in magnitude (first in row {tiny[0] + 2}: {y[tiny[0]]:g}), so accuracy 1 - mean(|y - y_hat|/|y|) "
+            f"is undefined; set data.regression.accuracy: none"
         )
 
 
@@ -85,11 +114,11 @@ def prepare(
 ) -> Prepared:
     validate_table(frame, source=source, target=target, task=task, accuracy=accuracy)
     n_train, n_val, n_test = split_sizes(len(frame), test_size, val_size)
-    if n_train < 2 or n_val < 1 or n_test < 1:
+    if min(n_train, n_val, n_test) < MIN_SPLIT_ROWS:
         raise DataError(
             f"{source}: {len(frame)} rows split by data.test_size={test_size} and "
             f"data.val_size={val_size} gives {n_train} train, {n_val} val, {n_test} test rows; "
-            f"each split needs rows (train at least 2)"
+            f"each split needs rows (at least {MIN_SPLIT_ROWS})"
         )
     features = [c for c in frame.columns if c != target]
     X_raw = frame[features].to_numpy(dtype=float)
@@ -108,6 +137,20 @@ def prepare(
     y = {split: y_raw[rows] for split, rows in index.items()}
     X["all"] = (X_raw - X_raw.mean(axis=0)) / X_raw.std(axis=0)
     y["all"] = y_raw
+    for split, rows in index.items():
+        bad = np.argwhere(~np.isfinite(X[split]))
+        if len(bad):
+            row, column = bad[0]
+            raise DataError(
+                f"{source}: feature {features[column]!r} overflows when standardised "
+                f"(row {rows[row] + 2}, training std {std[column]:g})"
+            )
+        if task == "regression" and np.all(y[split] == y[split][0]):
+            # r2 divides by the spread of y: a split with one target value cannot be scored.
+            raise DataError(
+                f"{source}: the {split} split's target is constant ({len(rows)} rows): too few rows "
+                f"to score it; use more rows or another data.seed"
+            )
     return Prepared(features, X, y, mean, std, with_accuracy=task == "classification" or accuracy == "mape")
 
 

@@ -3,73 +3,124 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import ctypes
+import errno
 import hashlib
 import json
 import math
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from backprop.lab.config import ConfigError
-from backprop.lab.datasets import DataError
+from backprop.lab.datasets import DataError, check_header
 from backprop.lab.executor import ExecutorError, FitError
 
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+# Outputs are written under <where the stage runs>/.backprop-staging/<pid>/ first: outside every
+# folder dvc.yaml declares, so a stage killed with SIGKILL leaves nothing that DVC would record
+# or git would show, and on the same file system as the outputs, so the final moves are atomic.
+STAGING_DIR = ".backprop-staging"
+
+
+def staging_root() -> Path:
+    return Path.cwd() / STAGING_DIR
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_staging(root: Path | None = None) -> None:
+    """Remove the staging folders of stages whose process is gone (killed, machine restarted)."""
+    root = root or staging_root()
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        if folder.name.isdigit() and int(folder.name) != os.getpid() and not pid_alive(int(folder.name)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class Outputs:
-    """Outputs are written to hidden temporary files and moved into place together only when
+    """Outputs are written to a hidden staging folder and moved into place together only when
     the stage body succeeds, so a failed or interrupted stage leaves nothing that looks real."""
 
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []
-        self._created: list[Path] = []
+        self._folders: set[Path] = set()
 
     def path(self, final: str | Path) -> Path:
-        """Where to write ``final`` for now: a hidden sibling folder, same file name (so an
-        MLflow artifact logged from it is named right), same file system (so the move is atomic)."""
+        """Where to write ``final`` for now: same file name (so an MLflow artifact logged from it
+        is named right), same file system (so the move is atomic), in a folder of its own."""
         final = Path(final)
-        temporary = final.parent / f".partial-{os.getpid()}" / final.name
-        created = next((p for p in reversed(temporary.parents) if not p.exists()), None)
-        if created is not None and created != temporary.parent:
-            self._created.append(created)  # folders that exist only for this stage's outputs
-        temporary.parent.mkdir(parents=True, exist_ok=True)
+        folder = self._staging_for(final) / str(len(self._pending))
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / final.name
         self._pending.append((temporary, final))
         return temporary
 
+    def _staging_for(self, final: Path) -> Path:
+        root = staging_root()
+        root.mkdir(exist_ok=True)
+        anchor = next(p for p in (final.absolute(), *final.absolute().parents) if p.exists())
+        if anchor.stat().st_dev != root.stat().st_dev:
+            # An output on another file system: stage beside it, where os.replace stays atomic.
+            root = anchor / STAGING_DIR
+        folder = root / str(os.getpid())
+        self._folders.add(folder)
+        return folder
+
     def json(self, final: str | Path, data) -> None:
-        self.path(final).write_text(dumps(data))
+        self.text(final, dumps(data))
 
     def text(self, final: str | Path, text: str) -> None:
-        self.path(final).write_text(text)
+        with naming(final):
+            self.path(final).write_text(text)
 
     def commit(self) -> None:
         # Signals wait until every file is in place: a half-moved set of outputs would look real.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
         try:
             for temporary, final in self._pending:
+                final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(temporary, final)
-            self._remove_folders()
-            self._created.clear()
+            self.discard()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def discard(self) -> None:
-        for temporary, _ in self._pending:
-            temporary.unlink(missing_ok=True)
-        self._remove_folders()
-        for folder in reversed(self._created):
+        for folder in self._folders:
             shutil.rmtree(folder, ignore_errors=True)
-        self._created.clear()
-
-    def _remove_folders(self) -> None:
-        for folder in {temporary.parent for temporary, _ in self._pending}:
-            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):  # still holds another live stage's folder
+                folder.parent.rmdir()
         self._pending.clear()
+        self._folders.clear()
+
+
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """An OSError raised while writing ``path`` names it: a full disk often shows only when the
+    file is flushed, as an error that names no file."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
 
 
 @contextlib.contextmanager
@@ -116,13 +167,36 @@ def read_csv(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path} does not exist")
+        raise DataError(f"{path} {_not_a_file(path)}")
     try:
-        return pd.read_csv(path)
+        with open(path, newline="") as handle:
+            header = next(csv.reader(line for line in handle if line.strip()), None)
+        frame = pd.read_csv(path)
+        check_header(header or [], source=str(path))
+        return frame
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DataError(f"{path} is not a readable CSV: {str(error).splitlines()[0]}") from None
+
+
+def _not_a_file(path: Path) -> str:
+    """What is at ``path`` instead of a regular file, for the error message."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    kinds = {
+        stat.S_ISDIR: "is a directory",
+        stat.S_ISFIFO: "is a FIFO (named pipe)",
+        stat.S_ISSOCK: "is a socket",
+        stat.S_ISCHR: "is a character device",
+        stat.S_ISBLK: "is a block device",
+    }
+    kind = next((text for test, text in kinds.items() if test(mode)), "is not a regular file")
+    return f"{kind}, not a CSV file"
 
 
 def progress_bar(total: int, description: str, unit: str = "epoch"):
@@ -154,14 +228,86 @@ def _record_timing(seconds: float) -> None:
         "runs": tracking.runs_created if tracking else 0,
         "fits": executor.fits_completed if executor else 0,
     }
-    with open(path, "a") as handle:
+    with naming(path), open(path, "a") as handle:
         handle.write(json.dumps(record) + "\n")
+
+
+class MachineError(Exception):
+    """The machine, not the input: a disk, memory, a tracking store. The message names which."""
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# errno -> what to tell the user about the file it names.
+OS_PROBLEMS = {
+    errno.ENOSPC: "no space left on the device (disk full)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "input/output error (failing disk or network file system?)",
+}
+CORRUPT_STORE = ("database disk image is malformed", "file is not a database")
+
+
+def end_with_parent() -> None:
+    """On Linux, ask the kernel for SIGTERM when the parent (dvc) dies, so a stage does not train
+    on as an orphan; SIGTERM then unwinds like Ctrl-C. Elsewhere there is no such call."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _store_uri() -> str:
+    tracking = sys.modules.get("backprop.lab.tracking")
+    return tracking.redact(tracking.tracking_uri()) if tracking else "the MLflow store"
+
+
+def scrub(text: str) -> str:
+    """``text`` with the tracking URI's secrets (password, token query values) replaced."""
+    tracking = sys.modules.get("backprop.lab.tracking")
+    if tracking is None:
+        return text
+    uri = tracking.tracking_uri()
+    secrets = [uri, *tracking.secrets(uri)]
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, tracking.redact(uri) if secret == uri else "***")
+    return text
+
+
+def environment_message(error: BaseException) -> str | None:
+    """One line for a failure of the machine rather than of the input, or None for anything else."""
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if isinstance(error, MemoryError):
+        return f"out of memory: {first_line or 'an allocation failed'}; use fewer rows, epochs or hidden units"
+    if isinstance(error, OSError) and error.errno in OS_PROBLEMS:
+        where = error.filename or "a file"
+        return f"{where}: {OS_PROBLEMS[error.errno]}"
+    if isinstance(error, MachineError):
+        return str(error)
+    text = " ".join(str(e) for e in (error, error.__cause__, error.__context__) if e is not None)
+    if any(sign in text for sign in CORRUPT_STORE):
+        uri = _store_uri()
+        path = uri.removeprefix("sqlite:///")
+        return (
+            f"the MLflow store {uri} is corrupt ({next(s for s in CORRUPT_STORE if s in text)}); nothing is "
+            f"deleted: move it aside with `mv {path} {path}.broken` and run again (a new store is created), "
+            f"and salvage the old runs with `sqlite3 {path}.broken .recover | sqlite3 {path}.recovered`"
+        )
+    if type(error).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "sqlite3"):
+        return f"the MLflow store {_store_uri()} failed: {first_line}"
+    if isinstance(error, OSError):
+        return f"{error.filename or 'a file'}: {error.strerror or first_line}"
+    return None
 
 
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(): bad input ends in one line on stderr and exit 2; SIGINT and
-    SIGTERM unwind like Ctrl-C (MLflow runs end KILLED, staged outputs are discarded), exit 130."""
+    SIGTERM unwind like Ctrl-C (MLflow runs end KILLED, staged outputs are discarded), exit 130.
+    A full disk, a read-only store, no memory or a broken MLflow store is one line and exit 2 too."""
     signal.signal(signal.SIGTERM, _interrupt)
+    end_with_parent()
+    remove_stale_staging()
     started = time.perf_counter()
     try:
         main()
@@ -177,6 +323,12 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt as interrupt:
         print(f"interrupted ({interrupt or 'SIGINT'}): no outputs written", file=sys.stderr)
         raise SystemExit(130) from None
+    except Exception as error:
+        message = environment_message(error)
+        if message is None or os.environ.get("BACKPROP_DEBUG"):
+            raise
+        print(f"error: {scrub(message)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def write_prepared(outputs: Outputs, folder: str | Path, task: str, arrays: dict, schema: dict) -> None:

@@ -13,13 +13,18 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import http.client
 import math
 import os
+import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -27,9 +32,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
+from backprop.lab.io import MachineError, pid_alive
+
 DB_NAME = "mlflow.db"
 PIPELINE_TAG = "backprop.pipeline"  # the tag that finds a pipeline run's grouping run
 ARTIFACTS_DIR = "mlartifacts"
+HOST = socket.gethostname()
 
 # Seconds this process spent inside MLflow calls, and runs it created; benchmarks/pipeline.py
 # reports both per stage.
@@ -55,7 +63,70 @@ def _fast_sqlite(dbapi_connection, _record) -> None:
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / DB_NAME}"
+    """The store: MLFLOW_TRACKING_URI with a relative sqlite/file path anchored at the project
+    root (never inside a DVC temp copy that is deleted afterwards), or the project's SQLite file."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return f"sqlite:///{project_root() / DB_NAME}"
+    scheme, _, rest = uri.partition(":")
+    if scheme == "sqlite" and rest.startswith("///") and not rest.startswith("////") and rest != "///:memory:":
+        return f"sqlite:///{project_root() / rest[3:]}"
+    if scheme == "file" and not rest.startswith("/"):
+        return (project_root() / rest).as_uri()
+    if not rest or len(scheme) == 1:  # no scheme (a Windows drive letter at most): a local path
+        return str(project_root() / uri)
+    return uri
+
+
+def redact(uri: str) -> str:
+    """The URI without secrets, for files, logs and tags: ``user:***@host``, query values ``***``."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc and not parts.query and not parts.fragment:
+        return uri
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}" if ":" in userinfo else f"***@{host}"
+    query = "&".join(f"{key}=***" for key, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def secrets(uri: str) -> list[str]:
+    """The parts of ``uri`` that ``redact`` hides."""
+    parts = urlsplit(uri)
+    found = [value for _, value in parse_qsl(parts.query)]
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        found.append(userinfo.split(":", 1)[1] if ":" in userinfo else userinfo)
+    return [secret for secret in found if len(secret) >= 3]  # "a" or "1" would blank out half a line
+
+
+# MLflow's own defaults wait up to 120 s per request and retry 7 times with backoff, minutes
+# in all before an unreachable server is reported; a stage should say so within seconds.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+}
+REACH_TIMEOUT = 5  # seconds for the server to accept and answer /health
+
+
+def check_reachable(uri: str, timeout: float = REACH_TIMEOUT) -> None:
+    """Raise MachineError naming the host (no password) unless the server answers at all."""
+    parts = urlsplit(uri)
+    base = urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path.rstrip("/"), "", ""))
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:  # it answered, if only to refuse: the server is there
+        return
+    except (OSError, http.client.HTTPException) as error:
+        reason = getattr(error, "reason", error)
+        raise MachineError(
+            f"the MLflow tracking server {redact(uri)} did not answer within {timeout} s ({reason}); "
+            f"check MLFLOW_TRACKING_URI or unset it to use the project's own store"
+        ) from None
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -89,26 +160,48 @@ class Tracker:
     """One MLflow experiment in one store, used through MlflowClient only (no global state)."""
 
     def __init__(self, experiment: str, uri: str | None = None):
-        self.uri = uri or tracking_uri()
-        self.local = self.uri.startswith("sqlite:")
+        self._uri = uri or tracking_uri()
+        self.uri = redact(self._uri)  # what files, messages and tags may show
+        self.local = self._uri.startswith("sqlite:")
         self._pipeline: str | None = None
-        self._lock_path = Path(self.uri.removeprefix("sqlite:///") + ".lock") if self.local else None
+        self._lock_path = Path(self._uri.removeprefix("sqlite:///") + ".lock") if self.local else None
         if self.local:
             from sqlalchemy import event
             from sqlalchemy.engine import Engine
 
             if not event.contains(Engine, "connect", _fast_sqlite):
                 event.listen(Engine, "connect", _fast_sqlite)
+        if urlsplit(self._uri).scheme in ("http", "https"):
+            for name, value in HTTP_DEFAULTS.items():
+                os.environ.setdefault(name, value)
+            if secrets(self._uri):  # MLflow prints run links with the URI as given, password and all
+                os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+            check_reachable(self._uri)
         with self._locked():
             # The first touch creates the SQLite schema: serialised, so that several queue workers
             # starting on a new store do not race through MLflow's migrations.
-            self.client = MlflowClient(self.uri)
+            self.client = MlflowClient(self._uri)
             found = self.client.get_experiment_by_name(experiment)
             if found is not None:
                 self.experiment_id = found.experiment_id
             else:
                 location = (project_root() / ARTIFACTS_DIR).as_uri() if self.local else None
                 self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        self._end_orphaned_runs()
+
+    def _end_orphaned_runs(self) -> None:
+        """Runs left RUNNING by a stage of this machine that was killed (SIGKILL, power loss):
+        FAILED now. Only runs whose host is this one and whose process is gone are touched."""
+        running = self._call(
+            "search_runs",
+            [self.experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.host = '{HOST}'",
+            max_results=1000,
+        )
+        for run in running:
+            pid = run.data.tags.get("pid", "")
+            if pid.isdigit() and not pid_alive(int(pid)):
+                self._call("set_terminated", run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -158,7 +251,8 @@ class Tracker:
         """A run that ends FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM: never RUNNING.
         A stage's own runs (no ``parent_id``) nest under the pipeline run."""
         global runs_created
-        all_tags = dict(tags) | {"mlflow.parentRunId": parent_id or self.pipeline_run()}
+        owner = {"host": HOST, "pid": str(os.getpid())}  # lets a later stage end it if this process dies
+        all_tags = owner | dict(tags) | {"mlflow.parentRunId": parent_id or self.pipeline_run()}
         run = self._call("create_run", self.experiment_id, tags=all_tags, run_name=name)
         runs_created += 1
         run_id = run.info.run_id

@@ -64,6 +64,7 @@ def _fit_and_score(prepared: Prepared, task: str, config: TrainConfig, *, protoc
             "X_val": X["val"],
             "y_val": y["val"],
             "patience": config.patience,
+            "tol": config.tol,
             "monitor": {"test": (X["test"], y["test"])},
         }
     else:
