@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from backprop.lab.protocol import OUTCOMES, paired_difference, verdict
+
 REFERENCE_HAND_IN = {"mse": 2858.4015, "accuracy": 0.6107}  # REFERENCE.md: not from this run
 LABELS = {"mse": "MSE", "log_loss": "log loss", "accuracy": "accuracy", "r2": "R²", "rmse": "RMSE"}
 TEMPLATES = Path(__file__).parent / "templates"
@@ -79,12 +81,20 @@ def mean_std(values) -> str:
     return f"{fmt(mean)} ± {fmt(std, 2)}"
 
 
+def outcome_cell(outcomes: pd.Series) -> str:
+    """``5 learned`` or ``3 stalled, 2 oscillating``: how the seeds of one value went."""
+    counts = outcomes.value_counts()
+    return ", ".join(f"{counts[name]} {name}" for name in OUTCOMES if name in counts)
+
+
 def sweep_stats(results: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per swept value: seeds, diverged count, mean/std of each split's final metric, epochs run."""
+    """Per swept value: seeds, outcome counts, mean/std of each split's final metric, epochs run."""
     grouped = results.groupby("value", sort=False)
     stats = pd.DataFrame(
         {
             "seeds": grouped["seed"].count(),
+            "learned": grouped["outcome"].apply(lambda o: int((o == "learned").sum())),
+            "outcomes": grouped["outcome"].apply(outcome_cell),
             "diverged": grouped["diverged"].sum().astype(int),
             "stopped_early": grouped["stopped_early"].sum().astype(int),
             "epochs": grouped["epochs_run"].mean(),
@@ -99,8 +109,8 @@ def sweep_stats(results: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def best_row(stats: pd.DataFrame):
-    """The value with the lowest mean validation loss among those that never diverged."""
-    usable = stats[(stats["diverged"] == 0) & stats["val_mean"].notna()]
+    """The value with the lowest mean validation loss among those that learned in every seed."""
+    usable = stats[(stats["learned"] == stats["seeds"]) & stats["val_mean"].notna()]
     if usable.empty:
         return None, None
     value = usable["val_mean"].idxmin()
@@ -334,13 +344,13 @@ def sweep_table(stats: pd.DataFrame, name: str, metric: str) -> dict:
             row["train_cell"],
             row["val_cell"],
             row["test_cell"],
-            f"{row['diverged']}/{row['seeds']}",
+            row["outcomes"],
             fmt(float(row["epochs"])),
         ]
         for value, row in stats.iterrows()
     ]
     label = LABELS[metric]
-    return table([name, f"train {label}", f"val {label}", f"test {label}", "diverged", "mean epochs run"], rows)
+    return table([name, f"train {label}", f"val {label}", f"test {label}", "seeds by outcome", "mean epochs run"], rows)
 
 
 def _values(values) -> str:
@@ -350,12 +360,15 @@ def _values(values) -> str:
 def lr_conclusion(stats: pd.DataFrame, epochs: int) -> str:
     best, row = best_row(stats)
     if best is None:
-        return "Every learning rate diverged."
-    text = f"Best learning rate: **{fmt(best)}** (val MSE {row['val_cell']}, test MSE {row['test_cell']})."
+        return "No learning rate learned in every seed."
+    text = (
+        f"Lowest mean val MSE among the rates that learned in every seed: **{fmt(best)}** "
+        f"(val MSE {row['val_cell']}, test MSE {row['test_cell']})."
+    )
     diverged = stats[stats["diverged"] > 0]
-    failed = stats[(stats["diverged"] == 0) & (stats["val_mean"] > 2 * row["val_mean"])]
+    failed = stats[(stats["diverged"] == 0) & (stats["learned"] < stats["seeds"])]
     slow = stats[
-        (stats["diverged"] == 0)
+        (stats["learned"] == stats["seeds"])
         & (stats["val_mean"] <= 2 * row["val_mean"])
         & (stats["val_mean"] > 1.1 * row["val_mean"])
         & (stats["epochs"] >= epochs)
@@ -365,7 +378,11 @@ def lr_conclusion(stats: pd.DataFrame, epochs: int) -> str:
             f" Too small: {_values(slow.index)} still had a val MSE over 10% above the best after all {epochs} epochs."
         )
     if len(failed):
-        text += f" Too large: {_values(failed.index)} did not learn (val MSE more than twice the best)."
+        counts = "; ".join(f"{fmt(v)}: {r['outcomes']}" for v, r in failed.iterrows())
+        text += (
+            f" Not a trained result in every seed (stalled: never below the starting val loss, so the "
+            f"untrained weights; oscillating: the loss zig-zags, a step past the stable limit): {counts}."
+        )
     if len(diverged):
         counts = ", ".join(f"{fmt(v)} in {r['diverged']}/{r['seeds']} seeds" for v, r in diverged.iterrows())
         text += f" Diverged (loss overflowed, recorded as a result): {counts}."
@@ -375,8 +392,8 @@ def lr_conclusion(stats: pd.DataFrame, epochs: int) -> str:
 def hidden_conclusion(stats: pd.DataFrame) -> str:
     best, row = best_row(stats)
     if best is None:
-        return "Every width diverged."
-    usable = stats[stats["diverged"] == 0]
+        return "No width learned in every seed."
+    usable = stats[stats["learned"] == stats["seeds"]]
     enough = usable[usable["val_mean"] <= 1.05 * row["val_mean"]].index[0]
     gap = (usable["test_mean"] - usable["train_mean"]).dropna()
     first, last = usable.index[0], usable.index[-1]
@@ -403,14 +420,33 @@ def hidden_conclusion(stats: pd.DataFrame) -> str:
 def activation_conclusion(stats_by_task: dict[str, pd.DataFrame], metrics: dict[str, str]) -> str:
     parts = []
     for task, stats in stats_by_task.items():
-        ranked = stats[stats["diverged"] == 0].sort_values("val_mean")
+        ranked = stats[stats["learned"] == stats["seeds"]].sort_values("val_mean")
         order = " < ".join(f"{value} ({row['val_cell']})" for value, row in ranked.iterrows())
-        parts.append(f"**{task}**, val {LABELS[metrics[task]]} from best to worst: {order}")
-        failed = stats[stats["diverged"] > 0]
+        parts.append(f"**{task}**, val {LABELS[metrics[task]]} from lowest to highest mean: {order}")
+        failed = stats[stats["learned"] < stats["seeds"]]
         if len(failed):
-            counts = ", ".join(f"{value} in {r['diverged']}/{r['seeds']} seeds" for value, r in failed.iterrows())
-            parts[-1] += f"; diverged at the shared learning rate: {counts}"
+            counts = ", ".join(f"{value} ({r['outcomes']})" for value, r in failed.iterrows())
+            parts[-1] += f"; not learned in every seed at the shared learning rate: {counts}"
     return ". ".join(parts) + "."
+
+
+def best_against_runner_up(rows: pd.DataFrame, stats: pd.DataFrame, metric: str, name: str) -> str | None:
+    """The chosen value against the next best, paired seed by seed on the same held-out rows: a
+    ranking only where the 95% interval of the test difference excludes 0."""
+    usable = stats[(stats["learned"] == stats["seeds"]) & stats["val_mean"].notna()].sort_values("val_mean")
+    if len(usable) < 2:
+        return None
+    best, runner_up = usable.index[0], usable.index[1]
+    column = f"test_{metric}"
+    by_seed = rows.pivot_table(index="seed", columns="value", values=column, aggfunc="first")
+    comparison = paired_difference(by_seed[best], by_seed[runner_up])
+    best_label, runner_label = (
+        f"{name} = {value if isinstance(value, str) else fmt(value)}" for value in (best, runner_up)
+    )
+    return (
+        f"Chosen on validation, checked on test ({LABELS[metric]}, paired by seed, {comparison['n']} seeds on one "
+        f"split, so the interval covers initial weights only): {verdict(comparison, best_label, runner_label)}."
+    )
 
 
 def first_epoch_reaching(curves: pd.DataFrame, column: str, level: float) -> int | None:
@@ -460,6 +496,10 @@ def sweep_section(
         blocks.append(paragraph(activation_conclusion(stats_by_task, metrics)))
     elif name == "loss":
         blocks.append(paragraph(loss_conclusion(stats_by_task["classification"], curves)))
+    for task, rows in results.groupby("task", sort=False):
+        sentence = best_against_runner_up(rows, stats_by_task[task], metrics[task], name)
+        if sentence:
+            blocks.append(paragraph(f"**{task}**: {sentence}" if len(stats_by_task) > 1 else sentence))
     blocks += [
         figure(f"sweep_{name}_summary.png", f"final train/val/test metric against {name}, mean ± std over seeds"),
         figure(

@@ -45,6 +45,7 @@ def result_row(name: str, task: str, value, seed: int, result: RunResult) -> dic
         "diverged_epoch": history.diverged_epoch,
         "stopped_early": history.stopped_early,
         "best_epoch": history.best_epoch,
+        "outcome": result.outcome,
     } | result.flat_scores()
 
 
@@ -62,15 +63,19 @@ def curve_rows(task: str, value, seed: int, result: RunResult, *, epochs: int, p
 
 
 def best_value(results: pd.DataFrame, metric_by_task: dict[str, str]) -> dict[str, dict]:
-    """Per task: the value with the lowest mean validation loss over seeds (diverged runs count
-    as failures: a value with any diverged seed ranks after every value with none)."""
+    """Per task: the value with the lowest mean validation loss over seeds among those whose every
+    seed learned (a value with a diverged, stalled or oscillating seed ranks after all of those)."""
     best = {}
     for task, rows in results.groupby("task", sort=False):
         column = f"val_{metric_by_task[task]}"
-        stats = rows.groupby("value", sort=False).agg(
-            mean=(column, "mean"), std=(column, "std"), diverged=("diverged", "sum")
+        stats = (
+            rows.assign(failed=rows["outcome"] != "learned")
+            .groupby("value", sort=False)
+            .agg(mean=(column, "mean"), std=(column, "std"), failed=("failed", "sum"))
         )
-        ranked = stats.assign(key=np.where(stats["diverged"] > 0, np.inf, stats["mean"])).sort_values("key")
+        ranked = stats.assign(key=np.where(stats["failed"] > 0, np.inf, stats["mean"])).sort_values(
+            ["key", "failed", "mean"]
+        )
         top = ranked.index[0]
         best[task] = {
             "value": top,

@@ -10,6 +10,7 @@ import pandas as pd
 
 from backprop.lab.config import TrainConfig
 from backprop.lab.datasets import SPLITS, Prepared
+from backprop.lab.protocol import outcome
 from backprop.mlp import MLP, History
 
 
@@ -30,6 +31,12 @@ class RunResult:
             "stopped_early": self.history.stopped_early,
             "best_epoch": self.history.best_epoch,
         }
+
+    @property
+    def outcome(self) -> str:
+        """learned, stalled, oscillating or diverged, from the validation-loss curve."""
+        val_loss = self.history.columns.get(f"val_{self.history.loss_name}", self.history.train_loss)
+        return outcome(val_loss, diverged=self.history.diverged)
 
     def history_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.history.columns)
