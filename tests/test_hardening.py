@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import (
@@ -204,6 +205,31 @@ def test_two_forced_repros_give_byte_identical_results(hardening_repo):
     run(["dvc", "repro", "--force"], hardening_repo)
     after = {path: path.read_bytes() for path in files}
     assert before == after
+
+
+def one_ulp_away(prepared: Path, folder: Path) -> Path:
+    """A copy of the prepared data with every feature value moved by one ulp: what another CPU's
+    arithmetic does to the standardised inputs."""
+    for task in ("regression", "classification"):
+        (folder / task).mkdir(parents=True)
+        with np.load(prepared / task / "arrays.npz") as arrays:
+            moved = {k: np.nextafter(v, np.inf) if k.startswith("X_") else v for k, v in arrays.items()}
+        np.savez(folder / task / "arrays.npz", **moved)
+        (folder / task / "schema.json").write_text((prepared / task / "schema.json").read_text())
+    return folder
+
+
+def test_one_ulp_of_input_noise_leaves_the_tracked_outputs_byte_identical(tmp_path, prepared):
+    # Early stopping on: the best epoch is where noise could move a result.
+    outputs = {}
+    for name, data in (("as is", prepared), ("moved", one_ulp_away(prepared, tmp_path / "moved-data"))):
+        (tmp_path / name.replace(" ", "-")).mkdir()
+        folder = scratch(tmp_path / name.replace(" ", "-"), data, epochs=600, patience=30)
+        result = stage(folder, TRAIN)
+        assert result.returncode == 0, result.stderr
+        tracked = sorted(folder.glob("metrics/*.json")) + sorted(folder.glob("plots/*/history.csv"))
+        outputs[name] = {path.relative_to(folder): path.read_bytes() for path in tracked}
+    assert len(outputs["as is"]) == 4 and outputs["as is"] == outputs["moved"]
 
 
 def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):

@@ -135,9 +135,9 @@ def staged_outputs() -> Iterator[Outputs]:
 
 
 # Tracked numbers keep the digits the arithmetic supports: a fit's last digits move with the CPU's
-# BLAS kernel and SIMD paths (1e-13 relative), so 8 significant digits are the same on every
+# BLAS kernel and SIMD paths (about 1e-13 relative), so 6 significant digits are the same on every
 # machine of a kind, and a table diff shows only changes that mean something.
-SIGNIFICANT_DIGITS = 8
+SIGNIFICANT_DIGITS = 6
 
 
 def finite_or_none(value):
