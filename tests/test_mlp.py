@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -290,3 +292,17 @@ def test_one_ulp_of_input_noise_does_not_move_the_best_epoch(diabetes):
     assert best_a == best_b
     for name, value in scores_a.items():
         assert f"{value:.8g}" == f"{scores_b[name]:.8g}", name
+
+
+def test_sigmoid_is_exact_at_the_extremes_without_warnings():
+    from backprop.activations import sigmoid
+
+    z = np.array([-1000.0, -745.0, -30.0, 0.0, 30.0, 1000.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning would surface in users' predict calls
+        a = sigmoid(z)
+    assert a[0] == 0.0 and a[1] == 0.0 and a[3] == 0.5 and a[5] == 1.0
+    # Small outputs keep their relative precision (½(1 + tanh(z/2)) would lose it to cancellation).
+    assert a[2] == pytest.approx(np.exp(-30.0) / (1 + np.exp(-30.0)), rel=1e-14)
+    moderate = np.linspace(-5, 5, 101)
+    np.testing.assert_allclose(sigmoid(moderate), 0.5 * (1 + np.tanh(moderate / 2)), rtol=1e-14)
