@@ -1,20 +1,35 @@
-"""Train one network per task, write weights, metrics and curves, record MLflow runs (dvc stage `train`)."""
+"""Train one network per task, write models, metrics and curves, record MLflow runs (dvc stage `train`)."""
 
 import argparse
 from pathlib import Path
 
+from backprop.lab import pyfunc
 from backprop.lab.config import load_tracking, load_train, read_params
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
-from backprop.lab.tracking import Tracker, result_metrics, run_tags
-from backprop.lab.training import train_model
+from backprop.lab.tracking import Tracker, crowns_champion, result_metrics, run_tags
+from backprop.lab.training import RunResult, train_model
 from backprop.losses import TASKS
+
+
+def summary_line(result: RunResult, run_id: str) -> str:
+    """What the stage prints per task: the test scores a reader compares, rounded."""
+    history, test = result.history, result.scores["test"]
+    if history.diverged:
+        scores = f"diverged at epoch {history.diverged_epoch}"
+    elif result.task == "regression":
+        scores = f"test MSE {test['mse']:.1f}, R² {test['r2']:.2f}, accuracy {test['accuracy']:.3f}"
+    else:
+        scores = f"test log loss {test['log_loss']:.3f}, accuracy {test['accuracy']:.3f}"
+    if not history.diverged and history.best_epoch is not None:
+        scores += f", best epoch {history.best_epoch} of {history.epochs_run}"
+    return f"train {result.task}: {scores} (run {run_id[:8]})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prepared", required=True)
-    parser.add_argument("--models", required=True, help="folder for <task>.npz")
-    parser.add_argument("--metrics", required=True, help="folder for <task>.json")
+    parser.add_argument("--models", required=True, help="folder for the MLflow model directories <task>/")
+    parser.add_argument("--metrics", required=True, help="folder for <task>.json (headline) and <task>-scores.json")
     parser.add_argument("--plots", required=True, help="folder for <task>/history.csv")
     parser.add_argument("--runs", required=True, help="JSON file for the MLflow run ids")
     args = parser.parse_args()
@@ -22,7 +37,8 @@ def main() -> None:
     params = read_params()
     train, tracking = load_train(params), load_tracking(params)
     tracker = Tracker(tracking.experiment)
-    run_ids = {}
+    champion = crowns_champion(tracking.champion_branch)
+    run_ids, model_ids = {}, {}
     with staged_outputs() as outputs:
         for task in TASKS:
             prepared, schema = load_prepared(args.prepared, task)
@@ -33,19 +49,26 @@ def main() -> None:
                 tracker.log(run_id, params=config.as_params() | {"task": task, "data": data_params})
                 with progress_bar(config.epochs, f"train {task}") as bar:
                     result = train_model(prepared, task, config, progress=bar)
-                weights = outputs.path(Path(args.models) / f"{task}.npz")
-                result.model.save(weights)
+                model_dir = outputs.path(Path(args.models) / task)
+                pyfunc.save(model_dir, result.model, prepared)
                 history = outputs.path(Path(args.plots) / task / "history.csv")
                 result.history_frame().to_csv(history, index=False)
-                outputs.json(Path(args.metrics) / f"{task}.json", result.summary())
+                outputs.json(Path(args.metrics) / f"{task}.json", result.headline())
+                outputs.json(Path(args.metrics) / f"{task}-scores.json", result.summary())
                 metrics = result_metrics(result.history, result.scores, tracking.max_logged_steps)
                 tracker.log(run_id, metrics=metrics, tags={"diverged": str(result.history.diverged).lower()})
-                tracker.log_artifacts(run_id, [history, weights])
+                tracker.log_artifacts(run_id, [history])
                 if tracking.log_models:
-                    tracker.log_model(run_id, weights, prepared.features, prepared.mean, prepared.std)
+                    model_ids[task], _ = tracker.log_model(
+                        run_id,
+                        model_dir,
+                        step=result.history.epochs_run,  # the final scores' step: they are the model's
+                        registered_name=f"{tracking.experiment}-{task}",
+                        champion=champion,
+                    )
                 run_ids[task] = run_id
-                print(f"{task}: test {result.scores['test']}  (MLflow run {run_id})")
-        outputs.json(args.runs, {"tracking_uri": tracker.uri, "runs": run_ids})
+                print(summary_line(result, run_id))
+        outputs.json(args.runs, {"tracking_uri": tracker.uri, "runs": run_ids, "models": model_ids})
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ class Outputs:
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
         try:
             for temporary, final in self._pending:
+                if temporary.is_dir() and final.is_dir():  # a folder output (a model) is replaced whole
+                    shutil.rmtree(final)
                 os.replace(temporary, final)
             self._remove_folders()
             self._created.clear()
@@ -59,7 +61,10 @@ class Outputs:
 
     def discard(self) -> None:
         for temporary, _ in self._pending:
-            temporary.unlink(missing_ok=True)
+            if temporary.is_dir():
+                shutil.rmtree(temporary)
+            else:
+                temporary.unlink(missing_ok=True)
         self._remove_folders()
         for folder in reversed(self._created):
             shutil.rmtree(folder, ignore_errors=True)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from backprop.lab.config import TrainConfig
 from backprop.lab.datasets import SPLITS, Prepared
+from backprop.losses import DEFAULT_LOSS
 from backprop.mlp import MLP, History
 
 
@@ -22,13 +23,26 @@ class RunResult:
     scores: dict[str, dict[str, float]]  # split -> metric -> value, for the returned model
 
     def summary(self) -> dict:
-        """The content of metrics/<task>.json."""
+        """The content of metrics/<task>-scores.json: every score of every split, how training ended."""
         return self.scores | {
             "epochs_run": self.history.epochs_run,
             "diverged": self.history.diverged,
             "diverged_epoch": self.history.diverged_epoch,
             "stopped_early": self.history.stopped_early,
             "best_epoch": self.history.best_epoch,
+        }
+
+    def headline(self) -> dict:
+        """The content of metrics/<task>.json, the few numbers `dvc exp show` and `dvc metrics
+        diff` compare. Keyed by task so that the two tasks' files give distinct column names."""
+        loss = DEFAULT_LOSS[self.task]
+        return {
+            self.task: {f"test_{name}": value for name, value in self.scores["test"].items()}
+            | {
+                f"val_{loss}": self.scores["val"][loss],
+                "best_epoch": self.history.best_epoch,
+                "epochs_run": self.history.epochs_run,
+            }
         }
 
     def history_frame(self) -> pd.DataFrame:
