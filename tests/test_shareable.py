@@ -256,6 +256,12 @@ def test_a_fresh_clone_pulls_the_outputs_and_has_nothing_to_reproduce(shared):
     run(["dvc", "pull"], clone)
     assert json.loads(run(["dvc", "status", "--json"], clone).stdout) == {}
     assert (clone / "models" / "regression" / "MLmodel").is_file()
+    # Importing the package writes __pycache__ into it (unless PYTHONDONTWRITEBYTECODE is set):
+    # not a change of the `backprop` dependency.
+    env = {k: v for k, v in pipeline_env().items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-c", "import backprop.lab.datasets"], cwd=clone, env=env, check=True)
+    assert (clone / "backprop" / "__pycache__").is_dir()
+    assert json.loads(run(["dvc", "status", "--json"], clone).stdout) == {}
     assert "Stage 'train' didn't change" in run(["dvc", "repro", "--dry"], clone).stdout
 
 
