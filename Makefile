@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: install repro test lint ui bench clean-store
+.PHONY: install repro test lint ui plots bench clean-store
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ lint: install
 # The UI binds to loopback only; the store is the project's own SQLite file.
 ui: install
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+# DVC's own page loads its JavaScript from a CDN; this one inlines it, so it works offline.
+PLOTS_TEMPLATE := .dvc/tmp/plots-offline.html
+
+plots: install
+	python -m backprop.lab.plots_page $(PLOTS_TEMPLATE)
+	dvc plots show --html-template $(PLOTS_TEMPLATE) -o dvc_plots
+	@echo "Plots: dvc_plots/index.html (offline)"
 
 bench: install
 	python benchmarks/engine.py

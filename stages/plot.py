@@ -16,7 +16,7 @@ from backprop.losses import DEFAULT_LOSS, TASKS
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plots", required=True, help="folder with <task>/history.csv")
-    parser.add_argument("--metrics", required=True, help="folder with <task>.json")
+    parser.add_argument("--metrics", required=True, help="folder with <task>-scores.json")
     parser.add_argument("--runs", required=True, help="folder with the run-id files (train.json, sweep_<name>.json)")
     parser.add_argument("--sweeps", required=True, help="folder with <name>/results.csv, curves.csv")
     parser.add_argument("--names", nargs="+", required=True, help="the sweeps to draw")
@@ -30,7 +30,7 @@ def main() -> None:
         train_runs = json.loads((Path(args.runs) / "train.json").read_text())["runs"]
         for task in TASKS:
             history = pd.read_csv(Path(args.plots) / task / "history.csv")
-            summary = json.loads((Path(args.metrics) / f"{task}.json").read_text())
+            summary = json.loads((Path(args.metrics) / f"{task}-scores.json").read_text())
             figure = figures.learning_curves(
                 history,
                 title=f"{task}: training curves",

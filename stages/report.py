@@ -67,7 +67,7 @@ def main() -> None:
         baselines=baselines,
         schemas=schemas,
         histories={task: pd.read_csv(Path(args.plots) / task / "history.csv") for task in TASKS},
-        summaries={task: read_json(Path(args.metrics) / f"{task}.json") for task in TASKS},
+        summaries={task: read_json(Path(args.metrics) / f"{task}-scores.json") for task in TASKS},
         train_config={task: train.for_task(task).as_params() for task in TASKS},
         sweeps=sweeps,
         epochs=train.epochs,

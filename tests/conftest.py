@@ -105,8 +105,14 @@ def copy_repo(dest: Path, params: dict | None = None) -> Path:
 def tiny_repo(tmp_path_factory):
     """A fresh copy with tiny params after one `dvc repro`."""
     repo = copy_repo(tmp_path_factory.mktemp("pipeline"), TINY)
-    run(["dvc", "repro"], repo)
+    result = run(["dvc", "repro"], repo)
+    # What the user saw, beside the repo (not in it), for the console checks.
+    repro_log(repo).write_text(result.stdout + result.stderr)
     return repo
+
+
+def repro_log(repo: Path) -> Path:
+    return repo.parent / f"{repo.name}-repro.log"
 
 
 # ---- one stage at a time: a scratch folder with params.yaml and prepared data ------------------

@@ -96,7 +96,7 @@ def test_a_diverging_run_is_recorded_and_the_stage_succeeds(tmp_path, prepared):
     folder = scratch(tmp_path, prepared, lr=1e5)
     result = stage(folder, TRAIN)
     assert result.returncode == 0, result.stderr
-    metrics = json.loads((folder / "metrics" / "regression.json").read_text())
+    metrics = json.loads((folder / "metrics" / "regression-scores.json").read_text())
     assert metrics["diverged"] is True and metrics["diverged_epoch"] is not None
     assert all(value is None for split in ("train", "val", "test") for value in metrics[split].values())
     (regression_run,) = [r for r in runs_in(folder) if r.data.tags["task"] == "regression"]
@@ -200,7 +200,7 @@ def hardening_repo(tmp_path_factory):
 
 def test_two_forced_repros_give_byte_identical_results(hardening_repo):
     files = sorted(hardening_repo.glob("metrics/*.json")) + sorted(hardening_repo.glob("sweeps/*/results.csv"))
-    assert len(files) == 3 + 4
+    assert len(files) == 5 + 4
     before = {path: path.read_bytes() for path in files}
     run(["dvc", "repro", "--force"], hardening_repo)
     after = {path: path.read_bytes() for path in files}
@@ -268,7 +268,7 @@ def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
     run(["dvc", "repro"], hardening_repo)
     assert json.loads(run(["dvc", "status", "--json"], hardening_repo).stdout) == {}
     assert (
-        json.loads((hardening_repo / "metrics" / "regression.json").read_text())["epochs_run"]
+        json.loads((hardening_repo / "metrics" / "regression-scores.json").read_text())["epochs_run"]
         == TINY["train"]["epochs"]
     )
 
@@ -346,7 +346,7 @@ def test_runs_go_to_a_tracking_server_when_its_uri_is_set(tmp_path, prepared, tr
         loss = "mse" if r.data.tags["task"] == "regression" else "log_loss"
         assert len(client.get_metric_history(r.info.run_id, f"train_{loss}")) > 2
         listed = {a.path for a in client.list_artifacts(r.info.run_id)}
-        assert {"history.csv", "model", f"{r.data.tags['task']}.npz"} <= listed
+        assert "history.csv" in listed and r.outputs.model_outputs  # the model is a LoggedModel of the run
         local = client.download_artifacts(r.info.run_id, "history.csv", str(tmp_path))
         assert Path(local).read_text().startswith("epoch,")
     assert list(artifact_root.rglob("MLmodel")), "artifacts did not reach the server's destination"

@@ -32,8 +32,8 @@ def test_repro_writes_every_declared_output(tiny_repo):
         assert (tiny_repo / "data/prepared" / task / "arrays.npz").is_file()
         schema = json.loads((tiny_repo / "data/prepared" / task / "schema.json").read_text())
         assert schema["rows"]["train"] + schema["rows"]["val"] + schema["rows"]["test"] == schema["rows"]["all"]
-        assert (tiny_repo / "models" / f"{task}.npz").is_file()
-        metrics = json.loads((tiny_repo / "metrics" / f"{task}.json").read_text())
+        assert (tiny_repo / "models" / task / "MLmodel").is_file()
+        metrics = json.loads((tiny_repo / "metrics" / f"{task}-scores.json").read_text())
         expected = {"mse", "rmse", "r2", "accuracy"} if task == "regression" else {"log_loss", "accuracy"}
         for split in ("train", "val", "test"):
             assert set(metrics[split]) == expected
@@ -83,8 +83,13 @@ def test_every_run_is_in_the_project_store(tiny_repo):
         assert dataset.dataset.digest == hashlib.sha256((tiny_repo / source).read_bytes()).hexdigest()[:20]
         assert train_run.data.tags["mlflow.source.git.commit"] != "unknown" and "git_commit" not in train_run.data.tags
         artifacts = Path(train_run.info.artifact_uri.removeprefix("file://"))
-        for name in ("history.csv", f"{task}.npz", "model/MLmodel", f"figures/history_{task}.png"):
+        for name in ("history.csv", f"figures/history_{task}.png"):
             assert (artifacts / name).is_file(), name
+        (output,) = train_run.outputs.model_outputs  # the LoggedModel, linked to its run
+        logged = client.get_logged_model(output.model_id)
+        assert logged.source_run_id == train_run.info.run_id and logged.status == "READY"
+        assert {m.key for m in logged.metrics} >= {f"test_{loss}", f"val_{loss}", "test_accuracy"}
+        assert Path(logged.artifact_location.removeprefix("file://"), "MLmodel").is_file()
 
     # One run groups the whole `dvc repro`: every stage's own runs nest under it.
     (pipeline,) = [r for r in runs if "backprop.pipeline" in r.data.tags]
@@ -112,11 +117,11 @@ def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
 
     from backprop import MLP
 
-    run_id = json.loads((tiny_repo / "runs" / "train.json").read_text())["runs"]["regression"]
+    model_id = json.loads((tiny_repo / "runs" / "train.json").read_text())["models"]["regression"]
     mlflow_uri = f"sqlite:///{tiny_repo / 'mlflow.db'}"
     mlflow.set_tracking_uri(mlflow_uri)
     try:
-        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+        model = mlflow.pyfunc.load_model(f"models:/{model_id}")
     finally:
         mlflow.set_tracking_uri(None)
     raw = pd.read_csv(tiny_repo / "data" / "diabetes.csv").drop(columns="progression").head(5).astype(float)
@@ -124,7 +129,8 @@ def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
     schema = json.loads((tiny_repo / "data/prepared/regression/schema.json").read_text())
     mean = np.array([schema["train_mean"][c] for c in raw.columns])
     std = np.array([schema["train_std"][c] for c in raw.columns])
-    expected = MLP.load(tiny_repo / "models" / "regression.npz").predict((raw.to_numpy() - mean) / std)
+    weights = tiny_repo / "models" / "regression" / "artifacts" / "weights.npz"
+    expected = MLP.load(weights).predict((raw.to_numpy() - mean) / std)
     assert predicted.shape == (5,)
     np.testing.assert_allclose(predicted, expected, rtol=1e-4)  # schema stats are rounded to 6 digits
 
@@ -132,19 +138,26 @@ def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
 def test_dvc_metrics_exp_show_and_plots(tiny_repo):
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], tiny_repo).stdout)
     (workspace,) = metrics.values()
-    regression = workspace["data"]["metrics/regression.json"]["data"]
-    assert {"train", "val", "test"} <= set(regression) and "mse" in regression["test"]
+    # Only the two headline files are metrics; the baselines table and every split's scores are not.
+    assert set(workspace["data"]) == {"metrics/regression.json", "metrics/classification.json"}
+    regression = workspace["data"]["metrics/regression.json"]["data"]["regression"]
+    headline = json.loads((tiny_repo / "metrics" / "regression.json").read_text())["regression"]
+    assert set(headline) == {"test_mse", "test_rmse", "test_r2", "test_accuracy", "val_mse", "best_epoch", "epochs_run"}
+    assert regression["test_mse"] == headline["test_mse"]  # DVC leaves out best_epoch: null (no early stopping)
+    assert all(isinstance(value, int | float) for value in regression.values() if value is not None)
     header = run(["dvc", "exp", "show", "--csv"], tiny_repo).stdout.splitlines()[0].split(",")
-    # DVC prefixes a column with its file when two metric files share the name.
-    names = {column.split(":")[-1] for column in header}
-    assert {
-        "test.mse",
-        "test.accuracy",
-        "test.log_loss",
-        "train.lr",
-        "train.hidden",
-        "train.activation",
-    } <= names
+    assert {"regression.test_mse", "regression.test_r2", "classification.test_accuracy"} <= set(header)
+    assert {"train.lr", "train.hidden", "train.activation"} <= set(header)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], tiny_repo).stdout)
+    workspace_row = next(row for row in shown if row["rev"] == "workspace")
+    files = workspace_row["data"]["metrics"]
+    # Each file keys its numbers by its task, so no column needs its file's name to be distinct.
+    assert {name: list(data["data"]) for name, data in files.items()} == {
+        "metrics/regression.json": ["regression"],
+        "metrics/classification.json": ["classification"],
+    }
+    headline = files["metrics/classification.json"]["data"]["classification"]
+    assert {"test_log_loss", "test_accuracy", "val_log_loss", "epochs_run"} <= set(headline)
     run(["dvc", "plots", "show", "-o", "dvc_plots"], tiny_repo)
     assert (tiny_repo / "dvc_plots" / "index.html").is_file()
 
@@ -193,7 +206,7 @@ def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
     for train_run in train_runs:
         artifacts = Path(train_run.info.artifact_uri.removeprefix("file://"))
         assert artifacts.is_relative_to(tiny_repo / "mlartifacts")
-        assert (artifacts / "history.csv").is_file() and (artifacts / "model" / "MLmodel").is_file()
+        assert (artifacts / "history.csv").is_file() and train_run.outputs.model_outputs
         loss = "mse" if train_run.data.tags["task"] == "regression" else "log_loss"
         assert len(client.get_metric_history(train_run.info.run_id, f"train_{loss}")) > 2
     sweep_children = [r for r in runs if "seed" in r.data.tags and "sweep" in r.data.tags]
@@ -219,5 +232,5 @@ def test_a_temp_experiment_lands_in_the_project_store(tiny_repo):
     runs = [r for r in all_runs(store(tiny_repo)) if r.data.params.get("train.lr") == "0.07"]
     assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.tags.get("dvc_exp")
     artifacts = Path(runs[0].info.artifact_uri.removeprefix("file://"))
-    assert artifacts.is_relative_to(tiny_repo / "mlartifacts") and (artifacts / "model" / "MLmodel").is_file()
+    assert artifacts.is_relative_to(tiny_repo / "mlartifacts") and runs[0].outputs.model_outputs
     assert json.loads(run(["dvc", "status", "--json"], tiny_repo).stdout) == {}

@@ -84,8 +84,8 @@ def test_every_number_in_the_21_table_comes_from_this_run(tiny_repo):
     rows = {(row[0], row[1]): row[2:] for row in table_rows(markdown, "## 2.1 Average MSE and accuracy")}
     for key, cells in expected.items():
         assert rows[key] == cells, key
-    # And the held-out test numbers are the test split of metrics/regression.json's own protocol.
-    metrics = json.loads((tiny_repo / "metrics" / "regression.json").read_text())
+    # And the held-out test numbers are the test split of metrics/regression-scores.json's own protocol.
+    metrics = json.loads((tiny_repo / "metrics" / "regression-scores.json").read_text())
     seed0 = next(run for run in regression["ours_held_out"])
     assert seed0["test"] == metrics["test"]  # seed 0 is the train stage's seed: the same run, bit for bit
 

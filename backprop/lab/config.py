@@ -268,6 +268,7 @@ class TrackingConfig:
     experiment: str
     max_logged_steps: dict = field(default_factory=lambda: {"train": 200, "sweep": 20})
     log_models: bool = True
+    champion_branch: str = "main"
     _section: str = field(default="tracking", repr=False, compare=False)
 
     def __post_init__(self):
@@ -283,6 +284,8 @@ class TrackingConfig:
             _number("tracking.max_logged_steps", kind, value, integer=True, minimum=2)
         if not isinstance(self.log_models, bool):
             raise ConfigError(f"tracking.log_models must be true or false, got {self.log_models!r}")
+        if not isinstance(self.champion_branch, str) or not self.champion_branch:
+            raise ConfigError(f"tracking.champion_branch must be a branch name, got {self.champion_branch!r}")
 
 
 # The top-level sections of params.yaml; a branch that adds a section adds its name here.

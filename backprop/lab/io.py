@@ -97,6 +97,8 @@ class Outputs:
         try:
             for temporary, final in self._pending:
                 final.parent.mkdir(parents=True, exist_ok=True)
+                if temporary.is_dir() and final.is_dir():  # a folder output (a model) is replaced whole
+                    shutil.rmtree(final)
                 os.replace(temporary, final)
             self.discard()
         finally:

@@ -1,19 +1,96 @@
-"""The trained network as an MLflow pyfunc model: raw feature columns in, predictions out."""
+"""The trained network as an MLflow pyfunc model: raw feature columns in, predictions out.
+
+``save`` writes a self-contained model directory (models-from-code, weights and scaler as
+artifacts) that ``mlflow.pyfunc.load_model(<dir>)`` loads with no tracking store; the tracking
+module logs the same directory's content as a LoggedModel.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from importlib.metadata import version
+from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 from backprop.mlp import MLP
+
+PACKAGE = Path(__file__).resolve().parents[1]
+ENTRY_POINT = PACKAGE / "lab" / "pyfunc_model.py"
+EXAMPLE_ROWS = 5
 
 
 def requirements() -> list[str]:
     # Stated, not inferred: inference imports the model in a subprocess and is slow.
     return [f"{name}=={version(name)}" for name in ("numpy", "pandas", "mlflow")]
+
+
+def signature(features: list[str]) -> ModelSignature:
+    # MLflow's schema check refuses int64 for a `double` column before the model's code runs
+    # ("Can not safely convert int64 to float64"), and pd.read_csv gives int64 for columns such
+    # as age. The columns are therefore declared `any`, and BackpropModel.predict converts them
+    # to float itself, refusing what is not numeric.
+    return ModelSignature(
+        inputs=Schema([ColSpec(AnyType(), name) for name in features]),
+        outputs=Schema([ColSpec("double")]),
+    )
+
+
+def raw_rows(prepared, rows: int = EXAMPLE_ROWS) -> pd.DataFrame:
+    """The first training rows in the units of the CSV file. Standardising and back leaves
+    float noise (2 → 2.0000000000000004); the raw tables have at most 4 decimals."""
+    X = prepared.X["train"][:rows] * prepared.std + prepared.mean
+    return pd.DataFrame(np.round(X, 6), columns=prepared.features)
+
+
+def model_spec(model_dir: str | Path) -> dict:
+    """What mlflow.pyfunc.save_model/log_model need to (re)build the model saved in ``model_dir``."""
+    model_dir = Path(model_dir)
+    saved = mlflow.models.Model.load(model_dir)
+    return {
+        "python_model": str(ENTRY_POINT),
+        "artifacts": {name: str(model_dir / "artifacts" / f"{name}.npz") for name in ("weights", "scaler")},
+        "code_paths": [str(PACKAGE)],
+        "signature": saved.signature,
+        "input_example": saved.load_input_example(str(model_dir)),
+        "pip_requirements": requirements(),
+    }
+
+
+def save(path: str | Path, network: MLP, prepared) -> None:
+    """The network and the training split's scaler as an MLflow model directory at ``path``."""
+    path = Path(path)
+    shutil.rmtree(path, ignore_errors=True)  # save_model refuses an existing folder
+    with tempfile.TemporaryDirectory() as scratch:
+        weights, scaler = Path(scratch) / "weights.npz", Path(scratch) / "scaler.npz"
+        network.save(weights)
+        np.savez(scaler, features=np.array(prepared.features), mean=prepared.mean, std=prepared.std)
+        mlflow.pyfunc.save_model(
+            path=path,
+            python_model=str(ENTRY_POINT),
+            artifacts={"weights": str(weights), "scaler": str(scaler)},
+            code_paths=[str(PACKAGE)],
+            signature=signature(prepared.features),
+            input_example=raw_rows(prepared),
+            pip_requirements=requirements(),
+        )
+    for cache in path.rglob("__pycache__"):  # compiled files of this machine's interpreter
+        shutil.rmtree(cache)
+    # MLmodel records where the code and artifacts were copied from: paths of this machine (and
+    # a deleted scratch folder) in a versioned file. Loading uses only the copies inside `path`
+    # (the code file by its base name), so they are recorded relative to it.
+    mlmodel = mlflow.models.Model.load(path)
+    flavor = mlmodel.flavors["python_function"]
+    flavor["model_code_path"] = ENTRY_POINT.name
+    for artifact in flavor["artifacts"].values():
+        artifact["uri"] = artifact["path"]
+    mlmodel.save(path / "MLmodel")
 
 
 class BackpropModel(mlflow.pyfunc.PythonModel):
@@ -29,5 +106,9 @@ class BackpropModel(mlflow.pyfunc.PythonModel):
         missing = [name for name in self.features if name not in model_input.columns]
         if missing:
             raise ValueError(f"input is missing feature column(s) {missing}")
-        X = model_input[self.features].to_numpy(dtype=float)
+        columns = model_input[self.features]
+        not_numeric = [name for name in self.features if not pd.api.types.is_numeric_dtype(columns[name])]
+        if not_numeric:
+            raise ValueError(f"feature column(s) {not_numeric} must be numeric")
+        X = columns.to_numpy(dtype=float)
         return pd.Series(self.network.predict((X - self.mean) / self.std), name="prediction")

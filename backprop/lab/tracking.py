@@ -14,11 +14,11 @@ import fcntl
 import functools
 import hashlib
 import http.client
+import logging
 import math
 import os
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +27,6 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
-import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
@@ -43,6 +42,11 @@ HOST = socket.gethostname()
 # reports both per stage.
 time_in_mlflow = 0.0
 runs_created = 0
+
+# A stage prints one summary line of its own; MLflow's INFO lines (and alembic's, while MLflow
+# creates the schema of a new store) would bury it. Warnings and errors still show.
+for _name in ("mlflow", "alembic"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def project_root() -> Path:
@@ -129,6 +133,32 @@ def check_reachable(uri: str, timeout: float = REACH_TIMEOUT) -> None:
         ) from None
 
 
+def shareable_uri(uri: str) -> str:
+    """``uri`` as written into versioned files: a SQLite store inside the project relative to the
+    project root (``sqlite:///mlflow.db``, what a clone has after its own run), so no file holds
+    this machine's paths; any other URI as it is."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if path.is_absolute() and path.is_relative_to(project_root()):
+            return f"sqlite:///{path.relative_to(project_root())}"
+    return uri
+
+
+def current_branch(cwd: str | Path = ".") -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "symbolic-ref", "--quiet", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):  # no git, or a detached HEAD
+        return None
+
+
+def crowns_champion(branch: str) -> bool:
+    """A repro of ``branch`` (the project's main line) in the workspace, not a DVC experiment:
+    the one kind of run whose model becomes the registry's ``champion``."""
+    return not os.environ.get("DVC_EXP_NAME") and current_branch() == branch
+
+
 def git_commit(cwd: str | Path = ".") -> str:
     try:
         return subprocess.run(
@@ -160,27 +190,28 @@ class Tracker:
     """One MLflow experiment in one store, used through MlflowClient only (no global state)."""
 
     def __init__(self, experiment: str, uri: str | None = None):
-        self._uri = uri or tracking_uri()
-        self.uri = redact(self._uri)  # what files, messages and tags may show
-        self.local = self._uri.startswith("sqlite:")
+        self.store_uri = uri or tracking_uri()
+        # What versioned files, messages and tags may show: no secret, no path of this machine.
+        self.uri = redact(shareable_uri(self.store_uri))
+        self.local = self.store_uri.startswith("sqlite:")
         self._pipeline: str | None = None
-        self._lock_path = Path(self._uri.removeprefix("sqlite:///") + ".lock") if self.local else None
+        self._lock_path = Path(self.store_uri.removeprefix("sqlite:///") + ".lock") if self.local else None
         if self.local:
             from sqlalchemy import event
             from sqlalchemy.engine import Engine
 
             if not event.contains(Engine, "connect", _fast_sqlite):
                 event.listen(Engine, "connect", _fast_sqlite)
-        if urlsplit(self._uri).scheme in ("http", "https"):
+        if urlsplit(self.store_uri).scheme in ("http", "https"):
             for name, value in HTTP_DEFAULTS.items():
                 os.environ.setdefault(name, value)
-            if secrets(self._uri):  # MLflow prints run links with the URI as given, password and all
+            if secrets(self.store_uri):  # MLflow prints run links with the URI as given, password and all
                 os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
-            check_reachable(self._uri)
+            check_reachable(self.store_uri)
         with self._locked():
             # The first touch creates the SQLite schema: serialised, so that several queue workers
             # starting on a new store do not race through MLflow's migrations.
-            self.client = MlflowClient(self._uri)
+            self.client = MlflowClient(self.store_uri)
             found = self.client.get_experiment_by_name(experiment)
             if found is not None:
                 self.experiment_id = found.experiment_id
@@ -322,36 +353,36 @@ class Tracker:
         for path in paths:
             self._call("log_artifact", run_id, str(path), artifact_path)
 
-    def log_model(self, run_id: str, weights: str | Path, features: list[str], mean, std) -> None:
-        """The network as an MLflow pyfunc model that takes the raw feature columns."""
+    def log_model(self, run_id: str, model_dir: str | Path, *, step: int, registered_name: str, champion: bool):
+        """The model saved in ``model_dir`` as a LoggedModel of ``run_id`` (its metrics at ``step``
+        linked to it), registered as a new version of ``registered_name``; with ``champion``, the
+        alias ``champion`` moves to that version. Returns (model id, version)."""
         global time_in_mlflow
         import mlflow.pyfunc
-        from mlflow.models import ModelSignature
-        from mlflow.types import ColSpec, Schema
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-        from backprop.lab.pyfunc import requirements
+        from backprop.lab.pyfunc import model_spec
 
-        package = Path(__file__).resolve().parents[1]
-        example = pd.DataFrame(mean[None, :] + std[None, :] * np.linspace(-1, 1, 3)[:, None], columns=features)
-        signature = ModelSignature(
-            inputs=Schema([ColSpec("double", name) for name in features]),
-            outputs=Schema([ColSpec("double")]),
-        )
-        with tempfile.TemporaryDirectory() as scratch:
-            scaler = Path(scratch) / "scaler.npz"
-            np.savez(scaler, features=np.array(features), mean=mean, std=std)
-            started = time.perf_counter()  # the upload below is timed by _call itself
-            mlflow.pyfunc.save_model(
-                path=Path(scratch) / "model",
-                python_model=str(package / "lab" / "pyfunc_model.py"),
-                artifacts={"weights": str(weights), "scaler": str(scaler)},
-                code_paths=[str(package)],
-                signature=signature,
-                input_example=example,
-                pip_requirements=requirements(),
-            )
-            time_in_mlflow += time.perf_counter() - started
-            self._call("log_artifacts", run_id, str(Path(scratch) / "model"), "model")
+        started = time.perf_counter()
+        # log_model works on the active run of the fluent API, and the registry resolves a
+        # models:/ source through the global store: both pointed at this store for this call only
+        # (the pinned MLflow has no client-level log_model). The client is used directly inside:
+        # _call would take the file lock a second time.
+        with self._locked(), _use_tracking_uri(self.store_uri):
+            with mlflow.start_run(run_id=run_id):
+                info = mlflow.pyfunc.log_model(name=registered_name, step=step, **model_spec(model_dir))
+            try:
+                self.client.create_registered_model(registered_name)
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":  # as it does after the first run
+                    raise
+            version = self.client.create_model_version(
+                registered_name, info.model_uri, run_id=run_id, model_id=info.model_id
+            ).version
+            if champion:
+                self.client.set_registered_model_alias(registered_name, "champion", version)
+        time_in_mlflow += time.perf_counter() - started
+        return info.model_id, version
 
     def run_status(self, run_id: str) -> str | None:
         try:

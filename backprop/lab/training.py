@@ -11,6 +11,7 @@ import pandas as pd
 from backprop.lab.config import TrainConfig
 from backprop.lab.datasets import SPLITS, Prepared
 from backprop.lab.protocol import outcome
+from backprop.losses import DEFAULT_LOSS
 from backprop.mlp import MLP, History
 
 
@@ -23,7 +24,7 @@ class RunResult:
     scores: dict[str, dict[str, float]]  # split -> metric -> value, for the returned model
 
     def summary(self) -> dict:
-        """The content of metrics/<task>.json."""
+        """The content of metrics/<task>-scores.json: every score of every split, how training ended."""
         return self.scores | {
             "epochs_run": self.history.epochs_run,
             "diverged": self.history.diverged,
@@ -37,6 +38,19 @@ class RunResult:
         """learned, stalled, oscillating or diverged, from the validation-loss curve."""
         val_loss = self.history.columns.get(f"val_{self.history.loss_name}", self.history.train_loss)
         return outcome(val_loss, diverged=self.history.diverged)
+
+    def headline(self) -> dict:
+        """The content of metrics/<task>.json, the few numbers `dvc exp show` and `dvc metrics
+        diff` compare. Keyed by task so that the two tasks' files give distinct column names."""
+        loss = DEFAULT_LOSS[self.task]
+        return {
+            self.task: {f"test_{name}": value for name, value in self.scores["test"].items()}
+            | {
+                f"val_{loss}": self.scores["val"][loss],
+                "best_epoch": self.history.best_epoch,
+                "epochs_run": self.history.epochs_run,
+            }
+        }
 
     def history_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.history.columns)
