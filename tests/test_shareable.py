@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import pipeline_env, repro_log, run
+from conftest import ROOT, pipeline_env, repro_log, run
 from mlflow import MlflowClient
 
 from backprop import MLP
@@ -279,3 +279,17 @@ def test_an_experiment_travels_with_dvc_exp_push_and_pull(shared):
     run(["dvc", "exp", "apply", "shared-lr"], clone)
     run(["dvc", "pull", "train"], clone)  # the experiment's model, from the DVC remote
     assert json.loads(run(["dvc", "status", "--json", "train"], clone).stdout) == {}
+
+
+def test_dvc_exp_run_set_param_changes_one_line_of_params_yaml(tmp_path):
+    """`dvc exp run -S train.lr=…` rewrites params.yaml with DVC's own YAML writer: the file is
+    kept in that writer's style, so an experiment's params diff is the one changed value."""
+    from dvc.utils.serialize import modify_yaml
+
+    copy = tmp_path / "params.yaml"
+    copy.write_text((ROOT / "params.yaml").read_text())
+    with modify_yaml(copy) as params:
+        params["train"]["lr"] = 0.03
+    before, after = (ROOT / "params.yaml").read_text().splitlines(), copy.read_text().splitlines()
+    assert len(before) == len(after)
+    assert [(a, b) for a, b in zip(before, after, strict=True) if a != b] == [("  lr: 0.01", "  lr: 0.03")]
