@@ -85,9 +85,10 @@ def main() -> None:
             tracker.log_artifacts(parent, [results_path, curves_path])
             outputs.json(args.runs, {"tracking_uri": tracker.uri, "parent": parent, "children": child_runs})
     for task, b in best.items():
+        caveat = "" if b["every_seed_learned"] else "; no value learned in every seed"
         print(
-            f"sweep {args.name}, {task}: best {args.name}={b['value']} "
-            f"(val {losses[task]} {b['mean']:.4g} ± {b['std']:.2g}); MLflow parent run {parent}"
+            f"sweep {args.name}, {task}: lowest val {losses[task]} at {args.name}={b['value']} "
+            f"({b['mean']:.4g} ± {b['std']:.2g}{caveat}; run {parent[:8]})"
         )
 
 

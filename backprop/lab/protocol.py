@@ -16,8 +16,10 @@ import numpy as np
 OUTCOMES = ("learned", "stalled", "oscillating", "diverged")
 # A change in validation loss smaller than this fraction of the loss is noise, not a step.
 STEP_TOLERANCE = 1e-3
-# This many consecutive up-down reversals, each beyond the tolerance, make a run oscillating:
-# gradient descent past its stable step size zig-zags across a valley every other epoch.
+# This many consecutive up-down reversals, each beyond the tolerance, at the end of training make
+# a run oscillating: gradient descent past its stable step size zig-zags across a valley every
+# other epoch until it stops. A zig-zag that dies down (large steps early, then a smooth descent)
+# is part of learning.
 OSCILLATION_STRETCH = 10
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: 1.96 is within 2%).
@@ -39,8 +41,9 @@ def outcome(val_loss: np.ndarray, *, diverged: bool) -> str:
     """How one fit went, from its validation-loss curve (row e: after e updates).
 
     - ``diverged``: the loss left the range of a learning network (the engine's verdict);
-    - ``oscillating``: ``OSCILLATION_STRETCH`` consecutive up-down reversals of the loss, each
-      step larger than ``STEP_TOLERANCE`` of the loss: a step size past the stable limit;
+    - ``oscillating``: the curve ends in ``OSCILLATION_STRETCH`` or more consecutive up-down
+      reversals, each step larger than ``STEP_TOLERANCE`` of the loss: still zig-zagging when
+      training stopped, a step size past the stable limit;
     - ``stalled``: never improved on the starting loss by more than the tolerance, so the
       returned weights are (close to) the untrained ones;
     - ``learned``: everything else.
@@ -54,19 +57,17 @@ def outcome(val_loss: np.ndarray, *, diverged: bool) -> str:
     steps = np.diff(loss)
     real = np.abs(steps) > STEP_TOLERANCE * np.abs(loss[:-1])
     reversal = real[:-1] & real[1:] & (np.sign(steps[:-1]) != np.sign(steps[1:]))
-    if _longest_run(reversal) >= OSCILLATION_STRETCH:
+    if _final_run(reversal) >= OSCILLATION_STRETCH:
         return "oscillating"
     if loss[1:].min() >= loss[0] * (1 - STEP_TOLERANCE):
         return "stalled"
     return "learned"
 
 
-def _longest_run(flags: np.ndarray) -> int:
-    longest = current = 0
-    for flag in flags:
-        current = current + 1 if flag else 0
-        longest = max(longest, current)
-    return longest
+def _final_run(flags: np.ndarray) -> int:
+    """How many of the last flags are set in a row."""
+    unset = np.flatnonzero(~flags)
+    return len(flags) - 1 - unset[-1] if len(unset) else len(flags)
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], *, lower_is_better: bool = True) -> dict:

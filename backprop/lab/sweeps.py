@@ -81,5 +81,6 @@ def best_value(results: pd.DataFrame, metric_by_task: dict[str, str]) -> dict[st
             "value": top,
             "mean": float(ranked.loc[top, "mean"]),
             "std": float(ranked.loc[top, "std"]),
+            "every_seed_learned": bool(ranked.loc[top, "failed"] == 0),
         }
     return best
