@@ -37,6 +37,15 @@ def test_a_zig_zag_that_dies_down_is_learning():
     assert outcome(curve, diverged=False) == "learned"
 
 
+def test_a_best_epoch_inside_a_dying_zig_zag_is_oscillating():
+    # The 256-unit network at lr 0.01: a zig-zag whose lucky low at epoch 7 stays the best epoch.
+    epochs = np.arange(110)
+    curve = 2700 + 40 * np.exp(-epochs / 30) * (-1.0) ** epochs - 0.2 * epochs
+    curve[:4] = [30000, 8000, 4400, 3100]
+    curve[7] = 2650
+    assert outcome(curve, diverged=False) == "oscillating"
+
+
 def test_a_short_zig_zag_at_the_end_is_not_oscillating():
     epochs = np.arange(60)
     curve = 10.0 / (1 + 0.05 * epochs)

@@ -16,10 +16,11 @@ import numpy as np
 OUTCOMES = ("learned", "stalled", "oscillating", "diverged")
 # A change in validation loss smaller than this fraction of the loss is noise, not a step.
 STEP_TOLERANCE = 1e-3
-# This many consecutive up-down reversals, each beyond the tolerance, at the end of training make
-# a run oscillating: gradient descent past its stable step size zig-zags across a valley every
-# other epoch until it stops. A zig-zag that dies down (large steps early, then a smooth descent)
-# is part of learning.
+# This many consecutive up-down reversals, each beyond the tolerance, make a zig-zag: gradient
+# descent past its stable step size crosses a valley every other epoch. A run is oscillating when
+# the weights it returns come from inside a zig-zag (its best epoch is one of the lucky lows) or
+# it was still zig-zagging when it stopped; a zig-zag that died down long before the best epoch
+# (large steps early, then a smooth descent) is part of learning.
 OSCILLATION_STRETCH = 10
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: 1.96 is within 2%).
@@ -41,9 +42,9 @@ def outcome(val_loss: np.ndarray, *, diverged: bool) -> str:
     """How one fit went, from its validation-loss curve (row e: after e updates).
 
     - ``diverged``: the loss left the range of a learning network (the engine's verdict);
-    - ``oscillating``: the curve ends in ``OSCILLATION_STRETCH`` or more consecutive up-down
-      reversals, each step larger than ``STEP_TOLERANCE`` of the loss: still zig-zagging when
-      training stopped, a step size past the stable limit;
+    - ``oscillating``: ``OSCILLATION_STRETCH`` or more consecutive up-down reversals, each step
+      larger than ``STEP_TOLERANCE`` of the loss, around the best epoch or at the end: the
+      returned weights are a low point of a zig-zag, a step size past the stable limit;
     - ``stalled``: never improved on the starting loss by more than the tolerance, so the
       returned weights are (close to) the untrained ones;
     - ``learned``: everything else.
@@ -57,17 +58,19 @@ def outcome(val_loss: np.ndarray, *, diverged: bool) -> str:
     steps = np.diff(loss)
     real = np.abs(steps) > STEP_TOLERANCE * np.abs(loss[:-1])
     reversal = real[:-1] & real[1:] & (np.sign(steps[:-1]) != np.sign(steps[1:]))
-    if _final_run(reversal) >= OSCILLATION_STRETCH:
-        return "oscillating"
+    best = int(np.argmin(loss))
+    for start, stop in _runs(reversal):  # reversal i spans epochs i, i + 1, i + 2
+        if stop - start >= OSCILLATION_STRETCH and (start <= best <= stop + 1 or stop == len(reversal)):
+            return "oscillating"
     if loss[1:].min() >= loss[0] * (1 - STEP_TOLERANCE):
         return "stalled"
     return "learned"
 
 
-def _final_run(flags: np.ndarray) -> int:
-    """How many of the last flags are set in a row."""
-    unset = np.flatnonzero(~flags)
-    return len(flags) - 1 - unset[-1] if len(unset) else len(flags)
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of every stretch of set flags."""
+    edges = np.diff(np.concatenate([[0], flags.astype(int), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], *, lower_is_better: bool = True) -> dict:
