@@ -12,7 +12,7 @@ from backprop.lab.config import load_sweep, load_tracking, load_train, read_para
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
 from backprop.lab.tracking import Tracker, result_metrics, run_tags
-from backprop.lab.training import describe_config, run_params, train_model, train_on_all_rows
+from backprop.lab.training import describe_config, fit_estimates, run_params, train_model, train_on_all_rows
 from backprop.losses import TASKS
 
 
@@ -62,7 +62,10 @@ def main() -> None:
     with staged_outputs() as outputs, fit_pool() as pool:
         shared = {task: pool.share(data) for task, data in prepared.items()}
         jobs = baseline_jobs(train, seeds, prepared, shared)
-        print(f"baselines: {len(jobs)} fits on {pool.description}")
+        # Every baseline fit is a network of the train settings: each costs about what one of ours does.
+        per_fit = fit_estimates([(prepared[task], task, train.for_task(task)) for task in TASKS])
+        per_task = dict(zip(TASKS, per_fit, strict=True))
+        pool.announce("baselines", [per_task[job.key[1]] for job in jobs])
         done = {}
         with (
             tracker.run("baselines", run_tags("baselines")) as parent,

@@ -15,7 +15,7 @@ from backprop.lab.executor import fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
 from backprop.lab.sweeps import best_value, curve_rows, result_row, sweep_jobs
 from backprop.lab.tracking import Tracker, result_metrics, run_tags
-from backprop.lab.training import run_params
+from backprop.lab.training import fit_estimates, run_params
 from backprop.losses import DEFAULT_LOSS
 
 
@@ -37,7 +37,7 @@ def main() -> None:
 
     with staged_outputs() as outputs, fit_pool() as pool:
         jobs = sweep_jobs(args.name, sweep, train, {task: pool.share(data) for task, data in prepared.items()})
-        print(f"sweep {args.name}: {len(jobs)} fits on {pool.description}")
+        pool.announce(f"sweep {args.name}", fit_estimates([(prepared[j.args[1]], *j.args[1:]) for j in jobs]))
         parent_tags = run_tags(f"sweep@{args.name}", sweep=args.name)
         with (
             tracker.run(f"sweep-{args.name}", parent_tags) as parent,

@@ -11,7 +11,7 @@ from backprop.lab.config import load_tracking, load_train, read_params
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
 from backprop.lab.tracking import Tracker, crowns_champion, result_metrics, run_tags
-from backprop.lab.training import RunResult, describe_config, run_params, train_model
+from backprop.lab.training import RunResult, describe_config, fit_estimates, run_params, train_model
 from backprop.losses import TASKS
 
 
@@ -55,7 +55,7 @@ def main() -> None:
             )
             for task in TASKS
         ]
-        print(f"train: {len(jobs)} fits on {pool.description}")
+        pool.announce("train", fit_estimates([(data[task][0], task, configs[task]) for task in TASKS]))
         for task in TASKS:
             run_ids[task] = runs.enter_context(tracker.run(f"train-{task}", run_tags("train", task=task)))
             schema = data[task][1]

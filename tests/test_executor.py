@@ -256,3 +256,19 @@ def test_a_local_worker_that_dies_ends_the_stage_in_one_line(tmp_path, prepared)
     assert len(errors) == 1 and "a worker process died" in errors[0] and "lr=" in errors[0], stderr
     assert not any((folder / name).exists() for name in OUTPUTS)
     assert [r.info.status for r in runs_in(folder)] == ["FAILED"]
+
+
+def test_a_stage_says_how_long_its_fits_take_and_warns_past_its_budget(tmp_path, prepared):
+    folder = sweep_folder(tmp_path, prepared, "budget", epochs=2000)
+    quiet = stage(folder, SWEEP, BACKPROP_WORKERS="2")
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr
+    (line,) = [line for line in quiet.stdout.splitlines() if line.startswith("sweep lr: 9 fits")]
+    assert line.startswith("sweep lr: 9 fits on 2 local worker processes, about ") and line.endswith(" at most")
+    # The same fits with a budget they exceed: the stage warns, says what to do, and still runs.
+    over = stage(folder, SWEEP, BACKPROP_WORKERS="2", BACKPROP_STAGE_BUDGET="0.01")
+    assert over.returncode == 0, over.stderr
+    (warning,) = [line for line in over.stderr.splitlines() if line.startswith("warning")]
+    assert "over the 0 s budget (BACKPROP_STAGE_BUDGET)" in warning
+    assert "train.batch_size" in warning and "DASK_SCHEDULER_ADDRESS" in warning
+    bad = stage(folder, SWEEP, BACKPROP_STAGE_BUDGET="an hour")
+    assert bad.returncode == 2 and "BACKPROP_STAGE_BUDGET must be a number of seconds, got 'an hour'" in bad.stderr

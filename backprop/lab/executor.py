@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 WORKERS_VARIABLE = "BACKPROP_WORKERS"
+BUDGET_VARIABLE = "BACKPROP_STAGE_BUDGET"  # seconds a stage's fits may take before it warns
+DEFAULT_BUDGET_SECONDS = 3600
 SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
 CONNECT_TIMEOUT_SECONDS = 10  # an unreachable scheduler fails well within 30 s
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -52,7 +54,7 @@ class Job:
     describe: str  # the fit's point and params, for an error message
 
 
-def one_blas_thread(fn: Callable, *args) -> Any:
+def one_blas_thread(fn: Callable, *args, **kwargs) -> Any:
     """Run ``fn(*args)`` with one BLAS thread: the same reductions whatever the executor, and no
     oversubscription when every core already runs a fit."""
     global _blas
@@ -61,7 +63,7 @@ def one_blas_thread(fn: Callable, *args) -> Any:
     if _blas is None:
         _blas = ThreadpoolController()
     with _blas.limit(limits=1, user_api="blas"):
-        return fn(*args)
+        return fn(*args, **kwargs)
 
 
 def _worker_start() -> None:
@@ -87,6 +89,14 @@ class InProcessExecutor(cf.Executor):
         return future
 
 
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def worker_count() -> int:
     value = os.environ.get(WORKERS_VARIABLE, "").strip()
     if not value:
@@ -99,8 +109,28 @@ def worker_count() -> int:
 class Pool:
     """The executor of one stage, with what the stage prints about it."""
 
-    def __init__(self, executor: cf.Executor, description: str, client=None):
-        self.executor, self.description, self._client = executor, description, client
+    def __init__(self, executor: cf.Executor, description: str, workers: int, client=None):
+        self.executor, self.description, self.workers, self._client = executor, description, workers, client
+
+    def announce(self, stage: str, seconds: Sequence[float]) -> None:
+        """What a stage prints before its fits start: how many, where, and how long at most
+        (``seconds`` per fit, from a few measured epochs); past the budget (``BACKPROP_STAGE_BUDGET``,
+        default an hour) a warning on stderr that says what to do about it."""
+        total = sum(seconds) / self.workers
+        print(f"{stage}: {len(seconds)} fits on {self.description}, about {duration(total)} at most", flush=True)
+        value = os.environ.get(BUDGET_VARIABLE, "").strip()
+        try:
+            budget = float(value) if value else DEFAULT_BUDGET_SECONDS
+        except ValueError:
+            raise ExecutorError(f"{BUDGET_VARIABLE} must be a number of seconds, got {value!r}") from None
+        if total > budget:
+            print(
+                f"warning: {stage} may take about {duration(total)}, over the {duration(budget)} budget "
+                f"({BUDGET_VARIABLE}): use mini-batches (train.batch_size), fewer epochs or seeds, or run the "
+                f"fits on a Dask cluster (DASK_SCHEDULER_ADDRESS)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def share(self, value: Any) -> Any:
         """``value`` as an argument for many fits: sent once to a Dask cluster, as is elsewhere."""
@@ -172,19 +202,21 @@ def _dask_pool(address: str) -> Pool:
                 f"{CONNECT_TIMEOUT_SECONDS} s: {reason}"
             ) from None
     workers = len(client.scheduler_info().get("workers", {}))
-    return Pool(client.get_executor(pure=False), f"Dask cluster at {address} ({workers} workers)", client)
+    return Pool(
+        client.get_executor(pure=False), f"Dask cluster at {address} ({workers} workers)", max(workers, 1), client
+    )
 
 
 def _local_pool() -> Pool:
     count = worker_count()
     if count == 1:
-        return Pool(InProcessExecutor(), "in this process (BACKPROP_WORKERS=1)")
+        return Pool(InProcessExecutor(), "in this process (BACKPROP_WORKERS=1)", 1)
     # forkserver: workers start from a clean process, not a copy of one holding MLflow's threads
     # and database connections.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["backprop.lab.training"])
     executor = cf.ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_worker_start)
-    return Pool(executor, f"{count} local worker processes")
+    return Pool(executor, f"{count} local worker processes", count)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,3 +131,52 @@ def describe_config(config: TrainConfig) -> str:
 def run_params(task: str, config: TrainConfig) -> dict:
     """A training run's MLflow params, named as in params.yaml (``train.lr``), the loss resolved."""
     return {"task": task, "train": config.as_params() | {"loss": config.loss_for(task)}}
+
+
+def fit_seconds(prepared: Prepared, task: str, config: TrainConfig, enough: float = 0.05) -> float:
+    """How long one fit may take, at most: fits of k and 2k epochs timed here (one BLAS thread, as
+    in a worker), k growing until the longer takes ``enough`` seconds, so that their difference,
+    the time of k epochs, stands above the timer's noise; scaled to the configured epochs (early
+    stopping may end the fit sooner). A large table is measured on one and two epochs."""
+    from backprop.lab.executor import one_blas_thread
+
+    def timed(epochs: int) -> float:
+        short = dataclasses.replace(config, epochs=epochs, patience=0)
+        started = time.perf_counter()
+        one_blas_thread(_fit_and_score, prepared, task, short, protocol="held_out")
+        return time.perf_counter() - started
+
+    timed(1)  # first-call costs (buffers, BLAS threads) are not per-epoch costs
+    k = 1
+    while True:
+        shorter, longer = timed(k), timed(2 * k)
+        if longer >= enough or 2 * k >= config.epochs:
+            break
+        k *= 4
+    per_epoch = max(longer - shorter, 0.0) / k
+    return max(shorter - k * per_epoch, 0.0) + per_epoch * config.epochs
+
+
+def fit_estimates(fits: Sequence[tuple[Prepared, str, TrainConfig]]) -> list[float]:
+    """``fit_seconds`` of every (data, task, config): per task the fit with the most weights is
+    measured, the others scaled from it by their epochs and weights (an epoch's products grow with
+    the weights; fixed costs do not, so small fits come out a little low), so a sweep of many
+    widths costs one measurement per task."""
+    largest = {}
+    for prepared, task, config in fits:
+        weights = _weights(len(prepared.features), config.hidden)
+        if task not in largest or weights > largest[task][0]:
+            largest[task] = (weights, prepared, config)
+    measured = {
+        task: (fit_seconds(prepared, task, config) / weights / config.epochs)
+        for task, (weights, prepared, config) in largest.items()
+    }
+    return [
+        measured[task] * _weights(len(prepared.features), config.hidden) * config.epochs
+        for prepared, task, config in fits
+    ]
+
+
+def _weights(n_inputs: int, hidden: Sequence[int]) -> int:
+    sizes = [n_inputs, *hidden, 1]
+    return sum((a + 1) * b for a, b in itertools.pairwise(sizes))
