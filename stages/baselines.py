@@ -12,7 +12,7 @@ from backprop.lab.config import load_sweep, load_tracking, load_train, read_para
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
 from backprop.lab.tracking import Tracker, result_metrics, run_tags
-from backprop.lab.training import describe_config, fit_estimates, run_params, train_model, train_on_all_rows
+from backprop.lab.training import compare_only, describe_config, fit_estimates, run_params, train_on_all_rows
 from backprop.losses import TASKS
 
 
@@ -26,7 +26,7 @@ def baseline_jobs(train, seeds, prepared, shared) -> list[Job]:
         all_rows = dataclasses.replace(config, patience=0)
         for seed in seeds:
             seeded = dataclasses.replace(config, seed=seed)
-            jobs.append(Job(("ours", task, seed), train_model, (data, task, seeded), f"ours {task} seed={seed}"))
+            jobs.append(Job(("ours", task, seed), compare_only, (data, task, seeded), f"ours {task} seed={seed}"))
             model = sklearn_mlp(task, seeded, len(prepared[task].y["train"]))
             if model is not None:
                 described = f"scikit-learn {task} seed={seed} ({describe_config(seeded)})"

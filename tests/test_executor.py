@@ -127,7 +127,7 @@ def _square(value):
 
 
 def test_a_fit_that_raises_is_named_with_its_params():
-    pool = Pool(InProcessExecutor(), "in this process")
+    pool = Pool(InProcessExecutor(), "in this process", 1)
     jobs = [Job(1, _square, (3,), "lr=0.1 seed=0"), Job(2, _fails, (7,), "lr=3.0 seed=1 (hidden=[16])")]
     with pytest.raises(FitError, match=r"the fit lr=3\.0 seed=1 \(hidden=\[16\]\) failed: bad value 7"):
         list(pool.completed(jobs))
@@ -137,7 +137,7 @@ def test_a_process_pool_returns_every_result_under_its_key():
     with cf.ProcessPoolExecutor(2) as executor:
         results = dict(
             (job.key, result)
-            for job, result in Pool(executor, "two").completed([Job(k, _square, (k,), f"k={k}") for k in range(6)])
+            for job, result in Pool(executor, "two", 2).completed([Job(k, _square, (k,), f"k={k}") for k in range(6)])
         )
     assert results == {k: k * k for k in range(6)}
 

@@ -10,7 +10,7 @@ import pandas as pd
 from backprop.lab.config import SweepConfig, TrainConfig
 from backprop.lab.executor import Job
 from backprop.lab.tracking import downsample_steps
-from backprop.lab.training import RunResult, describe_config, train_model
+from backprop.lab.training import RunResult, compare_only, describe_config
 
 
 def sweep_jobs(name: str, sweep: SweepConfig, train: TrainConfig, prepared: Mapping[str, object]) -> list[Job]:
@@ -24,7 +24,7 @@ def sweep_jobs(name: str, sweep: SweepConfig, train: TrainConfig, prepared: Mapp
             jobs.append(
                 Job(
                     key=(task, position // len(sweep.seeds), seed),
-                    fn=train_model,
+                    fn=compare_only,
                     args=(prepared[task], task, config),
                     describe=f"{point} ({describe_config(config)})",
                 )

@@ -78,9 +78,12 @@ def build_model(n_inputs: int, task: str, config: TrainConfig) -> MLP:
     )
 
 
-def _fit_and_score(prepared: Prepared, task: str, config: TrainConfig, *, protocol: str, progress=None):
-    """``held_out``: fit on train, monitor val (early stopping) and test (curves only), score the
-    three splits. ``all_rows``: fit and score on every row, with no data left to stop early on."""
+def _fit_and_score(
+    prepared: Prepared, task: str, config: TrainConfig, *, protocol: str, progress=None, test_curve: bool = True
+):
+    """``held_out``: fit on train, monitor val (early stopping) and, with ``test_curve``, test
+    (curves only), score the three splits. ``all_rows``: fit and score on every row, with no data
+    left to stop early on."""
     model = build_model(len(prepared.features), task, config)
     X, y = prepared.X, prepared.y
     if protocol == "held_out":
@@ -90,7 +93,7 @@ def _fit_and_score(prepared: Prepared, task: str, config: TrainConfig, *, protoc
             "y_val": y["val"],
             "patience": config.patience,
             "tol": config.tol,
-            "monitor": {"test": (X["test"], y["test"])},
+            "monitor": {"test": (X["test"], y["test"])} if test_curve else {},
         }
     else:
         fit_split, splits, watch = "all", ("all",), {}
@@ -110,9 +113,16 @@ def _fit_and_score(prepared: Prepared, task: str, config: TrainConfig, *, protoc
     return model, history, scores
 
 
-def train_model(prepared: Prepared, task: str, config: TrainConfig, progress=None) -> RunResult:
-    """The pipeline's training run: fit on train, early-stop on val, score train/val/test."""
-    model, history, scores = _fit_and_score(prepared, task, config, protocol="held_out", progress=progress)
+def train_model(
+    prepared: Prepared, task: str, config: TrainConfig, progress=None, test_curve: bool = True
+) -> RunResult:
+    """The pipeline's training run: fit on train, early-stop on val, score train/val/test. The
+    test split's per-epoch curve is for the train stage's learning-curve figure (2.2); sweeps and
+    baselines, which only compare final scores, leave it out (``test_curve=False``), a forward
+    pass less per epoch."""
+    model, history, scores = _fit_and_score(
+        prepared, task, config, protocol="held_out", progress=progress, test_curve=test_curve
+    )
     return RunResult(task, config, model, history, scores)
 
 
@@ -131,6 +141,11 @@ def describe_config(config: TrainConfig) -> str:
 def run_params(task: str, config: TrainConfig) -> dict:
     """A training run's MLflow params, named as in params.yaml (``train.lr``), the loss resolved."""
     return {"task": task, "train": config.as_params() | {"loss": config.loss_for(task)}}
+
+
+def compare_only(prepared: Prepared, task: str, config: TrainConfig) -> RunResult:
+    """``train_model`` without the per-epoch test curve: the fit of a sweep point or a baseline."""
+    return train_model(prepared, task, config, test_curve=False)
 
 
 def fit_seconds(prepared: Prepared, task: str, config: TrainConfig, enough: float = 0.05) -> float:
