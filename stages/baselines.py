@@ -57,9 +57,9 @@ def main() -> None:
     params = read_params()
     train, seeds, tracking = load_train(params), load_sweep(params).seeds, load_tracking(params)
     prepared = {task: load_prepared(args.prepared, task)[0] for task in TASKS}
-    tracker = Tracker(tracking.experiment)
     report = {"seeds": seeds}
     with staged_outputs() as outputs, fit_pool() as pool:
+        tracker = Tracker(tracking.experiment)  # opened while the workers start
         shared = {task: pool.share(data) for task, data in prepared.items()}
         jobs = baseline_jobs(train, seeds, prepared, shared)
         # Every baseline fit is a network of the train settings: each costs about what one of ours does.

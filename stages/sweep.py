@@ -31,11 +31,11 @@ def main() -> None:
     train, sweep, tracking = load_train(params), load_sweep(params), load_tracking(params)
     spec = sweep.spec(args.name)
     prepared = {task: load_prepared(args.prepared, task)[0] for task in spec.tasks}
-    tracker = Tracker(tracking.experiment)
     out = Path(args.out)
     most = tracking.max_logged_steps["sweep"]
 
     with staged_outputs() as outputs, fit_pool() as pool:
+        tracker = Tracker(tracking.experiment)  # opened while the workers start
         jobs = sweep_jobs(args.name, sweep, train, {task: pool.share(data) for task, data in prepared.items()})
         pool.announce(f"sweep {args.name}", fit_estimates([(prepared[j.args[1]], *j.args[1:]) for j in jobs]))
         parent_tags = run_tags(f"sweep@{args.name}", sweep=args.name)

@@ -42,10 +42,10 @@ def main() -> None:
     train, tracking = load_train(params), load_tracking(params)
     data = {task: load_prepared(args.prepared, task) for task in TASKS}
     configs = {task: train.for_task(task) for task in TASKS}
-    tracker = Tracker(tracking.experiment)
     champion = crowns_champion(tracking.champion_branch)
     run_ids, model_ids = {}, {}
     with staged_outputs() as outputs, fit_pool() as pool, contextlib.ExitStack() as runs:
+        tracker = Tracker(tracking.experiment)  # opened while the workers start
         jobs = [
             Job(
                 task,

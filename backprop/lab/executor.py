@@ -216,6 +216,8 @@ def _local_pool() -> Pool:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["backprop.lab.training"])
     executor = cf.ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_worker_start)
+    # Start the workers now: their imports run while the stage imports and opens MLflow.
+    executor.submit(int)
     return Pool(executor, f"{count} local worker processes", count)
 
 
