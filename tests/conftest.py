@@ -1,3 +1,4 @@
+import fcntl
 import os
 import shutil
 import signal
@@ -155,10 +156,17 @@ def stage(folder: Path, args: list[str], **env) -> subprocess.CompletedProcess:
 
 
 def runs_in(folder: Path, *, with_pipeline_run: bool = False):
-    """The runs in a scratch folder's store; without the pipeline run that only groups the others."""
-    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("backprop-lab")
-    runs = [] if experiment is None else client.search_runs([experiment.experiment_id])
+    """The runs in a scratch folder's store; without the pipeline run that only groups the others.
+    Read under the store's lock, as the stages write it: a stage may be creating the store's
+    tables right now, and two processes migrating one new SQLite file at once collide. No store
+    yet means no runs (reading must not create one)."""
+    if not (folder / "mlflow.db").exists():
+        return []
+    with open(folder / "mlflow.db.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("backprop-lab")
+        runs = [] if experiment is None else client.search_runs([experiment.experiment_id])
     return [r for r in runs if with_pipeline_run or "backprop.pipeline" not in r.data.tags]
 
 

@@ -52,11 +52,13 @@ def start_sweep(folder: Path, **env) -> subprocess.Popen:
     )
 
 
-def wait_for(condition, seconds: float, what: str) -> None:
+def wait_for(condition, seconds: float, what: str, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
             return
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the stage ended ({process.returncode}) before {what}: {process.stderr.read()}")
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -215,9 +217,9 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 
 def _workers(pid: int) -> list[psutil.Process]:
-    """The pool's worker processes: the fork server's children (the stage's grandchildren)."""
+    """The pool's worker processes: the stage's children."""
     with contextlib.suppress(psutil.NoSuchProcess):
-        return [p for p in _descendants(pid) if p.ppid() != pid]
+        return psutil.Process(pid).children()
     return []
 
 
@@ -227,7 +229,7 @@ def test_an_interrupted_parallel_sweep_leaves_no_process_and_no_running_run(tmp_
     process = start_sweep(folder, BACKPROP_WORKERS="2")
     try:
         wait_for(lambda: len(_workers(process.pid)) == 2, 60, "the worker processes")
-        wait_for(lambda: any(r.info.status == "RUNNING" for r in runs_in(folder)), 60, "the sweep's run")
+        wait_for(lambda: any(r.info.status == "RUNNING" for r in runs_in(folder)), 60, "the sweep's run", process)
         family = _descendants(process.pid)
         time.sleep(0.5)
         process.send_signal(signum)
@@ -235,6 +237,7 @@ def test_an_interrupted_parallel_sweep_leaves_no_process_and_no_running_run(tmp_
     finally:
         process.kill()
     assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
     _, alive = psutil.wait_procs(family, timeout=10)
     assert not alive, f"left running: {[p.pid for p in alive]}"
     assert [r.info.status for r in runs_in(folder)] == ["KILLED"]
@@ -246,6 +249,7 @@ def test_a_local_worker_that_dies_ends_the_stage_in_one_line(tmp_path, prepared)
     process = start_sweep(folder, BACKPROP_WORKERS="2")
     try:
         wait_for(lambda: len(_workers(process.pid)) == 2, 60, "the worker processes")
+        wait_for(lambda: any(r.info.status == "RUNNING" for r in runs_in(folder)), 60, "the sweep's run", process)
         time.sleep(0.5)
         _workers(process.pid)[0].kill()
         _, stderr = process.communicate(timeout=60)

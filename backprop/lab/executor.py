@@ -142,29 +142,28 @@ class Pool:
         """Submit every job; yield (job, result) as each completes. A fit that raises ends the
         stage with a FitError naming it; a pool that breaks, with an ExecutorError."""
         global fits_completed
-        futures = {self.executor.submit(one_blas_thread, job.fn, *job.args): job for job in jobs}
         try:
-            for future in cf.as_completed(futures):
-                job = futures[future]
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    raise ExecutorError(
-                        f"a worker process died (killed, or out of memory) during the fit {job.describe}; "
-                        "no outputs written"
-                    ) from None
-                except cf.CancelledError:
-                    raise ExecutorError(f"the fit {job.describe} was cancelled by the cluster") from None
-                except Exception as error:
-                    if type(error).__name__ == "KilledWorker":  # Dask gave up on it after workers died
-                        raise ExecutorError(f"Dask workers kept dying during the fit {job.describe}") from None
-                    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-                    raise FitError(f"the fit {job.describe} failed: {message}") from error
-                fits_completed += 1
-                yield job, result
-        finally:
-            for future in futures:
-                future.cancel()
+            futures = {self.executor.submit(one_blas_thread, job.fn, *job.args): job for job in jobs}
+        except BrokenProcessPool:
+            raise ExecutorError("a worker process died (killed, or out of memory) before the fits started") from None
+        for future in cf.as_completed(futures):
+            job = futures[future]
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                raise ExecutorError(
+                    f"a worker process died (killed, or out of memory) during the fit {job.describe}; "
+                    "no outputs written"
+                ) from None
+            except cf.CancelledError:
+                raise ExecutorError(f"the fit {job.describe} was cancelled by the cluster") from None
+            except Exception as error:
+                if type(error).__name__ == "KilledWorker":  # Dask gave up on it after workers died
+                    raise ExecutorError(f"Dask workers kept dying during the fit {job.describe}") from None
+                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise FitError(f"the fit {job.describe} failed: {message}") from error
+            fits_completed += 1
+            yield job, result
 
     def close(self, *, abort: bool) -> None:
         if self._client is not None:
@@ -172,15 +171,17 @@ class Pool:
             self._client.close()
             return
         if isinstance(self.executor, cf.ProcessPoolExecutor) and abort:
-            # Outstanding fits are cancelled and running ones stopped now: no worker outlives the stage.
+            # The workers are stopped first, so no fit outlives the stage; the pool then finds
+            # itself broken and fails what was still queued (cancelling those first would make
+            # CPython 3.11's pool thread trip over futures that are already done).
             processes = list(getattr(self.executor, "_processes", {}).values())
-            self.executor.shutdown(wait=False, cancel_futures=True)
             for process in processes:
                 with contextlib.suppress(Exception):
                     process.kill()
             for process in processes:
                 with contextlib.suppress(Exception):
                     process.join(5)
+            self.executor.shutdown(wait=False)
             return
         self.executor.shutdown(wait=True)
 
@@ -211,12 +212,13 @@ def _local_pool() -> Pool:
     count = worker_count()
     if count == 1:
         return Pool(InProcessExecutor(), "in this process (BACKPROP_WORKERS=1)", 1)
-    # forkserver: workers start from a clean process, not a copy of one holding MLflow's threads
-    # and database connections.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["backprop.lab.training"])
+    # fork: the workers start as copies of the stage with everything already imported (a spawned
+    # or fork-server worker would import the stage's module again, MLflow and all: seconds of CPU
+    # per worker per stage). Safe here because the pool starts before the stage opens MLflow or
+    # starts any thread: nothing is mid-flight in the copy.
+    context = multiprocessing.get_context("fork")
     executor = cf.ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_worker_start)
-    # Start the workers now: their imports run while the stage imports and opens MLflow.
+    # Start the workers now, while the stage has no thread and no open store.
     executor.submit(int)
     return Pool(executor, f"{count} local worker processes", count)
 
