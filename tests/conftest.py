@@ -176,6 +176,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_until_answers(url: str, server: subprocess.Popen, what: str, seconds: float = 90) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's last stderr if it dies or is late."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            stderr = server.stderr.read() if server.stderr else ""
+            stderr = stderr.decode() if isinstance(stderr, bytes) else stderr
+            raise AssertionError(f"{what} did not answer {url}: {stderr[-2000:]}")
+        time.sleep(0.5)
+
+
 def sigint_as_in_a_terminal():
     # A program started from a terminal gets SIGINT at its default (Ctrl-C interrupts). When the
     # tests themselves run as a background job, the shell has set SIGINT to "ignore", and children
@@ -210,16 +227,7 @@ def tracking_server(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"mlflow server did not start: {server.stderr.read()[-2000:]}") from None
-                time.sleep(0.5)
+        wait_until_answers(f"{url}/health", server, "mlflow server")
         yield url, tmp_path / "server-artifacts"
     finally:
         os.killpg(server.pid, signal.SIGTERM)

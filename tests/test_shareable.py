@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, pipeline_env, repro_log, run
+from conftest import ROOT, pipeline_env, repro_log, run, wait_until_answers
 from mlflow import MlflowClient
 
 from backprop import MLP
@@ -146,17 +145,7 @@ def test_the_model_folder_serves_predictions_over_http(tiny_repo, tmp_path):
         start_new_session=True,  # the server's workers share its process group: stopped together
     )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert server.poll() is None, server.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "mlflow models serve did not answer /ping"
-            time.sleep(0.5)
+        wait_until_answers(f"http://127.0.0.1:{port}/ping", server, "mlflow models serve")
         raw = raw_rows(tiny_repo)
         body = {"dataframe_split": {"columns": list(raw.columns), "data": raw.to_numpy().tolist()}}
         request = urllib.request.Request(
