@@ -3,9 +3,11 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from backprop.lab.protocol import OSCILLATION_STRETCH, mean_interval, outcome, paired_difference, t_quantile, verdict
+from backprop.lab.protocol import OSCILLATION_STRETCH, mean_interval, outcome, paired_difference, t_quantile
+from backprop.lab.report import chosen_against_the_others, sweep_stats
 
 # ---- one crafted validation curve per outcome ------------------------------------------------
 
@@ -92,17 +94,31 @@ def test_one_sample_mean_interval():
 # ---- conclusions -------------------------------------------------------------------------------
 
 
+def crafted_sweep(test_mse: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """results.csv rows for values × 4 seeds, every seed learned, and their report stats."""
+    rows = pd.DataFrame(
+        [
+            {"value": value, "seed": seed, "test_mse": mse, "train_mse": mse, "val_mse": 100.0 + i + seed,
+             "outcome": "learned", "diverged": False, "stopped_early": True, "epochs_run": 50}
+            for i, (value, values) in enumerate(test_mse.items())
+            for seed, mse in enumerate(values)
+        ]
+    )  # fmt: skip
+    return rows, sweep_stats(rows, "mse")
+
+
 def test_a_crafted_tie_states_no_ranking():
-    tie = paired_difference([10.0, 12.0, 9.0, 13.0], [11.0, 11.0, 11.0, 11.0])
-    text = verdict(tie, "the network", "least squares")
-    assert text.startswith("no difference was detected between the network and least squares")
-    assert "better" not in text
+    rows, stats = crafted_sweep({0.01: [10.0, 12.0, 9.0, 13.0], 0.1: [11.0, 11.0, 11.0, 11.0]})
+    text = chosen_against_the_others(rows, stats, "mse", "lr")
+    assert "Chosen on validation: lr = 0.01" in text and "no difference detected: 0.1" in text
+    assert "better" not in text and "worse" not in text
 
 
-def test_a_clear_difference_names_the_better_side_and_its_wins():
-    clear = paired_difference([20.0, 21.0, 22.0, 20.5], [10.0, 11.0, 10.5, 10.0])
-    assert verdict(clear, "the network", "least squares") == (
-        "least squares is better than the network: difference 10.5 (95% interval 9.375 to 11.63), better in 4 of 4"
+def test_a_value_better_on_test_than_the_chosen_one_is_named():
+    # Chosen on validation (lowest val), but 0.3 is lower on test in every seed and 0.1 higher.
+    rows, stats = crafted_sweep(
+        {0.01: [20.0, 21.0, 22.0, 20.5], 0.1: [30.0, 31.0, 32.5, 30.5], 0.3: [10.0, 11.0, 10.5, 10.0]}
     )
-    higher_is_better = paired_difference([0.9, 0.95, 0.92], [0.8, 0.85, 0.83], lower_is_better=False)
-    assert verdict(higher_is_better, "log loss", "MSE", lower_is_better=False).startswith("log loss is better than MSE")
+    text = chosen_against_the_others(rows, stats, "mse", "lr")
+    assert "detectably better than the chosen value: 0.3 (-10.5, -11.6 to -9.37)" in text
+    assert "detectably worse: 0.1 (10.1, 9.73 to 10.5)" in text

@@ -108,22 +108,3 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
         return mean, math.nan, math.nan
     half = t_quantile(len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
     return mean, mean - half, mean + half
-
-
-def verdict(comparison: dict, a: str, b: str, *, lower_is_better: bool = True) -> str:
-    """What a conclusion about ``a - b`` may state: a difference only when its 95% interval
-    excludes 0, otherwise a tie."""
-    low, high, n = comparison["ci_low"], comparison["ci_high"], comparison["n"]
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return f"no difference can be stated between {a} and {b} (fewer than 2 paired results)"
-    if low <= 0 <= high:
-        return (
-            f"no difference was detected between {a} and {b} (95% interval of the difference {low:.4g} to {high:.4g})"
-        )
-    a_better = (high < 0) == lower_is_better
-    lead, trail = (a, b) if a_better else (b, a)
-    wins = comparison["wins"] if a_better else n - comparison["wins"]
-    return (
-        f"{lead} is better than {trail}: difference {comparison['mean']:.4g} "
-        f"(95% interval {low:.4g} to {high:.4g}), better in {wins} of {n}"
-    )

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backprop.lab.protocol import OUTCOMES, paired_difference, verdict
+from backprop.lab.protocol import OUTCOMES, paired_difference
 
 REFERENCE_HAND_IN = {"mse": 2858.4015, "accuracy": 0.6107}  # REFERENCE.md: not from this run
 LABELS = {"mse": "MSE", "log_loss": "log loss", "accuracy": "accuracy", "r2": "R²", "rmse": "RMSE"}
@@ -209,7 +209,11 @@ def _task_rows(task: str, baselines: dict, protocol_note: str) -> tuple[list[str
     base = baselines[task]
     n_seeds = len(base["ours_held_out"])
     linear = "ordinary least squares" if task == "regression" else "logistic regression (no penalty)"
-    sklearn = "scikit-learn MLP" + ("Regressor" if task == "regression" else "Classifier") + ", same settings"
+    sklearn = (
+        "scikit-learn MLP"
+        + ("Regressor" if task == "regression" else "Classifier")
+        + ", same settings but no early stopping (all epochs)"
+    )
     rows = []
     if task == "regression":
         rows.append(
@@ -395,25 +399,21 @@ def hidden_conclusion(stats: pd.DataFrame) -> str:
         return "No width learned in every seed."
     usable = stats[stats["learned"] == stats["seeds"]]
     enough = usable[usable["val_mean"] <= 1.05 * row["val_mean"]].index[0]
-    gap = (usable["test_mean"] - usable["train_mean"]).dropna()
     first, last = usable.index[0], usable.index[-1]
-    text = f"Best width: **{fmt(best)}** hidden units (val MSE {row['val_cell']}, test MSE {row['test_cell']})."
+    text = (
+        f"Lowest mean val MSE among the widths that learned in every seed: **{fmt(best)}** hidden units "
+        f"(val MSE {row['val_cell']}, test MSE {row['test_cell']})."
+    )
     if enough != best:
         text += f" {fmt(enough)} units already come within 5% of that validation MSE."
     text += (
         f" From {fmt(first)} to {fmt(last)} units, train MSE goes from {usable.loc[first, 'train_cell']} to "
         f"{usable.loc[last, 'train_cell']} (lowest at {fmt(usable['train_mean'].idxmin())} units) and test MSE from "
         f"{usable.loc[first, 'test_cell']} to {usable.loc[last, 'test_cell']} (lowest at "
-        f"{fmt(usable['test_mean'].idxmin())} units). The generalisation gap, test − train, is largest at "
-        f"{fmt(gap.idxmax())} units ({fmt(float(gap.max()))}) and smallest at {fmt(gap.idxmin())} "
-        f"({fmt(float(gap.min()))})."
+        f"{fmt(usable['test_mean'].idxmin())} units); these are means over seeds, and which of them differ "
+        "beyond the seeds' spread is stated below. Early stopping ends each width at its own epoch, so these "
+        "numbers mix capacity with when training stopped; a fixed-budget width sweep would separate them."
     )
-    if usable.loc[last, "stopped_early"] and usable.loc[last, "epochs"] < usable.loc[best, "epochs"]:
-        text += (
-            f" Early stopping ends the {fmt(last)}-unit networks after {fmt(float(usable.loc[last, 'epochs']))} "
-            f"epochs on average against {fmt(float(usable.loc[best, 'epochs']))} at {fmt(best)} units, so "
-            "here width shows up as faster fitting more than as lower training error."
-        )
     return text
 
 
@@ -430,23 +430,36 @@ def activation_conclusion(stats_by_task: dict[str, pd.DataFrame], metrics: dict[
     return ". ".join(parts) + "."
 
 
-def best_against_runner_up(rows: pd.DataFrame, stats: pd.DataFrame, metric: str, name: str) -> str | None:
-    """The chosen value against the next best, paired seed by seed on the same held-out rows: a
-    ranking only where the 95% interval of the test difference excludes 0."""
+def chosen_against_the_others(rows: pd.DataFrame, stats: pd.DataFrame, metric: str, name: str) -> str | None:
+    """The value chosen on validation against every other value that learned in every seed, on
+    test, paired seed by seed on the same held-out rows: which are detectably better or worse
+    (95% interval of the difference excluding 0) and which are ties. A ranking against the
+    runner-up alone could hide a value that is better on test."""
     usable = stats[(stats["learned"] == stats["seeds"]) & stats["val_mean"].notna()].sort_values("val_mean")
     if len(usable) < 2:
         return None
-    best, runner_up = usable.index[0], usable.index[1]
-    column = f"test_{metric}"
-    by_seed = rows.pivot_table(index="seed", columns="value", values=column, aggfunc="first")
-    comparison = paired_difference(by_seed[best], by_seed[runner_up])
-    best_label, runner_label = (
-        f"{name} = {value if isinstance(value, str) else fmt(value)}" for value in (best, runner_up)
-    )
-    return (
-        f"Chosen on validation, checked on test ({LABELS[metric]}, paired by seed, {comparison['n']} seeds on one "
-        f"split, so the interval covers initial weights only): {verdict(comparison, best_label, runner_label)}."
-    )
+    chosen = usable.index[0]
+    by_seed = rows.pivot_table(index="seed", columns="value", values=f"test_{metric}", aggfunc="first")
+    better, worse, ties = [], [], []
+    for other in usable.index[1:]:
+        comparison = paired_difference(by_seed[other], by_seed[chosen])
+        label = f"{other if isinstance(other, str) else fmt(other)} ({fmt(comparison['mean'], 3)}, "
+        label += f"{fmt(comparison['ci_low'], 3)} to {fmt(comparison['ci_high'], 3)})"
+        low, high = comparison["ci_low"], comparison["ci_high"]
+        (better if high < 0 else worse if low > 0 else ties).append(label)
+    chosen_label = chosen if isinstance(chosen, str) else fmt(chosen)
+    parts = [
+        f"Chosen on validation: {name} = {chosen_label}. Against every other value that learned in every seed, "
+        f"on test {LABELS[metric]} (difference other − chosen, paired by seed, 95% interval; {len(by_seed)} seeds "
+        "on one split, so the interval covers initial weights only, not the sampling of the data)"
+    ]
+    if better:
+        parts.append(f"detectably better than the chosen value: {'; '.join(better)}")
+    if worse:
+        parts.append(f"detectably worse: {'; '.join(worse)}")
+    if ties:
+        parts.append(f"no difference detected: {'; '.join(ties)}")
+    return parts[0] + ": " + "; ".join(parts[1:]) + "."
 
 
 def first_epoch_reaching(curves: pd.DataFrame, column: str, level: float) -> int | None:
@@ -466,7 +479,10 @@ def loss_conclusion(stats: pd.DataFrame, curves: pd.DataFrame, level: float = 0.
             else f"mean val accuracy never reaches {level}"
         )
         accuracy = row.get("val_accuracy_cell", "n/a")
-        parts.append(f"trained on **{value}**: final val log loss {row['val_cell']}, val accuracy {accuracy}; {reach}")
+        parts.append(
+            f"trained on **{value}**: val log loss at the best epoch {row['val_cell']}, "
+            f"val accuracy {accuracy}; {reach}"
+        )
     return "; ".join(parts) + ". Both are scored with log loss so that they share one scale."
 
 
@@ -497,11 +513,14 @@ def sweep_section(
     elif name == "loss":
         blocks.append(paragraph(loss_conclusion(stats_by_task["classification"], curves)))
     for task, rows in results.groupby("task", sort=False):
-        sentence = best_against_runner_up(rows, stats_by_task[task], metrics[task], name)
+        sentence = chosen_against_the_others(rows, stats_by_task[task], metrics[task], name)
         if sentence:
             blocks.append(paragraph(f"**{task}**: {sentence}" if len(stats_by_task) > 1 else sentence))
     blocks += [
-        figure(f"sweep_{name}_summary.png", f"final train/val/test metric against {name}, mean ± std over seeds"),
+        figure(
+            f"sweep_{name}_summary.png",
+            f"train/val/test metric of the returned model (best epoch) against {name}, mean ± std over seeds",
+        ),
         figure(
             f"sweep_{name}_curves.png",
             f"validation curves per {name}: mean over the seeds still training (a step is a seed stopping), "
