@@ -103,7 +103,12 @@ def test_every_run_is_in_the_project_store(tiny_repo):
     for child in lr_children:
         assert child.info.status == "FINISHED"
         curve = client.get_metric_history(child.info.run_id, "train_mse")
-        assert 2 <= len(curve) <= TINY["tracking"]["max_logged_steps"]["sweep"]
+        # A diverged fit's curve stops before the epoch that blew up: it may hold a single point.
+        assert (
+            (1 if child.data.tags["diverged"] == "true" else 2)
+            <= len(curve)
+            <= TINY["tracking"]["max_logged_steps"]["sweep"]
+        )
         assert all(np.isfinite(m.value) and abs(m.value) < 1e100 for m in curve)
         assert child.data.tags["diverged"] == str(child.data.tags["sweep_value"] == "100000.0").lower()
     parent_artifacts = Path(parents["lr"].info.artifact_uri.removeprefix("file://"))
