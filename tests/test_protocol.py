@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backprop.lab.protocol import OSCILLATION_STRETCH, mean_interval, outcome, paired_difference, t_quantile
+from backprop.lab.protocol import OSCILLATION_STRETCH, outcome, paired_difference, t_quantile
 from backprop.lab.report import chosen_against_the_others, sweep_stats
 
 # ---- one crafted validation curve per outcome ------------------------------------------------
@@ -80,15 +80,6 @@ def test_missing_pairs_are_left_out_and_counted():
 def test_the_t_quantile_follows_the_table_and_tends_to_the_normal():
     assert t_quantile(1) == 12.706 and t_quantile(19) == 2.093
     assert t_quantile(60) == pytest.approx(2.000, abs=0.002) and t_quantile(1000) == pytest.approx(1.962, abs=0.002)
-
-
-def test_one_sample_mean_interval():
-    mean, low, high = mean_interval([1.0, 2.0, 3.0])
-    assert (
-        mean == 2.0
-        and low == pytest.approx(2 - 4.303 / math.sqrt(3))
-        and high == pytest.approx(2 + 4.303 / math.sqrt(3))
-    )
 
 
 # ---- conclusions -------------------------------------------------------------------------------

@@ -95,16 +95,3 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, lower_is_better
         half = t_quantile(n - 1) * float(difference.std(ddof=1)) / math.sqrt(n)
         result["ci_low"], result["ci_high"] = mean - half, mean + half
     return result
-
-
-def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, ci_low, ci_high) of one sample's mean, the 95% t interval; NaN where undefined."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = t_quantile(len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
