@@ -12,6 +12,9 @@ import numpy as np
 from backprop.losses import log_loss_of_logit
 
 EPS = 1e-15
+# What each task's summaries report (the first is the loss that early stopping and every choice use).
+TASK_METRICS = {"regression": ["mse", "r2", "accuracy"], "classification": ["log_loss", "accuracy"]}
+SUMMARY_METRICS = {"regression": ["mse", "accuracy"], "classification": ["log_loss", "accuracy"]}
 # |y| below this makes |y - ŷ| / |y| meaningless (1e-13 noise on a 1e-12 target is 10%, and
 # 1/|y| overflows near 1e-308): regression accuracy is undefined for such a target.
 MAPE_MIN_ABS_TARGET = 1e-12

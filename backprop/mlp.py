@@ -376,6 +376,7 @@ class MLP:
         track_accuracy: bool = True,
         rng: np.random.Generator | None = None,
         progress=None,
+        target_scale: tuple[float, float] | None = None,
     ) -> History:
         """Gradient descent θ ← θ − lr ∂L/∂θ; full batch when ``batch_size`` is 0.
 
@@ -385,6 +386,11 @@ class MLP:
         marks the history ``diverged``: a result, not an exception. ``patience`` > 0 stops after
         that many epochs without a validation loss below best × (1 − ``tol``) and restores the best
         parameters. ``progress`` is anything with tqdm's ``update(n)``.
+
+        ``target_scale = (mean, std)`` says that every y given is a regression target standardised
+        as (y − mean) / std: the network learns in those units, and the curves are reported in
+        the original ones (MSE × std², accuracy against the original target), so that they compare
+        with unscaled fits. ``absorb_target_scale`` then moves the network itself to those units.
         """
         if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be > 0, got {lr}")
@@ -403,18 +409,24 @@ class MLP:
             raise ValueError("X_val and y_val must be given together")
         if patience and X_val is None:
             raise ValueError("patience > 0 needs validation data (X_val, y_val)")
+        if target_scale is not None and (self.task != "regression" or not target_scale[1] > 0):
+            raise ValueError(f"target_scale must be (mean, std > 0) of a regression target, got {target_scale}")
+        y_mean, y_std = target_scale or (0.0, 1.0)
         X, y = self._check(X, y)
         named_sets = ({"val": (X_val, y_val)} if X_val is not None else {}) | dict(monitor or {})
         track_accuracy = track_accuracy or self.task == "classification"
         regression_accuracy = track_accuracy and self.task == "regression"
-        if regression_accuracy:
-            check_regression_accuracy_defined(y)
-        evaluated = []  # (name, X, y, workspace, 1/|y| or None)
+
+        def inverse_abs_target(y_set):
+            # |ŷ − y| / |y| in original units: std·|ŷ_s − y_s| / |y|, so 1/|y| becomes std/|y|.
+            original = y_set * y_std + y_mean
+            check_regression_accuracy_defined(original)
+            return y_std / np.abs(original)
+
+        evaluated = []  # (name, X, y, workspace, std/|y| or None)
         for name, (X_set, y_set) in named_sets.items():
             X_set, y_set = self._check(X_set, y_set)
-            if regression_accuracy:
-                check_regression_accuracy_defined(y_set)
-            inverse = 1.0 / np.abs(y_set) if regression_accuracy else None
+            inverse = inverse_abs_target(y_set) if regression_accuracy else None
             evaluated.append((name, self._with_ones(X_set), y_set, _Workspace(self, len(X_set)), inverse))
         rng = rng or self.rng
 
@@ -425,7 +437,7 @@ class MLP:
         width = len(names)
         capacity = min(epochs, HISTORY_FIRST_ROWS)
         curves = np.full((capacity, width * (1 + len(evaluated))), np.nan)
-        inverse_train = 1.0 / np.abs(y) if regression_accuracy else None
+        inverse_train = inverse_abs_target(y) if regression_accuracy else None
         ws = _Workspace(self, min(batch, CHUNK_ROWS))
         # A full batch is [X 1] made once; mini-batches are gathered row by row into one reused
         # [X 1] buffer, so there is no second copy of a large X.
@@ -491,8 +503,19 @@ class MLP:
             for i, name in enumerate(names):
                 if name == "accuracy" and not track_accuracy:
                     continue
-                history.columns[f"{split}_{name}"] = rows[:, k * width + i]
+                column = rows[:, k * width + i]
+                history.columns[f"{split}_{name}"] = column * y_std**2 if name == "mse" else column
         return history
+
+    def absorb_target_scale(self, mean: float, std: float) -> None:
+        """Make a network trained on (y − mean) / std predict y itself: ŷ = std·z_L + mean, so
+        W_L ← std·W_L and b_L ← std·b_L + mean. Predictions, scores and saved weights are then in
+        the target's own units."""
+        if self.task != "regression":
+            raise ValueError(f"only a regression network has a target scale, this one is for {self.task!r}")
+        last = self.n_layers
+        self.params[f"W{last}"][...] *= std
+        self.params[f"b{last}"][...] = self.params[f"b{last}"] * std + mean
 
     # ---- persistence ----------------------------------------------------------------------------
 

@@ -1,50 +1,67 @@
-"""Answer 2.1 with reference points: our network on all rows (the reference hand-in's protocol)
-and on held-out data over seeds, beside linear models and scikit-learn's MLP (dvc stage `baselines`).
+"""Reference points for 2.1, on the same folds as our network: the constant model, the linear
+model and scikit-learn's MLP with our settings and early stopping; and, labelled as such, the
+reference hand-in's protocol (fit and score on all rows) for ours, the linear model and
+scikit-learn's (dvc stage `baselines`).
 
-Every network fit (ours and scikit-learn's, per seed) goes through the stage's executor."""
+Every fit goes through the stage's executor."""
 
 import argparse
 import dataclasses
 import math
 
-from backprop.lab.baselines import constant_model, fit_and_score, linear_model, sklearn_mlp
-from backprop.lab.config import load_sweep, load_tracking, load_train, read_params
+from backprop.lab.baselines import all_rows_baselines, fold_baselines, fold_sklearn_mlp, sklearn_mlp
+from backprop.lab.config import load_tracking, load_train, read_params
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
-from backprop.lab.tracking import Tracker, result_metrics, run_tags
-from backprop.lab.training import compare_only, describe_config, fit_estimates, run_params, train_on_all_rows
+from backprop.lab.sweeps import fold_config
+from backprop.lab.tracking import Tracker, model_metrics, run_tags
+from backprop.lab.training import describe_config, fit_all_rows, fit_estimates, run_params
 from backprop.losses import TASKS
 
 
-def baseline_jobs(train, seeds, prepared, shared) -> list[Job]:
-    """The network fits of the baselines stage, keyed (model, task, seed): ours and scikit-learn's
-    on held-out data per seed, and both on all rows (no validation rows there, so no early
-    stopping). ``shared`` holds the executor's handles of ``prepared``."""
+def baseline_jobs(train, datasets, shared) -> list[Job]:
+    """The fits of the baselines stage, keyed (kind, task, repeat, fold): the linear and constant
+    models and scikit-learn's MLP on every fold, then every model on all rows."""
     jobs = []
     for task in TASKS:
-        config, data = train.for_task(task), shared[task]
-        all_rows = dataclasses.replace(config, patience=0)
-        for seed in seeds:
-            seeded = dataclasses.replace(config, seed=seed)
-            jobs.append(Job(("ours", task, seed), compare_only, (data, task, seeded), f"ours {task} seed={seed}"))
-            model = sklearn_mlp(task, seeded, len(prepared[task].y["train"]))
-            if model is not None:
-                described = f"scikit-learn {task} seed={seed} ({describe_config(seeded)})"
-                jobs.append(Job(("sklearn", task, seed), fit_and_score, (task, model, data), described))
-        jobs.append(
-            Job(("ours_all_rows", task, None), train_on_all_rows, (data, task, all_rows), f"ours {task} all rows")
-        )
-        model = sklearn_mlp(task, all_rows, len(prepared[task].y["all"]))
-        if model is not None:
+        config, data, folds = train.for_task(task), shared[task], datasets[task].roles.shape[1]
+        for repeat, fold in datasets[task].folds:
+            where = f"{task} repeat {repeat} fold {fold}"
             jobs.append(
-                Job(
-                    ("sklearn_all_rows", task, None),
-                    fit_and_score,
-                    (task, model, data, "all", ["all"]),
-                    f"scikit-learn {task} all rows",
-                )
+                Job(("linear", task, repeat, fold), fold_baselines, (data, task, repeat, fold), f"linear {where}")
             )
+            seeded = fold_config(config, repeat, fold, folds)
+            if sklearn_mlp(task, seeded, 1) is not None:
+                described = f"scikit-learn {where} ({describe_config(seeded)})"
+                jobs.append(
+                    Job(
+                        ("sklearn", task, repeat, fold), fold_sklearn_mlp, (data, task, seeded, repeat, fold), described
+                    )
+                )
+        all_rows = dataclasses.replace(config, patience=0)  # no rows are left to stop early on
+        jobs.append(
+            Job(("ours_all_rows", task, None, None), fit_all_rows, (data, task, all_rows), f"ours {task} all rows")
+        )
+        jobs.append(
+            Job(
+                ("others_all_rows", task, None, None),
+                all_rows_baselines,
+                (data, task, all_rows),
+                f"linear and scikit-learn {task} all rows",
+            )
+        )
     return jobs
+
+
+def flat(task: str, model: str, repeat: int, fold: int, scores: dict) -> dict:
+    """One row of the held-out table: the model, the fold, its scores as <split>_<metric>."""
+    row = {"task": task, "model": model, "repeat": repeat, "fold": fold}
+    for key, value in scores.items():
+        if isinstance(value, dict):
+            row |= {f"{key}_{metric}": number for metric, number in value.items()}
+        else:
+            row[key] = value
+    return row
 
 
 def main() -> None:
@@ -55,57 +72,55 @@ def main() -> None:
     args = parser.parse_args()
 
     params = read_params()
-    train, seeds, tracking = load_train(params), load_sweep(params).seeds, load_tracking(params)
-    prepared = {task: load_prepared(args.prepared, task)[0] for task in TASKS}
-    report = {"seeds": seeds}
+    train, tracking = load_train(params), load_tracking(params)
+    datasets = {task: load_prepared(args.prepared, task)[0] for task in TASKS}
     with staged_outputs() as outputs, fit_pool() as pool:
         tracker = Tracker(tracking.experiment)  # opened while the workers start
-        shared = {task: pool.share(data) for task, data in prepared.items()}
-        jobs = baseline_jobs(train, seeds, prepared, shared)
-        # Every baseline fit is a network of the train settings: each costs about what one of ours does.
-        per_fit = fit_estimates([(prepared[task], task, train.for_task(task)) for task in TASKS])
-        per_task = dict(zip(TASKS, per_fit, strict=True))
-        pool.announce("baselines", [per_task[job.key[1]] for job in jobs])
+        shared = {task: pool.share(data) for task, data in datasets.items()}
+        jobs = baseline_jobs(train, datasets, shared)
+        # scikit-learn's network costs about what ours does; the linear models next to nothing.
+        per_task = dict(zip(TASKS, fit_estimates([(datasets[t], t, train.for_task(t)) for t in TASKS]), strict=True))
+        pool.announce("baselines", [per_task[job.key[1]] for job in jobs if job.key[0] != "linear"])
         done = {}
         with (
             tracker.run("baselines", run_tags("baselines")) as parent,
             progress_bar(len(jobs), "baselines", unit="fit") as bar,
         ):
             for job, result in pool.completed(jobs):
-                kind, task, seed = job.key
-                if kind == "ours":
-                    tags = run_tags("baselines", task=task, seed=seed, diverged=str(result.history.diverged).lower())
+                kind, task, repeat, fold = job.key
+                if kind == "sklearn":
+                    config = job.args[2]
                     tracker.record(
-                        f"ours {task} seed={seed}",
-                        tags,
+                        f"scikit-learn {task} r{repeat}f{fold}",
+                        run_tags("baselines", task=task, repeat=repeat, fold=fold, model="scikit-learn"),
                         parent_id=parent,
-                        params=run_params(task, result.config),
-                        metrics=result_metrics(result.history, result.scores, tracking.max_logged_steps["sweep"]),
+                        params=run_params(task, config),
+                        metrics=model_metrics({k: v for k, v in result.items() if isinstance(v, dict)}),
                     )
                 done[job.key] = result
                 bar.update()
 
-            flat = []
-            for task in TASKS:
-                data, config = prepared[task], train.for_task(task)
-                report[task] = {
-                    "config": config.as_params(),
-                    "ours_held_out": [done["ours", task, seed].summary() for seed in seeds],
-                    "ours_all_rows": done["ours_all_rows", task, None],
-                    "constant_held_out": fit_and_score(task, constant_model(task), data),
-                    "linear_held_out": fit_and_score(task, linear_model(task), data),
-                    "linear_all_rows": fit_and_score(
-                        task, linear_model(task), data, fit_split="all", score_splits=["all"]
-                    )["all"],
-                    "sklearn_held_out": [done[key] for key in (("sklearn", task, s) for s in seeds) if key in done],
-                    "sklearn_all_rows": done.get(("sklearn_all_rows", task, None), {}).get("all"),
-                }
-                for name in ("ours_all_rows", "linear_all_rows", "sklearn_all_rows"):
-                    for metric, value in (report[task][name] or {}).items():
-                        if isinstance(value, float):
-                            flat.append((f"{task}_{name}_{metric}", value, 0))
-            tracker.log(parent, metrics=[m for m in flat if math.isfinite(m[1])])
-        outputs.json(args.out, report)
+            held_out, every_row = [], {}
+            for job in jobs:
+                kind, task, repeat, fold = job.key
+                result = done[job.key]
+                if kind == "linear":
+                    held_out += [flat(task, model, repeat, fold, scores) for model, scores in result.items()]
+                elif kind == "sklearn":
+                    held_out.append(flat(task, "sklearn", repeat, fold, result))
+                elif kind == "ours_all_rows":
+                    every_row.setdefault(task, {})["ours"] = result
+                else:
+                    every_row.setdefault(task, {}).update(result)
+            metrics = [
+                (f"{task}_all_rows_{model}_{metric}", value, 0)
+                for task, models in every_row.items()
+                for model, scores in models.items()
+                for metric, value in scores.items()
+                if isinstance(value, float) and math.isfinite(value)
+            ]
+            tracker.log(parent, metrics=metrics)
+        outputs.json(args.out, {"held_out": held_out, "all_rows": every_row})
         outputs.json(args.runs, {"tracking_uri": tracker.uri, "parent": parent})
 
 

@@ -1,8 +1,6 @@
-"""Validate, split and standardise each task's raw table (dvc stage `prepare`)."""
+"""Validate each task's raw table and give its rows their cross-validation roles (dvc stage `prepare`)."""
 
 import argparse
-
-import numpy as np
 
 from backprop.lab.config import load_data, read_params
 from backprop.lab.datasets import prepare, schema, to_arrays
@@ -12,11 +10,12 @@ from backprop.losses import TASKS
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", required=True, help="folder for <task>/arrays.npz and schema.json")
+    parser.add_argument(
+        "--out", required=True, help="folder for <task>/arrays.npz (rows and fold roles) and schema.json"
+    )
     args = parser.parse_args()
 
     data = load_data(read_params())
-    rng = np.random.default_rng(data.seed)
     with staged_outputs() as outputs:
         for task in TASKS:
             spec = data.task(task)
@@ -26,9 +25,11 @@ def main() -> None:
                 target=spec.target,
                 task=task,
                 accuracy=spec.accuracy,
-                test_size=data.test_size,
+                scale_target=spec.scale_target,
+                folds=data.folds,
+                repeats=data.repeats,
                 val_size=data.val_size,
-                rng=rng,
+                seed=data.seed,
             )
             info = schema(prepared, source=spec.path, target=spec.target, task=task, sha256=sha256(spec.path))
             write_prepared(outputs, args.out, task, to_arrays(prepared), info)

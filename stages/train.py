@@ -1,6 +1,10 @@
-"""Train one network per task, write models, metrics and curves, record MLflow runs (dvc stage `train`).
+"""Cross-validate the train settings on every fold of each task; ship one fold's network as the
+model; write metrics and curves; record MLflow runs (dvc stage `train`).
 
-Both tasks train at once through the stage's executor; their runs exist, RUNNING, while they do."""
+Every fold of both tasks trains at once through the stage's executor. The network of repeat 0,
+fold 0 is the one saved as ``models/<task>`` and drawn in the learning curves (its test curve is
+its held-out fold); the headline numbers are the mean and 95% interval over all folds.
+"""
 
 import argparse
 import contextlib
@@ -8,25 +12,27 @@ from pathlib import Path
 
 from backprop.lab import pyfunc
 from backprop.lab.config import load_tracking, load_train, read_params
+from backprop.lab.datasets import fold_data
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
-from backprop.lab.tracking import Tracker, crowns_champion, result_metrics, run_tags
-from backprop.lab.training import RunResult, describe_config, fit_estimates, run_params, train_model
-from backprop.losses import TASKS
+from backprop.lab.protocol import overlap_ratio
+from backprop.lab.sweeps import fold_config, result_row
+from backprop.lab.tracking import Tracker, crowns_champion, model_metrics, result_metrics, run_tags
+from backprop.lab.training import cv_scores, describe_config, fit_estimates, fit_fold, headline, run_params
+from backprop.losses import DEFAULT_LOSS, TASKS
+
+SHIPPED = (0, 0)  # the (repeat, fold) whose network becomes models/<task>
 
 
-def summary_line(result: RunResult, run_id: str) -> str:
-    """What the stage prints per task: the test scores a reader compares, rounded."""
-    history, test = result.history, result.scores["test"]
-    if history.diverged:
-        scores = f"diverged at epoch {history.diverged_epoch}"
-    elif result.task == "regression":
-        scores = f"test MSE {test['mse']:.1f}, R² {test['r2']:.2f}, accuracy {test['accuracy']:.3f}"
-    else:
-        scores = f"test log loss {test['log_loss']:.3f}, accuracy {test['accuracy']:.3f}"
-    if not history.diverged and history.best_epoch is not None:
-        scores += f", best epoch {history.best_epoch} of {history.epochs_run}"
-    return f"train {result.task}: {scores}, {result.outcome} (run {run_id[:8]})"
+def summary_line(task: str, scores: dict, run_id: str) -> str:
+    """What the stage prints per task: the cross-validated test loss a reader compares, rounded."""
+    loss = DEFAULT_LOSS[task]
+    test = scores["summary"][f"test_{loss}"]
+    outcomes = ", ".join(f"{count} {name}" for name, count in scores["outcomes"].items() if count)
+    return (
+        f"train {task}: test {loss} {test['mean']:.4g} (95% CI {test['ci_low']:.4g} to {test['ci_high']:.4g}) "
+        f"over {len(scores['folds'])} folds ({outcomes}) (run {run_id[:8]})"
+    )
 
 
 def main() -> None:
@@ -41,53 +47,85 @@ def main() -> None:
     params = read_params()
     train, tracking = load_train(params), load_tracking(params)
     data = {task: load_prepared(args.prepared, task) for task in TASKS}
+    datasets = {task: data[task][0] for task in TASKS}
     configs = {task: train.for_task(task) for task in TASKS}
     champion = crowns_champion(tracking.champion_branch)
     run_ids, model_ids = {}, {}
     with staged_outputs() as outputs, fit_pool() as pool, contextlib.ExitStack() as runs:
         tracker = Tracker(tracking.experiment)  # opened while the workers start
-        jobs = [
-            Job(
-                task,
-                train_model,
-                (pool.share(data[task][0]), task, configs[task]),
-                f"train {task} ({describe_config(configs[task])})",
-            )
-            for task in TASKS
-        ]
-        pool.announce("train", fit_estimates([(data[task][0], task, configs[task]) for task in TASKS]))
+        jobs = []
+        for task in TASKS:
+            shared, folds = pool.share(datasets[task]), datasets[task].roles.shape[1]
+            for repeat, fold in datasets[task].folds:
+                config = fold_config(configs[task], repeat, fold, folds)
+                jobs.append(
+                    Job(
+                        (task, repeat, fold),
+                        fit_fold,
+                        (shared, task, config, repeat, fold, (repeat, fold) == SHIPPED),
+                        f"train {task} repeat {repeat} fold {fold} ({describe_config(config)})",
+                    )
+                )
+        pool.announce("train", fit_estimates([(datasets[j.key[0]], j.key[0], j.args[2]) for j in jobs]))
         for task in TASKS:
             run_ids[task] = runs.enter_context(tracker.run(f"train-{task}", run_tags("train", task=task)))
             schema = data[task][1]
             data_params = {"source": schema["source"], "sha256": schema["sha256"], "rows": schema["rows"]}
-            tracker.log(run_ids[task], params=run_params(task, configs[task]) | {"data": data_params})
+            cv = {
+                "folds": schema["folds"],
+                "repeats": schema["repeats"],
+                "shipped": f"repeat {SHIPPED[0]} fold {SHIPPED[1]}",
+            }
+            tracker.log(run_ids[task], params=run_params(task, configs[task]) | {"data": data_params, "cv": cv})
             tracker.log_dataset(run_ids[task], schema)
+        done = {}
         with progress_bar(len(jobs), "train", unit="fit") as bar:
             for job, result in pool.completed(jobs):
-                task, run_id, prepared = job.key, run_ids[job.key], data[job.key][0]
-                model_dir = outputs.path(Path(args.models) / task)
-                pyfunc.save(model_dir, result.model, prepared)
-                history = outputs.path(Path(args.plots) / task / "history.csv")
-                write_table(result.history_frame(), history)
-                outputs.json(Path(args.metrics) / f"{task}.json", result.headline())
-                outputs.json(Path(args.metrics) / f"{task}-scores.json", result.summary())
-                metrics = result_metrics(result.history, result.scores, tracking.max_logged_steps["train"])
-                tracker.log(
-                    run_id,
-                    metrics=metrics,
-                    tags={"diverged": str(result.history.diverged).lower(), "outcome": result.outcome},
+                task, repeat, fold = job.key
+                done[job.key] = result
+                tags = run_tags("train", task=task, repeat=repeat, fold=fold) | {"outcome": result.outcome}
+                tracker.record(
+                    f"train {task} r{repeat}f{fold}",
+                    tags,
+                    parent_id=run_ids[task],
+                    params=run_params(task, result.config),
+                    metrics=result_metrics(result.history, result.scores, tracking.max_logged_steps["sweep"]),
                 )
-                tracker.log_artifacts(run_id, [history])
-                if tracking.log_models:
-                    model_ids[task], _ = tracker.log_model(
-                        run_id,
-                        model_dir,
-                        step=0,  # the step of the model_<split>_<metric> scores: they are the model's
-                        registered_name=f"{tracking.experiment}-{task}",
-                        champion=champion,
+                if (repeat, fold) == SHIPPED:
+                    model_dir = outputs.path(Path(args.models) / task)
+                    pyfunc.save(model_dir, result.model, fold_data(datasets[task], repeat, fold))
+                    history = outputs.path(Path(args.plots) / task / "history.csv")
+                    write_table(result.history_frame(), history)
+                    tracker.log(
+                        run_ids[task],
+                        metrics=result_metrics(result.history, {}, tracking.max_logged_steps["train"]),
+                        tags={"outcome": result.outcome},
                     )
-                print(summary_line(result, run_id))
+                    tracker.log_artifacts(run_ids[task], [history])
+                    if tracking.log_models:
+                        model_ids[task], _ = tracker.log_model(
+                            run_ids[task],
+                            model_dir,
+                            step=0,  # the step of the model_<split>_<metric> scores: they are the model's
+                            registered_name=f"{tracking.experiment}-{task}",
+                            champion=champion,
+                        )
+                    tracker.log(run_ids[task], metrics=model_metrics(result.scores))
                 bar.update()
+        for task in TASKS:
+            folds = datasets[task].roles.shape[1]
+            rows = [result_row(task, {}, r, f, done[task, r, f]) for r, f in datasets[task].folds]
+            scores = cv_scores(rows, task, overlap_ratio(folds))
+            outputs.json(Path(args.metrics) / f"{task}.json", headline(task, scores))
+            outputs.json(Path(args.metrics) / f"{task}-scores.json", scores)
+            cv_metrics = [
+                (f"cv_{key}_{stat}", value, 0)
+                for key, stats in scores["summary"].items()
+                for stat, value in stats.items()
+                if stat in ("mean", "ci_low", "ci_high") and value == value
+            ]
+            tracker.log(run_ids[task], metrics=cv_metrics)
+            print(summary_line(task, scores, run_ids[task]))
         outputs.json(args.runs, {"tracking_uri": tracker.uri, "runs": run_ids, "models": model_ids})
 
 

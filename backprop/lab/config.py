@@ -7,6 +7,7 @@ that lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class TaskData:
     path: str
     target: str
     accuracy: str = "mape"
+    scale_target: bool = False
     _section: str = field(default="data.task", repr=False, compare=False)
 
     ACCURACY_CHOICES = ("mape", "none")
@@ -75,13 +77,21 @@ class TaskData:
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ConfigError(f"{self._section}.{key} must be a non-empty string")
         _choice(self._section, "accuracy", self.accuracy, self.ACCURACY_CHOICES)
+        if not isinstance(self.scale_target, bool):
+            raise ConfigError(f"{self._section}.scale_target must be true or false, got {self.scale_target!r}")
+        if self.scale_target and self._section.endswith("classification"):
+            raise ConfigError(f"{self._section}.scale_target must be false: a class label has no scale")
 
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Repeated k-fold cross-validation: ``folds`` folds, ``repeats`` times, each training fold
+    with ``val_size`` of it held out for early stopping and choosing; seeded by ``seed``."""
+
     regression: TaskData
     classification: TaskData
-    test_size: float
+    folds: int
+    repeats: int
     val_size: float
     seed: int
     _section: str = field(default="data", repr=False, compare=False)
@@ -89,14 +99,10 @@ class DataConfig:
     def __post_init__(self):
         for task in TASKS:
             object.__setattr__(self, task, build(TaskData, f"data.{task}", getattr(self, task)))
-        for key in ("test_size", "val_size"):
-            _number("data", key, getattr(self, key), above=0, below=1)
+        _number("data", "folds", self.folds, integer=True, minimum=2)
+        _number("data", "repeats", self.repeats, integer=True, minimum=1)
+        _number("data", "val_size", self.val_size, above=0, below=1)
         _number("data", "seed", self.seed, integer=True, minimum=0)
-        if self.test_size + self.val_size >= 1:
-            raise ConfigError(
-                f"data.test_size + data.val_size must be < 1 to leave training rows, "
-                f"got {self.test_size} + {self.val_size}"
-            )
 
     def task(self, name: str) -> TaskData:
         return getattr(self, name)
@@ -115,8 +121,13 @@ class TrainConfig:
     tol: float = DEFAULT_TOL
     dtype: str = "float64"
     loss: str | None = None
+    start: str = "init"
     overrides: dict = field(default_factory=dict)
     _section: str = field(default="train", repr=False, compare=False)
+
+    # init: the initializer's weights; saturated: the same, with the output bias moved so every
+    # training row starts at P(y = 1) < 0.01, confidently wrong on every positive (section 3).
+    STARTS = ("init", "saturated")
 
     def __post_init__(self):
         s = self._section
@@ -144,6 +155,7 @@ class TrainConfig:
         losses = sorted({loss for _, loss in HEADS})
         if self.loss is not None:
             _choice(s, "loss", self.loss, losses)
+        _choice(s, "start", self.start, self.STARTS)
         if not isinstance(self.overrides, dict):
             raise ConfigError(f"{s}.overrides must map a task to settings, got {self.overrides!r}")
         for task, settings in self.overrides.items():
@@ -161,11 +173,13 @@ class TrainConfig:
         if config.loss is not None and (task, config.loss) not in HEADS:
             valid = sorted(loss for t, loss in HEADS if t == task)
             raise ConfigError(f"{self._section}.loss for task {task} must be one of {valid}, got {config.loss!r}")
+        if config.start == "saturated" and task != "classification":
+            raise ConfigError(f"{self._section}.start 'saturated' needs a classifier (a probability), not task {task}")
         return config
 
-    def varied(self, key: str, value, section: str) -> TrainConfig:
-        """The same settings with one key changed, validated under ``section``'s name."""
-        merged = dataclasses.asdict(self) | {key: value}
+    def varied(self, changes: dict, section: str) -> TrainConfig:
+        """The same settings with some keys changed, validated under ``section``'s name."""
+        merged = dataclasses.asdict(self) | changes
         merged.pop("_section")
         return build(TrainConfig, section, merged)
 
@@ -181,62 +195,73 @@ class TrainConfig:
         return values
 
 
-SWEEPABLE = ("lr", "hidden", "activation", "loss", "batch_size", "init", "epochs")
+SWEEPABLE = ("lr", "hidden", "activation", "loss", "batch_size", "init", "epochs", "patience", "start")
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    values: list
+    """One sweep: every combination of the ``grid``'s values (a 1-D sweep is a grid of one key),
+    on each of ``tasks``, with ``fixed`` train keys set for the whole sweep."""
+
+    grid: dict
     tasks: list
+    fixed: dict = field(default_factory=dict)
+    reach: dict = field(default_factory=dict)  # curve -> level: the first epoch each fit reaches it
     _section: str = field(default="sweep.x", repr=False, compare=False)
 
     def __post_init__(self):
-        if not isinstance(self.values, list) or not self.values:
-            raise ConfigError(f"{self._section}.values must be a non-empty list, got {self.values!r}")
-        if len(set(map(repr, self.values))) != len(self.values):
-            raise ConfigError(f"{self._section}.values has duplicates: {self.values}")
+        s = self._section
+        if not isinstance(self.grid, dict) or not self.grid:
+            raise ConfigError(f"{s}.grid must map train keys to lists of values, got {self.grid!r}")
+        for key in {**self.grid, **(self.fixed if isinstance(self.fixed, dict) else {})}:
+            if key not in SWEEPABLE:
+                raise ConfigError(f"{s}: {key!r} is not a sweepable train key; valid: {sorted(SWEEPABLE)}")
+        for key, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{s}.grid.{key} must be a non-empty list, got {values!r}")
+            if len(set(map(repr, values))) != len(values):
+                raise ConfigError(f"{s}.grid.{key} has duplicates: {values}")
+        if not isinstance(self.fixed, dict):
+            raise ConfigError(f"{s}.fixed must map train keys to values, got {self.fixed!r}")
+        both = sorted(set(self.grid) & set(self.fixed))
+        if both:
+            raise ConfigError(f"{s}: {both[0]!r} is both in grid and fixed")
         if not isinstance(self.tasks, list) or not self.tasks:
-            raise ConfigError(f"{self._section}.tasks must be a non-empty list, got {self.tasks!r}")
+            raise ConfigError(f"{s}.tasks must be a non-empty list, got {self.tasks!r}")
         for task in self.tasks:
-            _choice(self._section, "tasks", task, TASKS)
+            _choice(s, "tasks", task, TASKS)
+        if not isinstance(self.reach, dict):
+            raise ConfigError(f"{s}.reach must map curves (val_accuracy, ...) to levels, got {self.reach!r}")
+        for curve, level in self.reach.items():
+            _choice(f"{s}.reach", "<curve>", curve.split("_", 1)[0], ("train", "val", "test"))
+            _number(f"{s}.reach", curve, level)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.grid)
+
+    def points(self) -> list[dict]:
+        """Every combination, the first key varying slowest: [{key: value, ...}, ...]."""
+        return [dict(zip(self.grid, values, strict=True)) for values in itertools.product(*self.grid.values())]
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """``sweep.seeds`` and ``sweep.curve_points`` apply to every sweep; every other key names a
-    train key to vary (``sweep.lr: {values: [...], tasks: [...]}``)."""
+    """``sweep.curve_points`` applies to every sweep; every other key names a sweep."""
 
-    seeds: list
     curve_points: int = 200
     specs: dict = field(default_factory=dict)
     _section: str = field(default="sweep", repr=False, compare=False)
 
     def __post_init__(self):
-        if not isinstance(self.seeds, list) or not self.seeds:
-            raise ConfigError(f"sweep.seeds must be a non-empty list of integers, got {self.seeds!r}")
-        for seed in self.seeds:
-            _number("sweep", "seeds", seed, integer=True, minimum=0)
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"sweep.seeds has duplicates: {self.seeds}")
         _number("sweep", "curve_points", self.curve_points, integer=True, minimum=2)
 
     @classmethod
     def from_params(cls, values: dict) -> SweepConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"sweep must be a mapping, got {values!r}")
-        shared = {key: values[key] for key in ("seeds", "curve_points") if key in values}
-        if "seeds" not in shared:
-            raise ConfigError("sweep.seeds is missing")
-        specs = {}
-        for name, spec in values.items():
-            if name in shared:
-                continue
-            if name not in SWEEPABLE:
-                raise ConfigError(
-                    f"sweep.{name} is not a known key; valid: seeds, curve_points and the "
-                    f"sweepable train keys {sorted(SWEEPABLE)}"
-                )
-            specs[name] = build(SweepSpec, f"sweep.{name}", spec)
+        shared = {key: values[key] for key in ("curve_points",) if key in values}
+        specs = {name: build(SweepSpec, f"sweep.{name}", spec) for name, spec in values.items() if name not in shared}
         return cls(**shared, specs=specs)
 
     def spec(self, name: str) -> SweepSpec:
@@ -248,16 +273,19 @@ class SweepConfig:
         """Validate every point of every sweep, so a bad last value fails before the first fit."""
         for name, spec in self.specs.items():
             for task in spec.tasks:
-                for _ in self.configs(name, train, task):
-                    pass
+                self.configs(name, train, task)
 
-    def configs(self, name: str, train: TrainConfig, task: str):
-        """(value, seed, TrainConfig) for every point of sweep ``name`` on ``task``."""
+    def configs(self, name: str, train: TrainConfig, task: str) -> list[tuple[dict, TrainConfig]]:
+        """(point, TrainConfig) for every point of sweep ``name`` on ``task``: train.* with the
+        task's overrides, the sweep's fixed keys, then the point's values."""
+        spec = self.spec(name)
         base = train.for_task(task)
-        for index, value in enumerate(self.spec(name).values):
-            varied = base.varied(name, value, f"sweep.{name}.values[{index}]").for_task(task)
-            for seed in self.seeds:
-                yield value, seed, dataclasses.replace(varied, seed=seed)
+        if spec.fixed:
+            base = base.varied(spec.fixed, f"sweep.{name}.fixed").for_task(task)
+        configs = []
+        for point in spec.points():
+            configs.append((point, base.varied(point, f"sweep.{name}.grid").for_task(task)))
+        return configs
 
 
 RUN_KINDS = ("train", "sweep")  # kinds of MLflow run, each with its own curve thinning

@@ -1,4 +1,5 @@
-"""Validate a raw table, split it, standardise it with training statistics only. No I/O."""
+"""Validate a raw table, give its rows their cross-validation roles, and cut one fold's arrays
+standardised with that fold's training statistics only. No I/O."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from backprop.lab.protocol import TEST, TRAIN, VAL, fold_roles
 from backprop.metrics import MAPE_MIN_ABS_TARGET
 
 SPLITS = ("train", "val", "test")
+ROLES = {"train": TRAIN, "val": VAL, "test": TEST}
 # Beyond this, a value's square overflows float64 (1e308): the standard deviation, and the MSE
 # on a target, would be inf and every standardised value NaN.
 MAX_ABS_VALUE = 1e150
@@ -21,9 +24,28 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
+class Dataset:
+    """One task's validated rows, unstandardised, and every row's role in every fold."""
+
+    features: list[str]
+    X: np.ndarray  # (n, f)
+    y: np.ndarray  # (n,)
+    roles: np.ndarray  # (repeats, folds, n): TRAIN, VAL or TEST
+    with_accuracy: bool
+    scale_target: bool = False
+
+    @property
+    def folds(self) -> list[tuple[int, int]]:
+        """Every (repeat, fold), in order."""
+        repeats, folds, _ = self.roles.shape
+        return [(repeat, fold) for repeat in range(repeats) for fold in range(folds)]
+
+
+@dataclass(frozen=True)
 class Prepared:
-    """One task's arrays. ``all`` is every row standardised with all-row statistics: the
-    reference hand-in's protocol (fit and score on all rows), kept only for that comparison."""
+    """The arrays one fit sees: split -> rows, features standardised with the fitted rows'
+    statistics. ``target_scale`` (mean, std) asks the training code to fit the standardised
+    target and report everything in original units; ``y`` is always in original units."""
 
     features: list[str]
     X: dict[str, np.ndarray]  # split -> (n, f), standardised
@@ -31,6 +53,8 @@ class Prepared:
     mean: np.ndarray
     std: np.ndarray
     with_accuracy: bool
+    target_scale: tuple[float, float] | None = None
+    rows: dict[str, np.ndarray] | None = None  # split -> row numbers in the table
 
 
 def check_header(names: list[str], *, source: str) -> None:
@@ -96,11 +120,6 @@ def validate_table(frame: pd.DataFrame, *, source: str, target: str, task: str, 
         )
 
 
-def split_sizes(n: int, test_size: float, val_size: float) -> tuple[int, int, int]:
-    n_test, n_val = round(n * test_size), round(n * val_size)
-    return n - n_test - n_val, n_val, n_test
-
-
 def prepare(
     frame: pd.DataFrame,
     *,
@@ -108,93 +127,137 @@ def prepare(
     target: str,
     task: str,
     accuracy: str,
-    test_size: float,
+    scale_target: bool,
+    folds: int,
+    repeats: int,
     val_size: float,
-    rng: np.random.Generator,
-) -> Prepared:
+    seed: int,
+) -> Dataset:
+    """The validated table with its cross-validation roles; every fold checked for what training
+    and scoring need, so a fold that cannot be used fails here, naming it, before any fit."""
     validate_table(frame, source=source, target=target, task=task, accuracy=accuracy)
-    n_train, n_val, n_test = split_sizes(len(frame), test_size, val_size)
-    if min(n_train, n_val, n_test) < MIN_SPLIT_ROWS:
-        raise DataError(
-            f"{source}: {len(frame)} rows split by data.test_size={test_size} and "
-            f"data.val_size={val_size} gives {n_train} train, {n_val} val, {n_test} test rows; "
-            f"each split needs rows (at least {MIN_SPLIT_ROWS})"
-        )
     features = [c for c in frame.columns if c != target]
-    X_raw = frame[features].to_numpy(dtype=float)
-    y_raw = frame[target].to_numpy(dtype=float)
-    order = rng.permutation(len(frame))
-    index = {
-        "train": order[:n_train],
-        "val": order[n_train : n_train + n_val],
-        "test": order[n_train + n_val :],
-    }
-    mean, std = X_raw[index["train"]].mean(axis=0), X_raw[index["train"]].std(axis=0)
-    constant = [f for f, s in zip(features, std, strict=True) if s == 0]
-    if constant:
-        raise DataError(f"{source}: feature {constant[0]!r} is constant in the training split")
-    X = {split: (X_raw[rows] - mean) / std for split, rows in index.items()}
-    y = {split: y_raw[rows] for split, rows in index.items()}
-    X["all"] = (X_raw - X_raw.mean(axis=0)) / X_raw.std(axis=0)
-    y["all"] = y_raw
-    for split, rows in index.items():
-        bad = np.argwhere(~np.isfinite(X[split]))
-        if len(bad):
-            row, column = bad[0]
+    X = frame[features].to_numpy(dtype=float)
+    y = frame[target].to_numpy(dtype=float)
+    if len(y) < folds * MIN_SPLIT_ROWS:
+        raise DataError(f"{source}: {len(y)} rows cannot make data.folds={folds} folds of {MIN_SPLIT_ROWS} rows")
+    if task == "classification" and np.bincount(y.astype(int), minlength=2).min() < folds:
+        raise DataError(
+            f"{source}: target {target!r} has fewer rows of one class than data.folds={folds}: "
+            f"some folds would hold no row of it"
+        )
+    roles = fold_roles(y, folds=folds, repeats=repeats, val_size=val_size, seed=seed, stratify=task == "classification")
+    dataset = Dataset(
+        features, X, y, roles, with_accuracy=task == "classification" or accuracy == "mape", scale_target=scale_target
+    )
+    for repeat in range(repeats):
+        for fold in range(folds):
+            _check_fold(dataset, repeat, fold, source=source, task=task)
+    return dataset
+
+
+def _check_fold(dataset: Dataset, repeat: int, fold: int, *, source: str, task: str) -> None:
+    where = f"{source}: repeat {repeat} fold {fold}"
+    roles = dataset.roles[repeat, fold]
+    for split, role in ROLES.items():
+        rows = np.flatnonzero(roles == role)
+        if len(rows) < MIN_SPLIT_ROWS:
             raise DataError(
-                f"{source}: feature {features[column]!r} overflows when standardised "
-                f"(row {rows[row] + 2}, training std {std[column]:g})"
+                f"{where} has {len(rows)} {split} row(s), at least {MIN_SPLIT_ROWS} are needed; "
+                f"use more rows, fewer data.folds or another data.val_size"
             )
-        if task == "regression" and np.all(y[split] == y[split][0]):
+        if task == "regression" and np.all(dataset.y[rows] == dataset.y[rows][0]):
             # r2 divides by the spread of y: a split with one target value cannot be scored.
-            raise DataError(
-                f"{source}: the {split} split's target is constant ({len(rows)} rows): too few rows "
-                f"to score it; use more rows or another data.seed"
-            )
-    return Prepared(features, X, y, mean, std, with_accuracy=task == "classification" or accuracy == "mape")
+            raise DataError(f"{where}: the {split} rows' target is constant: too few rows to score it")
+    fitted = dataset.X[roles == TRAIN]
+    std = fitted.std(axis=0)
+    constant = [f for f, s in zip(dataset.features, std, strict=True) if s == 0]
+    if constant:
+        raise DataError(f"{where}: feature {constant[0]!r} is constant in the training rows")
+    if not np.all(np.isfinite((dataset.X - fitted.mean(axis=0)) / std)):
+        column = int(np.flatnonzero(~np.all(np.isfinite((dataset.X - fitted.mean(axis=0)) / std), axis=0))[0])
+        raise DataError(
+            f"{where}: feature {dataset.features[column]!r} overflows when standardised (training std {std[column]:g})"
+        )
 
 
-def schema(prepared: Prepared, *, source: str, target: str, task: str, sha256: str) -> dict:
-    """What a reader needs to trust the arrays: where they came from and what is in them."""
+def fold_data(dataset: Dataset, repeat: int, fold: int) -> Prepared:
+    """One fold's train/val/test arrays, features standardised with the training rows' statistics
+    only (and the target too, when ``scale_target``: recorded, applied by the training code)."""
+    roles = dataset.roles[repeat, fold]
+    index = {split: np.flatnonzero(roles == role) for split, role in ROLES.items()}
+    fitted = dataset.X[index["train"]]
+    mean, std = fitted.mean(axis=0), fitted.std(axis=0)
+    X = {split: (dataset.X[rows] - mean) / std for split, rows in index.items()}
+    y = {split: dataset.y[rows] for split, rows in index.items()}
+    scale = None
+    if dataset.scale_target:
+        scale = (float(y["train"].mean()), float(y["train"].std()))
+    return Prepared(dataset.features, X, y, mean, std, dataset.with_accuracy, scale, index)
+
+
+def all_rows(dataset: Dataset) -> Prepared:
+    """Every row as ``all``, standardised with all-row statistics: the reference hand-in's
+    protocol (fit and score on the same rows), kept only for that comparison."""
+    mean, std = dataset.X.mean(axis=0), dataset.X.std(axis=0)
+    scale = (float(dataset.y.mean()), float(dataset.y.std())) if dataset.scale_target else None
+    index = {"all": np.arange(len(dataset.y))}
+    return Prepared(
+        dataset.features,
+        {"all": (dataset.X - mean) / std},
+        {"all": dataset.y},
+        mean,
+        std,
+        dataset.with_accuracy,
+        scale,
+        index,
+    )
+
+
+def schema(dataset: Dataset, *, source: str, target: str, task: str, sha256: str) -> dict:
+    """What a reader needs to trust the arrays: where they came from, what is in them, the folds."""
+    repeats, folds, _ = dataset.roles.shape
     return {
         "task": task,
         "source": source,
         "sha256": sha256,
         "target": target,
-        "features": prepared.features,
-        "rows": {split: len(prepared.y[split]) for split in (*SPLITS, "all")},
-        "with_accuracy": prepared.with_accuracy,
-        "train_mean": dict(zip(prepared.features, prepared.mean.round(6).tolist(), strict=True)),
-        "train_std": dict(zip(prepared.features, prepared.std.round(6).tolist(), strict=True)),
+        "features": dataset.features,
+        "rows": len(dataset.y),
+        "folds": folds,
+        "repeats": repeats,
+        "fold_rows": {  # rows per role in each fold of the first repeat
+            split: [int((dataset.roles[0, fold] == role).sum()) for fold in range(folds)]
+            for split, role in ROLES.items()
+        },
+        "with_accuracy": dataset.with_accuracy,
+        "scale_target": dataset.scale_target,
         "target_stats": {
-            split: {
-                "mean": round(float(prepared.y[split].mean()), 6),
-                "min": float(prepared.y[split].min()),
-                "max": float(prepared.y[split].max()),
-            }
-            for split in (*SPLITS, "all")
+            "mean": round(float(dataset.y.mean()), 6),
+            "std": round(float(dataset.y.std()), 6),
+            "min": float(dataset.y.min()),
+            "max": float(dataset.y.max()),
         },
     }
 
 
-def to_arrays(prepared: Prepared) -> dict[str, np.ndarray]:
-    arrays = {f"X_{split}": X for split, X in prepared.X.items()}
-    arrays |= {f"y_{split}": y for split, y in prepared.y.items()}
-    return arrays | {
-        "features": np.array(prepared.features),
-        "mean": prepared.mean,
-        "std": prepared.std,
-        "with_accuracy": np.array(prepared.with_accuracy),
+def to_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
+    return {
+        "features": np.array(dataset.features),
+        "X": dataset.X,
+        "y": dataset.y,
+        "roles": dataset.roles,
+        "with_accuracy": np.array(dataset.with_accuracy),
+        "scale_target": np.array(dataset.scale_target),
     }
 
 
-def from_arrays(arrays) -> Prepared:
-    splits = (*SPLITS, "all")
-    return Prepared(
+def from_arrays(arrays) -> Dataset:
+    return Dataset(
         features=[str(f) for f in arrays["features"]],
-        X={split: arrays[f"X_{split}"] for split in splits},
-        y={split: arrays[f"y_{split}"] for split in splits},
-        mean=arrays["mean"],
-        std=arrays["std"],
+        X=arrays["X"],
+        y=arrays["y"],
+        roles=arrays["roles"],
         with_accuracy=bool(arrays["with_accuracy"]),
+        scale_target=bool(arrays["scale_target"]),
     )

@@ -342,7 +342,7 @@ def write_prepared(outputs: Outputs, folder: str | Path, task: str, arrays: dict
 
 
 def load_prepared(folder: str | Path, task: str):
-    """(Prepared, schema dict) for one task, as the prepare stage wrote them."""
+    """(Dataset, schema dict) for one task, as the prepare stage wrote them."""
     import numpy as np
 
     from backprop.lab.datasets import from_arrays

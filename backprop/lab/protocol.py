@@ -1,5 +1,11 @@
-"""The evaluation protocol's pure parts: how a fit went (its outcome) and paired comparisons
-with intervals. No I/O.
+"""The evaluation protocol's pure parts: the folds every model is fitted on, how a fit went (its
+outcome) and paired comparisons with intervals. No I/O.
+
+Repeated k-fold cross-validation: each repeat deals the rows into k folds (per class for a
+classifier, so every fold keeps the class balance); fold j of a repeat is held out as the test
+rows, and the other folds are split once more into the rows a model is fitted on and a
+validation part that early stopping and every choice (a learning rate, a C) look at. Every model
+of the pipeline sees the same (repeat, fold) roles, so every comparison is paired by fold.
 
 A comparison is paired: both sides were scored on the same held-out rows (the same fold, or the
 same seed on the same split), so the spread of the differences is the spread that matters, not
@@ -29,6 +35,41 @@ _T95 = (
     2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
     2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
 )  # fmt: skip
+
+
+TRAIN, VAL, TEST = 0, 1, 2  # a row's role in one fold
+
+
+def fold_roles(y: np.ndarray, *, folds: int, repeats: int, val_size: float, seed: int, stratify: bool) -> np.ndarray:
+    """Roles (repeats, folds, n) as int8: TRAIN, VAL or TEST for every row of every fold.
+
+    Each repeat draws from its own generator, seeded by (seed, repeat), so adding repeats never
+    changes the earlier ones. Within a class (the whole table when not stratified) rows are
+    shuffled and dealt round-robin to the folds, so fold sizes differ by at most one per class;
+    the validation part of a training fold is drawn the same way, ``val_size`` of it per class.
+    """
+    y = np.asarray(y)
+    n = len(y)
+    groups = [np.flatnonzero(y == label) for label in np.unique(y)] if stratify else [np.arange(n)]
+    roles = np.full((repeats, folds, n), TRAIN, dtype=np.int8)
+    for repeat in range(repeats):
+        rng = np.random.default_rng([seed, repeat])
+        fold_of = np.empty(n, dtype=int)
+        for rows in groups:
+            fold_of[rng.permutation(rows)] = np.arange(len(rows)) % folds
+        for fold in range(folds):
+            roles[repeat, fold, fold_of == fold] = TEST
+            for rows in groups:
+                training = rng.permutation(rows[fold_of[rows] != fold])
+                roles[repeat, fold, training[: round(val_size * len(training))]] = VAL
+    return roles
+
+
+def fit_seed(base: int, repeat: int, fold: int, folds: int) -> int:
+    """The initial-weights seed of the fit on (repeat, fold): from its coordinates alone, so a
+    fit's result never depends on where or when it ran, and every setting compared on a fold
+    starts from the same draw (common random numbers make the paired differences sharper)."""
+    return base + repeat * folds + fold
 
 
 def t_quantile(dof: int) -> float:
@@ -73,11 +114,41 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], *, lower_is_better: bool = True) -> dict:
+def half_width(values: np.ndarray, test_train_ratio: float = 0.0) -> float:
+    """Half the 95% t interval of the mean of ``values`` (at least 2).
+
+    Cross-validation's fits share most of their training rows, so their scores are not
+    independent and the plain t interval is too narrow. ``test_train_ratio`` = n_test / n_train
+    applies Nadeau and Bengio's (2003) corrected variance, (1/J + n_test/n_train)·s² for J fits;
+    0 gives the plain interval (independent pairs, such as seeds on one split).
+    """
+    n = len(values)
+    spread = float(np.std(values, ddof=1))
+    return t_quantile(n - 1) * spread * math.sqrt(1.0 / n + test_train_ratio)
+
+
+def mean_interval(values: Sequence[float], test_train_ratio: float = 0.0) -> dict:
+    """``{"mean", "std", "ci_low", "ci_high", "n"}`` of the finite ``values``."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    n = len(values)
+    result = {"mean": math.nan, "std": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": n}
+    if n:
+        result["mean"] = float(values.mean())
+    if n >= 2:
+        half = half_width(values, test_train_ratio)
+        result |= {"std": float(values.std(ddof=1)), "ci_low": result["mean"] - half, "ci_high": result["mean"] + half}
+    return result
+
+
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], *, lower_is_better: bool = True, test_train_ratio: float = 0.0
+) -> dict:
     """Mean of ``a - b`` over pairs with its 95% t interval, and how often ``a`` was better.
 
     ``{"mean", "ci_low", "ci_high", "wins", "n"}``; pairs where either side is missing (NaN, a
-    diverged fit) are left out and ``n`` counts the rest.
+    diverged fit) are left out and ``n`` counts the rest. For pairs that are folds of one
+    cross-validation pass ``test_train_ratio`` (see ``half_width``).
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
@@ -92,6 +163,11 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, lower_is_better
     mean = float(difference.mean())
     result["mean"] = mean
     if n >= 2:
-        half = t_quantile(n - 1) * float(difference.std(ddof=1)) / math.sqrt(n)
+        half = half_width(difference, test_train_ratio)
         result["ci_low"], result["ci_high"] = mean - half, mean + half
     return result
+
+
+def overlap_ratio(folds: int) -> float:
+    """n_test / n_train of k-fold cross-validation: one fold held out against k − 1 trained on."""
+    return 1.0 / (folds - 1)

@@ -1,86 +1,168 @@
-"""A sweep: the same ``train_model`` as the train stage, one fit per (task, value, seed). No I/O."""
+"""A sweep: every point of a grid on every fold, each fit the same ``train_model`` as the train
+stage; its tables (results, curves, summary). No I/O."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from backprop.lab.config import SweepConfig, TrainConfig
+from backprop.lab.datasets import Dataset
 from backprop.lab.executor import Job
+from backprop.lab.protocol import OUTCOMES, fit_seed, mean_interval
 from backprop.lab.tracking import downsample_steps
-from backprop.lab.training import RunResult, compare_only, describe_config
+from backprop.lab.training import RunResult, describe_config, fit_fold, initial_lr_limit
+
+# The settings that fix the loss surface at initialisation: one lr limit per combination.
+LIMIT_KEYS = ("hidden", "activation", "loss", "init")
 
 
-def sweep_jobs(name: str, sweep: SweepConfig, train: TrainConfig, prepared: Mapping[str, object]) -> list[Job]:
-    """One fit per (task, value, seed) of sweep ``name``, keyed by those coordinates: each fit's
-    seed is its own coordinate, never its place in an execution order. ``prepared`` maps a task to
-    its data (or to the executor's handle of it)."""
+def cell(value):
+    """A point's value as a table cell: a one-layer width as its integer, a list as text."""
+    if isinstance(value, list | tuple):
+        return int(value[0]) if len(value) == 1 else "-".join(map(str, value))
+    return value
+
+
+def fold_config(config: TrainConfig, repeat: int, fold: int, folds: int) -> TrainConfig:
+    return dataclasses.replace(config, seed=fit_seed(config.seed, repeat, fold, folds))
+
+
+def sweep_jobs(name: str, sweep: SweepConfig, train: TrainConfig, datasets: Mapping[str, Dataset], shared) -> list[Job]:
+    """One fit per (task, point, repeat, fold) of sweep ``name``, keyed by those coordinates, each
+    with the seed of its fold: never its place in an execution order. ``shared`` maps a task to
+    the executor's handle of its dataset."""
     jobs = []
     for task in sweep.spec(name).tasks:
-        for position, (value, seed, config) in enumerate(sweep.configs(name, train, task)):
-            point = f"{name}={value} seed={seed} on {task}"
-            jobs.append(
-                Job(
-                    key=(task, position // len(sweep.seeds), seed),
-                    fn=compare_only,
-                    args=(prepared[task], task, config),
-                    describe=f"{point} ({describe_config(config)})",
+        folds = datasets[task].roles.shape[1]
+        for index, (point, config) in enumerate(sweep.configs(name, train, task)):
+            for repeat, fold in datasets[task].folds:
+                seeded = fold_config(config, repeat, fold, folds)
+                where = ", ".join(f"{key}={value}" for key, value in point.items())
+                jobs.append(
+                    Job(
+                        key=("fit", task, index, repeat, fold),
+                        fn=fit_fold,
+                        args=(shared[task], task, seeded, repeat, fold),
+                        describe=f"{name} {where} repeat {repeat} fold {fold} on {task} ({describe_config(seeded)})",
+                    )
                 )
-            )
     return jobs
 
 
-def result_row(name: str, task: str, value, seed: int, result: RunResult) -> dict:
-    """One line of results.csv: what was varied, how training went, the final scores."""
+def limit_jobs(name: str, sweep: SweepConfig, train: TrainConfig, datasets: Mapping[str, Dataset], shared) -> list[Job]:
+    """One lr-limit estimate per (task, network at initialisation, repeat, fold): points that
+    differ only in lr, epochs or patience share their network, hence their limit."""
+    jobs, seen = [], set()
+    for task in sweep.spec(name).tasks:
+        folds = datasets[task].roles.shape[1]
+        for _, config in sweep.configs(name, train, task):
+            network = limit_key(task, config)
+            for repeat, fold in datasets[task].folds:
+                if (network, repeat, fold) in seen:
+                    continue
+                seen.add((network, repeat, fold))
+                seeded = fold_config(config, repeat, fold, folds)
+                jobs.append(
+                    Job(
+                        key=("limit", network, repeat, fold),
+                        fn=initial_lr_limit,
+                        args=(shared[task], task, seeded, repeat, fold),
+                        describe=f"lr limit of {describe_config(seeded)} repeat {repeat} fold {fold} on {task}",
+                    )
+                )
+    return jobs
+
+
+def limit_key(task: str, config: TrainConfig) -> tuple:
+    values = config.as_params() | {"loss": config.loss_for(task)}
+    return (task, *(str(values[key]) for key in LIMIT_KEYS))
+
+
+def first_epoch_reaching(curve, level: float, *, higher_is_better: bool = True):
+    """The first epoch whose value reaches ``level`` (an accuracy: at or above; a loss: at or
+    below), or None if the curve never does."""
+    values = np.asarray(curve, dtype=float)
+    hits = np.flatnonzero(values >= level if higher_is_better else values <= level)
+    return int(hits[0]) if len(hits) else None
+
+
+def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult, reach: dict | None = None) -> dict:
+    """One line of results.csv: the varied keys (named as in train), the fold, how training
+    went, the scores on the fold's train, validation and held-out test rows, and for each
+    ``reach`` curve the first epoch it reached its level (``reach_<curve>``, empty if never)."""
     history = result.history
-    return {
-        "sweep": name,
-        "task": task,
-        "value": value,
-        "seed": seed,
-        "epochs_run": history.epochs_run,
-        "diverged": history.diverged,
-        "diverged_epoch": history.diverged_epoch,
-        "stopped_early": history.stopped_early,
-        "best_epoch": history.best_epoch,
-        "outcome": result.outcome,
-    } | result.flat_scores()
+    reached = {
+        f"reach_{curve}": first_epoch_reaching(history.columns[curve], level, higher_is_better="accuracy" in curve)
+        for curve, level in (reach or {}).items()
+        if curve in history.columns
+    }
+    return (
+        {"task": task}
+        | {key: cell(value) for key, value in point.items()}
+        | {
+            "repeat": repeat,
+            "fold": fold,
+            "seed": result.config.seed,
+            "epochs_run": history.epochs_run,
+            "best_epoch": history.best_epoch,
+            "diverged_epoch": history.diverged_epoch,
+            "outcome": result.outcome,
+        }
+        | reached
+        | result.flat_scores()
+    )
 
 
-def curve_rows(task: str, value, seed: int, result: RunResult, *, epochs: int, points: int) -> pd.DataFrame:
-    """The run's curves on a grid shared by every seed (from the configured epochs), so the
-    mean over seeds lines up; a run that stopped or diverged early simply has fewer rows."""
+def curve_rows(task: str, point: dict, repeat: int, fold: int, result: RunResult, *, epochs: int, points: int):
+    """The fit's curves on a grid shared by every fold (from the configured epochs), so the mean
+    over folds lines up; a fit that stopped or diverged early simply has fewer rows."""
     steps = downsample_steps(epochs, points)
     steps = steps[steps < result.history.epochs_run]
     frame = pd.DataFrame({column: values[steps] for column, values in result.history.columns.items()})
-    frame.insert(0, "epoch", steps)
-    frame.insert(0, "seed", seed)
-    frame.insert(0, "value", value)
-    frame.insert(0, "task", task)
+    columns = {"task": task} | {key: cell(value) for key, value in point.items()}
+    columns |= {"repeat": repeat, "fold": fold, "epoch": steps}
+    for position, (column, value) in enumerate(columns.items()):
+        frame.insert(position, column, value)
     return frame
 
 
-def best_value(results: pd.DataFrame, metric_by_task: dict[str, str]) -> dict[str, dict]:
-    """Per task: the value with the lowest mean validation loss over seeds among those whose every
-    seed learned (a value with a diverged, stalled or oscillating seed ranks after all of those)."""
-    best = {}
-    for task, rows in results.groupby("task", sort=False):
-        column = f"val_{metric_by_task[task]}"
-        stats = (
-            rows.assign(failed=rows["outcome"] != "learned")
-            .groupby("value", sort=False)
-            .agg(mean=(column, "mean"), std=(column, "std"), failed=("failed", "sum"))
-        )
-        ranked = stats.assign(key=np.where(stats["failed"] > 0, np.inf, stats["mean"])).sort_values(
-            ["key", "failed", "mean"]
-        )
-        top = ranked.index[0]
-        best[task] = {
-            "value": top,
-            "mean": float(ranked.loc[top, "mean"]),
-            "std": float(ranked.loc[top, "std"]),
-            "every_seed_learned": bool(ranked.loc[top, "failed"] == 0),
-        }
-    return best
+def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list[str]], test_train_ratio: float):
+    """summary.csv: one row per (task, point): fits, the count of each outcome, and for each of
+    ``metrics[task]`` on train, val and test the mean, std and 95% interval over the fits that learned
+    (a stalled fit scores its untrained weights, an oscillating one a lucky low: neither is a
+    trained result). ``test_train_ratio`` widens the interval for overlapping training folds."""
+    rows = []
+    for (task, *values), fits in results.groupby(["task", *keys], sort=False):
+        row = {"task": task} | dict(zip(keys, values, strict=True)) | {"fits": len(fits)}
+        row |= {name: int((fits["outcome"] == name).sum()) for name in OUTCOMES}
+        learned = fits[fits["outcome"] == "learned"]
+        for metric in metrics[task]:
+            for split in ("train", "val", "test"):
+                column = f"{split}_{metric}"
+                if column not in fits:
+                    continue
+                stats = mean_interval(learned[column].to_numpy(dtype=float), test_train_ratio)
+                row |= {f"{column}_{name}": value for name, value in stats.items() if name != "n"}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_points(summary: pd.DataFrame, by: list[str], loss_by_task: Mapping[str, str]) -> pd.DataFrame:
+    """Per task (and per value of the ``by`` keys): the point with the lowest mean validation
+    loss among those whose every fit learned; a group where no point did keeps its lowest anyway,
+    flagged ``every_fit_learned = False``."""
+    chosen = []
+    for task, rows in summary.groupby("task", sort=False):
+        column = f"val_{loss_by_task[task]}_mean"
+        groups = rows.groupby(by, sort=False) if by else [((), rows)]
+        for _, group in groups:
+            complete = group["learned"] == group["fits"]
+            ranked = group.assign(
+                every_fit_learned=complete, key=np.where(complete, group[column], np.inf)
+            ).sort_values(["key", column], na_position="last")
+            chosen.append(ranked.iloc[0].drop("key"))
+    return pd.DataFrame(chosen).reset_index(drop=True)

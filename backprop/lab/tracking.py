@@ -345,7 +345,7 @@ class Tracker:
             source_type="local",
             source=json.dumps({"uri": schema["source"]}),
             schema=json.dumps(columns),
-            profile=json.dumps({"num_rows": schema["rows"]["all"], "target": schema["target"]}),
+            profile=json.dumps({"num_rows": schema["rows"], "target": schema["target"]}),
         )
         self._call("log_inputs", run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
 

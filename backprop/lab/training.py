@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from backprop.lab.config import TrainConfig
-from backprop.lab.datasets import SPLITS, Prepared
-from backprop.lab.protocol import outcome
+from backprop.lab.datasets import SPLITS, Dataset, Prepared, all_rows, fold_data
+from backprop.lab.protocol import OUTCOMES, mean_interval, outcome
 from backprop.losses import DEFAULT_LOSS
+from backprop.metrics import TASK_METRICS
 from backprop.mlp import MLP, History
 
 
@@ -43,19 +44,6 @@ class RunResult:
         val_loss = self.history.columns.get(f"val_{self.history.loss_name}", self.history.train_loss)
         return outcome(val_loss, diverged=self.history.diverged)
 
-    def headline(self) -> dict:
-        """The content of metrics/<task>.json, the few numbers `dvc exp show` and `dvc metrics
-        diff` compare. Keyed by task so that the two tasks' files give distinct column names."""
-        loss = DEFAULT_LOSS[self.task]
-        return {
-            self.task: {f"test_{name}": value for name, value in self.scores["test"].items()}
-            | {
-                f"val_{loss}": self.scores["val"][loss],
-                "best_epoch": self.history.best_epoch,
-                "epochs_run": self.history.epochs_run,
-            }
-        }
-
     def history_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.history.columns)
         frame.insert(0, "epoch", np.arange(len(frame)))
@@ -63,6 +51,41 @@ class RunResult:
 
     def flat_scores(self) -> dict[str, float]:
         return {f"{split}_{name}": value for split, values in self.scores.items() for name, value in values.items()}
+
+
+def cv_scores(rows: list[dict], task: str, test_train_ratio: float) -> dict:
+    """metrics/<task>-scores.json: every fold's row, and per split and metric the mean, std and
+    95% interval over the folds that learned, with the count of each outcome."""
+    table = pd.DataFrame(rows)
+    learned = table[table["outcome"] == "learned"]
+    summary = {
+        f"{split}_{metric}": mean_interval(learned[f"{split}_{metric}"], test_train_ratio)
+        for split in SPLITS
+        for metric in TASK_METRICS[task]
+        if f"{split}_{metric}" in table
+    }
+    outcomes = {name: int((table["outcome"] == name).sum()) for name in OUTCOMES}
+    return {"folds": rows, "summary": summary, "outcomes": outcomes}
+
+
+def headline(task: str, scores: dict) -> dict:
+    """metrics/<task>.json, the few numbers `dvc exp show` and `dvc metrics diff` compare: the
+    cross-validated test scores (the loss with its interval), keyed by task so that the two
+    tasks' files give distinct column names."""
+    loss, summary = DEFAULT_LOSS[task], scores["summary"]
+    values = {
+        f"test_{metric}": summary[f"test_{metric}"]["mean"]
+        for metric in TASK_METRICS[task]
+        if f"test_{metric}" in summary
+    }
+    values |= {
+        f"test_{loss}_ci_low": summary[f"test_{loss}"]["ci_low"],
+        f"test_{loss}_ci_high": summary[f"test_{loss}"]["ci_high"],
+        f"val_{loss}": summary[f"val_{loss}"]["mean"],
+        "learned_folds": scores["outcomes"]["learned"],
+        "folds": len(scores["folds"]),
+    }
+    return {task: values}
 
 
 def build_model(n_inputs: int, task: str, config: TrainConfig) -> MLP:
@@ -86,20 +109,29 @@ def _fit_and_score(
     left to stop early on."""
     model = build_model(len(prepared.features), task, config)
     X, y = prepared.X, prepared.y
+    fit_split = "train" if protocol == "held_out" else "all"
+    if config.start == "saturated":
+        from backprop.lab.curvature import saturated_start
+
+        saturated_start(model, X[fit_split], y[fit_split])
+    scale = prepared.target_scale
+    # The network learns the standardised target; every score and curve stays in y's own units.
+    y_fit = {split: (values - scale[0]) / scale[1] for split, values in y.items()} if scale else y
     if protocol == "held_out":
         fit_split, splits = "train", SPLITS
         watch = {
             "X_val": X["val"],
-            "y_val": y["val"],
+            "y_val": y_fit["val"],
             "patience": config.patience,
             "tol": config.tol,
-            "monitor": {"test": (X["test"], y["test"])} if test_curve else {},
+            "monitor": {"test": (X["test"], y_fit["test"])} if test_curve else {},
         }
     else:
         fit_split, splits, watch = "all", ("all",), {}
     history = model.fit(
         X[fit_split],
-        y[fit_split],
+        y_fit[fit_split],
+        target_scale=scale,
         lr=config.lr,
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -107,6 +139,8 @@ def _fit_and_score(
         progress=progress,
         **watch,
     )
+    if scale:
+        model.absorb_target_scale(*scale)
     scores = {split: model.evaluate(X[split], y[split], with_accuracy=prepared.with_accuracy) for split in splits}
     if history.diverged:  # the weights of a diverged run score nothing, however finite they look
         scores = {split: dict.fromkeys(values, math.nan) for split, values in scores.items()}
@@ -148,6 +182,30 @@ def compare_only(prepared: Prepared, task: str, config: TrainConfig) -> RunResul
     return train_model(prepared, task, config, test_curve=False)
 
 
+def fit_fold(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold: int, test_curve: bool = False):
+    """One cross-validation fit: fit on the fold's training rows, stop early on its validation
+    part, score all three; ``config.seed`` is the fold's own (``protocol.fit_seed``)."""
+    return train_model(fold_data(dataset, repeat, fold), task, config, test_curve=test_curve)
+
+
+def fit_all_rows(dataset: Dataset, task: str, config: TrainConfig) -> dict[str, float]:
+    """``train_on_all_rows`` on the table itself (the reference hand-in's protocol)."""
+    return train_on_all_rows(all_rows(dataset), task, config)
+
+
+def initial_lr_limit(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold: int) -> float:
+    """The largest stable full-batch step of this network at its initial weights, on the fold's
+    training rows in the units it learns in (the standardised target when scaled)."""
+    from backprop.lab.curvature import lr_limit
+
+    prepared = fold_data(dataset, repeat, fold)
+    model = build_model(len(prepared.features), task, config)
+    y = prepared.y["train"]
+    if prepared.target_scale:
+        y = (y - prepared.target_scale[0]) / prepared.target_scale[1]
+    return lr_limit(model, prepared.X["train"], y, rng=np.random.default_rng(config.seed))
+
+
 def fit_seconds(prepared: Prepared, task: str, config: TrainConfig, enough: float = 0.05) -> float:
     """How long one fit may take, at most: fits of k and 2k epochs timed here (one BLAS thread, as
     in a worker), k growing until the longer takes ``enough`` seconds, so that their difference,
@@ -172,7 +230,7 @@ def fit_seconds(prepared: Prepared, task: str, config: TrainConfig, enough: floa
     return max(shorter - k * per_epoch, 0.0) + per_epoch * config.epochs
 
 
-def fit_estimates(fits: Sequence[tuple[Prepared, str, TrainConfig]]) -> list[float]:
+def fit_estimates(fits: Sequence[tuple[Dataset, str, TrainConfig]]) -> list[float]:
     """``fit_seconds`` of every (data, task, config): per task the fit with the most weights is
     measured, the others scaled from it by their epochs and weights (an epoch's products grow with
     the weights; fixed costs do not, so small fits come out a little low), so a sweep of many
@@ -183,7 +241,7 @@ def fit_estimates(fits: Sequence[tuple[Prepared, str, TrainConfig]]) -> list[flo
         if task not in largest or weights > largest[task][0]:
             largest[task] = (weights, prepared, config)
     measured = {
-        task: (fit_seconds(prepared, task, config) / weights / config.epochs)
+        task: (fit_seconds(fold_data(prepared, 0, 0), task, config) / weights / config.epochs)
         for task, (weights, prepared, config) in largest.items()
     }
     return [

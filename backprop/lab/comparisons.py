@@ -1,0 +1,188 @@
+"""The paired comparisons the report's conclusions rest on (metrics/comparison.json). No I/O.
+
+Every comparison pairs two models on the same (repeat, fold): the same held-out rows, and for
+two networks the same initial draw. A setting's learning rate is chosen on the validation parts
+(mean over folds, among rates at which every fold learned); the comparison is then on the
+held-out folds, which took no part in the choice.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+
+import pandas as pd
+
+from backprop.lab.protocol import paired_difference
+from backprop.losses import DEFAULT_LOSS
+
+FOLD = ["repeat", "fold"]
+# MSE on a sigmoid output: ∂L/∂z = 2(p − y)·p(1 − p)/n, which at p = ½ is ½ of log loss's
+# (p − y)/n; twice the learning rate gives MSE the same first steps ("matched effective step").
+MSE_MATCHED_LR_FACTOR = 2.0
+
+
+def by_fold(rows: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` indexed by (repeat, fold); a fit that did not learn counts as missing."""
+    kept = rows if "outcome" not in rows else rows.assign(**{column: rows[column].where(rows["outcome"] == "learned")})
+    return kept.set_index(FOLD)[column].sort_index()
+
+
+def paired(a: pd.Series, b: pd.Series, ratio: float, lower_is_better: bool = True) -> dict:
+    """``paired_difference`` of a − b on the folds both sides have."""
+    a, b = a.align(b, join="inner")
+    return paired_difference(a.to_numpy(), b.to_numpy(), lower_is_better=lower_is_better, test_train_ratio=ratio)
+
+
+def point_of(row: Mapping, keys: list[str]) -> dict:
+    return {key: _plain(row[key]) for key in keys}
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def best_lr_per_setting(results: pd.DataFrame, task: str, keys: list[str]) -> pd.DataFrame:
+    """For each setting of the keys other than lr: the lr with the lowest mean validation loss
+    among those where every fold learned (else the lowest anyway, flagged). One row per setting:
+    the setting's keys, ``lr`` and ``every_fold_learned``."""
+    loss = f"val_{DEFAULT_LOSS[task]}"
+    rows = results[results["task"] == task]
+    others = [key for key in keys if key != "lr"]
+    stats = (
+        rows.assign(learned=rows["outcome"] == "learned")
+        .groupby(keys, sort=False)
+        .agg(mean=(loss, "mean"), learned=("learned", "all"))
+        .reset_index()
+    )
+    chosen = []
+    for _, group in stats.groupby(others, sort=False) if others else [((), stats)]:
+        ranked = group.assign(rank=group["mean"].where(group["learned"], float("inf"))).sort_values(["rank", "mean"])
+        chosen.append(ranked.iloc[0])
+    return pd.DataFrame(chosen)[[*keys, "learned"]].rename(columns={"learned": "every_fold_learned"})
+
+
+def settings_compared(results: pd.DataFrame, task: str, keys: list[str], ratio: float) -> dict:
+    """A sweep's answer: each setting (at its own best lr when lr is in the grid), the one with
+    the lowest mean validation loss as ``best``, and ``best − other`` on the held-out folds for
+    every other setting, paired by fold."""
+    metric = f"test_{DEFAULT_LOSS[task]}"
+    rows = results[results["task"] == task]
+    chosen = best_lr_per_setting(results, task, keys) if "lr" in keys else _every_point(rows, keys)
+    settings = []
+    for _, choice in chosen.iterrows():
+        point = point_of(choice, keys)
+        fits = rows.loc[(rows[keys] == pd.Series(point)).all(axis=1)]
+        scores = by_fold(fits, metric)
+        settings.append(
+            {
+                "point": point,
+                "every_fold_learned": bool(choice["every_fold_learned"]),
+                "outcomes": fits["outcome"].value_counts().to_dict(),
+                "val_mean": float(fits[f"val_{DEFAULT_LOSS[task]}"].where(fits["outcome"] == "learned").mean()),
+                f"{metric}_mean": float(scores.mean()),
+                "_scores": scores,
+            }
+        )
+    eligible = [s for s in settings if s["every_fold_learned"]] or settings
+    best = min(eligible, key=lambda s: s["val_mean"])
+    versus = [
+        {"other": other["point"]} | paired(best["_scores"], other["_scores"], ratio)
+        for other in settings
+        if other is not best and other["every_fold_learned"]
+    ]
+    for setting in settings:
+        setting.pop("_scores")
+    return {
+        "metric": metric,
+        "chosen_by": f"val_{DEFAULT_LOSS[task]}",
+        "best": best["point"],
+        "settings": settings,
+        "best_minus_other": versus,
+    }
+
+
+def _every_point(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    learned = rows.assign(ok=rows["outcome"] == "learned").groupby(keys, sort=False)["ok"].all().reset_index()
+    return learned.rename(columns={"ok": "every_fold_learned"})
+
+
+def against_baselines(network: pd.DataFrame, baselines: pd.DataFrame, task: str, ratio: float) -> dict:
+    """Our network (the train settings, every fold) minus each baseline, on the held-out folds."""
+    metric = f"test_{DEFAULT_LOSS[task]}"
+    ours = by_fold(network, metric)
+    rows = baselines[baselines["task"] == task]
+    return {
+        f"network_vs_{model}": {"metric": metric} | paired(ours, by_fold(fits, metric), ratio)
+        for model, fits in rows.groupby("model", sort=False)
+    }
+
+
+def capacity(results: pd.DataFrame, task: str, key: str, ratio: float) -> dict:
+    """Fixed budget, no early stopping: each width against the next wider one on the training
+    rows (capacity) and on the held-out rows (generalisation), paired by fold."""
+    loss = DEFAULT_LOSS[task]
+    rows = results[results["task"] == task]
+    values = list(dict.fromkeys(rows[key]))
+    steps = []
+    for narrow, wide in itertools.pairwise(values):
+        a, b = rows[rows[key] == narrow], rows[rows[key] == wide]
+        steps.append(
+            {"from": _plain(narrow), "to": _plain(wide)}
+            | {
+                f"{split}_{loss}_wider_minus_narrower": paired(
+                    by_fold(b, f"{split}_{loss}"), by_fold(a, f"{split}_{loss}"), ratio
+                )
+                for split in ("train", "test")
+            }
+        )
+    return {"key": key, "steps": steps}
+
+
+def loss_mechanism(results: pd.DataFrame, reach: str, ratio: float) -> dict:
+    """Log loss against MSE on the sigmoid output, at the same lr and at a matched effective
+    step (MSE at ``MSE_MATCHED_LR_FACTOR`` × log loss's lr): the first epoch each reaches the
+    ``reach`` level (log loss − MSE, paired by fold; folds that never reach it are counted), and
+    the held-out log loss."""
+    rows = results[results["task"] == "classification"]
+    column = f"reach_{reach}"
+    lrs = sorted(set(rows["lr"]))
+    pairs = []
+    for lr in lrs:
+        for factor, label in ((1.0, "same lr"), (MSE_MATCHED_LR_FACTOR, "matched step")):
+            mse_lr = lr * factor
+            a = rows[(rows["loss"] == "log_loss") & (rows["lr"] == lr)]
+            b = rows[(rows["loss"] == "mse") & (rows["lr"] == mse_lr)]
+            if a.empty or b.empty:
+                continue
+            pairs.append(
+                {
+                    "log_loss_lr": lr,
+                    "mse_lr": mse_lr,
+                    "kind": label,
+                    "reached": {
+                        "log_loss": int(a[column].notna().sum()),
+                        "mse": int(b[column].notna().sum()),
+                        "of": len(a),
+                    },
+                    "epochs_log_loss_mean": float(a[column].mean()),
+                    "epochs_mse_mean": float(b[column].mean()),
+                    "epochs_log_loss_minus_mse": paired(a.set_index(FOLD)[column], b.set_index(FOLD)[column], ratio),
+                    "test_log_loss_log_loss_minus_mse": paired(
+                        by_fold(a, "test_log_loss"), by_fold(b, "test_log_loss"), ratio
+                    ),
+                    "test_accuracy_log_loss_minus_mse": paired(
+                        by_fold(a, "test_accuracy"), by_fold(b, "test_accuracy"), ratio, lower_is_better=False
+                    ),
+                }
+            )
+    return {"reach": reach, "pairs": pairs}
+
+
+def best_vs_baseline(results: pd.DataFrame, answer: dict, baselines: pd.DataFrame, task: str, model: str, ratio: float):
+    """A sweep's best setting (chosen on validation) minus a baseline, on the held-out folds."""
+    metric = answer["metric"]
+    rows = results[results["task"] == task]
+    best = rows.loc[(rows[list(answer["best"])] == pd.Series(answer["best"])).all(axis=1)]
+    other = baselines[(baselines["task"] == task) & (baselines["model"] == model)]
+    return {"metric": metric, "best": answer["best"]} | paired(by_fold(best, metric), by_fold(other, metric), ratio)

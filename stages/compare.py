@@ -1,0 +1,56 @@
+"""The paired comparisons over folds that the report's conclusions rest on (dvc stage `compare`):
+our network against every baseline, each sweep's settings against its best (each at its own
+best learning rate), capacity against width, log loss against MSE."""
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from backprop.lab.comparisons import against_baselines, best_vs_baseline, capacity, loss_mechanism, settings_compared
+from backprop.lab.config import load_data, load_sweep, read_params
+from backprop.lab.io import read_csv, run_stage, staged_outputs
+from backprop.lab.protocol import overlap_ratio
+from backprop.losses import TASKS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--metrics", required=True, help="folder with <task>-scores.json and baselines.json")
+    parser.add_argument("--sweeps", required=True, help="folder with <name>/results.csv")
+    parser.add_argument("--names", nargs="+", required=True, help="the sweeps to compare")
+    parser.add_argument("--out", required=True, help="the JSON file of comparisons")
+    args = parser.parse_args()
+
+    params = read_params()
+    sweep, ratio = load_sweep(params), overlap_ratio(load_data(params).folds)
+    metrics = Path(args.metrics)
+    baselines = pd.DataFrame(json.loads((metrics / "baselines.json").read_text())["held_out"])
+    comparison = {"interval": f"95% t interval over folds, Nadeau-Bengio corrected (n_test/n_train = {ratio:.3g})"}
+    for task in TASKS:
+        network = pd.DataFrame(json.loads((metrics / f"{task}-scores.json").read_text())["folds"])
+        comparison[task] = against_baselines(network, baselines, task, ratio) | {"sweeps": {}}
+    for name in args.names:
+        spec, results = sweep.spec(name), read_csv(Path(args.sweeps) / name / "results.csv")
+        for task in spec.tasks:
+            answer = settings_compared(results, task, spec.keys, ratio)
+            answer["best_vs_linear"] = best_vs_baseline(results, answer, baselines, task, "linear", ratio)
+            if spec.fixed.get("patience") == 0 and spec.keys == ["hidden"]:
+                answer["capacity"] = capacity(results, task, "hidden", ratio)
+            for curve in spec.reach:
+                if "loss" in spec.keys and task == "classification":
+                    answer["loss_mechanism"] = loss_mechanism(results, curve, ratio)
+            comparison[task]["sweeps"][name] = answer
+    with staged_outputs() as outputs:
+        outputs.json(args.out, comparison)
+    for task in TASKS:
+        versus = comparison[task]["network_vs_linear"]
+        print(
+            f"compare {task}: network − linear on held-out folds {versus['mean']:.4g} "
+            f"(95% CI {versus['ci_low']:.4g} to {versus['ci_high']:.4g}, wins {versus['wins']}/{versus['n']})"
+        )
+
+
+if __name__ == "__main__":
+    run_stage(main)
