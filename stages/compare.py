@@ -36,7 +36,7 @@ def main() -> None:
         for task in spec.tasks:
             answer = settings_compared(results, task, spec.keys, ratio)
             answer["best_vs_linear"] = best_vs_baseline(results, answer, baselines, task, "linear", ratio)
-            if spec.fixed.get("patience") == 0 and spec.keys == ["hidden"]:
+            if spec.fixed.get("patience") == 0 and "hidden" in spec.keys:
                 answer["capacity"] = capacity(results, task, "hidden", ratio)
             for curve in spec.reach:
                 if "loss" in spec.keys and task == "classification":

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from backprop.lab.config import load_train, read_params
+from backprop.lab.config import load_data, load_sweep, load_train, read_params
 from backprop.lab.io import run_stage, staged_outputs
+from backprop.lab.protocol import overlap_ratio
 from backprop.lab.report import ReportInputs, build, render_html, render_markdown
 from backprop.lab.tracking import git_commit, redact
 from backprop.losses import TASKS
@@ -50,13 +51,8 @@ def main() -> None:
     train = load_train(params)
     runs = Path(args.runs)
     train_runs = read_json(runs / "train.json")
-    sweeps = {
-        name: (
-            pd.read_csv(Path(args.sweeps) / name / "results.csv"),
-            pd.read_csv(Path(args.sweeps) / name / "curves.csv"),
-        )
-        for name in args.names
-    }
+    sweep = load_sweep(params)
+    summaries = {name: pd.read_csv(Path(args.sweeps) / name / "summary.csv") for name in args.names}
     sweep_runs = {}
     for name in args.names:
         record = read_json(runs / f"sweep_{name}.json")
@@ -64,13 +60,15 @@ def main() -> None:
     baselines = read_json(Path(args.metrics) / "baselines.json")
     schemas = {task: read_json(Path(args.prepared) / task / "schema.json") for task in TASKS}
     inputs = ReportInputs(
+        scores={task: read_json(Path(args.metrics) / f"{task}-scores.json") for task in TASKS},
         baselines=baselines,
+        comparison=read_json(Path(args.metrics) / "comparison.json"),
         schemas=schemas,
         histories={task: pd.read_csv(Path(args.plots) / task / "history.csv") for task in TASKS},
-        summaries={task: read_json(Path(args.metrics) / f"{task}-scores.json") for task in TASKS},
         train_config={task: train.for_task(task).as_params() for task in TASKS},
-        sweeps=sweeps,
-        epochs=train.epochs,
+        summaries=summaries,
+        sweep_specs={name: sweep.spec(name) for name in args.names},
+        ratio=overlap_ratio(load_data(params).folds),
         provenance={
             "commit": git_commit(),
             "dirty": source_changed(),
@@ -79,7 +77,7 @@ def main() -> None:
             "train_runs": train_runs["runs"],
             "sweep_runs": sweep_runs,
             "baselines_run": read_json(runs / "baselines.json")["parent"],
-            "baseline_children": len(baselines["seeds"]) * len(TASKS),
+            "baseline_children": sum(row["model"] == "sklearn" for row in baselines["held_out"]),
             "schemas": schemas,
             "versions": {"python": platform.python_version()} | {name: version(name) for name in PACKAGES},
             "params_yaml": params_text.strip(),

@@ -88,9 +88,9 @@ def main() -> None:
             for job in limits:
                 network = job.key[1]
                 limit.setdefault(network, []).append(done[job.key])
-            summary["lr_limit"] = [
-                float(np.mean(limit[limit_key(task, config)])) for task in spec.tasks for _, config in points[task]
-            ]
+            networks = [limit_key(task, config) for task in spec.tasks for _, config in points[task]]
+            for column in limit[networks[0]][0]:
+                summary[column] = [float(np.mean([fold[column] for fold in limit[network]])) for network in networks]
             losses = {task: DEFAULT_LOSS[task] for task in spec.tasks}  # ranked by the task's own loss
             best = best_points(summary, [], losses)
             paths = [outputs.path(out / name) for name in ("results.csv", "curves.csv", "summary.csv")]

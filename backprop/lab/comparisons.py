@@ -42,11 +42,12 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def best_lr_per_setting(results: pd.DataFrame, task: str, keys: list[str]) -> pd.DataFrame:
-    """For each setting of the keys other than lr: the lr with the lowest mean validation loss
-    among those where every fold learned (else the lowest anyway, flagged). One row per setting:
-    the setting's keys, ``lr`` and ``every_fold_learned``."""
-    loss = f"val_{DEFAULT_LOSS[task]}"
+def best_lr_per_setting(results: pd.DataFrame, task: str, keys: list[str], split: str = "val") -> pd.DataFrame:
+    """For each setting of the keys other than lr: the lr with the lowest mean loss on ``split``
+    (validation: the choice of a model; train: what a setting can fit) among those where every
+    fold learned (else the lowest anyway, flagged). One row per setting: the setting's keys,
+    ``lr`` and ``every_fold_learned``."""
+    loss = f"{split}_{DEFAULT_LOSS[task]}"
     rows = results[results["task"] == task]
     others = [key for key in keys if key != "lr"]
     stats = (
@@ -68,7 +69,8 @@ def settings_compared(results: pd.DataFrame, task: str, keys: list[str], ratio: 
     every other setting, paired by fold."""
     metric = f"test_{DEFAULT_LOSS[task]}"
     rows = results[results["task"] == task]
-    chosen = best_lr_per_setting(results, task, keys) if "lr" in keys else _every_point(rows, keys)
+    per_setting = "lr" in keys and len(keys) > 1
+    chosen = best_lr_per_setting(results, task, keys) if per_setting else _every_point(rows, keys)
     settings = []
     for _, choice in chosen.iterrows():
         point = point_of(choice, keys)
@@ -119,16 +121,22 @@ def against_baselines(network: pd.DataFrame, baselines: pd.DataFrame, task: str,
 
 
 def capacity(results: pd.DataFrame, task: str, key: str, ratio: float) -> dict:
-    """Fixed budget, no early stopping: each width against the next wider one on the training
-    rows (capacity) and on the held-out rows (generalisation), paired by fold."""
+    """Fixed budget, no early stopping: each width at the lr where it fits its training rows best
+    (lowest mean train loss among the lrs where every fold learned), against the next wider one
+    on the training rows (capacity) and on the held-out rows (generalisation), paired by fold."""
     loss = DEFAULT_LOSS[task]
     rows = results[results["task"] == task]
-    values = list(dict.fromkeys(rows[key]))
+    keys = [key, "lr"] if "lr" in rows else [key]
+    chosen = best_lr_per_setting(results, task, keys, split="train") if "lr" in rows else _every_point(rows, keys)
+    fits = {
+        _plain(choice[key]): rows.loc[(rows[keys] == pd.Series(point_of(choice, keys))).all(axis=1)]
+        for _, choice in chosen.iterrows()
+    }
     steps = []
-    for narrow, wide in itertools.pairwise(values):
-        a, b = rows[rows[key] == narrow], rows[rows[key] == wide]
+    for narrow, wide in itertools.pairwise(fits):
+        a, b = fits[narrow], fits[wide]
         steps.append(
-            {"from": _plain(narrow), "to": _plain(wide)}
+            {"from": point_of(a.iloc[0], keys), "to": point_of(b.iloc[0], keys)}
             | {
                 f"{split}_{loss}_wider_minus_narrower": paired(
                     by_fold(b, f"{split}_{loss}"), by_fold(a, f"{split}_{loss}"), ratio
@@ -136,7 +144,7 @@ def capacity(results: pd.DataFrame, task: str, key: str, ratio: float) -> dict:
                 for split in ("train", "test")
             }
         )
-    return {"key": key, "steps": steps}
+    return {"key": key, "chosen_by": f"train_{loss}", "steps": steps}
 
 
 def loss_mechanism(results: pd.DataFrame, reach: str, ratio: float) -> dict:

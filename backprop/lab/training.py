@@ -193,17 +193,24 @@ def fit_all_rows(dataset: Dataset, task: str, config: TrainConfig) -> dict[str, 
     return train_on_all_rows(all_rows(dataset), task, config)
 
 
-def initial_lr_limit(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold: int) -> float:
+def initial_lr_limit(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold: int) -> dict[str, float]:
     """The largest stable full-batch step of this network at its initial weights, on the fold's
-    training rows in the units it learns in (the standardised target when scaled)."""
+    training rows: ``lr_limit`` in the units it learns in, and for a standardised target also
+    ``lr_limit_unscaled``, the limit the same network would have on the raw target (what
+    standardising changes)."""
     from backprop.lab.curvature import lr_limit
 
     prepared = fold_data(dataset, repeat, fold)
-    model = build_model(len(prepared.features), task, config)
-    y = prepared.y["train"]
-    if prepared.target_scale:
-        y = (y - prepared.target_scale[0]) / prepared.target_scale[1]
-    return lr_limit(model, prepared.X["train"], y, rng=np.random.default_rng(config.seed))
+    X, y = prepared.X["train"], prepared.y["train"]
+
+    def limit(target):
+        model = build_model(len(prepared.features), task, config)
+        return lr_limit(model, X, target, rng=np.random.default_rng(config.seed))
+
+    if not prepared.target_scale:
+        return {"lr_limit": limit(y)}
+    mean, std = prepared.target_scale
+    return {"lr_limit": limit((y - mean) / std), "lr_limit_unscaled": limit(y)}
 
 
 def fit_seconds(prepared: Prepared, task: str, config: TrainConfig, enough: float = 0.05) -> float:

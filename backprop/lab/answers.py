@@ -1,0 +1,429 @@
+"""The answers to 2.1–2.5 and section 3, as report sections built from this run's files: the
+sweeps' summaries, the cross-validated scores and the paired comparisons (metrics/comparison.json).
+No I/O. Every conclusion is a sentence generated from a comparison with its interval; a
+difference whose 95% interval contains 0 is stated as "no difference detected", never a ranking.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from backprop.lab.blocks import LABELS, REFERENCE_HAND_IN, figure, fmt, paragraph, section, table
+from backprop.lab.protocol import OUTCOMES
+from backprop.losses import DEFAULT_LOSS, TASKS
+
+# ---- words for numbers --------------------------------------------------------------------------
+
+
+def interval(stats: dict, digits: int = 4) -> str:
+    """``2939 (95% CI 2569 to 3310)`` from a mean_interval / paired_difference dict."""
+    if not stats or not math.isfinite(stats.get("mean", math.nan)):
+        return "n/a"
+    if not math.isfinite(stats.get("ci_low", math.nan)):
+        return fmt(stats["mean"], digits)
+    return f"{fmt(stats['mean'], digits)} ({fmt(stats['ci_low'], digits)} to {fmt(stats['ci_high'], digits)})"
+
+
+def verdict(difference: dict, *, lower: str, higher: str) -> str:
+    """A paired difference a − b in words: ``lower`` / ``higher`` only when its 95% interval
+    excludes 0, else "no difference detected"; always with the interval and wins."""
+    low, high = difference.get("ci_low", math.nan), difference.get("ci_high", math.nan)
+    if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 <= high:
+        finding = "no difference detected"
+    else:
+        finding = lower if high < 0 else higher
+    return (
+        f"{finding} (difference {fmt(difference['mean'], 3)}, 95% CI {fmt(low, 3)} to {fmt(high, 3)}; "
+        f"better in {difference['wins']} of {difference['n']} folds)"
+    )
+
+
+def point_text(point: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in point.items())
+
+
+def outcome_text(counts: dict) -> str:
+    return ", ".join(f"{int(counts[name])} {name}" for name in OUTCOMES if counts.get(name))
+
+
+def summary_outcomes(row: pd.Series) -> str:
+    return outcome_text({name: row[name] for name in OUTCOMES})
+
+
+def mean_ci(row: pd.Series, column: str) -> str:
+    return interval({k: row.get(f"{column}_{k}", math.nan) for k in ("mean", "ci_low", "ci_high")})
+
+
+def compared_settings(answer: dict, noun: str) -> str:
+    """The sweep's choice and every other setting against it, on the held-out folds."""
+    metric = LABELS[answer["metric"].removeprefix("test_")]
+    best = point_text(answer["best"])
+    parts = [
+        f"Chosen on validation ({answer['chosen_by'].replace('_', ' ')}, mean over folds, among {noun}s where every "
+        f"fold learned): **{best}**. Each other {noun} against it on the held-out folds (test {metric}, other − chosen)"
+    ]
+    better, worse, ties = [], [], []
+    for versus in answer["best_minus_other"]:
+        other = {"mean": -versus["mean"], "ci_low": -versus["ci_high"], "ci_high": -versus["ci_low"]}
+        label = f"{point_text(versus['other'])}: {interval(other, 3)}"
+        low, high = other["ci_low"], other["ci_high"]
+        if math.isfinite(low) and high < 0:
+            better.append(label)
+        elif math.isfinite(low) and low > 0:
+            worse.append(label)
+        else:
+            ties.append(label)
+    if worse:
+        parts.append(f"detectably worse: {'; '.join(worse)}")
+    if better:
+        parts.append(f"detectably better than the chosen one: {'; '.join(better)}")
+    if ties:
+        parts.append(f"no difference detected: {'; '.join(ties)}")
+    failed = [s for s in answer["settings"] if not s["every_fold_learned"]]
+    if failed:
+        parts.append(
+            f"not compared because no learning rate learned in every fold: "
+            f"{'; '.join(point_text(s['point']) + ' (' + outcome_text(s['outcomes']) + ')' for s in failed)}"
+        )
+    return parts[0] + ": " + "; ".join(parts[1:]) + "."
+
+
+# ---- 2.1 ------------------------------------------------------------------------------------------
+
+
+def protocol_paragraph(schemas: dict, comparison: dict) -> dict:
+    reg = schemas["regression"]
+    folds, repeats = reg["folds"], reg["repeats"]
+    sizes = reg["fold_rows"]
+    return paragraph(
+        f"**Protocol.** {folds}-fold cross-validation, repeated {repeats}× (stratified by class for "
+        f"classification): each fold is held out once as the test rows; of the other rows a validation part "
+        f"({min(sizes['val'])}–{max(sizes['val'])} rows for regression) stops training early (best epoch's weights "
+        f"restored) and makes every choice (a learning rate, logistic regression's C); the network learns on the "
+        f"rest ({min(sizes['train'])}–{max(sizes['train'])} rows). Features are standardised with the training "
+        f"rows' statistics of each fold"
+        + (
+            "; so is the regression target, and every score, curve and prediction is mapped back to its units"
+            if reg.get("scale_target")
+            else ""
+        )
+        + f". Every model below is fitted on the same folds, so each comparison is paired by fold. Intervals: "
+        f"{comparison['interval']}: the folds share training rows, so a plain t interval would be too narrow."
+    )
+
+
+def _cv_cells(stats: dict, metrics: list[str]) -> list[str]:
+    return [interval(stats.get(f"test_{m}", {})) for m in metrics]
+
+
+def _fold_stats(rows: pd.DataFrame, metrics: list[str], ratio: float) -> dict:
+    from backprop.lab.protocol import mean_interval
+
+    return {f"test_{m}": mean_interval(rows[f"test_{m}"], ratio) for m in metrics if f"test_{m}" in rows}
+
+
+def answer_21(scores: dict, baselines: dict, comparison: dict, schemas: dict, configs: dict, ratio: float) -> dict:
+    blocks = [protocol_paragraph(schemas, comparison)]
+    held_out = pd.DataFrame(baselines["held_out"])
+    for task in TASKS:
+        metrics = ["mse", "accuracy", "r2"] if task == "regression" else ["log_loss", "accuracy"]
+        schema, config = schemas[task], configs[task]
+        linear = "ordinary least squares" if task == "regression" else "logistic regression, C chosen on validation"
+        kind = "Regressor" if task == "regression" else "Classifier"
+        sklearn = f"scikit-learn MLP{kind}, same settings and early stopping"
+        folds = len(scores[task]["folds"])
+        cv = f"held-out folds, mean (95% CI) over {folds}"
+        rows = [["this network", cv, *_cv_cells(scores[task]["summary"], metrics)]]
+        names = {"linear": linear, "sklearn": sklearn, "constant": "constant (training mean / class prior)"}
+        for model, label in names.items():
+            fits = held_out[(held_out["task"] == task) & (held_out["model"] == model)]
+            if len(fits):
+                rows.append([label, cv, *_cv_cells(_fold_stats(fits, metrics, ratio), metrics)])
+        every = baselines["all_rows"][task]
+        protocol = f"fit and scored on all {schema['rows']} rows"
+        if task == "regression":
+            rows.append(
+                ["reference hand-in (**not from this run**)", protocol, fmt(REFERENCE_HAND_IN["mse"]),
+                 fmt(REFERENCE_HAND_IN["accuracy"]), "not reported"]
+            )  # fmt: skip
+        for model, label in (("ours", "this network (no early stopping)"), ("linear", linear.split(",")[0]),
+                             ("sklearn", "scikit-learn MLP (no early stopping)")):  # fmt: skip
+            if model in every:
+                rows.append([label, protocol, *[fmt(every[model].get(m)) for m in metrics]])
+        blocks.append(
+            paragraph(
+                f"**{task.capitalize()}**: `{schema['source']}` ({schema['rows']} rows, {len(schema['features'])} "
+                f"features, target `{schema['target']}`). Network: hidden {config['hidden']}, {config['activation']}, "
+                f"lr {config['lr']}, at most {config['epochs']} epochs, batch {config['batch_size'] or 'full'}, "
+                f"patience {config['patience']}. Outcomes over folds: {outcome_text(scores[task]['outcomes'])}."
+            )
+        )
+        blocks.append(table(["model", "protocol", *[LABELS[m] for m in metrics]], rows))
+        splits = [
+            [split, *[interval(scores[task]["summary"].get(f"{split}_{m}", {})) for m in metrics]]
+            for split in ("train", "val", "test")
+        ]
+        blocks.append(
+            table(["this network, rows", *[LABELS[m] for m in metrics]], splits, f"{task}: train, val, test per fold")
+        )
+        loss = LABELS[DEFAULT_LOSS[task]]
+        verdicts = []
+        for model, label in (("linear", linear.split(",")[0]), ("sklearn", "scikit-learn's MLP"),
+                             ("constant", "the constant model")):  # fmt: skip
+            versus = comparison[task].get(f"network_vs_{model}")
+            if versus:
+                verdicts.append(f"against {label}, {verdict(versus, lower='lower', higher='higher')}")
+        blocks.append(paragraph(f"**{task.capitalize()}, test {loss} of this network** " + "; ".join(verdicts) + "."))
+    reg = baselines["all_rows"]["regression"]
+    constant = held_out[(held_out["task"] == "regression") & (held_out["model"] == "constant")]
+    blocks += [
+        paragraph(
+            "**Accuracy for regression** is 1 − mean(|y − ŷ| / |y|), one minus the mean absolute percentage error, "
+            "as in the reference hand-in. It is not a probability (it can be negative), it weighs an error of 30 on "
+            "a target of 50 six times more than the same error on 300, and the constant model already scores "
+            f"{interval(_fold_stats(constant, ['accuracy'], ratio)['test_accuracy'])}. "
+            "MSE and R² are the honest measures; R² is 1 − MSE / variance of y."
+        ),
+        paragraph(
+            f"**All rows.** Fitted and scored on every row, as the reference hand-in did, the network reaches MSE "
+            f"{fmt(reg['ours']['mse'])} against {fmt(reg['linear']['mse'])} for least squares (the reference "
+            f"stopped at {fmt(REFERENCE_HAND_IN['mse'])}, the level of a linear fit). That protocol scores "
+            "memorisation: the held-out folds above are the answer."
+        ),
+    ]
+    return section("2.1 Average MSE and accuracy", blocks, "q21")
+
+
+# ---- 2.2 ------------------------------------------------------------------------------------------
+
+
+def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
+    blocks = []
+    for task in TASKS:
+        history, folds = histories[task], scores[task]["folds"]
+        loss = DEFAULT_LOSS[task]
+        val, train = history[f"val_{loss}"], history[f"train_{loss}"]
+        shipped = folds[0]
+        text = (
+            f"**{task.capitalize()}** (the network of repeat 0, fold 0, shipped as `models/{task}`; its test curve "
+            f"is its held-out fold): {shipped['epochs_run']} epochs run; validation {LABELS[loss]} is lowest at "
+            f"epoch {shipped['best_epoch']} ({fmt(float(val[shipped['best_epoch']]))}), whose weights were restored "
+            f"(patience {configs[task]['patience']}); at the last epoch train is {fmt(float(train.iloc[-1]))} and "
+            f"validation {fmt(float(val.iloc[-1]))}. Best epochs over all folds: "
+            f"{', '.join(str(f['best_epoch']) for f in folds)}."
+        )
+        if float(val.iloc[-1]) > float(val.min()) * 1.02:
+            text += " Validation loss rising while training loss keeps falling is overfitting; early stopping ends it."
+        blocks += [
+            paragraph(text),
+            figure(f"history_{task}.png", f"{task}: loss and accuracy per epoch, train/val/test"),
+        ]
+    blocks.append(
+        paragraph(
+            "Row e of each curve is the network after e updates; the full curves are `plots/<task>/history.csv` "
+            "(and an artifact of the MLflow run), so `dvc plots diff` compares them across experiments."
+        )
+    )
+    return section("2.2 Loss and accuracy as a function of the number of iterations", blocks, "q22")
+
+
+# ---- 2.3–2.5 --------------------------------------------------------------------------------------
+
+
+def summary_table(summary: pd.DataFrame, keys: list[str], task: str, limit: bool = True) -> dict:
+    loss = DEFAULT_LOSS[task]
+    rows = summary[summary["task"] == task]
+    header = [*keys, "folds by outcome", f"train {LABELS[loss]}", f"val {LABELS[loss]}", f"test {LABELS[loss]}"]
+    if limit and "lr_limit" in rows:
+        header.append("lr limit at init")
+    body = []
+    for _, row in rows.iterrows():
+        cells = [str(row[key]) for key in keys] + [summary_outcomes(row)]
+        cells += [mean_ci(row, f"{split}_{loss}") for split in ("train", "val", "test")]
+        if limit and "lr_limit" in rows:
+            cells.append(fmt(row["lr_limit"], 3))
+        body.append(cells)
+    return table(header, body, f"{task}: mean (95% CI) over the folds that learned")
+
+
+def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
+    """Where training broke against the lr limit at initialisation, per setting of ``group``."""
+    parts = []
+    rows = summary[summary["task"] == task]
+    for values, part in rows.groupby(group, sort=False) if group else [((), rows)]:
+        limit = float(part["lr_limit"].iloc[0])
+        complete = part[part["learned"] == part["fits"]]
+        broken = part[part["learned"] < part["fits"]]
+        largest = complete["lr"].max() if len(complete) else None
+        first_broken = broken["lr"].min() if len(broken) else None
+        label = point_text(dict(zip(group, values if isinstance(values, tuple) else (values,), strict=True)))
+        text = f"{label + ': ' if label else ''}limit {fmt(limit, 3)}"
+        if largest is None:
+            text += ", no lr learned in every fold"
+        else:
+            text += f", largest lr that learned in every fold {fmt(largest)} ({fmt(largest / limit, 2)}× the limit)"
+        if first_broken is not None:
+            text += f", smallest that did not {fmt(first_broken)} ({fmt(first_broken / limit, 2)}× the limit)"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def answer_23(summary: pd.DataFrame, comparison: dict) -> dict:
+    answer = comparison["regression"]["sweeps"]["lr"]
+    blocks = [
+        paragraph(
+            "Every learning rate on every fold; all other settings from `train`. The **lr limit** is 2/λ_max of the "
+            "loss Hessian at the initial weights (Lanczos on finite-difference Hessian-vector products, "
+            "`backprop/lab/curvature.py`): the largest step at which full-batch gradient descent on a quadratic "
+            "with that curvature would not diverge, mean over folds."
+        ),
+        paragraph(compared_settings(answer, "learning rate")),
+        paragraph("Against the limit: " + limit_sentence(summary, "regression", []) + "."),
+    ]
+    if "lr_limit_unscaled" in summary:
+        row = summary.iloc[0]
+        blocks.append(
+            paragraph(
+                f"**What standardising the target changes**: the same network's limit on the raw target (y from "
+                f"25 to 346) is {fmt(row['lr_limit_unscaled'], 3)}, against {fmt(row['lr_limit'], 3)} on the "
+                f"standardised one: {fmt(row['lr_limit'] / row['lr_limit_unscaled'], 2)}× larger steps are stable, "
+                "and the first epochs no longer go into learning the mean."
+            )
+        )
+    blocks += [
+        figure("sweep_lr.png", "val and test MSE against the learning rate, with the lr limit at initialisation"),
+        summary_table(summary, ["lr"], "regression"),
+    ]
+    return section("2.3 The effect of the learning rate", blocks, "q23")
+
+
+def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict) -> dict:
+    answer = comparison["regression"]["sweeps"]["hidden"]
+    blocks = [
+        paragraph(
+            "Two experiments, because early stopping mixes two things. **Generalisation**: every width × learning "
+            "rate, early-stopped on validation, each width compared at its own best learning rate (a shared rate "
+            "would decide the result before training: the stable step shrinks as the layer widens)."
+        ),
+        paragraph(compared_settings(answer, "width")),
+        paragraph(
+            "Against the lr limit at initialisation, per width: "
+            + limit_sentence(hidden, "regression", ["hidden"])
+            + "."
+        ),
+        figure(
+            "sweep_hidden_regression.png", "val MSE per width and learning rate; hatched cells: not every fold learned"
+        ),
+        summary_table(hidden, ["hidden", "lr"], "regression"),
+    ]
+    steps = comparison["regression"]["sweeps"]["capacity"].get("capacity", {}).get("steps", [])
+    sentences = []
+    for step in steps:
+        train = step["train_mse_wider_minus_narrower"]
+        test = step["test_mse_wider_minus_narrower"]
+        sentences.append(
+            f"{point_text(step['from'])} → {point_text(step['to'])}: "
+            f"train {verdict(train, lower='lower', higher='higher')}, "
+            f"test {verdict(test, lower='lower', higher='higher')}"
+        )
+    blocks += [
+        paragraph(
+            "**Capacity**: a fixed budget of epochs and no early stopping (params.yaml `sweep.capacity`), each "
+            "width at the learning rate where its training error is lowest, so the training error measures what "
+            "each width can fit in that budget. Each width against the next wider one, paired by fold (wider − "
+            "narrower): " + "; ".join(sentences) + "."
+        ),
+        figure("sweep_capacity.png", "train, val and test MSE against width at a fixed budget of epochs"),
+        summary_table(capacity, ["hidden", "lr"], "regression"),
+    ]
+    return section("2.4 The effect of the number of hidden neurons", blocks, "q24")
+
+
+def answer_25(summary: pd.DataFrame, comparison: dict) -> dict:
+    blocks = [
+        paragraph(
+            "Every activation × learning rate on every fold, both tasks; each activation compared at its own best "
+            "learning rate (chosen on validation). g′ for each is in section 1."
+        )
+    ]
+    for task in TASKS:
+        answer = comparison[task]["sweeps"].get("activation")
+        if not answer:
+            continue
+        blocks += [
+            paragraph(f"**{task.capitalize()}.** " + compared_settings(answer, "activation")),
+            figure(
+                f"sweep_activation_{task}.png",
+                f"{task}: val {LABELS[DEFAULT_LOSS[task]]} per activation and learning rate",
+            ),
+            paragraph(f"Against the lr limit at initialisation: {limit_sentence(summary, task, ['activation'])}."),
+            summary_table(summary, ["activation", "lr"], task),
+        ]
+    return section("2.5 The effect of the activation function", blocks, "q25")
+
+
+# ---- 3 ------------------------------------------------------------------------------------------
+
+
+def mechanism_sentences(mechanism: dict, what: str) -> list[str]:
+    sentences = []
+    for pair in mechanism["pairs"]:
+        reached = pair["reached"]
+        difference = pair["epochs_log_loss_minus_mse"]
+        head = (
+            f"log loss at lr {fmt(pair['log_loss_lr'])} vs MSE at lr {fmt(pair['mse_lr'])} ({pair['kind']}): "
+            f"{what} reached in {reached['log_loss']}/{reached['of']} vs {reached['mse']}/{reached['of']} folds, "
+            f"after {fmt(pair['epochs_log_loss_mean'], 3)} vs {fmt(pair['epochs_mse_mean'], 3)} epochs on average"
+        )
+        if difference["n"] >= 2:
+            head += "; log loss − MSE " + verdict(
+                difference, lower="fewer epochs for log loss", higher="more epochs for log loss"
+            )
+        test = pair["test_log_loss_log_loss_minus_mse"]
+        head += "; held-out log loss, log loss − MSE: " + verdict(
+            test, lower="lower with log loss", higher="higher with log loss"
+        )
+        sentences.append(head)
+    return sentences
+
+
+def answer_3(loss: pd.DataFrame, saturated: pd.DataFrame, comparison: dict, specs: dict) -> dict:
+    sweeps = comparison["classification"]["sweeps"]
+    blocks = [
+        paragraph(
+            "Log loss and MSE on the same sigmoid output. At a start where ŷ ≈ ½ the MSE error term "
+            "(2/n)(ŷ − y)ŷ(1 − ŷ) is half of log loss's (1/n)(ŷ − y), so MSE at twice the learning rate takes the "
+            "same first steps (**matched step**). Both are scored with log loss, which puts them on one scale."
+        )
+    ]
+    if "loss" in sweeps:
+        level = specs["loss"].reach
+        curve, value = next(iter(level.items()))
+        blocks += [
+            paragraph(
+                f"**From the usual start** (glorot weights, ŷ near ½), epochs until {curve.replace('_', ' ')} "
+                f"≥ {value}: "
+                + "; ".join(mechanism_sentences(sweeps["loss"]["loss_mechanism"], curve.replace("_", " ")))
+                + "."
+            ),
+            figure("sweep_loss.png", f"{curve.replace('_', ' ')} per epoch, log loss vs MSE, mean over folds"),
+            summary_table(loss, ["loss", "lr"], "classification", limit=False),
+        ]
+    if "saturated" in sweeps:
+        level = specs["saturated"].reach
+        curve, value = next(iter(level.items()))
+        blocks += [
+            paragraph(
+                "**From a confidently wrong start**: the same initial weights with the output bias moved so that every "
+                "training row starts at P(y = 1) < 0.01 (`saturated_start`): every positive row is confidently wrong, "
+                "where ŷ(1 − ŷ) ≈ 0 silences MSE's error term and log loss's stays ≈ −1/n. Epochs until "
+                f"{curve.replace('_', ' ')} ≥ {value}: "
+                + "; ".join(mechanism_sentences(sweeps["saturated"]["loss_mechanism"], curve.replace("_", " ")))
+                + "."
+            ),
+            figure("sweep_saturated.png", f"{curve.replace('_', ' ')} per epoch from the saturated start"),
+            summary_table(saturated, ["loss", "lr"], "classification", limit=False),
+        ]
+    return section("3. MSE versus log loss for classification", blocks, "loss")
