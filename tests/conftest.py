@@ -32,14 +32,28 @@ def diabetes():
 # ---- end-to-end: a copy of this repo with tiny params ------------------------------------------
 
 TINY = {
+    "data": {"folds": 3},
     "train": {"hidden": [4], "epochs": 40, "patience": 0},
     "sweep": {
-        "seeds": [0, 1],
         "curve_points": 10,
-        "lr": {"values": [0.01, 100000.0], "tasks": ["regression"]},
-        "hidden": {"values": [2, 4], "tasks": ["regression"]},
-        "activation": {"values": ["sigmoid", "relu"], "tasks": ["regression", "classification"]},
-        "loss": {"values": ["log_loss", "mse"], "tasks": ["classification"]},
+        "lr": {"grid": {"lr": [0.01, 100000.0]}, "tasks": ["regression"]},
+        "activation": {
+            "grid": {"activation": ["sigmoid", "relu"], "lr": [0.01, 0.1]},
+            "tasks": ["regression", "classification"],
+        },
+        "hidden": {"grid": {"hidden": [2, 4], "lr": [0.01]}, "tasks": ["regression"]},
+        "capacity": {"grid": {"hidden": [2, 4]}, "fixed": {"epochs": 20, "patience": 0}, "tasks": ["regression"]},
+        "loss": {
+            "grid": {"loss": ["log_loss", "mse"], "lr": [0.3, 0.6]},
+            "reach": {"val_accuracy": 0.9},
+            "tasks": ["classification"],
+        },
+        "saturated": {
+            "grid": {"loss": ["log_loss", "mse"], "lr": [0.3]},
+            "fixed": {"start": "saturated", "epochs": 20, "patience": 0},
+            "reach": {"train_accuracy": 0.9},
+            "tasks": ["classification"],
+        },
     },
     "tracking": {"max_logged_steps": {"train": 10, "sweep": 5}},
 }

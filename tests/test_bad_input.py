@@ -53,31 +53,50 @@ def with_changes(section: str, **changes) -> dict:
             {"overrides": {"ranking": {}}},
             "train.overrides.<task> must be one of ['classification', 'regression'], got 'ranking'",
         ),
+        (load_data, "data", {"folds": 1}, "data.folds must be >= 2, got 1"),
+        (load_data, "data", {"val_size": 0}, "data.val_size must be > 0, got 0"),
+        (load_data, "data", {"repeats": 0.5}, "data.repeats must be an integer, got 0.5"),
         (
             load_data,
             "data",
-            {"test_size": 0.5, "val_size": 0.5},
-            "data.test_size + data.val_size must be < 1 to leave training rows, got 0.5 + 0.5",
+            {"classification": {"path": "x.csv", "target": "y", "scale_target": True}},
+            "data.classification.scale_target must be false: a class label has no scale",
         ),
-        (load_data, "data", {"test_size": 0}, "data.test_size must be > 0, got 0"),
         (
             load_data,
             "data",
             {"regression": {"path": "x.csv", "target": "y", "accuracy": "r2"}},
             "data.regression.accuracy must be one of ['mape', 'none'], got 'r2'",
         ),
-        (load_sweep, "sweep", {"seeds": []}, "sweep.seeds must be a non-empty list of integers, got []"),
         (
             load_sweep,
             "sweep",
-            {"momentum": {"values": [0.9], "tasks": ["regression"]}},
-            "sweep.momentum is not a known key",
+            {"lr": {"grid": {"lr": []}, "tasks": ["regression"]}},
+            "sweep.lr.grid.lr must be a non-empty list, got []",
         ),
         (
             load_sweep,
             "sweep",
-            {"lr": {"values": [0.1], "tasks": ["ranking"]}},
+            {"momentum": {"grid": {"momentum": [0.9]}, "tasks": ["regression"]}},
+            "sweep.momentum: 'momentum' is not a sweepable train key",
+        ),
+        (
+            load_sweep,
+            "sweep",
+            {"lr": {"grid": {"lr": [0.1]}, "tasks": ["ranking"]}},
             "sweep.lr.tasks must be one of ['classification', 'regression'], got 'ranking'",
+        ),
+        (
+            load_sweep,
+            "sweep",
+            {"lr": {"grid": {"lr": [0.1]}, "fixed": {"lr": 0.2}, "tasks": ["regression"]}},
+            "sweep.lr: 'lr' is both in grid and fixed",
+        ),
+        (
+            load_sweep,
+            "sweep",
+            {"lr": {"grid": {"lr": [0.1]}, "reach": {"best_accuracy": 0.9}, "tasks": ["regression"]}},
+            "sweep.lr.reach.<curve> must be one of ['test', 'train', 'val'], got 'best'",
         ),
     ],
 )
@@ -88,13 +107,17 @@ def test_bad_params_name_the_key(loader, section, changes, message):
     assert "\n" not in str(error.value)
 
 
-def test_a_bad_sweep_value_fails_when_params_are_loaded_naming_its_position():
+def test_a_bad_sweep_value_fails_when_params_are_loaded_naming_it():
     """Loading, not iterating: the stage loads params before its first fit."""
     values = [0.1, 0.3, 1.0, -1.0]
-    with pytest.raises(ConfigError, match=r"sweep.lr.values\[3\].lr must be > 0, got -1.0"):
-        load_sweep(with_changes("sweep", lr={"values": values, "tasks": ["regression"]}))
-    with pytest.raises(ConfigError, match=r"sweep.hidden.values\[2\].hidden sizes must be integers >= 1"):
-        load_sweep(with_changes("sweep", hidden={"values": [4, 8, 0], "tasks": ["classification"]}))
+    with pytest.raises(ConfigError, match=r"sweep\.lr\.grid\.lr must be > 0, got -1\.0"):
+        load_sweep(with_changes("sweep", lr={"grid": {"lr": values}, "tasks": ["regression"]}))
+    with pytest.raises(ConfigError, match=r"sweep\.hidden\.grid\.hidden sizes must be integers >= 1"):
+        load_sweep(with_changes("sweep", hidden={"grid": {"hidden": [4, 8, 0]}, "tasks": ["classification"]}))
+    with pytest.raises(ConfigError, match=r"sweep\.s\.fixed\.start 'saturated' needs a classifier"):
+        load_sweep(
+            with_changes("sweep", s={"grid": {"lr": [0.1]}, "fixed": {"start": "saturated"}, "tasks": ["regression"]})
+        )
 
 
 def write_params(tmp_path, text: str) -> str:
@@ -205,13 +228,13 @@ BAD_TABLES = [
         + "".join(
             row.rsplit(",", 1)[0] + f",{9 if i == 7 else 5}\n" for i, row in enumerate(GOOD_ROWS.splitlines()[:8])
         ),
-        {},
-        "split's target is constant (4 rows): too few rows to score it",
+        {"folds": 2, "val_size": 0.5},
+        "rows' target is constant: too few rows to score it",
     ),
     (
         DIABETES_HEADER + "".join(GOOD_ROWS.splitlines(keepends=True)[:3]),
-        {"test_size": 0.45, "val_size": 0.45},
-        "each split needs rows (at least 2)",
+        {},
+        "bad.csv: 3 rows cannot make data.folds=5 folds of 2 rows",
     ),
 ]
 

@@ -21,23 +21,23 @@ from conftest import ROOT, free_port, pipeline_env, runs_in, scratch, sigint_as_
 from backprop.lab.executor import ExecutorError, FitError, InProcessExecutor, Job, Pool, worker_count
 
 SWEEP = ["-m", "stages.sweep", "lr", "--prepared", "data/prepared", "--out", "sweeps/lr", "--runs", "runs/lr.json"]
-OUTPUTS = ("sweeps/lr/results.csv", "sweeps/lr/curves.csv", "runs/lr.json")
-# Nine fits, one of which diverges: enough to interleave on two workers in a few seconds.
-SMALL = {"values": [0.003, 0.03, 100000.0], "tasks": ["regression"]}
+OUTPUTS = ("sweeps/lr/results.csv", "sweeps/lr/curves.csv", "sweeps/lr/summary.csv", "runs/lr.json")
+# Fifteen fits (3 rates × 5 folds), five of which diverge: enough to interleave on two workers in a few seconds.
+SMALL = {"grid": {"lr": [0.003, 0.03, 100000.0]}, "tasks": ["regression"]}
 
 
-def sweep_folder(tmp_path: Path, prepared: Path, name: str, *, epochs: int = 40, seeds=(0, 1, 2)) -> Path:
+def sweep_folder(tmp_path: Path, prepared: Path, name: str, *, epochs: int = 40) -> Path:
     folder = tmp_path / name
     folder.mkdir()
     scratch(folder, prepared, epochs=epochs)
     params = yaml.safe_load((folder / "params.yaml").read_text())
-    params["sweep"] = {"seeds": list(seeds), "curve_points": 10, "lr": SMALL}
+    params["sweep"] = {"curve_points": 10, "lr": SMALL}
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return folder
 
 
 def outputs_of(folder: Path) -> dict[str, bytes]:
-    return {name: (folder / name).read_bytes() for name in OUTPUTS[:2]}
+    return {name: (folder / name).read_bytes() for name in OUTPUTS[:3]}
 
 
 def start_sweep(folder: Path, **env) -> subprocess.Popen:
@@ -64,7 +64,7 @@ def wait_for(condition, seconds: float, what: str, process: subprocess.Popen | N
 
 
 def finished_children(folder: Path) -> int:
-    return sum(1 for r in runs_in(folder) if "seed" in r.data.tags and r.info.status == "FINISHED")
+    return sum(1 for r in runs_in(folder) if "fold" in r.data.tags and r.info.status == "FINISHED")
 
 
 # ---- a Dask cluster on 127.0.0.1 -----------------------------------------------------------------
@@ -158,9 +158,9 @@ def test_two_local_workers_give_byte_identical_outputs(tmp_path, prepared, local
     folder = sweep_folder(tmp_path, prepared, "two")
     result = stage(folder, SWEEP, BACKPROP_WORKERS="2")
     assert result.returncode == 0, result.stderr
-    assert "9 fits on 2 local worker processes" in result.stdout
+    assert "15 fits on 2 local worker processes" in result.stdout
     assert outputs_of(folder) == outputs_of(local_reference)
-    assert finished_children(folder) == 9  # every fit has its run, logged by the stage alone
+    assert finished_children(folder) == 15  # every fit has its run, logged by the stage alone
 
 
 def test_a_dask_cluster_gives_byte_identical_outputs(tmp_path, prepared, local_reference):
@@ -168,9 +168,9 @@ def test_a_dask_cluster_gives_byte_identical_outputs(tmp_path, prepared, local_r
     with dask_cluster() as (address, _):
         result = stage(folder, SWEEP, DASK_SCHEDULER_ADDRESS=address)
     assert result.returncode == 0, result.stderr
-    assert f"9 fits on Dask cluster at {address} (2 workers)" in result.stdout
+    assert f"15 fits on Dask cluster at {address} (2 workers)" in result.stdout
     assert outputs_of(folder) == outputs_of(local_reference)
-    assert finished_children(folder) == 9
+    assert finished_children(folder) == 15
 
 
 def test_a_dask_worker_killed_mid_sweep_changes_nothing(tmp_path, prepared):
@@ -192,7 +192,7 @@ def test_a_dask_worker_killed_mid_sweep_changes_nothing(tmp_path, prepared):
     assert process.returncode == 0, stderr
     assert outputs_of(folder) == outputs_of(reference)
     statuses = [r.info.status for r in runs_in(folder)]
-    assert "RUNNING" not in statuses and statuses.count("FINISHED") == 10  # 9 fits + the sweep's parent
+    assert "RUNNING" not in statuses and statuses.count("FINISHED") == 16  # 15 fits + the sweep's parent
 
 
 # ---- faults --------------------------------------------------------------------------------------
@@ -266,8 +266,8 @@ def test_a_stage_says_how_long_its_fits_take_and_warns_past_its_budget(tmp_path,
     folder = sweep_folder(tmp_path, prepared, "budget", epochs=2000)
     quiet = stage(folder, SWEEP, BACKPROP_WORKERS="2")
     assert quiet.returncode == 0 and "warning" not in quiet.stderr
-    (line,) = [line for line in quiet.stdout.splitlines() if line.startswith("sweep lr: 9 fits")]
-    assert line.startswith("sweep lr: 9 fits on 2 local worker processes, about ") and line.endswith(" at most")
+    (line,) = [line for line in quiet.stdout.splitlines() if line.startswith("sweep lr: 15 fits")]
+    assert line.startswith("sweep lr: 15 fits on 2 local worker processes, about ") and line.endswith(" at most")
     # The same fits with a budget they exceed: the stage warns, says what to do, and still runs.
     over = stage(folder, SWEEP, BACKPROP_WORKERS="2", BACKPROP_STAGE_BUDGET="0.01")
     assert over.returncode == 0, over.stderr

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backprop.lab.answers import compared_settings, verdict
+from backprop.lab.comparisons import settings_compared
 from backprop.lab.protocol import OSCILLATION_STRETCH, outcome, paired_difference, t_quantile
-from backprop.lab.report import chosen_against_the_others, sweep_stats
 
 # ---- one crafted validation curve per outcome ------------------------------------------------
 
@@ -85,31 +86,57 @@ def test_the_t_quantile_follows_the_table_and_tends_to_the_normal():
 # ---- conclusions -------------------------------------------------------------------------------
 
 
-def crafted_sweep(test_mse: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """results.csv rows for values × 4 seeds, every seed learned, and their report stats."""
-    rows = pd.DataFrame(
+def crafted_grid(test_mse: dict, val_mse: dict | None = None) -> pd.DataFrame:
+    """results.csv rows of an lr sweep: each lr × 5 folds, every fold learned."""
+    return pd.DataFrame(
         [
-            {"value": value, "seed": seed, "test_mse": mse, "train_mse": mse, "val_mse": 100.0 + i + seed,
-             "outcome": "learned", "diverged": False, "stopped_early": True, "epochs_run": 50}
-            for i, (value, values) in enumerate(test_mse.items())
-            for seed, mse in enumerate(values)
+            {"task": "regression", "lr": lr, "repeat": 0, "fold": fold, "test_mse": mse,
+             "val_mse": (val_mse or {}).get(lr, 100.0 + i) + fold, "outcome": "learned"}
+            for i, (lr, values) in enumerate(test_mse.items())
+            for fold, mse in enumerate(values)
         ]
     )  # fmt: skip
-    return rows, sweep_stats(rows, "mse")
 
 
 def test_a_crafted_tie_states_no_ranking():
-    rows, stats = crafted_sweep({0.01: [10.0, 12.0, 9.0, 13.0], 0.1: [11.0, 11.0, 11.0, 11.0]})
-    text = chosen_against_the_others(rows, stats, "mse", "lr")
-    assert "Chosen on validation: lr = 0.01" in text and "no difference detected: 0.1" in text
+    rows = crafted_grid({0.01: [10.0, 12.0, 9.0, 13.0, 11.0], 0.1: [11.0, 11.0, 11.0, 11.0, 11.0]})
+    text = compared_settings(settings_compared(rows, "regression", ["lr"], 0.25), "learning rate")
+    assert "**lr 0.01**" in text and "no difference detected: lr 0.1" in text
     assert "better" not in text and "worse" not in text
 
 
-def test_a_value_better_on_test_than_the_chosen_one_is_named():
-    # Chosen on validation (lowest val), but 0.3 is lower on test in every seed and 0.1 higher.
-    rows, stats = crafted_sweep(
-        {0.01: [20.0, 21.0, 22.0, 20.5], 0.1: [30.0, 31.0, 32.5, 30.5], 0.3: [10.0, 11.0, 10.5, 10.0]}
+def test_a_setting_better_on_test_than_the_chosen_one_is_named():
+    # Chosen on validation (lowest val), but 0.3 is lower on test in every fold and 0.1 higher.
+    rows = crafted_grid(
+        {0.01: [20.0, 21.0, 22.0, 20.5, 21.0], 0.1: [30.0, 31.0, 32.5, 30.5, 31.0], 0.3: [10.0, 11.0, 10.5, 10.0, 10.5]}
     )
-    text = chosen_against_the_others(rows, stats, "mse", "lr")
-    assert "detectably better than the chosen value: 0.3 (-10.5, -11.6 to -9.37)" in text
-    assert "detectably worse: 0.1 (10.1, 9.73 to 10.5)" in text
+    text = compared_settings(settings_compared(rows, "regression", ["lr"], 0.25), "learning rate")
+    assert "detectably better than the chosen one: lr 0.3: -10.5" in text
+    assert "detectably worse: lr 0.1: 10.1" in text
+
+
+def test_each_setting_is_compared_at_its_own_best_lr():
+    # relu is best at lr 0.01 (validation), sigmoid at 0.1; compared at those, on test.
+    val = {("sigmoid", 0.01): 50.0, ("sigmoid", 0.1): 10.0, ("relu", 0.01): 12.0, ("relu", 0.1): 90.0}
+    rows = pd.DataFrame(
+        [
+            {"task": "regression", "activation": a, "lr": lr, "repeat": 0, "fold": fold, "val_mse": v + fold,
+             "test_mse": v + fold, "outcome": "learned"}
+            for (a, lr), v in val.items()
+            for fold in range(5)
+        ]
+    )  # fmt: skip
+    answer = settings_compared(rows, "regression", ["activation", "lr"], 0.25)
+    assert answer["best"] == {"activation": "sigmoid", "lr": 0.1}
+    assert [s["point"] for s in answer["settings"]] == [
+        {"activation": "sigmoid", "lr": 0.1},
+        {"activation": "relu", "lr": 0.01},
+    ]
+    assert answer["best_minus_other"][0]["mean"] == pytest.approx(-2.0)
+
+
+def test_a_difference_whose_interval_contains_zero_is_a_tie_in_words():
+    tie = paired_difference([1.0, 3.0, 2.0, 2.5], [2.0, 2.0, 2.0, 2.0])
+    assert verdict(tie, lower="lower", higher="higher").startswith("no difference detected")
+    clear = paired_difference([1.0, 1.1, 0.9, 1.0], [2.0, 2.0, 2.0, 2.0])
+    assert verdict(clear, lower="lower", higher="higher").startswith("lower")

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from backprop.lab.report import REFERENCE_HAND_IN, fmt, mean_std
+from backprop.lab.blocks import REFERENCE_HAND_IN, fmt
 
 pytestmark = pytest.mark.e2e
 
