@@ -1,6 +1,13 @@
-"""Figures as pure functions: data frames in, matplotlib Figures out. The stages save them."""
+"""Figures as pure functions: data frames in, matplotlib Figures out. The stages save them.
+
+Rules every figure keeps (issue #12): a grid is a heatmap whose cells say when not every fold
+learned; an axis whose values span decades is logarithmic; at most six colours per panel, or a
+labelled sequential map; every point is drawn or marked (a fit that did not learn is marked by
+its outcome, never silently left out); a mean over folds never steps because a fold stopped."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -9,118 +16,388 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from backprop.lab.protocol import OUTCOMES
 
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
+SPLIT_COLOUR = {"train": "C2", "val": "C0", "test": "C1"}
 METRIC_LABEL = {
-    "mse": "MSE",
-    "log_loss": "log loss",
+    "mse": "MSE (target units²)",
+    "rmse": "RMSE (target units)",
+    "log_loss": "log loss (nats)",
     "accuracy": "accuracy",
-    "rmse": "RMSE",
     "r2": "R²",
 }
-LOG_X_SWEEPS = {"lr", "hidden", "batch_size", "epochs"}
+METRIC_NAME = {"mse": "MSE", "rmse": "RMSE", "log_loss": "log loss", "r2": "R²", "accuracy": "accuracy"}
+HIGHER_IS_BETTER = {"accuracy", "r2"}
+# How a fit that did not learn is marked: never by a value, always by its outcome.
+NOT_LEARNED = [outcome for outcome in OUTCOMES if outcome != "learned"]
+OUTCOME_STYLE = {
+    "diverged": {"marker": "x", "color": "C3"},
+    "oscillating": {"marker": "o", "facecolors": "none", "edgecolors": "C4"},
+    "stalled": {"marker": "s", "color": "0.45"},
+}
+OUTCOME_SHORT = {"diverged": "div.", "oscillating": "osc.", "stalled": "stalled"}
+INCOMPLETE_STYLE = {"facecolor": "0.88", "edgecolor": "0.55", "hatch": "///"}
+BEST_STYLE = {"fill": False, "edgecolor": "black", "linewidth": 2.5}
+LIMIT_LABEL = "lr limit 2/λ_max at init"
+BEST_EPOCH_LABEL = "best epoch (weights restored)"
 
 
 def _label(metric: str) -> str:
     return METRIC_LABEL.get(metric, metric)
 
 
-def learning_curves(history: pd.DataFrame, *, title: str, loss: str, best_epoch: int | None = None) -> plt.Figure:
-    """Loss and accuracy per epoch for train, val and test; a marker where early stopping kept
-    the weights."""
+def _spans_decades(values) -> bool:
+    """Positive values whose largest is more than ten times the smallest: a log axis."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return len(values) > 0 and bool((values > 0).all()) and values.max() > 10 * values.min()
+
+
+def _counts(row) -> dict[str, int]:
+    """The outcomes other than learned that a summary row counts, in OUTCOMES order."""
+    return {outcome: int(row[outcome]) for outcome in NOT_LEARNED if int(row.get(outcome, 0) or 0) > 0}
+
+
+def _complete(row) -> bool:
+    return int(row["learned"]) == int(row["fits"])
+
+
+def _counts_text(counts: dict[str, int], short: bool = False) -> str:
+    return ", ".join(f"{n} {OUTCOME_SHORT[o] if short else o}" for o, n in counts.items())
+
+
+def _mark_outcomes(axis, xs: Sequence[float], counts: Sequence[dict[str, int]]) -> None:
+    """At the top of the axis (no value: the y position is the axis's, not the data's), one
+    marker per outcome that some fits at x had, stacked, each with its count; one legend entry
+    per outcome. Leaves head room so the markers cover no data."""
+    placed = {outcome: [] for outcome in NOT_LEARNED}
+    for x, outcome_counts in zip(xs, counts, strict=True):
+        for level, (outcome, n) in enumerate(outcome_counts.items()):
+            y = 0.95 - 0.07 * level
+            placed[outcome].append((x, y))
+            axis.annotate(
+                f"{n} {outcome}",
+                (x, y),
+                xycoords=axis.get_xaxis_transform(),
+                xytext=(6, 0),
+                textcoords="offset points",
+                fontsize=7,
+                va="center",
+            )
+    if not any(placed.values()):
+        return
+    for outcome, points in placed.items():
+        if points:
+            axis.scatter(
+                *np.array(points).T,
+                transform=axis.get_xaxis_transform(),
+                clip_on=False,
+                s=40,
+                zorder=5,
+                label=f"{outcome} (count of folds beside)",
+                gid=f"outcome:{outcome}",
+                **OUTCOME_STYLE[outcome],
+            )
+    low, high = axis.get_ylim()
+    if axis.get_yscale() == "log":
+        axis.set_ylim(low, high * (high / low) ** 0.35)
+    else:
+        axis.set_ylim(low, high + 0.35 * (high - low))
+
+
+def learning_curves(
+    history: pd.DataFrame, *, title: str, loss: str, best_epoch: int | None = None, accuracy: str = "accuracy"
+) -> plt.Figure:
+    """Loss and accuracy per epoch for train, val and test; a line at the best epoch, whose
+    weights early stopping restored (none when training ran its epochs without stopping).
+    ``accuracy`` labels the accuracy axis (regression's is 1 - MAPE)."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for axis, metric in zip(axes, [loss, "accuracy"], strict=True):
         for split, style in SPLIT_STYLE.items():
             column = f"{split}_{metric}"
             if column in history:
-                axis.plot(history["epoch"], history[column], style, label=split)
+                axis.plot(history["epoch"], history[column], style, color=SPLIT_COLOUR[split], label=split)
         if best_epoch is not None:
-            axis.axvline(best_epoch, color="grey", linewidth=0.8, label=f"kept (epoch {best_epoch})")
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(_label(metric))
-        if metric == loss and (history.filter(like=f"_{loss}") > 0).all().all():
+            axis.axvline(best_epoch, color="0.3", linewidth=0.9, label=f"{BEST_EPOCH_LABEL}: {best_epoch}")
+        axis.set_xlabel("epoch (updates)")
+        axis.set_ylabel(_label(metric) if metric == loss else accuracy)
+        if metric == loss and (history.filter(regex=f"_{loss}$") > 0).all().all():
             axis.set_yscale("log")
         axis.grid(alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize=8)
     figure.suptitle(title)
     return figure
 
 
-def sweep_summary(results: pd.DataFrame, *, name: str, metrics: dict[str, str]) -> plt.Figure:
-    """Final val and test metric against the swept value, mean ± std over seeds, one panel per
-    task; diverged runs are counted in the labels, not averaged in."""
-    tasks = list(dict.fromkeys(results["task"]))
-    figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), layout="constrained", squeeze=False)
-    for axis, task in zip(axes[0], tasks, strict=True):
-        rows = results[results["task"] == task]
-        values = list(dict.fromkeys(rows["value"]))
-        positions = _positions(values, name)
-        metric = metrics[task]
-        for split, marker in (("train", "s"), ("val", "o"), ("test", "^")):
-            stats = rows.groupby("value", sort=False)[f"{split}_{metric}"].agg(["mean", "std"]).reindex(values)
-            axis.errorbar(
-                positions,
-                stats["mean"],
-                yerr=stats["std"].fillna(0),
-                marker=marker,
-                capsize=3,
-                label=f"{split} (mean ± std)",
-            )
-        diverged = rows.groupby("value", sort=False)["diverged"].sum().reindex(values)
-        ticks = [f"{v}\n{int(d)} diverged" if d else f"{v}" for v, d in zip(values, diverged, strict=True)]
-        axis.set_xticks(positions, ticks, fontsize=8)
-        if name in LOG_X_SWEEPS:
-            axis.set_xscale("log")
-            axis.minorticks_off()
-            axis.set_xticks(positions, ticks, fontsize=8)
-        if (rows.filter(regex=f"_{metric}$") > 0).all().all():
-            axis.set_yscale("log")
-        axis.set_xlabel(name)
-        axis.set_ylabel(f"final {_label(metric)}")
-        axis.set_title(f"{task}: {metric} vs {name} ({rows['seed'].nunique()} seeds)")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+def lr_figure(summary: pd.DataFrame, results: pd.DataFrame, *, task: str, metric: str) -> plt.Figure:
+    """Val and test ``metric`` against the learning rate (log axis): the mean with its 95%
+    interval over the folds that learned, each learned fold's val score as a dot, the outcomes
+    of the folds that did not learn marked at the top, and the stable limit 2/λ_max."""
+    rows = summary[summary["task"] == task].sort_values("lr")
+    fits = results[results["task"] == task]
+    figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    learned = fits[fits["outcome"] == "learned"]
+    axis.scatter(
+        learned["lr"], learned[f"val_{metric}"], s=10, color=SPLIT_COLOUR["val"], alpha=0.35, label="val, each fold"
+    )
+    for split, shift in (("val", 0.92), ("test", 1.08)):  # side by side, not on top of each other
+        mean = rows[f"{split}_{metric}_mean"]
+        axis.errorbar(
+            rows["lr"] * shift,
+            mean,
+            yerr=[mean - rows[f"{split}_{metric}_ci_low"], rows[f"{split}_{metric}_ci_high"] - mean],
+            marker="o",
+            capsize=3,
+            color=SPLIT_COLOUR[split],
+            label=f"{split}: mean, 95% CI (folds that learned)",
+        )
+    axis.set_xscale("log")
+    if _spans_decades(fits.loc[fits["outcome"] == "learned", [f"val_{metric}", f"test_{metric}"]].to_numpy()):
+        axis.set_yscale("log")
+    for index, limit in enumerate(sorted(rows["lr_limit"].dropna().unique()) if "lr_limit" in rows else []):
+        axis.axvline(limit, color="0.2", linestyle="-.", label=f"{LIMIT_LABEL} ({limit:.3g})" if index == 0 else None)
+    incomplete = rows[~rows.apply(_complete, axis=1)]
+    _mark_outcomes(axis, incomplete["lr"].tolist(), [_counts(row) for _, row in incomplete.iterrows()])
+    axis.set_xticks(rows["lr"], [f"{lr:g}" for lr in rows["lr"]])
+    axis.minorticks_off()
+    axis.set_xlim(rows["lr"].min() / 1.6, rows["lr"].max() * 1.6)  # room for the outcome labels
+    axis.set_xlabel("learning rate (log scale)")
+    axis.set_ylabel(f"{_label(metric)} at the best epoch")
+    axis.set_title(
+        f"{task}: {METRIC_NAME.get(metric, metric)} vs learning rate ({int(rows['fits'].max())} folds per lr)"
+    )
+    axis.grid(alpha=0.3)
+    figure.legend(loc="outside lower center", ncol=2, fontsize=8)
     return figure
 
 
-def sweep_curves(curves: pd.DataFrame, results: pd.DataFrame, *, name: str, metrics: dict[str, str]) -> plt.Figure:
-    """Per swept value: the mean validation curve over the seeds still training, a min–max band,
-    and the training curve dotted. A seed that stops early or diverges leaves the mean there (a
-    step in the curve); values that diverged say so in the legend."""
-    tasks = list(dict.fromkeys(curves["task"]))
-    figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), layout="constrained", squeeze=False)
-    for axis, task in zip(axes[0], tasks, strict=True):
-        rows = curves[curves["task"] == task]
-        metric = metrics[task]
-        colours = plt.cm.viridis(np.linspace(0, 0.9, rows["value"].nunique()))
-        outcome = results[results["task"] == task].groupby("value", sort=False)["diverged"].agg(["sum", "count"])
-        for colour, (value, group) in zip(colours, rows.groupby("value", sort=False), strict=True):
-            by_epoch = group.groupby("epoch")
-            val = by_epoch[f"val_{metric}"]
-            mean = val.mean()
-            diverged, seeds = outcome.loc[value] if value in outcome.index else (0, 0)
-            label = f"{name}={value}" + (f" ({diverged}/{seeds} diverged)" if diverged else "")
-            axis.plot(mean.index, mean, color=colour, label=label)
-            axis.fill_between(mean.index, val.min(), val.max(), color=colour, alpha=0.15, linewidth=0)
-            axis.plot(mean.index, by_epoch[f"train_{metric}"].mean(), ":", color=colour, linewidth=0.8)
-        finite = rows[f"val_{metric}"].replace([np.inf, -np.inf], np.nan).dropna()
-        if len(finite) and (finite > 0).all():
-            axis.set_yscale("log")
-            # Exploding runs would squash every other curve: clip at twice the starting loss.
-            start = rows.loc[rows["epoch"] == 0, f"val_{metric}"].median()
-            axis.set_ylim(finite.min() * 0.8, min(finite.max(), 2 * start) * 1.05)
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(f"{_label(metric)} (val solid, train dotted)")
-        axis.set_title(f"{task}: learning curves by {name}")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, ncol=2)
+def column_position(value: float, columns: Sequence[float]) -> float:
+    """Where ``value`` falls among log-spaced column values, in column units (column i at i):
+    linear in log(value) between neighbours, extrapolated from the end segments outside."""
+    logs, target = np.log(np.asarray(columns, dtype=float)), np.log(value)
+    if len(logs) == 1:
+        return 0.0
+    i = int(np.clip(np.searchsorted(logs, target) - 1, 0, len(logs) - 2))
+    return i + (target - logs[i]) / (logs[i + 1] - logs[i])
+
+
+def _grid(rows: pd.DataFrame, row_key: str, column_key: str, column: str):
+    """The rows' values in first-seen order, the sorted columns, and two matrices: ``column``
+    per cell and whether every fold of the cell learned."""
+    row_values = list(dict.fromkeys(rows[row_key]))
+    columns = sorted(dict.fromkeys(rows[column_key]))
+    values = np.full((len(row_values), len(columns)), np.nan)
+    complete = np.zeros_like(values, dtype=bool)
+    for _, row in rows.iterrows():
+        i, j = row_values.index(row[row_key]), columns.index(row[column_key])
+        values[i, j], complete[i, j] = row[column], _complete(row)
+    return row_values, columns, values, complete
+
+
+def _colour_scale(values: np.ndarray, metric: str):
+    """A sequential map, best values bright; logarithmic if the values span decades."""
+    finite = values[np.isfinite(values)]
+    if _spans_decades(finite):
+        norm = LogNorm(finite.min(), finite.max())
+    else:
+        norm = Normalize(*(finite.min(), finite.max()) if len(finite) else (0, 1))
+    return plt.get_cmap("viridis" if metric in HIGHER_IS_BETTER else "viridis_r"), norm
+
+
+def _write_cells(axis, rows: pd.DataFrame, position, values, complete, cmap, norm) -> None:
+    """Each complete cell's value in a colour readable on it; each incomplete cell hatched grey
+    with its outcomes (and the mean of the folds that learned, if any did)."""
+    for _, row in rows.iterrows():
+        i, j = position(row)
+        if complete[i, j]:
+            red, green, blue, _ = cmap(norm(values[i, j]))
+            colour = "white" if 0.299 * red + 0.587 * green + 0.114 * blue < 0.5 else "black"
+            axis.text(j, i, f"{values[i, j]:.4g}", ha="center", va="center", fontsize=8, color=colour)
+            continue
+        axis.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, gid="incomplete", **INCOMPLETE_STYLE))
+        text = _counts_text(_counts(row), short=True)
+        if int(row["learned"]):
+            text += f"\n{int(row['learned'])} learned: {values[i, j]:.4g}"
+        axis.text(j, i, text, ha="center", va="center", fontsize=7, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+
+
+def _outline_best(axis, values, complete, metric: str) -> None:
+    """Outline each row's best cell among those where every fold learned."""
+    for i, row in enumerate(np.where(complete, values, np.nan)):
+        if np.isfinite(row).any():
+            j = int(np.nanargmax(row) if metric in HIGHER_IS_BETTER else np.nanargmin(row))
+            axis.add_patch(Rectangle((j - 0.46, i - 0.46), 0.92, 0.92, gid="best", **BEST_STYLE))
+
+
+def _mark_limits(axis, limits: Sequence[float], columns: Sequence[float]) -> None:
+    """Per row, a red tick at the top and bottom of the row (the cell's text stays readable)
+    where its lr limit falls on the log lr axis; clipped to the grid with an arrow if beyond."""
+    for i, limit in enumerate(limits):
+        if not np.isfinite(limit):
+            continue
+        x = column_position(limit, columns)
+        edge = float(np.clip(x, -0.5, len(columns) - 0.5))
+        for top, bottom in ((i - 0.5, i - 0.22), (i + 0.22, i + 0.5)):
+            axis.plot([edge, edge], [top, bottom], color="C3", linewidth=2.5, gid="lr_limit")
+        if edge != x:
+            axis.plot(edge, i, marker="<" if x < edge else ">", color="C3", markersize=7, clip_on=False)
+
+
+def grid_heatmap(summary: pd.DataFrame, *, task: str, row_key: str, column_key: str = "lr", metric: str) -> plt.Figure:
+    """One cell per (row_key, column_key) point: the mean val ``metric`` over its folds, on a
+    labelled sequential colour map (logarithmic if the values span decades), the value written
+    in the cell. A cell where not every fold learned is hatched grey and says which outcomes it
+    had; the best complete cell of each row is outlined. With lr columns, each row's stable
+    limit 2/λ_max is written in its label and drawn as a tick at its place on the lr axis."""
+    rows = summary[summary["task"] == task]
+    row_values, columns, values, complete = _grid(rows, row_key, column_key, f"val_{metric}_mean")
+    cmap, norm = _colour_scale(np.where(complete, values, np.nan), metric)
+    figure, axis = plt.subplots(
+        figsize=(max(1.5 + 1.25 * len(columns), 6.5), 1.6 + 0.62 * len(row_values)), layout="constrained"
+    )
+    image = axis.imshow(np.ma.masked_invalid(np.where(complete, values, np.nan)), cmap=cmap, norm=norm, aspect="auto")
+    better = "higher" if metric in HIGHER_IS_BETTER else "lower"
+    figure.colorbar(image, ax=axis, label=f"val {_label(metric)}\nmean over folds, {better} is better")
+
+    def position(row):
+        return row_values.index(row[row_key]), columns.index(row[column_key])
+
+    _write_cells(axis, rows, position, values, complete, cmap, norm)
+    _outline_best(axis, values, complete, metric)
+    labels = [str(value) for value in row_values]
+    handles = [Rectangle((0, 0), 1, 1, **BEST_STYLE), Rectangle((0, 0), 1, 1, **INCOMPLETE_STYLE)]
+    names = [f"best {column_key} of the row", "not every fold learned"]
+    if column_key == "lr" and "lr_limit" in rows:
+        limits = rows.groupby(row_key, sort=False)["lr_limit"].mean().reindex(row_values).to_numpy()
+        labels = [
+            f"{value} (limit {limit:.2g})" if np.isfinite(limit) else str(value)
+            for value, limit in zip(row_values, limits, strict=True)
+        ]
+        _mark_limits(axis, limits, columns)
+        handles.append(Line2D([], [], color="C3", linewidth=2))
+        names.append(f"{LIMIT_LABEL}, placed on the log lr axis")
+    axis.set_xticks(range(len(columns)), [f"{c:g}" if isinstance(c, float) else str(c) for c in columns])
+    axis.set_yticks(range(len(row_values)), labels)
+    axis.set_xlabel(f"{column_key} (log-spaced columns)" if column_key == "lr" else column_key)
+    axis.set_ylabel(row_key)
+    axis.set_xlim(-0.5, len(columns) - 0.5)
+    axis.set_ylim(len(row_values) - 0.5, -0.5)
+    axis.set_title(f"{task}: val {_label(metric)} by {row_key} and {column_key} ({int(rows['fits'].max())} folds)")
+    figure.legend(handles, names, loc="outside lower center", ncol=len(names), fontsize=8)
     return figure
 
 
-def _positions(values: list, name: str) -> list:
-    if name in LOG_X_SWEEPS and all(isinstance(v, int | float) and v > 0 for v in values):
-        return [float(v) for v in values]
-    return list(range(len(values)))
+def capacity_figure(summary: pd.DataFrame, *, metric: str, title: str | None = None) -> plt.Figure:
+    """Train, val and test ``metric`` against the hidden width (log2 axis), mean with its 95%
+    interval over the folds that learned; widths where not every fold learned are marked."""
+    rows = summary.sort_values("hidden")
+    figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for split, shift in (("train", 2**-0.06), ("val", 1.0), ("test", 2**0.06)):
+        mean = rows[f"{split}_{metric}_mean"]
+        axis.errorbar(
+            rows["hidden"] * shift,
+            mean,
+            yerr=[mean - rows[f"{split}_{metric}_ci_low"], rows[f"{split}_{metric}_ci_high"] - mean],
+            marker="o",
+            capsize=3,
+            linestyle=SPLIT_STYLE[split],
+            color=SPLIT_COLOUR[split],
+            label=f"{split}: mean, 95% CI",
+        )
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(rows["hidden"], [str(h) for h in rows["hidden"]])
+    axis.minorticks_off()
+    incomplete = rows[~rows.apply(_complete, axis=1)]
+    _mark_outcomes(axis, incomplete["hidden"].tolist(), [_counts(row) for _, row in incomplete.iterrows()])
+    axis.set_xlabel("hidden units (log2 scale)")
+    axis.set_ylabel(_label(metric))
+    axis.set_title(title or f"{metric} vs width ({int(rows['fits'].max())} folds per width)")
+    axis.grid(alpha=0.3)
+    figure.legend(loc="outside lower center", ncol=4, fontsize=8)
+    return figure
+
+
+def fold_band(curves: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Mean, min and max of ``column`` over the fits (repeat, fold) at each epoch that every
+    fit reached: the mean stops where the shortest fit stopped instead of stepping."""
+    wide = curves.pivot_table(index="epoch", columns=["repeat", "fold"], values=column, dropna=False)
+    wide = wide.dropna()
+    return pd.DataFrame({"mean": wide.mean(axis=1), "min": wide.min(axis=1), "max": wide.max(axis=1)})
+
+
+def loss_curves(
+    curves: pd.DataFrame,
+    *,
+    reach_curve: str,
+    level: float,
+    pairs: Sequence[tuple[str, float]] | None = None,
+    title: str | None = None,
+) -> plt.Figure:
+    """``reach_curve`` against the epoch (symmetric log axis: epoch 0 stays on it) for each
+    (loss, lr) of ``pairs`` (default: every pair in ``curves``): one panel per loss on shared
+    axes, a colour per lr, the mean over folds only on the epochs every fold reached (it ends
+    where the shortest fit ended instead of stepping), a min–max band, and a line at the level
+    the sweep counts epochs to."""
+    if pairs is None:
+        pairs = list(dict.fromkeys(zip(curves["loss"], curves["lr"], strict=True)))
+    losses = list(dict.fromkeys(loss for loss, _ in pairs))
+    lrs = sorted({lr for _, lr in pairs})
+    colours = dict(zip(lrs, plt.cm.viridis(np.linspace(0, 0.8, len(lrs))), strict=True))
+    figure, axes = plt.subplots(
+        1, len(losses), figsize=(4.6 * len(losses) + 1, 4.4), sharex=True, sharey=True, layout="constrained"
+    )
+    axes = np.atleast_1d(axes)
+    folds, last = set(), 1
+    for axis, loss in zip(axes, losses, strict=True):
+        for lr in sorted(lr for name, lr in pairs if name == loss):
+            fits = curves[(curves["loss"] == loss) & np.isclose(curves["lr"], lr)]
+            if fits.empty:
+                raise ValueError(f"no curves for loss={loss}, lr={lr}")
+            folds.add(len(fits.groupby(["repeat", "fold"])))
+            band = fold_band(fits, reach_curve)
+            last = max(last, int(band.index.max()))
+            axis.plot(band.index, band["mean"], color=colours[lr], gid=f"mean:{loss}:{lr:g}")
+            axis.fill_between(band.index, band["min"], band["max"], color=colours[lr], alpha=0.15, linewidth=0)
+        axis.axhline(level, color="0.2", linestyle=":", linewidth=1)
+        axis.set_xlabel("epoch (updates; log scale past 1)")
+        axis.set_title(f"loss: {METRIC_NAME.get(loss, loss)}")
+        axis.grid(alpha=0.3)
+    axes[0].set_xscale("symlog", linthresh=1, linscale=0.3)  # shared: sets every panel
+    axes[0].set_xlim(0, last * 1.05)
+    ticks = [0] + [10**k for k in range(int(np.log10(last)) + 1)]
+    axes[0].set_xticks(ticks, [str(t) for t in ticks])
+    axes[0].set_ylabel(f"{reach_curve.replace('_', ' ')} (mean over folds, band min–max)")
+    handles = [Line2D([], [], color=colours[lr], label=f"lr {lr:g}") for lr in lrs]
+    handles.append(Line2D([], [], color="0.2", linestyle=":", linewidth=1, label=f"level {level:g}"))
+    figure.legend(handles=handles, loc="outside right center", fontsize=8)  # one legend: colours are shared
+    n = "/".join(map(str, sorted(folds)))
+    figure.suptitle(
+        (f"{title}: " if title else "") + f"{reach_curve.replace('_', ' ')} per epoch, {n} folds; "
+        "each mean ends at its shortest fit's last epoch",
+        fontsize=10,
+    )
+    return figure
+
+
+def figure_kind(keys: Sequence[str], *, fixed: dict, reach: dict) -> str:
+    """Which figure a sweep's grid makes: ``loss_curves`` (a reach level over loss × lr),
+    ``lr`` (lr alone), ``heatmap`` (lr and one other key), ``capacity`` (hidden alone, a fixed
+    budget without early stopping)."""
+    keys = list(keys)
+    if reach and set(keys) == {"loss", "lr"}:
+        return "loss_curves"
+    if keys == ["lr"]:
+        return "lr"
+    if len(keys) == 2 and "lr" in keys:
+        return "heatmap"
+    if keys == ["hidden"] and fixed.get("patience") == 0:
+        return "capacity"
+    raise ValueError(f"no figure for a grid over {keys} (fixed {fixed}, reach {reach})")
 
 
 def save(figure: plt.Figure, path) -> None:
