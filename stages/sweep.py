@@ -89,8 +89,11 @@ def main() -> None:
                 network = job.key[1]
                 limit.setdefault(network, []).append(done[job.key])
             networks = [limit_key(task, config) for task in spec.tasks for _, config in points[task]]
-            for column in limit[networks[0]][0]:
-                summary[column] = [float(np.mean([fold[column] for fold in limit[network]])) for network in networks]
+            columns = dict.fromkeys(column for folds in limit.values() for fold in folds for column in fold)
+            for column in columns:  # lr_limit_unscaled: only a scaled regression target has one
+                summary[column] = [
+                    float(np.mean([fold.get(column, np.nan) for fold in limit[network]])) for network in networks
+                ]
             losses = {task: DEFAULT_LOSS[task] for task in spec.tasks}  # ranked by the task's own loss
             best = best_points(summary, [], losses)
             paths = [outputs.path(out / name) for name in ("results.csv", "curves.csv", "summary.csv")]

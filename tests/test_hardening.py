@@ -97,10 +97,13 @@ def test_a_diverging_run_is_recorded_and_the_stage_succeeds(tmp_path, prepared):
     result = stage(folder, TRAIN)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((folder / "metrics" / "regression-scores.json").read_text())
-    assert metrics["diverged"] is True and metrics["diverged_epoch"] is not None
-    assert all(value is None for split in ("train", "val", "test") for value in metrics[split].values())
-    (regression_run,) = [r for r in runs_in(folder) if r.data.tags["task"] == "regression"]
-    assert regression_run.info.status == "FINISHED" and regression_run.data.tags["diverged"] == "true"
+    assert metrics["outcomes"]["diverged"] == len(metrics["folds"])
+    assert all(fold["diverged_epoch"] is not None and fold["test_mse"] is None for fold in metrics["folds"])
+    assert metrics["summary"]["test_mse"]["mean"] is None  # no trained result to average
+    (regression_run,) = [
+        r for r in runs_in(folder) if r.data.tags["task"] == "regression" and "fold" not in r.data.tags
+    ]
+    assert regression_run.info.status == "FINISHED" and regression_run.data.tags["outcome"] == "diverged"
 
 
 # ---- 3. interruption -----------------------------------------------------------------------------
@@ -268,7 +271,7 @@ def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
     run(["dvc", "repro"], hardening_repo)
     assert json.loads(run(["dvc", "status", "--json"], hardening_repo).stdout) == {}
     assert (
-        json.loads((hardening_repo / "metrics" / "regression-scores.json").read_text())["epochs_run"]
+        json.loads((hardening_repo / "metrics" / "regression-scores.json").read_text())["folds"][0]["epochs_run"]
         == TINY["train"]["epochs"]
     )
 

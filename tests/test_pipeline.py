@@ -15,7 +15,13 @@ from mlflow import MlflowClient
 pytestmark = pytest.mark.e2e
 
 TASKS = ("regression", "classification")
-SWEEPS = ("lr", "hidden", "activation", "loss")
+SWEEPS = ("lr", "activation", "hidden", "capacity", "loss", "saturated")
+FOLDS = TINY["data"]["folds"]
+
+
+def fits_of(spec: dict) -> int:
+    """Fits of a tiny sweep: every grid point on every fold of every task."""
+    return int(np.prod([len(values) for values in spec["grid"].values()])) * len(spec["tasks"]) * FOLDS
 
 
 def store(repo: Path) -> MlflowClient:
@@ -31,14 +37,16 @@ def test_repro_writes_every_declared_output(tiny_repo):
     for task in TASKS:
         assert (tiny_repo / "data/prepared" / task / "arrays.npz").is_file()
         schema = json.loads((tiny_repo / "data/prepared" / task / "schema.json").read_text())
-        assert schema["rows"]["train"] + schema["rows"]["val"] + schema["rows"]["test"] == schema["rows"]["all"]
+        assert schema["folds"] == FOLDS and sum(schema["fold_rows"]["test"]) == schema["rows"]
         assert (tiny_repo / "models" / task / "MLmodel").is_file()
         metrics = json.loads((tiny_repo / "metrics" / f"{task}-scores.json").read_text())
-        expected = {"mse", "rmse", "r2", "accuracy"} if task == "regression" else {"log_loss", "accuracy"}
+        assert [(f["repeat"], f["fold"]) for f in metrics["folds"]] == [(0, fold) for fold in range(FOLDS)]
+        expected = {"mse", "r2", "accuracy"} if task == "regression" else {"log_loss", "accuracy"}
         for split in ("train", "val", "test"):
-            assert set(metrics[split]) == expected
-            assert all(np.isfinite(v) for v in metrics[split].values())
-        assert metrics["epochs_run"] == TINY["train"]["epochs"] and metrics["diverged"] is False
+            assert {key.split("_", 1)[1] for key in metrics["summary"] if key.startswith(split)} == expected
+            assert all(np.isfinite(metrics["summary"][f"{split}_{m}"]["ci_low"]) for m in expected)
+        assert all(f["epochs_run"] == TINY["train"]["epochs"] for f in metrics["folds"])
+        assert metrics["outcomes"]["diverged"] == 0
         history = pd.read_csv(tiny_repo / "plots" / task / "history.csv")
         loss = "mse" if task == "regression" else "log_loss"
         assert {"epoch", f"train_{loss}", f"val_{loss}", f"test_{loss}", "test_accuracy"} <= set(history.columns)
@@ -46,18 +54,35 @@ def test_repro_writes_every_declared_output(tiny_repo):
     for name in SWEEPS:
         results = pd.read_csv(tiny_repo / "sweeps" / name / "results.csv")
         spec = TINY["sweep"][name]
-        assert len(results) == len(spec["values"]) * len(spec["tasks"]) * len(TINY["sweep"]["seeds"])
+        assert len(results) == fits_of(spec)
+        # the data contract: varied keys named as in train, the fold, the outcome, every split's scores
+        assert {*spec["grid"], "task", "repeat", "fold", "seed", "epochs_run", "best_epoch", "outcome"} <= set(results)
+        assert {"train_accuracy", "val_accuracy", "test_accuracy"} <= set(results)
+        summary = pd.read_csv(tiny_repo / "sweeps" / name / "summary.csv")
+        assert len(summary) == fits_of(spec) // FOLDS
+        assert {"fits", "learned", "stalled", "oscillating", "diverged", "lr_limit"} <= set(summary)
+        loss = "mse" if spec["tasks"] == ["regression"] else "log_loss"
+        assert {f"val_{loss}_ci_low", f"test_{loss}_ci_high", f"test_{loss}_mean", f"val_{loss}_std"} <= set(summary)
+        assert (summary[["learned", "stalled", "oscillating", "diverged"]].sum(axis=1) == summary["fits"]).all()
         assert (tiny_repo / "sweeps" / name / "curves.csv").is_file()
     figures = sorted(p.name for p in (tiny_repo / "report" / "figures").glob("*.png"))
-    assert len(figures) == 2 + 2 * len(SWEEPS)
+    assert figures == sorted(
+        ["history_regression.png", "history_classification.png", "sweep_lr.png", "sweep_activation_regression.png",
+         "sweep_activation_classification.png", "sweep_hidden_regression.png", "sweep_capacity.png",
+         "sweep_loss.png", "sweep_saturated.png"]
+    )  # fmt: skip
+    comparison = json.loads((tiny_repo / "metrics" / "comparison.json").read_text())
+    for task in TASKS:
+        for versus in ("linear", "sklearn", "constant"):
+            assert set(comparison[task][f"network_vs_{versus}"]) == {"metric", "mean", "ci_low", "ci_high", "wins", "n"}
     assert not list(tiny_repo.rglob(".partial-*")), "staged outputs left behind"
 
 
 def test_a_diverging_learning_rate_is_a_result(tiny_repo):
     results = pd.read_csv(tiny_repo / "sweeps" / "lr" / "results.csv")
-    diverged = results[results["value"] == 100000.0]
-    assert diverged["diverged"].all() and diverged["test_mse"].isna().all()
-    assert not results[results["value"] == 0.01]["diverged"].any()
+    diverged = results[results["lr"] == 100000.0]
+    assert (diverged["outcome"] == "diverged").all() and diverged["test_mse"].isna().all()
+    assert (results[results["lr"] == 0.01]["outcome"] != "diverged").all()
 
 
 def test_every_run_is_in_the_project_store(tiny_repo):
@@ -73,7 +98,7 @@ def test_every_run_is_in_the_project_store(tiny_repo):
         loss = "mse" if task == "regression" else "log_loss"
         curve = client.get_metric_history(train_run.info.run_id, f"train_{loss}")
         # The thinned curve ends at the last trained epoch; the model's scores have keys of their own.
-        assert len(curve) == TINY["tracking"]["max_logged_steps"]["train"]
+        assert len(curve) == TINY["tracking"]["max_logged_steps"]["train"]  # the shipped fold's curve
         assert sorted(m.step for m in curve)[-1] == TINY["train"]["epochs"] - 1
         assert {f"model_{split}_{loss}" for split in ("train", "val", "test")} <= set(train_run.data.metrics)
         assert train_run.data.params["train.lr"] and train_run.data.params["train.hidden"] == "[4]"
@@ -96,21 +121,24 @@ def test_every_run_is_in_the_project_store(tiny_repo):
     assert pipeline.info.run_name.startswith("dvc repro ")
     stage_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == pipeline.info.run_id]
     assert {r.data.tags["stage"] for r in stage_runs} == {"train", "baselines"} | {f"sweep@{name}" for name in SWEEPS}
+    for train_run in train_runs.values():  # one child run per fold
+        folds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == train_run.info.run_id]
+        assert sorted(int(r.data.tags["fold"]) for r in folds) == list(range(FOLDS))
     parents = {r.data.tags["sweep"]: r for r in stage_runs if "sweep" in r.data.tags}
     assert set(parents) == set(SWEEPS)
     lr_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents["lr"].info.run_id]
-    assert len(lr_children) == 4
+    assert len(lr_children) == fits_of(TINY["sweep"]["lr"])
     for child in lr_children:
         assert child.info.status == "FINISHED"
         curve = client.get_metric_history(child.info.run_id, "train_mse")
         # A diverged fit's curve stops before the epoch that blew up: it may hold a single point.
         assert (
-            (1 if child.data.tags["diverged"] == "true" else 2)
+            (1 if child.data.tags["outcome"] == "diverged" else 2)
             <= len(curve)
             <= TINY["tracking"]["max_logged_steps"]["sweep"]
         )
         assert all(np.isfinite(m.value) and abs(m.value) < 1e100 for m in curve)
-        assert child.data.tags["diverged"] == str(child.data.tags["sweep_value"] == "100000.0").lower()
+        assert (child.data.tags["outcome"] == "diverged") == (child.data.params["train.lr"] == "100000.0")
     parent_artifacts = Path(parents["lr"].info.artifact_uri.removeprefix("file://"))
     assert (parent_artifacts / "results.csv").is_file() and (parent_artifacts / "figures/sweep_lr.png").is_file()
 
@@ -129,13 +157,12 @@ def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
         mlflow.set_tracking_uri(None)
     raw = pd.read_csv(tiny_repo / "data" / "diabetes.csv").drop(columns="progression").head(5).astype(float)
     predicted = np.asarray(model.predict(raw))
-    schema = json.loads((tiny_repo / "data/prepared/regression/schema.json").read_text())
-    mean = np.array([schema["train_mean"][c] for c in raw.columns])
-    std = np.array([schema["train_std"][c] for c in raw.columns])
-    weights = tiny_repo / "models" / "regression" / "artifacts" / "weights.npz"
-    expected = MLP.load(weights).predict((raw.to_numpy() - mean) / std)
+    artifacts = tiny_repo / "models" / "regression" / "artifacts"
+    with np.load(artifacts / "scaler.npz") as scaler:
+        expected = MLP.load(artifacts / "weights.npz").predict((raw.to_numpy() - scaler["mean"]) / scaler["std"])
     assert predicted.shape == (5,)
-    np.testing.assert_allclose(predicted, expected, rtol=1e-4)  # schema stats are rounded to 6 digits
+    np.testing.assert_allclose(predicted, expected)
+    assert 25 < predicted.mean() < 346  # in the target's units: the standardisation is undone
 
 
 def test_dvc_metrics_exp_show_and_plots(tiny_repo):
@@ -145,8 +172,10 @@ def test_dvc_metrics_exp_show_and_plots(tiny_repo):
     assert set(workspace["data"]) == {"metrics/regression.json", "metrics/classification.json"}
     regression = workspace["data"]["metrics/regression.json"]["data"]["regression"]
     headline = json.loads((tiny_repo / "metrics" / "regression.json").read_text())["regression"]
-    assert set(headline) == {"test_mse", "test_rmse", "test_r2", "test_accuracy", "val_mse", "best_epoch", "epochs_run"}
-    assert regression["test_mse"] == headline["test_mse"]  # DVC leaves out best_epoch: null (no early stopping)
+    assert set(headline) == {
+        "test_mse", "test_r2", "test_accuracy", "test_mse_ci_low", "test_mse_ci_high", "val_mse", "learned_folds", "folds"
+    }  # fmt: skip
+    assert regression["test_mse"] == headline["test_mse"]
     assert all(isinstance(value, int | float) for value in regression.values() if value is not None)
     header = run(["dvc", "exp", "show", "--csv"], tiny_repo).stdout.splitlines()[0].split(",")
     assert {"regression.test_mse", "regression.test_r2", "classification.test_accuracy"} <= set(header)
@@ -160,7 +189,7 @@ def test_dvc_metrics_exp_show_and_plots(tiny_repo):
         "metrics/classification.json": ["classification"],
     }
     headline = files["metrics/classification.json"]["data"]["classification"]
-    assert {"test_log_loss", "test_accuracy", "val_log_loss", "epochs_run"} <= set(headline)
+    assert {"test_log_loss", "test_accuracy", "val_log_loss", "learned_folds"} <= set(headline)
     run(["dvc", "plots", "show", "-o", "dvc_plots"], tiny_repo)
     assert (tiny_repo / "dvc_plots" / "index.html").is_file()
 
@@ -169,14 +198,14 @@ def test_changing_one_sweep_reruns_only_that_sweep_and_what_follows(tiny_repo):
     params_path = tiny_repo / "params.yaml"
     original = params_path.read_text()
     params = yaml.safe_load(original)
-    params["sweep"]["hidden"]["values"] = [2, 8]
+    params["sweep"]["hidden"]["grid"]["hidden"] = [2, 8]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         status = json.loads(run(["dvc", "status", "--json"], tiny_repo).stdout)
     finally:
         params_path.write_text(original)
     assert "sweep@hidden" in status
-    assert set(status) <= {"sweep@hidden", "plot", "report"}
+    assert set(status) <= {"sweep@hidden", "compare", "plot", "report"}
     assert json.loads(run(["dvc", "status", "--json"], tiny_repo).stdout) == {}
 
 
@@ -212,14 +241,10 @@ def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
         assert (artifacts / "history.csv").is_file() and train_run.outputs.model_outputs
         loss = "mse" if train_run.data.tags["task"] == "regression" else "log_loss"
         assert len(client.get_metric_history(train_run.info.run_id, f"train_{loss}")) > 2
-    sweep_children = [r for r in runs if "seed" in r.data.tags and "sweep" in r.data.tags]
+    sweep_children = [r for r in runs if "fold" in r.data.tags and "sweep" in r.data.tags]
     pipelines = [r for r in runs if "backprop.pipeline" in r.data.tags]
     assert sorted(r.data.tags["dvc_exp"] for r in pipelines) == sorted({r.data.tags["dvc_exp"] for r in train_runs})
-    assert len(sweep_children) == len(grid) * sum(
-        len(spec["values"]) * len(spec["tasks"]) * len(TINY["sweep"]["seeds"])
-        for name, spec in TINY["sweep"].items()
-        if name in SWEEPS
-    )
+    assert len(sweep_children) == len(grid) * sum(fits_of(TINY["sweep"][name]) for name in SWEEPS)
     assert not list((tiny_repo / ".dvc" / "tmp").rglob("mlflow.db")), "a store inside DVC's temporary copies"
     shown = run(["dvc", "exp", "show", "--csv"], tiny_repo).stdout.splitlines()
     experiments = [line for line in shown if ",branch_" in line]

@@ -5,9 +5,12 @@ import re
 import shutil
 import subprocess
 
+import pandas as pd
 import pytest
 
+from backprop.lab.answers import interval, verdict
 from backprop.lab.blocks import REFERENCE_HAND_IN, fmt
+from backprop.lab.protocol import mean_interval
 
 pytestmark = pytest.mark.e2e
 
@@ -61,20 +64,22 @@ def table_rows(markdown: str, after: str) -> list[list[str]]:
 def test_every_number_in_the_21_table_comes_from_this_run(tiny_repo):
     markdown = (tiny_repo / "report" / "report.md").read_text()
     baselines = json.loads((tiny_repo / "metrics" / "baselines.json").read_text())
-    regression = baselines["regression"]
+    scores = json.loads((tiny_repo / "metrics" / "regression-scores.json").read_text())
+    folds = len(scores["folds"])
+    held_out = pd.DataFrame(baselines["held_out"])
+    linear = held_out[(held_out["task"] == "regression") & (held_out["model"] == "linear")]
+    every_row = baselines["all_rows"]["regression"]
+    cv = f"held-out folds, mean (95% CI) over {folds}"
+    metrics = ("mse", "accuracy", "r2")
     expected = {
-        ("this network", "fit and scored on all 442 rows"): [
-            fmt(regression["ours_all_rows"][m]) for m in ("mse", "accuracy", "r2")
+        ("this network", cv): [interval(scores["summary"][f"test_{m}"]) for m in metrics],
+        ("ordinary least squares", cv): [
+            interval(mean_interval(linear[f"test_{m}"], 1 / (folds - 1))) for m in metrics
         ],
-        ("ordinary least squares", "fit and scored on all 442 rows"): [
-            fmt(regression["linear_all_rows"][m]) for m in ("mse", "accuracy", "r2")
+        ("this network (no early stopping)", "fit and scored on all 442 rows"): [
+            fmt(every_row["ours"][m]) for m in metrics
         ],
-        ("this network", f"held-out test, mean ± std over {len(baselines['seeds'])} seeds"): [
-            mean_std(run["test"][m] for run in regression["ours_held_out"]) for m in ("mse", "accuracy", "r2")
-        ],
-        ("ordinary least squares", "held-out test"): [
-            fmt(regression["linear_held_out"]["test"][m]) for m in ("mse", "accuracy", "r2")
-        ],
+        ("ordinary least squares", "fit and scored on all 442 rows"): [fmt(every_row["linear"][m]) for m in metrics],
         ("reference hand-in (**not from this run**)", "fit and scored on all 442 rows"): [
             fmt(REFERENCE_HAND_IN["mse"]),
             fmt(REFERENCE_HAND_IN["accuracy"]),
@@ -84,10 +89,10 @@ def test_every_number_in_the_21_table_comes_from_this_run(tiny_repo):
     rows = {(row[0], row[1]): row[2:] for row in table_rows(markdown, "## 2.1 Average MSE and accuracy")}
     for key, cells in expected.items():
         assert rows[key] == cells, key
-    # And the held-out test numbers are the test split of metrics/regression-scores.json's own protocol.
-    metrics = json.loads((tiny_repo / "metrics" / "regression-scores.json").read_text())
-    seed0 = next(run for run in regression["ours_held_out"])
-    assert seed0["test"] == metrics["test"]  # seed 0 is the train stage's seed: the same run, bit for bit
+    # The conclusion under the table is the paired comparison of metrics/comparison.json, in words.
+    versus = json.loads((tiny_repo / "metrics" / "comparison.json").read_text())["regression"]["network_vs_linear"]
+    sentence = verdict(versus, lower="lower", higher="higher")
+    assert f"against ordinary least squares, {sentence}" in markdown
 
 
 def test_the_page_renders_in_headless_chromium(tiny_repo, tmp_path):

@@ -294,8 +294,10 @@ def grid_heatmap(summary: pd.DataFrame, *, task: str, row_key: str, column_key: 
 
 def capacity_figure(summary: pd.DataFrame, *, metric: str, title: str | None = None) -> plt.Figure:
     """Train, val and test ``metric`` against the hidden width (log2 axis), mean with its 95%
-    interval over the folds that learned; widths where not every fold learned are marked."""
-    rows = summary.sort_values("hidden")
+    interval over the folds that learned; widths where not every fold learned are marked. With
+    an lr in the grid, each width is drawn at the lr where its training error is lowest (among
+    the lrs where every fold learned), written beside its point."""
+    rows = best_fitting(summary, metric).sort_values("hidden")
     figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for split, shift in (("train", 2**-0.06), ("val", 1.0), ("test", 2**0.06)):
         mean = rows[f"{split}_{metric}_mean"]
@@ -309,6 +311,10 @@ def capacity_figure(summary: pd.DataFrame, *, metric: str, title: str | None = N
             color=SPLIT_COLOUR[split],
             label=f"{split}: mean, 95% CI",
         )
+    if "lr" in rows:
+        for _, row in rows.iterrows():
+            axis.annotate(f"lr {row['lr']:g}", (row["hidden"], row[f"train_{metric}_mean"]), xytext=(4, -12),
+                          textcoords="offset points", fontsize=7, color=SPLIT_COLOUR["train"])  # fmt: skip
     axis.set_xscale("log", base=2)
     axis.set_xticks(rows["hidden"], [str(h) for h in rows["hidden"]])
     axis.minorticks_off()
@@ -320,6 +326,17 @@ def capacity_figure(summary: pd.DataFrame, *, metric: str, title: str | None = N
     axis.grid(alpha=0.3)
     figure.legend(loc="outside lower center", ncol=4, fontsize=8)
     return figure
+
+
+def best_fitting(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per width, the row (lr) with the lowest mean training ``metric`` among those where every
+    fold learned, or the lowest anyway when none did; the summary itself without an lr."""
+    if "lr" not in summary:
+        return summary
+    complete = summary.apply(_complete, axis=1)
+    ranked = summary.assign(_rank=summary[f"train_{metric}_mean"].where(complete, np.inf))
+    ranked = ranked.sort_values(["_rank", f"train_{metric}_mean"], na_position="last")
+    return ranked.groupby("hidden", sort=False).head(1).drop(columns="_rank")
 
 
 def fold_band(curves: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -391,12 +408,12 @@ def figure_kind(keys: Sequence[str], *, fixed: dict, reach: dict) -> str:
     keys = list(keys)
     if reach and set(keys) == {"loss", "lr"}:
         return "loss_curves"
+    if "hidden" in keys and set(keys) <= {"hidden", "lr"} and fixed.get("patience") == 0:
+        return "capacity"
     if keys == ["lr"]:
         return "lr"
     if len(keys) == 2 and "lr" in keys:
         return "heatmap"
-    if keys == ["hidden"] and fixed.get("patience") == 0:
-        return "capacity"
     raise ValueError(f"no figure for a grid over {keys} (fixed {fixed}, reach {reach})")
 
 
