@@ -209,11 +209,15 @@ def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
         text = (
             f"**{task.capitalize()}** (the network of repeat 0, fold 0, shipped as `models/{task}`; its test curve "
             f"is its held-out fold): {shipped['epochs_run']} epochs run; validation {LABELS[loss]} is lowest at "
-            f"epoch {shipped['best_epoch']} ({fmt(float(val[shipped['best_epoch']]))}), whose weights were restored "
-            f"(patience {configs[task]['patience']}); at the last epoch train is {fmt(float(train.iloc[-1]))} and "
-            f"validation {fmt(float(val.iloc[-1]))}. Best epochs over all folds: "
-            f"{', '.join(str(f['best_epoch']) for f in folds)}."
+            f"epoch {int(val.idxmin())} ({fmt(float(val.min()))})"
         )
+        if shipped["best_epoch"] is not None:
+            text += f", the epoch whose weights early stopping restored (patience {configs[task]['patience']})"
+        else:
+            text += " (no early stopping: the network is the last epoch's)"
+        text += f"; at the last epoch train is {fmt(float(train.iloc[-1]))} and validation {fmt(float(val.iloc[-1]))}."
+        if all(f["best_epoch"] is not None for f in folds):
+            text += f" Best epochs over all folds: {', '.join(str(f['best_epoch']) for f in folds)}."
         if float(val.iloc[-1]) > float(val.min()) * 1.02:
             text += " Validation loss rising while training loss keeps falling is overfitting; early stopping ends it."
         blocks += [

@@ -42,12 +42,13 @@ def sweep_jobs(name: str, sweep: SweepConfig, train: TrainConfig, datasets: Mapp
             for repeat, fold in datasets[task].folds:
                 seeded = fold_config(config, repeat, fold, folds)
                 where = ", ".join(f"{key}={value}" for key, value in point.items())
+                where += f" (sweep {name}, repeat {repeat}, fold {fold}, {task}"
                 jobs.append(
                     Job(
                         key=("fit", task, index, repeat, fold),
                         fn=fit_fold,
                         args=(shared[task], task, seeded, repeat, fold),
-                        describe=f"{name} {where} repeat {repeat} fold {fold} on {task} ({describe_config(seeded)})",
+                        describe=f"{where}; {describe_config(seeded)})",
                     )
                 )
     return jobs
