@@ -179,3 +179,17 @@ def test_scikit_learns_mlp_stops_early_on_the_same_validation_part():
         "regression", dataclasses.replace(config, patience=0, epochs=result["epochs_run"]), prepared
     )
     assert result["val"]["mse"] <= longer["val"]["mse"]  # the best epoch's weights were restored
+
+
+def test_a_saturated_start_is_confidently_wrong_on_every_positive_row():
+    data = dataset("classification", repeats=1)
+    config = TrainConfig(hidden=(8,), activation="sigmoid", lr=0.3, epochs=3, start="saturated")
+    result = fit_fold(data, "classification", config, 0, 0)
+    prepared = fold_data(data, 0, 0)
+    negatives = 1 - prepared.y["train"].mean()
+    # epoch 0: every training row predicted negative, so accuracy is the share of negatives, and
+    # log loss is at least −log(0.01) on the positives
+    assert result.history.columns["train_accuracy"][0] == pytest.approx(negatives)
+    assert result.history.columns["train_log_loss"][0] > -np.log(0.01) * (1 - negatives)
+    plain = fit_fold(data, "classification", dataclasses.replace(config, start="init"), 0, 0)
+    assert plain.history.columns["train_accuracy"][0] != pytest.approx(negatives)

@@ -340,7 +340,7 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict) ->
             "narrower): " + "; ".join(sentences) + "."
         ),
         figure("sweep_capacity.png", "train, val and test MSE against width at a fixed budget of epochs"),
-        summary_table(capacity, ["hidden", "lr"], "regression"),
+        summary_table(capacity, [key for key in ("hidden", "lr") if key in capacity], "regression"),
     ]
     return section("2.4 The effect of the number of hidden neurons", blocks, "q24")
 
