@@ -371,29 +371,64 @@ def answer_25(summary: pd.DataFrame, comparison: dict) -> dict:
 # ---- 3 ------------------------------------------------------------------------------------------
 
 
-def mechanism_sentences(mechanism: dict, what: str) -> list[str]:
-    sentences = []
+def _finding(difference: dict) -> str:
+    low, high = difference.get("ci_low", math.nan), difference.get("ci_high", math.nan)
+    if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 <= high:
+        return "tie"
+    return "log loss" if high < 0 else "MSE"
+
+
+def mechanism_table(mechanism: dict, what: str) -> dict:
+    """One row per (log loss lr, MSE lr) pair: folds that reached the level, mean epochs, and the
+    paired differences (log loss − MSE) with their intervals."""
+    rows = []
     for pair in mechanism["pairs"]:
         reached = pair["reached"]
-        difference = pair["epochs_log_loss_minus_mse"]
-        head = (
-            f"log loss at lr {fmt(pair['log_loss_lr'])} vs MSE at lr {fmt(pair['mse_lr'])} ({pair['kind']}): "
-            f"{what} reached in {reached['log_loss']}/{reached['of']} vs {reached['mse']}/{reached['of']} folds, "
-            f"after {fmt(pair['epochs_log_loss_mean'], 3)} vs {fmt(pair['epochs_mse_mean'], 3)} epochs on average"
-        )
-        if difference["n"] >= 2:
-            head += "; log loss − MSE " + verdict(
-                difference, lower="fewer epochs for log loss", higher="more epochs for log loss"
-            )
-        test = pair["test_log_loss_log_loss_minus_mse"]
-        head += "; held-out log loss, log loss − MSE: " + verdict(
-            test, lower="lower with log loss", higher="higher with log loss"
-        )
-        sentences.append(head)
-    return sentences
+        rows.append(
+            [
+                fmt(pair["log_loss_lr"]), fmt(pair["mse_lr"]), pair["kind"],
+                f"{reached['log_loss']}/{reached['of']} · {reached['mse']}/{reached['of']}",
+                f"{fmt(pair['epochs_log_loss_mean'], 3)} · {fmt(pair['epochs_mse_mean'], 3)}",
+                interval(pair["epochs_log_loss_minus_mse"], 3),
+                interval(pair["test_log_loss_log_loss_minus_mse"], 3),
+            ]
+        )  # fmt: skip
+    header = [
+        "log loss lr", "MSE lr", "pair", f"folds reaching {what} (log loss · MSE)", "mean epochs (log loss · MSE)",
+        "epochs, log loss − MSE (95% CI)", "held-out log loss, log loss − MSE (95% CI)",
+    ]  # fmt: skip
+    return table(header, rows)
 
 
-def answer_3(loss: pd.DataFrame, saturated: pd.DataFrame, comparison: dict, specs: dict) -> dict:
+def mechanism_conclusion(mechanism: dict, what: str) -> str:
+    """Which loss reached the level in fewer epochs, pair kind by pair kind, ties stated as ties."""
+    parts = []
+    for kind in ("same lr", "matched step"):
+        pairs = [pair for pair in mechanism["pairs"] if pair["kind"] == kind]
+        if not pairs:
+            continue
+        findings = [_finding(pair["epochs_log_loss_minus_mse"]) for pair in pairs]
+        lrs = ", ".join(f"{fmt(p['log_loss_lr'])}/{fmt(p['mse_lr'])}" for p in pairs)
+        counts = {name: findings.count(name) for name in ("log loss", "MSE", "tie")}
+        text = f"at the {kind} ({len(pairs)} pair(s), lr log loss/MSE {lrs}): "
+        text += ", ".join(
+            f"{'no difference detected' if name == 'tie' else name + ' reached ' + what + ' in fewer epochs'} "
+            f"in {count}"
+            for name, count in counts.items()
+            if count
+        )
+        never = [
+            p
+            for p in pairs
+            if p["reached"]["mse"] < p["reached"]["of"] or p["reached"]["log_loss"] < p["reached"]["of"]
+        ]
+        if never:
+            text += f" (in {len(never)} pair(s) not every fold reached it: see the table)"
+        parts.append(text)
+    return "; ".join(parts) + "."
+
+
+def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
     sweeps = comparison["classification"]["sweeps"]
     blocks = [
         paragraph(
@@ -402,32 +437,24 @@ def answer_3(loss: pd.DataFrame, saturated: pd.DataFrame, comparison: dict, spec
             "same first steps (**matched step**). Both are scored with log loss, which puts them on one scale."
         )
     ]
-    if "loss" in sweeps:
-        level = specs["loss"].reach
-        curve, value = next(iter(level.items()))
+    for name, start in (
+        ("loss", "**From the usual start** (glorot weights, ŷ near ½)"),
+        (
+            "saturated",
+            "**From a confidently wrong start**: the same initial weights with the output bias moved so that every "
+            "training row starts at P(y = 1) < 0.01 (`saturated_start`), so every positive row is confidently "
+            "wrong: there ŷ(1 − ŷ) ≈ 0 silences MSE's error term while log loss's stays ≈ −1/n per row",
+        ),
+    ):
+        if name not in sweeps or "loss_mechanism" not in sweeps[name]:
+            continue
+        mechanism = sweeps[name]["loss_mechanism"]
+        curve, value = next(iter(specs[name].reach.items()))
+        what = f"{curve.replace('_', ' ')} ≥ {value}"
         blocks += [
-            paragraph(
-                f"**From the usual start** (glorot weights, ŷ near ½), epochs until {curve.replace('_', ' ')} "
-                f"≥ {value}: "
-                + "; ".join(mechanism_sentences(sweeps["loss"]["loss_mechanism"], curve.replace("_", " ")))
-                + "."
-            ),
-            figure("sweep_loss.png", f"{curve.replace('_', ' ')} per epoch, log loss vs MSE, mean over folds"),
-            summary_table(loss, ["loss", "lr"], "classification", limit=False),
-        ]
-    if "saturated" in sweeps:
-        level = specs["saturated"].reach
-        curve, value = next(iter(level.items()))
-        blocks += [
-            paragraph(
-                "**From a confidently wrong start**: the same initial weights with the output bias moved so that every "
-                "training row starts at P(y = 1) < 0.01 (`saturated_start`): every positive row is confidently wrong, "
-                "where ŷ(1 − ŷ) ≈ 0 silences MSE's error term and log loss's stays ≈ −1/n. Epochs until "
-                f"{curve.replace('_', ' ')} ≥ {value}: "
-                + "; ".join(mechanism_sentences(sweeps["saturated"]["loss_mechanism"], curve.replace("_", " ")))
-                + "."
-            ),
-            figure("sweep_saturated.png", f"{curve.replace('_', ' ')} per epoch from the saturated start"),
-            summary_table(saturated, ["loss", "lr"], "classification", limit=False),
+            paragraph(f"{start}, the first epoch each fit reached {what}: {mechanism_conclusion(mechanism, what)}"),
+            mechanism_table(mechanism, what),
+            figure(f"sweep_{name}.png", f"{curve.replace('_', ' ')} per epoch, log loss vs MSE, mean over folds"),
+            summary_table(summaries[name], ["loss", "lr"], "classification", limit=False),
         ]
     return section("3. MSE versus log loss for classification", blocks, "loss")

@@ -188,7 +188,7 @@ def build(inputs: ReportInputs) -> dict:
         answers.answer_23(summaries["lr"], comparison),
         answers.answer_24(summaries["hidden"], summaries["capacity"], comparison),
         answers.answer_25(summaries["activation"], comparison),
-        answers.answer_3(summaries["loss"], summaries["saturated"], comparison, inputs.sweep_specs),
+        answers.answer_3(summaries, comparison, inputs.sweep_specs),
         provenance_section(inputs.provenance),
     ]
     return {
