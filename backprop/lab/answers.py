@@ -17,25 +17,32 @@ from backprop.losses import DEFAULT_LOSS, TASKS
 # ---- words for numbers --------------------------------------------------------------------------
 
 
+def number(stats: dict, key: str) -> float:
+    """``stats[key]`` as a float: missing, None (a NaN in JSON) and NaN are all NaN."""
+    value = stats.get(key) if stats else None
+    return math.nan if value is None else float(value)
+
+
 def interval(stats: dict, digits: int = 4) -> str:
-    """``2939 (95% CI 2569 to 3310)`` from a mean_interval / paired_difference dict."""
-    if not stats or not math.isfinite(stats.get("mean", math.nan)):
+    """``2939 (2569 to 3310)`` from a mean_interval / paired_difference dict."""
+    mean, low, high = number(stats, "mean"), number(stats, "ci_low"), number(stats, "ci_high")
+    if not math.isfinite(mean):
         return "n/a"
-    if not math.isfinite(stats.get("ci_low", math.nan)):
-        return fmt(stats["mean"], digits)
-    return f"{fmt(stats['mean'], digits)} ({fmt(stats['ci_low'], digits)} to {fmt(stats['ci_high'], digits)})"
+    if not math.isfinite(low):
+        return fmt(mean, digits)
+    return f"{fmt(mean, digits)} ({fmt(low, digits)} to {fmt(high, digits)})"
 
 
 def verdict(difference: dict, *, lower: str, higher: str) -> str:
     """A paired difference a − b in words: ``lower`` / ``higher`` only when its 95% interval
     excludes 0, else "no difference detected"; always with the interval and wins."""
-    low, high = difference.get("ci_low", math.nan), difference.get("ci_high", math.nan)
+    low, high = number(difference, "ci_low"), number(difference, "ci_high")
     if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 <= high:
         finding = "no difference detected"
     else:
         finding = lower if high < 0 else higher
     return (
-        f"{finding} (difference {fmt(difference['mean'], 3)}, 95% CI {fmt(low, 3)} to {fmt(high, 3)}; "
+        f"{finding} (difference {fmt(number(difference, 'mean'), 3)}, 95% CI {fmt(low, 3)} to {fmt(high, 3)}; "
         f"better in {difference['wins']} of {difference['n']} folds)"
     )
 
@@ -66,7 +73,11 @@ def compared_settings(answer: dict, noun: str) -> str:
     ]
     better, worse, ties = [], [], []
     for versus in answer["best_minus_other"]:
-        other = {"mean": -versus["mean"], "ci_low": -versus["ci_high"], "ci_high": -versus["ci_low"]}
+        other = {
+            "mean": -number(versus, "mean"),
+            "ci_low": -number(versus, "ci_high"),
+            "ci_high": -number(versus, "ci_low"),
+        }
         label = f"{point_text(versus['other'])}: {interval(other, 3)}"
         low, high = other["ci_low"], other["ci_high"]
         if math.isfinite(low) and high < 0:
@@ -372,7 +383,7 @@ def answer_25(summary: pd.DataFrame, comparison: dict) -> dict:
 
 
 def _finding(difference: dict) -> str:
-    low, high = difference.get("ci_low", math.nan), difference.get("ci_high", math.nan)
+    low, high = number(difference, "ci_low"), number(difference, "ci_high")
     if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 <= high:
         return "tie"
     return "log loss" if high < 0 else "MSE"
