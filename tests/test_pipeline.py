@@ -231,7 +231,7 @@ def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
     client = store(tiny_repo)
     runs = [r for r in all_runs(client) if r.data.tags.get("dvc_exp")]
     assert {r.info.status for r in runs} == {"FINISHED"}
-    train_runs = [r for r in runs if r.data.tags.get("stage") == "train"]
+    train_runs = [r for r in runs if r.data.tags.get("stage") == "train" and "fold" not in r.data.tags]
     assert len(train_runs) == 2 * len(grid) and len({r.data.tags["dvc_exp"] for r in train_runs}) == len(grid)
     regression_runs = [r for r in train_runs if r.data.tags["task"] == "regression"]
     assert {(r.data.params["train.lr"], r.data.params["train.hidden"]) for r in regression_runs} == grid
@@ -257,7 +257,9 @@ def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
 
 def test_a_temp_experiment_lands_in_the_project_store(tiny_repo):
     run(["dvc", "exp", "run", "--temp", "-S", "train.lr=0.07", "train"], tiny_repo)
-    runs = [r for r in all_runs(store(tiny_repo)) if r.data.params.get("train.lr") == "0.07"]
+    runs = [
+        r for r in all_runs(store(tiny_repo)) if r.data.params.get("train.lr") == "0.07" and "fold" not in r.data.tags
+    ]
     assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.tags.get("dvc_exp")
     artifacts = Path(runs[0].info.artifact_uri.removeprefix("file://"))
     assert artifacts.is_relative_to(tiny_repo / "mlartifacts") and runs[0].outputs.model_outputs
