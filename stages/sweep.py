@@ -66,7 +66,7 @@ def main() -> None:
                     tags | {f"point.{key}": value for key, value in point.items()} | {"outcome": result.outcome},
                     parent_id=parent,
                     params=run_params(task, result.config),
-                    metrics=result_metrics(result.history, result.scores, most),
+                    metrics=result_metrics(result.history, result.scores, most, losses_only=True),
                 )
 
             # Outputs in the jobs' order, whichever order the fits completed in.

@@ -89,7 +89,9 @@ def main() -> None:
                     tags,
                     parent_id=run_ids[task],
                     params=run_params(task, result.config),
-                    metrics=result_metrics(result.history, result.scores, tracking.max_logged_steps["sweep"]),
+                    metrics=result_metrics(
+                        result.history, result.scores, tracking.max_logged_steps["sweep"], losses_only=True
+                    ),
                 )
                 if (repeat, fold) == SHIPPED:
                     model_dir = outputs.path(Path(args.models) / task)

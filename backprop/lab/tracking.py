@@ -396,19 +396,22 @@ class Tracker:
 LARGEST_LOGGED = 1e100
 
 
-def history_metrics(history, most: int) -> list[tuple[str, float, int]]:
+def history_metrics(history, most: int, *, losses_only: bool = False) -> list[tuple[str, float, int]]:
     """Per-epoch curves as (key, value, step), thinned to ``most`` steps for the UI (the stage's
-    CSV keeps every epoch). They end at the last epoch that trained: a diverged run's curve stops
-    before the epoch that blew up, and no non-finite or overflowing value is sent."""
+    CSV keeps every epoch); ``losses_only`` keeps the curves of the loss the fit minimised (a
+    sweep's many runs: half the values to write, and the curve the sweep chooses by). They end at
+    the last epoch that trained: a diverged run's curve stops before the epoch that blew up, and
+    no non-finite or overflowing value is sent."""
     last = history.epochs_run if history.diverged_epoch is None else history.diverged_epoch
     if last <= 0 or not history.columns:
         return []
     steps = downsample_steps(last, most)
+    keys = [key for key in history.columns if not losses_only or key.endswith(f"_{history.loss_name}")]
     return [
-        (key, float(values[step]), int(step))
-        for key, values in history.columns.items()
+        (key, float(history.columns[key][step]), int(step))
+        for key in keys
         for step in steps
-        if math.isfinite(values[step]) and abs(values[step]) <= LARGEST_LOGGED
+        if math.isfinite(history.columns[key][step]) and abs(history.columns[key][step]) <= LARGEST_LOGGED
     ]
 
 
@@ -423,9 +426,11 @@ def model_metrics(scores: Mapping[str, Mapping[str, float]]) -> list[tuple[str, 
     ]
 
 
-def result_metrics(history, scores: Mapping[str, Mapping[str, float]], most: int) -> list[tuple[str, float, int]]:
+def result_metrics(
+    history, scores: Mapping[str, Mapping[str, float]], most: int, *, losses_only: bool = False
+) -> list[tuple[str, float, int]]:
     """What every training run logs: its thinned curves and its model's scores."""
-    return history_metrics(history, most) + model_metrics(scores)
+    return history_metrics(history, most, losses_only=losses_only) + model_metrics(scores)
 
 
 @functools.cache
