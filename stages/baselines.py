@@ -106,7 +106,7 @@ def main() -> None:
                             flat.append((f"{task}_{name}_{metric}", value, 0))
             tracker.log(parent, metrics=[m for m in flat if math.isfinite(m[1])])
         outputs.json(args.out, report)
-        outputs.json(args.runs, {"tracking_uri": tracker.uri, "parent": parent})
+        outputs.json(args.runs, tracker.runs_file(parent=parent))
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def main() -> None:
                 curves.append(
                     curve_rows(task, value, seed, result, epochs=result.config.epochs, points=sweep.curve_points)
                 )
-                child_runs.append({"task": task, "value": value, "seed": seed, "run_id": children[job.key]})
+                child_runs.append({"task": task, "value": value, "seed": seed, "run": children[job.key]})
             table = pd.DataFrame(rows)
             losses = {task: DEFAULT_LOSS[task] for task in spec.tasks}  # ranked by the task's metric
             best = best_value(table, losses)
@@ -83,7 +83,7 @@ def main() -> None:
                 tags={f"best_{task}_{args.name}": b["value"] for task, b in best.items()},
             )
             tracker.log_artifacts(parent, [results_path, curves_path])
-            outputs.json(args.runs, {"tracking_uri": tracker.uri, "parent": parent, "children": child_runs})
+            outputs.json(args.runs, tracker.runs_file(parent=parent, children=child_runs))
     for task, b in best.items():
         caveat = "" if b["every_seed_learned"] else "; no value learned in every seed"
         print(

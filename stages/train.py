@@ -88,7 +88,7 @@ def main() -> None:
                     )
                 print(summary_line(result, run_id))
                 bar.update()
-        outputs.json(args.runs, {"tracking_uri": tracker.uri, "runs": run_ids, "models": model_ids})
+        outputs.json(args.runs, tracker.runs_file(runs=run_ids, models=model_ids))
 
 
 if __name__ == "__main__":
