@@ -121,7 +121,7 @@ def main() -> None:
             ]
             tracker.log(parent, metrics=metrics)
         outputs.json(args.out, {"held_out": held_out, "all_rows": every_row})
-        outputs.json(args.runs, {"tracking_uri": tracker.uri, "parent": parent})
+        outputs.json(args.runs, tracker.runs_file(parent=parent))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plots", required=True, help="folder with <task>/history.csv")
     parser.add_argument("--metrics", required=True, help="folder with <task>-scores.json")
-    parser.add_argument("--runs", required=True, help="folder with the run-id files (train.json, sweep_<name>.json)")
+    parser.add_argument(
+        "--runs", required=True, help="folder with the files that find the runs (train.json, sweep_<name>.json)"
+    )
     parser.add_argument("--sweeps", required=True, help="folder with <name>/results.csv, curves.csv")
     parser.add_argument("--names", nargs="+", required=True, help="the sweeps to draw")
     parser.add_argument("--out", required=True, help="folder for the PNG files")
@@ -27,7 +29,7 @@ def main() -> None:
     tracker = Tracker(load_tracking(params).experiment)
     sweep = load_sweep(params)
     out = Path(args.out)
-    attach = {}  # run id -> figure paths
+    attach = {}  # the filter string that finds a run -> figure paths
     with staged_outputs() as outputs:
         train_runs = json.loads((Path(args.runs) / "train.json").read_text())["runs"]
         for task in TASKS:
@@ -54,9 +56,12 @@ def main() -> None:
             parent = json.loads((Path(args.runs) / f"sweep_{name}.json").read_text())["parent"]
             attach.setdefault(parent, []).extend(paths)
 
-        for run_id, paths in attach.items():
-            if tracker.run_status(run_id) is None:
-                print(f"MLflow run {run_id} is not in {tracker.uri} (store reset?): figures not attached")
+        # The latest run each filter finds: the one that made these outputs (an earlier run with the
+        # same filter had the same code, params and data).
+        for run_filter, paths in attach.items():
+            run_id = tracker.find_run(run_filter)
+            if run_id is None:
+                print(f"no MLflow run in {tracker.uri} has {run_filter} (store reset?): figures not attached")
                 continue
             tracker.log_artifacts(run_id, paths, "figures")
 

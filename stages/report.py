@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 from importlib.metadata import version
@@ -13,14 +14,15 @@ from backprop.lab.config import load_data, load_sweep, load_train, read_params
 from backprop.lab.io import run_stage, staged_outputs
 from backprop.lab.protocol import overlap_ratio
 from backprop.lab.report import ReportInputs, build, render_html, render_markdown
-from backprop.lab.tracking import git_commit, redact
+from backprop.lab.tracking import DIGEST_TAG, redact, stage_digest
 from backprop.losses import TASKS
 
 PACKAGES = ("numpy", "pandas", "matplotlib", "mlflow", "dvc", "scikit-learn", "Jinja2")
 
 
 def source_changed() -> bool:
-    """Do the code or params differ from the commit (outputs DVC rewrites do not count)?"""
+    """Do the code or params differ from the commit (outputs DVC rewrites do not count)? Said on
+    the console only: the report holds no commit, so that a clone reproduces it byte for byte."""
     result = subprocess.run(
         ["git", "status", "--porcelain", "--", "backprop", "stages", "params.yaml", "dvc.yaml"],
         capture_output=True,
@@ -56,7 +58,7 @@ def main() -> None:
     sweep_runs = {}
     for name in args.names:
         record = read_json(runs / f"sweep_{name}.json")
-        sweep_runs[name] = (record["parent"], len(record["children"]))
+        sweep_runs[name] = (record["parent"], len(record["children"]))  # filter strings, not ids
     baselines = read_json(Path(args.metrics) / "baselines.json")
     schemas = {task: read_json(Path(args.prepared) / task / "schema.json") for task in TASKS}
     inputs = ReportInputs(
@@ -70,8 +72,8 @@ def main() -> None:
         sweep_specs={name: sweep.spec(name) for name in args.names},
         ratio=overlap_ratio(load_data(params).folds),
         provenance={
-            "commit": git_commit(),
-            "dirty": source_changed(),
+            "digest": stage_digest(os.environ.get("DVC_STAGE", "report")),
+            "digest_tag": DIGEST_TAG,
             "tracking_uri": redact(train_runs["tracking_uri"]),  # runs files of older code may hold secrets
             "experiment": params["tracking"]["experiment"],
             "train_runs": train_runs["runs"],
@@ -97,6 +99,8 @@ def main() -> None:
             render_html(document, {name: (figures / name).read_bytes() for name in names}),
         )
     print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+    if source_changed():
+        print("report: backprop/, stages/, params.yaml or dvc.yaml differ from the last commit (git status)")
 
 
 if __name__ == "__main__":

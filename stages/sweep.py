@@ -61,8 +61,9 @@ def main() -> None:
                 _, task, index, repeat, fold = job.key
                 point = points[task][index][0]
                 tags = run_tags(f"sweep@{args.name}", task=task, sweep=args.name, repeat=repeat, fold=fold)
+                where = " ".join(f"{key}={value}" for key, value in point.items())
                 children[job.key] = tracker.record(
-                    f"{args.name} {point} r{repeat}f{fold} {task}",
+                    f"{args.name} {where} r{repeat}f{fold} {task}",
                     tags | {f"point.{key}": value for key, value in point.items()} | {"outcome": result.outcome},
                     parent_id=parent,
                     params=run_params(task, result.config),
@@ -80,7 +81,7 @@ def main() -> None:
                         task, point, repeat, fold, result, epochs=result.config.epochs, points=sweep.curve_points
                     )
                 )
-                child_runs.append({"task": task, **point, "repeat": repeat, "fold": fold, "run_id": children[job.key]})
+                child_runs.append({"task": task, **point, "repeat": repeat, "fold": fold, "run": children[job.key]})
             table = pd.DataFrame(rows)
             folds = next(iter(datasets.values())).roles.shape[1]
             summary = summarise(table, spec.keys, SUMMARY_METRICS, overlap_ratio(folds))
@@ -109,7 +110,7 @@ def main() -> None:
                 tags={f"best_{r['task']}": ", ".join(f"{k}={r[k]}" for k in spec.keys) for _, r in best.iterrows()},
             )
             tracker.log_artifacts(parent, paths)
-            outputs.json(args.runs, {"tracking_uri": tracker.uri, "parent": parent, "children": child_runs})
+            outputs.json(args.runs, tracker.runs_file(parent=parent, children=child_runs))
     for _, row in best.iterrows():
         task, loss = row["task"], losses[row["task"]]
         where = ", ".join(f"{key}={row[key]}" for key in spec.keys)

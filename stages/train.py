@@ -128,7 +128,7 @@ def main() -> None:
             ]
             tracker.log(run_ids[task], metrics=cv_metrics)
             print(summary_line(task, scores, run_ids[task]))
-        outputs.json(args.runs, {"tracking_uri": tracker.uri, "runs": run_ids, "models": model_ids})
+        outputs.json(args.runs, tracker.runs_file(runs=run_ids, models=model_ids))
 
 
 if __name__ == "__main__":

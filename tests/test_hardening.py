@@ -201,13 +201,33 @@ def hardening_repo(tmp_path_factory):
     return repo
 
 
+def lock_outputs(text: str) -> dict[str, str]:
+    """Every output's md5 in a dvc.lock."""
+    stages = yaml.safe_load(text)["stages"]
+    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
+
+
 def test_two_forced_repros_give_byte_identical_results(hardening_repo):
+    """Commit what the first `dvc repro` wrote, as a user does, then run every stage again (what
+    `make repro` does on a fresh clone of that commit, at another commit): git status stays clean,
+    so every tracked output and dvc.lock, with it the md5 of every cached output (models, runs,
+    prepared data), are byte-identical. No run id, model id, commit or time is in any of them."""
     files = sorted(hardening_repo.glob("metrics/*.json")) + sorted(hardening_repo.glob("sweeps/*/results.csv"))
     assert len(files) == 5 + 4
     before = {path: path.read_bytes() for path in files}
+    run(["git", "add", "-A"], hardening_repo)
+    run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "outputs"], hardening_repo
+    )
     run(["dvc", "repro", "--force"], hardening_repo)
     after = {path: path.read_bytes() for path in files}
     assert before == after
+    status = run(["git", "status", "--porcelain"], hardening_repo).stdout
+    committed = lock_outputs(run(["git", "show", "HEAD:dvc.lock"], hardening_repo).stdout)
+    now = lock_outputs((hardening_repo / "dvc.lock").read_text())
+    changed = sorted(path for path, md5 in now.items() if committed.get(path) != md5)
+    diff = run(["git", "diff", "--unified=0", "--", ".", ":!dvc.lock"], hardening_repo).stdout
+    assert status == "", f"{status}\noutputs whose md5 changed: {changed}\n{diff[:3000]}"
 
 
 def one_ulp_away(prepared: Path, folder: Path) -> Path:

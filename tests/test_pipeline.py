@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 
@@ -31,6 +32,34 @@ def store(repo: Path) -> MlflowClient:
 def all_runs(client: MlflowClient):
     experiment = client.get_experiment_by_name("backprop-lab")
     return client.search_runs([experiment.experiment_id], max_results=5000)
+
+
+def latest_run(client: MlflowClient, run_filter: str):
+    """The latest run a versioned runs file's filter string finds."""
+    experiment = client.get_experiment_by_name("backprop-lab")
+    found = client.search_runs(
+        [experiment.experiment_id], filter_string=run_filter, order_by=["attributes.start_time DESC"], max_results=1
+    )
+    assert found, run_filter
+    return found[0]
+
+
+def test_versioned_files_name_runs_by_deterministic_filters(tiny_repo):
+    """runs/*.json hold no run or model id, only filter strings that find the runs in the store."""
+    client = store(tiny_repo)
+    for path in (tiny_repo / "runs").glob("*.json"):
+        text = path.read_text()
+        assert not re.search(r"\b[0-9a-f]{32}\b|\bm-[0-9a-f]{32}\b", text), path.name
+    train = json.loads((tiny_repo / "runs" / "train.json").read_text())
+    assert train["experiment"] == "backprop-lab" and set(train["models"]) == set(TASKS)
+    for task, run_filter in train["runs"].items():
+        found = latest_run(client, run_filter)
+        assert found.data.tags["task"] == task and found.data.tags["stage"] == "train"
+        assert found.data.tags["stage_digest"] in run_filter
+    sweep = json.loads((tiny_repo / "runs" / "sweep_lr.json").read_text())
+    parent = latest_run(client, sweep["parent"])
+    child = latest_run(client, sweep["children"][0]["run"])
+    assert parent.info.run_name == "sweep-lr" and child.data.tags["mlflow.parentRunId"] == parent.info.run_id
 
 
 def test_repro_writes_every_declared_output(tiny_repo):
@@ -107,6 +136,7 @@ def test_every_run_is_in_the_project_store(tiny_repo):
         source = "data/diabetes.csv" if task == "regression" else "data/breast_cancer.csv"
         assert dataset.dataset.digest == hashlib.sha256((tiny_repo / source).read_bytes()).hexdigest()[:20]
         assert train_run.data.tags["mlflow.source.git.commit"] != "unknown" and "git_commit" not in train_run.data.tags
+        assert re.fullmatch(r"[0-9a-f]{16}", train_run.data.tags["stage_digest"])
         artifacts = Path(train_run.info.artifact_uri.removeprefix("file://"))
         for name in ("history.csv", f"figures/history_{task}.png"):
             assert (artifacts / name).is_file(), name
@@ -148,7 +178,9 @@ def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
 
     from backprop import MLP
 
-    model_id = json.loads((tiny_repo / "runs" / "train.json").read_text())["models"]["regression"]
+    run_filter = json.loads((tiny_repo / "runs" / "train.json").read_text())["runs"]["regression"]
+    (output,) = latest_run(store(tiny_repo), run_filter).outputs.model_outputs
+    model_id = output.model_id
     mlflow_uri = f"sqlite:///{tiny_repo / 'mlflow.db'}"
     mlflow.set_tracking_uri(mlflow_uri)
     try:

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from backprop.lab.answers import interval, verdict
-from backprop.lab.blocks import REFERENCE_HAND_IN, fmt
+from backprop.lab.blocks import REFERENCE_HAND_IN, code, fmt, paragraph, section, table
 from backprop.lab.protocol import mean_interval
+from backprop.lab.report import render_html
 
 pytestmark = pytest.mark.e2e
 
@@ -47,6 +48,32 @@ def test_html_is_self_contained_and_embeds_every_figure(tiny_repo):
     figures = len(list((tiny_repo / "report" / "figures").glob("*.png")))
     figure_tags = re.findall(r'<figure><img src="data:image/png;base64,', page)
     assert len(figure_tags) == figures
+
+
+def test_the_html_texts_are_markdown_it_commonmark():
+    """Texts go through markdown-it-py: CommonMark emphasis and code spans, tables' cells inline,
+    raw HTML shown as text, never passed through."""
+    document = {
+        "title": "t",
+        "sections": [
+            section(
+                "S",
+                [
+                    paragraph("**bold**, *it*, `a*b*c`, ``tags.`x` = 'y'``, snake_case_name, 2 * 3 * 4 <script>"),
+                    table(["*h*"], [["`c`"]], caption="*cap*"),
+                    code("a: <b>"),
+                ],
+                "s",
+            )
+        ],
+    }
+    page = render_html(document, {})
+    assert (
+        "<p><strong>bold</strong>, <em>it</em>, <code>a*b*c</code>, <code>tags.`x` = 'y'</code>, snake_case_name, "
+        "2 * 3 * 4 &lt;script&gt;</p>"
+    ) in page
+    assert "<th><em>h</em></th>" in page and "<td><code>c</code></td>" in page and "<em>cap</em></caption>" in page
+    assert "<pre><code>a: &lt;b&gt;</code></pre>" in page and "<script>" not in page
 
 
 def table_rows(markdown: str, after: str) -> list[list[str]]:

@@ -90,7 +90,21 @@ def save(path: str | Path, network: MLP, prepared) -> None:
     flavor["model_code_path"] = ENTRY_POINT.name
     for artifact in flavor["artifacts"].values():
         artifact["uri"] = artifact["path"]
-    mlmodel.save(path / "MLmodel")
+    write_mlmodel(mlmodel, path / "MLmodel")
+
+
+# MLmodel fields that differ on every save of the same model: a random id, the time, and the ids
+# of a run or LoggedModel (none for a folder saved by itself). MLflow loads and serves a folder
+# without them; the model logged to MLflow keeps its own.
+VOLATILE_FIELDS = ("model_uuid", "utc_time_created", "run_id", "model_id", "artifact_path")
+
+
+def write_mlmodel(mlmodel: mlflow.models.Model, path: str | Path) -> None:
+    """``mlmodel`` as YAML without its volatile fields: the same network gives the same file."""
+    import yaml
+
+    fields = {key: value for key, value in mlmodel.to_dict().items() if key not in VOLATILE_FIELDS}
+    Path(path).write_text(yaml.safe_dump(fields, default_flow_style=False))
 
 
 class BackpropModel(mlflow.pyfunc.PythonModel):

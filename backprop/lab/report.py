@@ -1,5 +1,6 @@
 """The report as data: sections of blocks (paragraphs, equations, tables, figures, code) built
-from this run's outputs, rendered by two Jinja2 templates as Markdown and as one HTML file.
+from this run's outputs, rendered by two Jinja2 templates as Markdown and as one HTML file (its
+texts converted by markdown-it-py, as CommonMark, so the page says what report.md says).
 
 Every number comes from the inputs, except the reference hand-in's two numbers, which are
 labelled as such wherever they appear.
@@ -8,9 +9,8 @@ labelled as such wherever they appear.
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,23 +135,35 @@ def derivation_section() -> dict:
 
 
 def provenance_section(info: dict) -> dict:
-    runs = [["train", task, run_id] for task, run_id in info["train_runs"].items()]
+    """How to find this report's MLflow runs and what it was made from; no run id, commit or time,
+    so the same code, params and data give the same section on any machine and clone."""
+    runs = [["train", task, f"`{run_filter}`"] for task, run_filter in info["train_runs"].items()]
     runs += [
-        [f"sweep {name} (parent)", f"{count} child runs", run_id]
-        for name, (run_id, count) in info["sweep_runs"].items()
+        [f"sweep {name} (parent)", f"{count} child runs", f"`{run_filter}`"]
+        for name, (run_filter, count) in info["sweep_runs"].items()
     ]
-    runs.append(["baselines (parent)", f"{info['baseline_children']} child runs", info["baselines_run"]])
+    runs.append(["baselines (parent)", f"{info['baseline_children']} child runs", f"`{info['baselines_run']}`"])
     data_rows = [[s["source"], f"`{s['sha256'][:16]}…`", str(s["rows"])] for s in info["schemas"].values()]
+    experiment = info["experiment"]
     return section(
         "4. Provenance",
         [
             paragraph(
-                f"Git commit `{info['commit']}`{' with uncommitted changes' if info['dirty'] else ''}. "
-                f"MLflow store: `{info['tracking_uri']}`, experiment `{info['experiment']}`."
+                f"MLflow store: `{info['tracking_uri']}`, experiment `{experiment}`. Every run carries the tag "
+                f"`{info['digest_tag']}`, a digest of its stage's code, params and input data (what `dvc.yaml` "
+                "declares for the stage), so the same inputs give the same filter on any machine. Find a run with "
+                f'`mlflow.search_runs(experiment_names=["{experiment}"], filter_string=...)` and its filter below, '
+                "or paste the filter into the search box of the UI; a stage run again with the same inputs adds a "
+                "run with the same filter, and the latest is the one these outputs come from. "
+                "`runs/sweep_<name>.json` also holds the filter of each sweep's child runs."
+            ),
+            table(["MLflow run", "what", "filter string"], runs),
+            paragraph(
+                f"This report's own digest (its code, params and inputs, which hold the digests above): "
+                f"`{info['digest']}`."
             ),
             table(["data", "sha256", "rows"], data_rows),
             table(["package", "version"], [[name, version] for name, version in info["versions"].items()]),
-            table(["MLflow run", "what", "run id"], runs),
             paragraph(
                 "Open the runs with `make ui` and http://127.0.0.1:5000 (the UI binds to this machine only). "
                 "Every figure here is also attached to its run under `figures/`."
@@ -200,12 +212,23 @@ def build(inputs: ReportInputs) -> dict:
 # ---- rendering --------------------------------------------------------------------------------
 
 
-def inline_html(text: str) -> str:
-    """The small Markdown subset the paragraphs use: `code`, **bold**, *italic*."""
-    escaped = html.escape(text, quote=False)
-    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-    escaped = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
-    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", escaped)
+@functools.cache
+def _markdown():
+    """markdown-it-py with CommonMark and tables, the Markdown that report.md is read as (GitHub,
+    GitLab). Raw HTML inside a text is shown as text, never passed through."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def markdown_html(text: str) -> str:
+    """A paragraph's Markdown as HTML block(s), exactly as report.md holds it."""
+    return _markdown().render(text).rstrip("\n")
+
+
+def inline_markdown_html(text: str) -> str:
+    """Inline Markdown (a table cell, a caption) as HTML, with no enclosing paragraph."""
+    return _markdown().renderInline(text)
 
 
 def equation_png(tex: str) -> str:
@@ -243,7 +266,8 @@ def render_html(document: dict, figure_bytes: dict[str, bytes]) -> str:
         .render(
             doc=document,
             images=images,
-            inline=lambda text: markupsafe.Markup(inline_html(text)),
+            markdown=lambda text: markupsafe.Markup(markdown_html(text)),
+            inline=lambda text: markupsafe.Markup(inline_markdown_html(text)),
             equation=equation_png,
         )
     )

@@ -35,6 +35,13 @@ from backprop.lab.io import MachineError, pid_alive
 
 DB_NAME = "mlflow.db"
 PIPELINE_TAG = "backprop.pipeline"  # the tag that finds a pipeline run's grouping run
+# Every run a stage creates carries a digest of what the stage depends on (dvc.yaml's deps and
+# params): versioned files find runs by it and by the run's name, never by an id that changes
+# with every run. Equal digests mean the same code, params and input data.
+DIGEST_TAG = "stage_digest"
+DIGEST_LENGTH = 16  # hex digits shown in tags and filter strings
+# What .dvcignore leaves out of a dependency's hash, so the digests skip it too.
+NOT_HASHED = frozenset({"__pycache__", ".backprop-staging"})
 ARTIFACTS_DIR = "mlartifacts"
 HOST = socket.gethostname()
 
@@ -194,7 +201,10 @@ class Tracker:
         # What versioned files, messages and tags may show: no secret, no path of this machine.
         self.uri = redact(shareable_uri(self.store_uri))
         self.local = self.store_uri.startswith("sqlite:")
+        self.experiment = experiment
         self._pipeline: str | None = None
+        self._created: dict[str, tuple[str, str]] = {}  # run id -> (run name, stage digest)
+        self._models: dict[str, str] = {}  # logged model id -> its registered name
         self._lock_path = Path(self.store_uri.removeprefix("sqlite:///") + ".lock") if self.local else None
         if self.local:
             from sqlalchemy import event
@@ -258,8 +268,8 @@ class Tracker:
 
     def pipeline_run(self) -> str:
         """The run that groups every stage of one pipeline run: one per DVC experiment, or, for a
-        plain `dvc repro`, one per commit and params. Found by its tag, else created (already
-        FINISHED: it holds no data, and no stage has to remember to end it)."""
+        plain `dvc repro`, one per code and params (``pipeline_key``). Found by its tag, else
+        created (already FINISHED: it holds no data, and no stage has to remember to end it)."""
         global time_in_mlflow
         if self._pipeline is None:
             key, name = pipeline_key()
@@ -284,9 +294,12 @@ class Tracker:
         global runs_created
         owner = {"host": HOST, "pid": str(os.getpid())}  # lets a later stage end it if this process dies
         all_tags = owner | dict(tags) | {"mlflow.parentRunId": parent_id or self.pipeline_run()}
+        if "stage" in all_tags:
+            all_tags[DIGEST_TAG] = stage_digest(all_tags["stage"])
         run = self._call("create_run", self.experiment_id, tags=all_tags, run_name=name)
         runs_created += 1
         run_id = run.info.run_id
+        self._created[run_id] = (name, all_tags.get(DIGEST_TAG, ""))
         try:
             yield run_id
         except KeyboardInterrupt:
@@ -382,13 +395,41 @@ class Tracker:
             if champion:
                 self.client.set_registered_model_alias(registered_name, "champion", version)
         time_in_mlflow += time.perf_counter() - started
+        self._models[info.model_id] = registered_name
         return info.model_id, version
 
-    def run_status(self, run_id: str) -> str | None:
-        try:
-            return self.client.get_run(run_id).info.status
-        except MlflowException:  # a store that was wiped since: there is no such run any more
-            return None
+    def run_filter(self, run_id: str) -> str:
+        """The filter string (``mlflow.search_runs``, the UI's search box) that finds a run this
+        tracker created, and runs of the same stage with the same code, params and data."""
+        name, digest = self._created[run_id]
+        return search_filter(name, digest)
+
+    def runs_file(self, **entries) -> dict:
+        """What a stage writes to its versioned runs file: the store and experiment, and ``entries``
+        with every run id this tracker created replaced by its filter string and every logged model
+        id by its registered name. No id, no time: the same code, params and data give the same file."""
+
+        def searchable(value):
+            if isinstance(value, str):
+                return self.run_filter(value) if value in self._created else self._models.get(value, value)
+            if isinstance(value, Mapping):
+                return {key: searchable(item) for key, item in value.items()}
+            if isinstance(value, list | tuple):
+                return [searchable(item) for item in value]
+            return value
+
+        return {"tracking_uri": self.uri, "experiment": self.experiment} | searchable(entries)
+
+    def find_run(self, filter_string: str) -> str | None:
+        """The id of the latest run that ``filter_string`` finds, or None (a store reset since)."""
+        found = self._call(
+            "search_runs",
+            [self.experiment_id],
+            filter_string=filter_string,
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return found[0].info.run_id if found else None
 
 
 # The largest value a curve point may have to be drawn: past it the loss has left any range a
@@ -457,14 +498,81 @@ def dvc_tags() -> dict[str, str]:
 
 
 def pipeline_key() -> tuple[str, str]:
-    """(tag value, run name) of the pipeline run this stage belongs to: the DVC experiment, or
-    the commit and the pipeline's definition (params.yaml, dvc.yaml) for a plain `dvc repro`."""
+    """(tag value, run name) of the pipeline run this stage belongs to: the DVC experiment, or,
+    for a plain `dvc repro`, a digest of the pipeline's code and definition (``backprop/``,
+    ``stages/``, ``dvc.yaml``, ``params.yaml``): the same on every machine and clone, unlike a commit."""
     experiment = os.environ.get("DVC_EXP_NAME")
     if experiment:
         return f"exp:{experiment}", f"dvc exp {experiment}"
-    definition = hashlib.sha256()
-    for name in ("params.yaml", "dvc.yaml"):
-        if Path(name).is_file():
-            definition.update(Path(name).read_bytes())
-    commit, params = _commit()[:8], definition.hexdigest()[:8]
-    return f"repro:{commit}:{params}", f"dvc repro {commit} (params {params})"
+    digest = content_digest(["backprop", "stages", "dvc.yaml", "params.yaml"])[:DIGEST_LENGTH]
+    return f"repro:{digest}", f"dvc repro {digest[:8]}"
+
+
+def search_filter(run_name: str, digest: str) -> str:
+    """The MLflow filter string for the runs named ``run_name`` whose stage had ``digest``."""
+    quoted = run_name.replace("'", "\\'")
+    return f"attributes.run_name = '{quoted}' and tags.{DIGEST_TAG} = '{digest}'"
+
+
+def _hash_files(digest, name: str, path: Path) -> None:
+    """Each file under ``path`` (or ``path`` itself) as its name under ``name`` and its content
+    hash, in sorted order; what .dvcignore skips is skipped. A missing path counts as empty."""
+    if path.is_file():
+        files = [(name, path)]
+    elif path.is_dir():
+        files = sorted(
+            (f"{name}/{p.relative_to(path).as_posix()}", p)
+            for p in path.rglob("*")
+            if p.is_file() and not NOT_HASHED & set(p.relative_to(path).parts)
+        )
+    else:
+        files = []
+    for label, file in files:
+        digest.update(label.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+
+
+def content_digest(paths: Mapping[str, Path] | list[str], values: Mapping | None = None) -> str:
+    """sha256 of the files under ``paths`` (names relative to the working directory, as DVC's
+    are, or a mapping of name to path) and of ``values`` as sorted JSON."""
+    import json
+
+    named = paths if isinstance(paths, Mapping) else {name: Path(name) for name in paths}
+    digest = hashlib.sha256()
+    for name in sorted(named):
+        _hash_files(digest, name, Path(named[name]))
+    digest.update(json.dumps(values or {}, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _declared_dependencies(stage: str) -> tuple[dict[str, Path], dict]:
+    """(dependency paths, params values) that dvc.yaml declares for ``stage``, as DVC resolves
+    them. Outside DVC (a stage run by hand or by a test): the package, the stage's module and
+    the whole params.yaml."""
+    if os.environ.get("DVC_STAGE") == stage and Path("dvc.yaml").is_file():
+        from dvc.dependency.param import ParamsDependency
+        from dvc.repo import Repo
+
+        with Repo(os.getcwd()) as repo:
+            (found,) = repo.stage.collect(stage)
+            paths, params = {}, {}
+            for dependency in found.deps:
+                if isinstance(dependency, ParamsDependency):
+                    params[dependency.def_path] = dependency.read_params(flatten=False)
+                else:
+                    paths[dependency.def_path] = Path(dependency.fs_path)
+        return paths, params
+    import yaml
+
+    package = Path(__file__).resolve().parents[1]
+    module = package.parent / "stages" / f"{stage.split('@')[0]}.py"
+    params = yaml.safe_load(Path("params.yaml").read_text()) if Path("params.yaml").is_file() else {}
+    return {"backprop": package, f"stages/{module.name}": module}, {"params.yaml": params}
+
+
+@functools.cache
+def stage_digest(stage: str) -> str:
+    """The digest of what ``stage`` depends on: its name, the content of its declared deps and
+    the values of its declared params. It changes exactly when DVC would run the stage again, so
+    it is a pure function of what the stage's outputs are a function of."""
+    paths, params = _declared_dependencies(stage)
+    return content_digest(paths, {"stage": stage, "params": params})[:DIGEST_LENGTH]
