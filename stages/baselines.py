@@ -75,18 +75,19 @@ def main() -> None:
     train, tracking = load_train(params), load_tracking(params)
     datasets = {task: load_prepared(args.prepared, task)[0] for task in TASKS}
     with staged_outputs() as outputs, fit_pool() as pool:
-        tracker = Tracker(tracking.experiment)  # opened while the workers start
         shared = {task: pool.share(data) for task, data in datasets.items()}
         jobs = baseline_jobs(train, datasets, shared)
         # scikit-learn's network costs about what ours does; the linear models next to nothing.
         per_task = dict(zip(TASKS, fit_estimates([(datasets[t], t, train.for_task(t)) for t in TASKS]), strict=True))
         pool.announce("baselines", [per_task[job.key[1]] for job in jobs if job.key[0] != "linear"])
+        running = pool.submit(jobs)
+        tracker = Tracker(tracking.experiment)  # imported and opened while the first fits run
         done = {}
         with (
             tracker.run("baselines", run_tags("baselines")) as parent,
             progress_bar(len(jobs), "baselines", unit="fit") as bar,
         ):
-            for job, result in pool.completed(jobs):
+            for job, result in pool.completed(running):
                 kind, task, repeat, fold = job.key
                 if kind == "sklearn":
                     config = job.args[2]

@@ -40,11 +40,12 @@ def main() -> None:
     most = tracking.max_logged_steps["sweep"]
 
     with staged_outputs() as outputs, fit_pool() as pool:
-        tracker = Tracker(tracking.experiment)  # opened while the workers start
         shared = {task: pool.share(data) for task, data in datasets.items()}
         fits = sweep_jobs(args.name, sweep, train, datasets, shared)
         limits = limit_jobs(args.name, sweep, train, datasets, shared)
         pool.announce(f"sweep {args.name}", fit_estimates([(datasets[j.args[1]], j.args[1], j.args[2]) for j in fits]))
+        running = pool.submit(fits + limits)
+        tracker = Tracker(tracking.experiment)  # imported and opened while the first fits run
         parent_tags = run_tags(f"sweep@{args.name}", sweep=args.name)
         with (
             tracker.run(f"sweep-{args.name}", parent_tags) as parent,
@@ -53,7 +54,7 @@ def main() -> None:
             sweep_params = {"name": args.name, "grid": spec.grid, "fixed": spec.fixed, "tasks": spec.tasks}
             tracker.log(parent, params={"sweep": sweep_params, "train": train.as_params()})
             done, children = {}, {}
-            for job, result in pool.completed(fits + limits):
+            for job, result in pool.completed(running):
                 done[job.key] = result
                 bar.update()
                 if job.key[0] != "fit":

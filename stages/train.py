@@ -10,7 +10,6 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from backprop.lab import pyfunc
 from backprop.lab.config import load_tracking, load_train, read_params
 from backprop.lab.datasets import fold_data
 from backprop.lab.executor import Job, fit_pool
@@ -52,7 +51,6 @@ def main() -> None:
     champion = crowns_champion(tracking.champion_branch)
     run_ids, model_ids = {}, {}
     with staged_outputs() as outputs, fit_pool() as pool, contextlib.ExitStack() as runs:
-        tracker = Tracker(tracking.experiment)  # opened while the workers start
         jobs = []
         for task in TASKS:
             shared, folds = pool.share(datasets[task]), datasets[task].roles.shape[1]
@@ -67,6 +65,9 @@ def main() -> None:
                     )
                 )
         pool.announce("train", fit_estimates([(datasets[j.key[0]], j.key[0], j.args[2]) for j in jobs]))
+        running = pool.submit(jobs)
+        tracker = Tracker(tracking.experiment)  # imported and opened while the first fits run
+        from backprop.lab import pyfunc  # MLflow's model code: imported once the fits are running
         for task in TASKS:
             run_ids[task] = runs.enter_context(tracker.run(f"train-{task}", run_tags("train", task=task)))
             schema = data[task][1]
@@ -80,7 +81,7 @@ def main() -> None:
             tracker.log_dataset(run_ids[task], schema)
         done = {}
         with progress_bar(len(jobs), "train", unit="fit") as bar:
-            for job, result in pool.completed(jobs):
+            for job, result in pool.completed(running):
                 task, repeat, fold = job.key
                 done[job.key] = result
                 tags = run_tags("train", task=task, repeat=repeat, fold=fold) | {"outcome": result.outcome}

@@ -138,14 +138,20 @@ class Pool:
             return value
         return self._client.scatter(value, broadcast=True, hash=False)
 
-    def completed(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, Any]]:
-        """Submit every job; yield (job, result) as each completes. A fit that raises ends the
-        stage with a FitError naming it; a pool that breaks, with an ExecutorError."""
-        global fits_completed
+    def submit(self, jobs: Sequence[Job]) -> dict:
+        """Start every job now (future -> job), so the fits run while the stage does its own
+        slow set-up (importing and opening MLflow); ``completed`` then collects them."""
         try:
-            futures = {self.executor.submit(one_blas_thread, job.fn, *job.args): job for job in jobs}
+            return {self.executor.submit(one_blas_thread, job.fn, *job.args): job for job in jobs}
         except BrokenProcessPool:
             raise ExecutorError("a worker process died (killed, or out of memory) before the fits started") from None
+
+    def completed(self, jobs: Sequence[Job] | dict) -> Iterator[tuple[Job, Any]]:
+        """Yield (job, result) as each job completes, submitting them first unless ``submit``
+        did. A fit that raises ends the stage with a FitError naming it; a pool that breaks, with
+        an ExecutorError."""
+        global fits_completed
+        futures = jobs if isinstance(jobs, dict) else self.submit(jobs)
         for future in cf.as_completed(futures):
             job = futures[future]
             try:

@@ -27,9 +27,6 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.exceptions import MlflowException
 
 from backprop.lab.io import MachineError, pid_alive
 
@@ -221,6 +218,8 @@ class Tracker:
         with self._locked():
             # The first touch creates the SQLite schema: serialised, so that several queue workers
             # starting on a new store do not race through MLflow's migrations.
+            from mlflow import MlflowClient  # MLflow takes seconds to import: the fits start first
+
             self.client = MlflowClient(self.store_uri)
             found = self.client.get_experiment_by_name(experiment)
             if found is not None:
@@ -242,7 +241,7 @@ class Tracker:
         for run in running:
             pid = run.data.tags.get("pid", "")
             if pid.isdigit() and not pid_alive(int(pid)):
-                self._call("set_terminated", run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+                self._call("set_terminated", run.info.run_id, "FAILED")
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -283,7 +282,7 @@ class Tracker:
                 else:
                     tags = {PIPELINE_TAG: key, "mlflow.source.git.commit": _commit()} | dvc_tags()
                     self._pipeline = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
-                    self.client.set_terminated(self._pipeline, RunStatus.to_string(RunStatus.FINISHED))
+                    self.client.set_terminated(self._pipeline, "FINISHED")
             time_in_mlflow += time.perf_counter() - started
         return self._pipeline
 
@@ -303,12 +302,12 @@ class Tracker:
         try:
             yield run_id
         except KeyboardInterrupt:
-            self._call("set_terminated", run_id, RunStatus.to_string(RunStatus.KILLED))
+            self._call("set_terminated", run_id, "KILLED")
             raise
         except BaseException:
-            self._call("set_terminated", run_id, RunStatus.to_string(RunStatus.FAILED))
+            self._call("set_terminated", run_id, "FAILED")
             raise
-        self._call("set_terminated", run_id, RunStatus.to_string(RunStatus.FINISHED))
+        self._call("set_terminated", run_id, "FINISHED")
 
     def log(
         self,
@@ -320,6 +319,8 @@ class Tracker:
     ) -> None:
         """Params, tags and (key, value, step) metrics in one ``log_batch`` (the client splits it
         where MLflow's limits per call require)."""
+        from mlflow.entities import Metric, Param, RunTag
+
         now = int(time.time() * 1000)
         self._call(
             "log_batch",
@@ -372,6 +373,7 @@ class Tracker:
         alias ``champion`` moves to that version. Returns (model id, version)."""
         global time_in_mlflow
         import mlflow.pyfunc
+        from mlflow.exceptions import MlflowException
         from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
         from backprop.lab.pyfunc import model_spec
