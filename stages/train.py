@@ -10,6 +10,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
+from backprop.lab.blocks import LABELS
 from backprop.lab.config import load_tracking, load_train, read_params
 from backprop.lab.datasets import fold_data
 from backprop.lab.executor import Job, fit_pool
@@ -29,8 +30,8 @@ def summary_line(task: str, scores: dict, run_id: str) -> str:
     test = scores["summary"][f"test_{loss}"]
     outcomes = ", ".join(f"{count} {name}" for name, count in scores["outcomes"].items() if count)
     return (
-        f"train {task}: test {loss} {test['mean']:.4g} (95% CI {test['ci_low']:.4g} to {test['ci_high']:.4g}) "
-        f"over {len(scores['folds'])} folds ({outcomes}) (run {run_id[:8]})"
+        f"train {task}: test {LABELS[loss]} {test['mean']:.4g} (95% CI {test['ci_low']:.4g} to {test['ci_high']:.4g}) "
+        f"over {len(scores['folds'])} folds, {outcomes} (run {run_id[:8]})"
     )
 
 
@@ -68,6 +69,7 @@ def main() -> None:
         running = pool.submit(jobs)
         tracker = Tracker(tracking.experiment)  # imported and opened while the first fits run
         from backprop.lab import pyfunc  # MLflow's model code: imported once the fits are running
+
         for task in TASKS:
             run_ids[task] = runs.enter_context(tracker.run(f"train-{task}", run_tags("train", task=task)))
             schema = data[task][1]

@@ -213,7 +213,7 @@ def test_two_forced_repros_give_byte_identical_results(hardening_repo):
     so every tracked output and dvc.lock, with it the md5 of every cached output (models, runs,
     prepared data), are byte-identical. No run id, model id, commit or time is in any of them."""
     files = sorted(hardening_repo.glob("metrics/*.json")) + sorted(hardening_repo.glob("sweeps/*/results.csv"))
-    assert len(files) == 5 + 4
+    assert len(files) == 6 + 6  # headline, scores, baselines, comparison; one table per sweep
     before = {path: path.read_bytes() for path in files}
     run(["git", "add", "-A"], hardening_repo)
     run(
