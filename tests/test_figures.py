@@ -183,6 +183,23 @@ def test_the_capacity_figure_uses_a_log2_width_axis_and_marks_incomplete_widths(
     }
 
 
+def test_the_capacity_figure_draws_each_width_at_the_lr_it_fits_best():
+    summary = pd.DataFrame(
+        [
+            summary_row("regression", {"hidden": 4, "lr": 0.1}, mean=2900),
+            summary_row("regression", {"hidden": 4, "lr": 0.3}, mean=2700),
+            summary_row("regression", {"hidden": 64, "lr": 0.1}, mean=2800),
+            summary_row("regression", {"hidden": 64, "lr": 0.3}, mean=2000, diverged=1),  # lowest, not every fold
+        ]
+    )
+    chosen = figures.best_fitting(summary, "mse")
+    assert sorted(zip(chosen["hidden"], chosen["lr"], strict=True)) == [(4, 0.3), (64, 0.1)]
+    axis = figures.capacity_figure(summary, metric="mse").axes[0]
+    (train,) = [c for c in axis.containers if c.get_label().startswith("train")]
+    assert sorted(train.lines[0].get_ydata()) == [2600.0, 2700.0]  # train = mean − 100 in summary_row
+    assert {t.get_text() for t in axis.texts} >= {"lr 0.3", "lr 0.1"}
+
+
 # ---- loss curves ---------------------------------------------------------------------------------
 
 

@@ -146,16 +146,7 @@ def lr_figure(summary: pd.DataFrame, results: pd.DataFrame, *, task: str, metric
         learned["lr"], learned[f"val_{metric}"], s=10, color=SPLIT_COLOUR["val"], alpha=0.35, label="val, each fold"
     )
     for split, shift in (("val", 0.92), ("test", 1.08)):  # side by side, not on top of each other
-        mean = rows[f"{split}_{metric}_mean"]
-        axis.errorbar(
-            rows["lr"] * shift,
-            mean,
-            yerr=[mean - rows[f"{split}_{metric}_ci_low"], rows[f"{split}_{metric}_ci_high"] - mean],
-            marker="o",
-            capsize=3,
-            color=SPLIT_COLOUR[split],
-            label=f"{split}: mean, 95% CI (folds that learned)",
-        )
+        _mean_and_interval(axis, rows, "lr", shift, f"{split}_{metric}", split, "(folds that learned)")
     axis.set_xscale("log")
     if _spans_decades(fits.loc[fits["outcome"] == "learned", [f"val_{metric}", f"test_{metric}"]].to_numpy()):
         axis.set_yscale("log")
@@ -300,17 +291,7 @@ def capacity_figure(summary: pd.DataFrame, *, metric: str, title: str | None = N
     rows = best_fitting(summary, metric).sort_values("hidden")
     figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for split, shift in (("train", 2**-0.06), ("val", 1.0), ("test", 2**0.06)):
-        mean = rows[f"{split}_{metric}_mean"]
-        axis.errorbar(
-            rows["hidden"] * shift,
-            mean,
-            yerr=[mean - rows[f"{split}_{metric}_ci_low"], rows[f"{split}_{metric}_ci_high"] - mean],
-            marker="o",
-            capsize=3,
-            linestyle=SPLIT_STYLE[split],
-            color=SPLIT_COLOUR[split],
-            label=f"{split}: mean, 95% CI",
-        )
+        _mean_and_interval(axis, rows, "hidden", shift, f"{split}_{metric}", split, linestyle=SPLIT_STYLE[split])
     if "lr" in rows:
         for _, row in rows.iterrows():
             axis.annotate(f"lr {row['lr']:g}", (row["hidden"], row[f"train_{metric}_mean"]), xytext=(4, -12),
@@ -326,6 +307,22 @@ def capacity_figure(summary: pd.DataFrame, *, metric: str, title: str | None = N
     axis.grid(alpha=0.3)
     figure.legend(loc="outside lower center", ncol=4, fontsize=8)
     return figure
+
+
+def _mean_and_interval(axis, rows, x: str, shift: float, column: str, split: str, note: str = "", **style):
+    """``column``'s mean with its 95% interval as error bars against ``x`` (moved by the factor
+    ``shift``, so that splits drawn at the same x stay apart)."""
+    mean = rows[f"{column}_mean"]
+    axis.errorbar(
+        rows[x] * shift,
+        mean,
+        yerr=[mean - rows[f"{column}_ci_low"], rows[f"{column}_ci_high"] - mean],
+        marker="o",
+        capsize=3,
+        color=SPLIT_COLOUR[split],
+        label=f"{split}: mean, 95% CI {note}".strip(),
+        **style,
+    )
 
 
 def best_fitting(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
