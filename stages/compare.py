@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from backprop.lab.comparisons import against_baselines, best_vs_baseline, capacity, loss_mechanism, settings_compared
-from backprop.lab.config import load_data, load_sweep, read_params
+from backprop.lab.config import load_sweep, read_params
 from backprop.lab.io import read_csv, run_stage, staged_outputs
 from backprop.lab.protocol import overlap_ratio
 from backprop.losses import TASKS
@@ -17,6 +17,7 @@ from backprop.losses import TASKS
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--prepared", required=True, help="folder with <task>/schema.json (the folds' sizes)")
     parser.add_argument("--metrics", required=True, help="folder with <task>-scores.json and baselines.json")
     parser.add_argument("--sweeps", required=True, help="folder with <name>/results.csv")
     parser.add_argument("--names", nargs="+", required=True, help="the sweeps to compare")
@@ -24,16 +25,21 @@ def main() -> None:
     args = parser.parse_args()
 
     params = read_params()
-    sweep, ratio = load_sweep(params), overlap_ratio(load_data(params).folds)
-    metrics = Path(args.metrics)
+    sweep, metrics = load_sweep(params), Path(args.metrics)
+    schemas = {task: json.loads((Path(args.prepared) / task / "schema.json").read_text()) for task in TASKS}
+    ratios = {task: overlap_ratio(schema["fold_rows"]) for task, schema in schemas.items()}
     baselines = pd.DataFrame(json.loads((metrics / "baselines.json").read_text())["held_out"])
-    comparison = {"interval": f"95% t interval over folds, Nadeau-Bengio corrected (n_test/n_train = {ratio:.3g})"}
+    comparison = {
+        "interval": "95% t interval over folds with Nadeau and Bengio's variance correction",
+        "n_test_over_n_train": ratios,
+    }
     for task in TASKS:
         network = pd.DataFrame(json.loads((metrics / f"{task}-scores.json").read_text())["folds"])
-        comparison[task] = against_baselines(network, baselines, task, ratio) | {"sweeps": {}}
+        comparison[task] = against_baselines(network, baselines, task, ratios[task]) | {"sweeps": {}}
     for name in args.names:
         spec, results = sweep.spec(name), read_csv(Path(args.sweeps) / name / "results.csv")
         for task in spec.tasks:
+            ratio = ratios[task]
             answer = settings_compared(results, task, spec.keys, ratio)
             answer["best_vs_linear"] = best_vs_baseline(results, answer, baselines, task, "linear", ratio)
             if spec.fixed.get("patience") == 0 and "hidden" in spec.keys:

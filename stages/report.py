@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from backprop.lab.config import load_data, load_sweep, load_train, read_params
+from backprop.lab.config import load_sweep, load_train, read_params
 from backprop.lab.io import run_stage, staged_outputs
 from backprop.lab.protocol import overlap_ratio
 from backprop.lab.report import ReportInputs, build, render_html, render_markdown
@@ -70,7 +70,7 @@ def main() -> None:
         train_config={task: train.for_task(task).as_params() for task in TASKS},
         summaries=summaries,
         sweep_specs={name: sweep.spec(name) for name in args.names},
-        ratio=overlap_ratio(load_data(params).folds),
+        ratios={task: overlap_ratio(schemas[task]["fold_rows"]) for task in TASKS},
         provenance={
             "digest": stage_digest(os.environ.get("DVC_STAGE", "report")),
             "digest_tag": DIGEST_TAG,

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from backprop.lab.config import load_sweep, load_tracking, load_train, read_params
+from backprop.lab.datasets import fold_rows
 from backprop.lab.executor import fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
 from backprop.lab.protocol import overlap_ratio
@@ -79,13 +80,20 @@ def main() -> None:
                 rows.append(result_row(task, point, repeat, fold, result, spec.reach))
                 curves.append(
                     curve_rows(
-                        task, point, repeat, fold, result, epochs=result.config.epochs, points=sweep.curve_points
+                        task,
+                        point,
+                        repeat,
+                        fold,
+                        result,
+                        epochs=result.config.epochs,
+                        points=sweep.curve_points,
+                        first=sweep.curve_first_epochs,
                     )
                 )
                 child_runs.append({"task": task, **point, "repeat": repeat, "fold": fold, "run": children[job.key]})
             table = pd.DataFrame(rows)
-            folds = next(iter(datasets.values())).roles.shape[1]
-            summary = summarise(table, spec.keys, SUMMARY_METRICS, overlap_ratio(folds))
+            ratios = {task: overlap_ratio(fold_rows(data)) for task, data in datasets.items()}
+            summary = summarise(table, spec.keys, SUMMARY_METRICS, ratios)
             limit = {}
             for job in limits:
                 network = job.key[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from backprop.lab.blocks import LABELS
 from backprop.lab.config import load_tracking, load_train, read_params
-from backprop.lab.datasets import fold_data
+from backprop.lab.datasets import fold_data, fold_rows
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
 from backprop.lab.protocol import overlap_ratio
@@ -120,7 +120,7 @@ def main() -> None:
         for task in TASKS:
             folds = datasets[task].roles.shape[1]
             rows = [result_row(task, {}, r, f, done[task, r, f]) for r, f in datasets[task].folds]
-            scores = cv_scores(rows, task, overlap_ratio(folds))
+            scores = cv_scores(rows, task, overlap_ratio(fold_rows(datasets[task])))
             outputs.json(Path(args.metrics) / f"{task}.json", headline(task, scores))
             outputs.json(Path(args.metrics) / f"{task}-scores.json", scores)
             cv_metrics = [

@@ -122,7 +122,9 @@ def test_a_scaled_fit_reports_and_predicts_in_the_targets_units(tmp_path):
 def test_the_corrected_interval_is_hand_computable():
     values = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     # sd = √2.5 = 1.58114, t(0.975, 4) = 2.776; corrected: √(1/5 + 1/4) = 0.67082
-    assert half_width(values, overlap_ratio(5)) == pytest.approx(2.776 * 1.58114 * 0.67082, rel=1e-5)
+    ratio = overlap_ratio({"test": [90, 88], "train": [360, 352]})  # 1/4 in both folds
+    assert ratio == 0.25
+    assert half_width(values, ratio) == pytest.approx(2.776 * 1.58114 * 0.67082, rel=1e-5)
     assert half_width(values) == pytest.approx(2.776 * 1.58114 / np.sqrt(5), rel=1e-5)
     stats = mean_interval([1.0, 2.0, np.nan, 3.0, 4.0, 5.0])
     assert stats["n"] == 5 and stats["mean"] == 3.0

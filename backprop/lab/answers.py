@@ -59,7 +59,20 @@ def summary_outcomes(row: pd.Series) -> str:
     return outcome_text({name: row[name] for name in OUTCOMES})
 
 
+HEATMAP_NOTE = (
+    "; the colours show means only, and most of their differences are within the folds' spread (the "
+    "comparisons above say which are not)"
+)
+# Below this many fits that learned, a t interval (1 or 2 degrees of freedom) is too wide to say
+# anything and can leave the metric's range: the mean is shown alone, with its count.
+MIN_FITS_FOR_INTERVAL = 3
+
+
 def mean_ci(row: pd.Series, column: str) -> str:
+    learned = row.get("learned", MIN_FITS_FOR_INTERVAL)
+    if learned < MIN_FITS_FOR_INTERVAL:
+        mean = number({"mean": row.get(f"{column}_mean")}, "mean")
+        return f"{fmt(mean)} (of {int(learned)})" if math.isfinite(mean) else "n/a"
     return interval({k: row.get(f"{column}_{k}", math.nan) for k in ("mean", "ci_low", "ci_high")})
 
 
@@ -92,6 +105,18 @@ def compared_settings(answer: dict, noun: str) -> str:
         parts.append(f"detectably better than the chosen one: {'; '.join(better)}")
     if ties:
         parts.append(f"no difference detected: {'; '.join(ties)}")
+    grid = answer.get("grid_lr")
+    if grid:
+        edge = [
+            point_text(s["point"])
+            for s in answer["settings"]
+            if s["every_fold_learned"] and s["point"]["lr"] in (grid[0], grid[-1])
+        ]
+        if edge:
+            parts.append(
+                f"best learning rate at an end of the grid (lr {fmt(grid[0])} to {fmt(grid[-1])}), so a wider "
+                f"grid might move it: {'; '.join(edge)}"
+            )
     failed = [s for s in answer["settings"] if not s["every_fold_learned"]]
     if failed:
         parts.append(
@@ -104,6 +129,12 @@ def compared_settings(answer: dict, noun: str) -> str:
 # ---- 2.1 ------------------------------------------------------------------------------------------
 
 
+def rows_text(counts: list[int]) -> str:
+    """``71`` or ``88–89``: the row counts of the folds."""
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}–{high}"
+
+
 def protocol_paragraph(schemas: dict, comparison: dict) -> dict:
     reg = schemas["regression"]
     folds, repeats = reg["folds"], reg["repeats"]
@@ -111,9 +142,9 @@ def protocol_paragraph(schemas: dict, comparison: dict) -> dict:
     return paragraph(
         f"**Protocol.** {folds}-fold cross-validation, repeated {repeats}× (stratified by class for "
         f"classification): each fold is held out once as the test rows; of the other rows a validation part "
-        f"({min(sizes['val'])}–{max(sizes['val'])} rows for regression) stops training early (best epoch's weights "
+        f"({rows_text(sizes['val'])} rows for regression) stops training early (best epoch's weights "
         f"restored) and makes every choice (a learning rate, logistic regression's C); the network learns on the "
-        f"rest ({min(sizes['train'])}–{max(sizes['train'])} rows). Features are standardised with the training "
+        f"rest ({rows_text(sizes['train'])} rows). Features are standardised with the training "
         f"rows' statistics of each fold"
         + (
             "; so is the regression target, and every score, curve and prediction is mapped back to its units"
@@ -121,7 +152,10 @@ def protocol_paragraph(schemas: dict, comparison: dict) -> dict:
             else ""
         )
         + f". Every model below is fitted on the same folds, so each comparison is paired by fold. Intervals: "
-        f"{comparison['interval']}: the folds share training rows, so a plain t interval would be too narrow."
+        f"{comparison['interval']}, (1/J + n_test/n_train)·s² for J folds with n_test/n_train = "
+        + " and ".join(f"{fmt(r, 3)} ({task})" for task, r in comparison["n_test_over_n_train"].items())
+        + ": the folds share training rows, so a plain t interval would be too narrow. With 5 folds such an "
+        "interval is wide: a difference it calls a tie may still be real, it is just not shown by this run."
     )
 
 
@@ -135,7 +169,7 @@ def _fold_stats(rows: pd.DataFrame, metrics: list[str], ratio: float) -> dict:
     return {f"test_{m}": mean_interval(rows[f"test_{m}"], ratio) for m in metrics if f"test_{m}" in rows}
 
 
-def answer_21(scores: dict, baselines: dict, comparison: dict, schemas: dict, configs: dict, ratio: float) -> dict:
+def answer_21(scores: dict, baselines: dict, comparison: dict, schemas: dict, configs: dict, ratios: dict) -> dict:
     blocks = [protocol_paragraph(schemas, comparison)]
     held_out = pd.DataFrame(baselines["held_out"])
     for task in TASKS:
@@ -151,7 +185,7 @@ def answer_21(scores: dict, baselines: dict, comparison: dict, schemas: dict, co
         for model, label in names.items():
             fits = held_out[(held_out["task"] == task) & (held_out["model"] == model)]
             if len(fits):
-                rows.append([label, cv, *_cv_cells(_fold_stats(fits, metrics, ratio), metrics)])
+                rows.append([label, cv, *_cv_cells(_fold_stats(fits, metrics, ratios[task]), metrics)])
         every = baselines["all_rows"][task]
         protocol = f"fit and scored on all {schema['rows']} rows"
         if task == "regression":
@@ -194,14 +228,16 @@ def answer_21(scores: dict, baselines: dict, comparison: dict, schemas: dict, co
             "**Accuracy for regression** is 1 − mean(|y − ŷ| / |y|), one minus the mean absolute percentage error, "
             "as in the reference hand-in. It is not a probability (it can be negative), it weighs an error of 30 on "
             "a target of 50 six times more than the same error on 300, and the constant model already scores "
-            f"{interval(_fold_stats(constant, ['accuracy'], ratio)['test_accuracy'])}. "
+            f"{interval(_fold_stats(constant, ['accuracy'], ratios['regression'])['test_accuracy'])}. "
             "MSE and R² are the honest measures; R² is 1 − MSE / variance of y."
         ),
         paragraph(
             f"**All rows.** Fitted and scored on every row, as the reference hand-in did, the network reaches MSE "
             f"{fmt(reg['ours']['mse'])} against {fmt(reg['linear']['mse'])} for least squares (the reference "
-            f"stopped at {fmt(REFERENCE_HAND_IN['mse'])}, the level of a linear fit). That protocol scores "
-            "memorisation: the held-out folds above are the answer."
+            f"stopped at {fmt(REFERENCE_HAND_IN['mse'])}, the level of a linear fit), after "
+            f"{configs['regression']['epochs']} epochs at lr {configs['regression']['lr']}; trained longer, the "
+            "network fits the rows further still. That protocol scores memorisation: the held-out folds above "
+            "are the answer."
         ),
     ]
     return section("2.1 Average MSE and accuracy", blocks, "q21")
@@ -217,20 +253,32 @@ def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
         loss = DEFAULT_LOSS[task]
         val, train = history[f"val_{loss}"], history[f"train_{loss}"]
         shipped = folds[0]
+        last = float(val.iloc[-1])
         text = (
             f"**{task.capitalize()}** (the network of repeat 0, fold 0, shipped as `models/{task}`; its test curve "
-            f"is its held-out fold): {shipped['epochs_run']} epochs run; validation {LABELS[loss]} is lowest at "
-            f"epoch {int(val.idxmin())} ({fmt(float(val.min()))})"
+            f"is its held-out fold): {shipped['epochs_run']} epochs run"
         )
         if shipped["best_epoch"] is not None:
-            text += f", the epoch whose weights early stopping restored (patience {configs[task]['patience']})"
+            best = int(shipped["best_epoch"])
+            text += (
+                f"; early stopping (patience {configs[task]['patience']}) restored the weights of epoch {best}, the "
+                f"last epoch whose validation {LABELS[loss]} beat the best before it by more than the tolerance "
+                f"({fmt(float(val[best]))})"
+            )
         else:
-            text += " (no early stopping: the network is the last epoch's)"
-        text += f"; at the last epoch train is {fmt(float(train.iloc[-1]))} and validation {fmt(float(val.iloc[-1]))}."
+            text += " without early stopping: the network is the last epoch's"
+        text += (
+            f"; at the last epoch train is {fmt(float(train.iloc[-1]))} and validation {fmt(last)}, "
+            f"{fmt(100 * (last / float(val.min()) - 1), 2)}% above the lowest validation {LABELS[loss]}."
+        )
         if all(f["best_epoch"] is not None for f in folds):
             text += f" Best epochs over all folds: {', '.join(str(f['best_epoch']) for f in folds)}."
-        if float(val.iloc[-1]) > float(val.min()) * 1.02:
-            text += " Validation loss rising while training loss keeps falling is overfitting; early stopping ends it."
+        capped = [f for f in folds if f["best_epoch"] is not None and f["best_epoch"] == f["epochs_run"] - 1]
+        if capped:
+            text += (
+                f" In {len(capped)} of {len(folds)} folds the best epoch is the last one: those fits were still "
+                "improving when the epoch budget ran out."
+            )
         blocks += [
             paragraph(text),
             figure(f"history_{task}.png", f"{task}: loss and accuracy per epoch, train/val/test"),
@@ -250,17 +298,24 @@ def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
 def summary_table(summary: pd.DataFrame, keys: list[str], task: str, limit: bool = True) -> dict:
     loss = DEFAULT_LOSS[task]
     rows = summary[summary["task"] == task]
-    header = [*keys, "folds by outcome", f"train {LABELS[loss]}", f"val {LABELS[loss]}", f"test {LABELS[loss]}"]
+    header = [*keys, "folds by outcome", "still improving at the last epoch", "mean best epoch"]
+    header += [f"train {LABELS[loss]}", f"val {LABELS[loss]}", f"test {LABELS[loss]}"]
     if limit and "lr_limit" in rows:
         header.append("lr limit at init")
     body = []
     for _, row in rows.iterrows():
         cells = [str(row[key]) for key in keys] + [summary_outcomes(row)]
+        cells += [str(int(row.get("capped", 0))), fmt(row.get("best_epoch_mean"), 3)]
         cells += [mean_ci(row, f"{split}_{loss}") for split in ("train", "val", "test")]
         if limit and "lr_limit" in rows:
             cells.append(fmt(row["lr_limit"], 3))
         body.append(cells)
-    return table(header, body, f"{task}: mean (95% CI) over the folds that learned")
+    caption = (
+        f"{task}: mean (95% CI) over the folds that learned (the mean alone when fewer than "
+        f"{MIN_FITS_FOR_INTERVAL} did); a fit still improving at its last epoch was stopped by the epoch budget, "
+        "not by early stopping"
+    )
+    return table(header, body, caption)
 
 
 def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
@@ -281,8 +336,37 @@ def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
             text += f", largest lr that learned in every fold {fmt(largest)} ({fmt(largest / limit, 2)}× the limit)"
         if first_broken is not None:
             text += f", smallest that did not {fmt(first_broken)} ({fmt(first_broken / limit, 2)}× the limit)"
+        above = complete[complete["lr"] > limit]
+        if len(above) and "peak_train_loss_ratio_max" in above:
+            peak = float(above["peak_train_loss_ratio_max"].max())
+            if peak > 1.01:
+                text += (
+                    f"; above the limit, fits that learned first saw their training loss rise to up to "
+                    f"{fmt(peak, 3)}× its start before it fell (the instability the limit predicts, survived)"
+                )
         parts.append(text)
     return "; ".join(parts)
+
+
+def speed_sentence(summary: pd.DataFrame, task: str) -> str:
+    """What the learning rate changes among the rates where every fold learned: how many epochs
+    the fits took (their best epoch), and how many were cut by the epoch budget."""
+    rows = summary[(summary["task"] == task) & (summary["learned"] == summary["fits"])].sort_values("lr")
+    if len(rows) < 2:
+        return ""
+    low, high = rows.iloc[0], rows.iloc[-1]
+    capped = ", ".join(f"{int(r['capped'])} at lr {fmt(r['lr'])}" for _, r in rows.iterrows() if r["capped"])
+    text = (
+        f"**Speed.** Among the rates where every fold learned, the mean best epoch goes from "
+        f"{fmt(low['best_epoch_mean'], 3)} at lr {fmt(low['lr'])} to {fmt(high['best_epoch_mean'], 3)} at lr "
+        f"{fmt(high['lr'])}: the learning rate sets how many epochs training takes."
+    )
+    if capped:
+        text += (
+            f" Fits still improving when the epoch budget ran out (stopped by the budget, not by early "
+            f"stopping, so they are compared before they finished): {capped}."
+        )
+    return text
 
 
 def answer_23(summary: pd.DataFrame, comparison: dict) -> dict:
@@ -296,6 +380,7 @@ def answer_23(summary: pd.DataFrame, comparison: dict) -> dict:
         ),
         paragraph(compared_settings(answer, "learning rate")),
         paragraph("Against the limit: " + limit_sentence(summary, "regression", []) + "."),
+        paragraph(speed_sentence(summary, "regression")),
     ]
     if "lr_limit_unscaled" in summary:
         row = summary.iloc[0]
@@ -329,7 +414,8 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict) ->
             + "."
         ),
         figure(
-            "sweep_hidden_regression.png", "val MSE per width and learning rate; hatched cells: not every fold learned"
+            "sweep_hidden_regression.png",
+            f"val MSE per width and learning rate; hatched cells: not every fold learned{HEATMAP_NOTE}",
         ),
         summary_table(hidden, ["hidden", "lr"], "regression"),
     ]
@@ -345,12 +431,18 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict) ->
         )
     blocks += [
         paragraph(
-            "**Capacity**: a fixed budget of epochs and no early stopping (params.yaml `sweep.capacity`), each "
-            "width at the learning rate where its training error is lowest, so the training error measures what "
-            "each width can fit in that budget. Each width against the next wider one, paired by fold (wider − "
-            "narrower): " + "; ".join(sentences) + "."
+            "**What gradient descent fits in a fixed budget**: a fixed number of epochs and no early stopping "
+            "(params.yaml `sweep.capacity`), each width at the learning rate of the grid where its training error "
+            "is lowest. This measures how far full-batch gradient descent gets in that budget, not what a width "
+            "could fit given time: a wider layer has a smaller stable step (its lr limit above), so it may get "
+            "less far. Each width against the next wider one, paired by fold (wider − narrower): "
+            + "; ".join(sentences)
+            + "."
         ),
-        figure("sweep_capacity.png", "train, val and test MSE against width at a fixed budget of epochs"),
+        figure(
+            "sweep_capacity.png",
+            "train, val and test MSE against width after a fixed budget of epochs, each width at its own lr (labelled)",
+        ),
         summary_table(capacity, [key for key in ("hidden", "lr") if key in capacity], "regression"),
     ]
     return section("2.4 The effect of the number of hidden neurons", blocks, "q24")
@@ -371,7 +463,7 @@ def answer_25(summary: pd.DataFrame, comparison: dict) -> dict:
             paragraph(f"**{task.capitalize()}.** " + compared_settings(answer, "activation")),
             figure(
                 f"sweep_activation_{task}.png",
-                f"{task}: val {LABELS[DEFAULT_LOSS[task]]} per activation and learning rate",
+                f"{task}: val {LABELS[DEFAULT_LOSS[task]]} per activation and learning rate{HEATMAP_NOTE}",
             ),
             paragraph(f"Against the lr limit at initialisation: {limit_sentence(summary, task, ['activation'])}."),
             summary_table(summary, ["activation", "lr"], task),
@@ -402,11 +494,12 @@ def mechanism_table(mechanism: dict, what: str) -> dict:
                 f"{fmt(pair['epochs_log_loss_mean'], 3)} · {fmt(pair['epochs_mse_mean'], 3)}",
                 interval(pair["epochs_log_loss_minus_mse"], 3),
                 interval(pair["test_log_loss_log_loss_minus_mse"], 3),
+                interval(pair["test_accuracy_log_loss_minus_mse"], 3),
             ]
         )  # fmt: skip
     header = [
         "log loss lr", "MSE lr", "pair", f"folds reaching {what} (log loss · MSE)", "mean epochs (log loss · MSE)",
-        "epochs, log loss − MSE (95% CI)", "held-out log loss, log loss − MSE (95% CI)",
+        "epochs, log loss − MSE (95% CI)", "held-out log loss, log loss − MSE", "held-out accuracy, log loss − MSE",
     ]  # fmt: skip
     return table(header, rows)
 
@@ -414,7 +507,7 @@ def mechanism_table(mechanism: dict, what: str) -> dict:
 def mechanism_conclusion(mechanism: dict, what: str) -> str:
     """Which loss reached the level in fewer epochs, pair kind by pair kind, ties stated as ties."""
     parts = []
-    for kind in ("same lr", "matched step"):
+    for kind in ("same lr", "2× lr"):
         pairs = [pair for pair in mechanism["pairs"] if pair["kind"] == kind]
         if not pairs:
             continue
@@ -436,7 +529,19 @@ def mechanism_conclusion(mechanism: dict, what: str) -> str:
         if never:
             text += f" (in {len(never)} pair(s) not every fold reached it: see the table)"
         parts.append(text)
-    return "; ".join(parts) + "."
+    held_out = []
+    words = {
+        "test_log_loss_log_loss_minus_mse": {"log loss": "lower with log loss", "MSE": "lower with MSE"},
+        "test_accuracy_log_loss_minus_mse": {"log loss": "lower with log loss", "MSE": "higher with log loss"},
+    }
+    for column, label in (("test_log_loss_log_loss_minus_mse", "held-out log loss"),
+                          ("test_accuracy_log_loss_minus_mse", "held-out accuracy")):  # fmt: skip
+        better = words[column]
+        findings = [_finding(pair[column]) for pair in mechanism["pairs"]]
+        counts = {name: findings.count(name) for name in ("log loss", "MSE", "tie")}
+        said = {"tie": "no difference detected"} | better
+        held_out.append(f"{label}: " + ", ".join(f"{said[n]} in {c}" for n, c in counts.items() if c))
+    return "; ".join(parts) + f". Over all {len(mechanism['pairs'])} pairs, " + "; ".join(held_out) + "."
 
 
 def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
@@ -445,7 +550,8 @@ def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
         paragraph(
             "Log loss and MSE on the same sigmoid output. At a start where ŷ ≈ ½ the MSE error term "
             "(2/n)(ŷ − y)ŷ(1 − ŷ) is half of log loss's (1/n)(ŷ − y), so MSE at twice the learning rate takes the "
-            "same first steps (**matched step**). Both are scored with log loss, which puts them on one scale."
+            "same first steps: the **2× lr** pairs below match the steps at ŷ ≈ ½ only, and not at all where "
+            "ŷ(1 − ŷ) is far from ¼. Both are scored with log loss, which puts them on one scale."
         )
     ]
     for name, start in (
@@ -454,7 +560,8 @@ def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
             "saturated",
             "**From a confidently wrong start**: the same initial weights with the output bias moved so that every "
             "training row starts at P(y = 1) < 0.01 (`saturated_start`), so every positive row is confidently "
-            "wrong: there ŷ(1 − ŷ) ≈ 0 silences MSE's error term while log loss's stays ≈ −1/n per row",
+            "wrong: there ŷ(1 − ŷ) ≈ 0 silences MSE's error term while log loss's stays ≈ −1/n per row. These fits "
+            "run a fixed budget without early stopping, so their held-out scores also show how far each got",
         ),
     ):
         if name not in sweeps or "loss_mechanism" not in sweeps[name]:

@@ -95,13 +95,10 @@ def settings_compared(results: pd.DataFrame, task: str, keys: list[str], ratio: 
     ]
     for setting in settings:
         setting.pop("_scores")
-    return {
-        "metric": metric,
-        "chosen_by": f"val_{DEFAULT_LOSS[task]}",
-        "best": best["point"],
-        "settings": settings,
-        "best_minus_other": versus,
-    }
+    answer = {"metric": metric, "chosen_by": f"val_{DEFAULT_LOSS[task]}", "best": best["point"], "settings": settings}
+    if per_setting:  # the lrs tried: a setting's best lr at either end might move with a wider grid
+        answer["grid_lr"] = sorted(_plain(v) for v in set(rows["lr"]))
+    return answer | {"best_minus_other": versus}
 
 
 def _every_point(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -157,7 +154,7 @@ def loss_mechanism(results: pd.DataFrame, reach: str, ratio: float) -> dict:
     lrs = sorted(set(rows["lr"]))
     pairs = []
     for lr in lrs:
-        for factor, label in ((1.0, "same lr"), (MSE_MATCHED_LR_FACTOR, "matched step")):
+        for factor, label in ((1.0, "same lr"), (MSE_MATCHED_LR_FACTOR, "2× lr")):
             mse_lr = lr * factor
             a = rows[(rows["loss"] == "log_loss") & (rows["lr"] == lr)]
             b = rows[(rows["loss"] == "mse") & (rows["lr"] == mse_lr)]

@@ -247,20 +247,23 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """``sweep.curve_points`` applies to every sweep; every other key names a sweep."""
+    """``sweep.curve_points`` and ``sweep.curve_first_epochs`` apply to every sweep; every other
+    key names a sweep."""
 
     curve_points: int = 200
+    curve_first_epochs: int = 0
     specs: dict = field(default_factory=dict)
     _section: str = field(default="sweep", repr=False, compare=False)
 
     def __post_init__(self):
         _number("sweep", "curve_points", self.curve_points, integer=True, minimum=2)
+        _number("sweep", "curve_first_epochs", self.curve_first_epochs, integer=True, minimum=0)
 
     @classmethod
     def from_params(cls, values: dict) -> SweepConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"sweep must be a mapping, got {values!r}")
-        shared = {key: values[key] for key in ("curve_points",) if key in values}
+        shared = {key: values[key] for key in ("curve_points", "curve_first_epochs") if key in values}
         specs = {name: build(SweepSpec, f"sweep.{name}", spec) for name, spec in values.items() if name not in shared}
         return cls(**shared, specs=specs)
 

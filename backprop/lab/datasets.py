@@ -226,10 +226,7 @@ def schema(dataset: Dataset, *, source: str, target: str, task: str, sha256: str
         "rows": len(dataset.y),
         "folds": folds,
         "repeats": repeats,
-        "fold_rows": {  # rows per role in each fold of the first repeat
-            split: [int((dataset.roles[0, fold] == role).sum()) for fold in range(folds)]
-            for split, role in ROLES.items()
-        },
+        "fold_rows": fold_rows(dataset),
         "with_accuracy": dataset.with_accuracy,
         "scale_target": dataset.scale_target,
         "target_stats": {
@@ -238,6 +235,14 @@ def schema(dataset: Dataset, *, source: str, target: str, task: str, sha256: str
             "min": float(dataset.y.min()),
             "max": float(dataset.y.max()),
         },
+    }
+
+
+def fold_rows(dataset: Dataset) -> dict[str, list[int]]:
+    """Rows per role in each fold of the first repeat (every repeat deals the same sizes)."""
+    return {
+        split: [int((dataset.roles[0, fold] == role).sum()) for fold in range(dataset.roles.shape[1])]
+        for split, role in ROLES.items()
     }
 
 

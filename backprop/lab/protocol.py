@@ -168,6 +168,8 @@ def paired_difference(
     return result
 
 
-def overlap_ratio(folds: int) -> float:
-    """n_test / n_train of k-fold cross-validation: one fold held out against k − 1 trained on."""
-    return 1.0 / (folds - 1)
+def overlap_ratio(fold_rows: dict) -> float:
+    """n_test / n_train of Nadeau and Bengio's correction: the held-out rows of a fold against
+    the rows the model is fitted on (not its validation part), averaged over the folds;
+    ``fold_rows`` as in schema.json (rows per role, one entry per fold)."""
+    return float(np.mean(np.divide(fold_rows["test"], fold_rows["train"])))

@@ -19,7 +19,10 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
+from backprop.lab.tracking import quiet_mlflow
 from backprop.mlp import MLP
+
+quiet_mlflow()
 
 PACKAGE = Path(__file__).resolve().parents[1]
 ENTRY_POINT = PACKAGE / "lab" / "pyfunc_model.py"

@@ -185,7 +185,7 @@ class ReportInputs:
     train_config: dict  # task -> train settings
     summaries: dict  # sweep name -> summary.csv
     sweep_specs: dict  # sweep name -> SweepSpec
-    ratio: float  # n_test / n_train of the folds, for intervals
+    ratios: dict  # task -> n_test / n_train of its folds, for intervals
     provenance: dict
 
 
@@ -194,7 +194,7 @@ def build(inputs: ReportInputs) -> dict:
     sections = [
         derivation_section(),
         answers.answer_21(
-            inputs.scores, inputs.baselines, comparison, inputs.schemas, inputs.train_config, inputs.ratio
+            inputs.scores, inputs.baselines, comparison, inputs.schemas, inputs.train_config, inputs.ratios
         ),
         answers.answer_22(inputs.histories, inputs.scores, inputs.train_config),
         answers.answer_23(summaries["lr"], comparison),

@@ -91,6 +91,15 @@ def first_epoch_reaching(curve, level: float, *, higher_is_better: bool = True):
     return int(hits[0]) if len(hits) else None
 
 
+def peak_ratio(history) -> float:
+    """The highest training loss over the epochs that trained, as a multiple of the first: above
+    1, the loss rose before it fell (a step past the stable limit that the network survived)."""
+    last = history.epochs_run if history.diverged_epoch is None else history.diverged_epoch
+    loss = np.asarray(history.train_loss[: max(last, 1)], dtype=float)
+    loss = loss[np.isfinite(loss)]
+    return float(loss.max() / loss[0]) if len(loss) and loss[0] > 0 else float("nan")
+
+
 def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult, reach: dict | None = None) -> dict:
     """One line of results.csv: the varied keys (named as in train), the fold, how training
     went, the scores on the fold's train, validation and held-out test rows, and for each
@@ -112,16 +121,20 @@ def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult
             "best_epoch": history.best_epoch,
             "diverged_epoch": history.diverged_epoch,
             "outcome": result.outcome,
+            "peak_train_loss_ratio": peak_ratio(history),
         }
         | reached
         | result.flat_scores()
     )
 
 
-def curve_rows(task: str, point: dict, repeat: int, fold: int, result: RunResult, *, epochs: int, points: int):
+def curve_rows(
+    task: str, point: dict, repeat: int, fold: int, result: RunResult, *, epochs: int, points: int, first: int = 0
+):
     """The fit's curves on a grid shared by every fold (from the configured epochs), so the mean
-    over folds lines up; a fit that stopped or diverged early simply has fewer rows."""
-    steps = downsample_steps(epochs, points)
+    over folds lines up, with every one of the ``first`` epochs too (where the losses part ways);
+    a fit that stopped or diverged early simply has fewer rows."""
+    steps = np.union1d(np.arange(min(first, epochs)), downsample_steps(epochs, points))
     steps = steps[steps < result.history.epochs_run]
     frame = pd.DataFrame({column: values[steps] for column, values in result.history.columns.items()})
     columns = {"task": task} | {key: cell(value) for key, value in point.items()}
@@ -131,22 +144,26 @@ def curve_rows(task: str, point: dict, repeat: int, fold: int, result: RunResult
     return frame
 
 
-def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list[str]], test_train_ratio: float):
+def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list[str]], ratios: Mapping[str, float]):
     """summary.csv: one row per (task, point): fits, the count of each outcome, and for each of
     ``metrics[task]`` on train, val and test the mean, std and 95% interval over the fits that learned
     (a stalled fit scores its untrained weights, an oscillating one a lucky low: neither is a
-    trained result). ``test_train_ratio`` widens the interval for overlapping training folds."""
+    trained result). ``ratios[task]`` (n_test / n_train) widens the interval for overlapping training folds."""
     rows = []
     for (task, *values), fits in results.groupby(["task", *keys], sort=False):
         row = {"task": task} | dict(zip(keys, values, strict=True)) | {"fits": len(fits)}
         row |= {name: int((fits["outcome"] == name).sum()) for name in OUTCOMES}
         learned = fits[fits["outcome"] == "learned"]
+        # Still improving when the epochs ran out: the best epoch is the last one.
+        row["capped"] = int((learned["best_epoch"] == learned["epochs_run"] - 1).sum())
+        row["best_epoch_mean"] = float(learned["best_epoch"].mean()) if learned["best_epoch"].notna().any() else np.nan
+        row["peak_train_loss_ratio_max"] = float(learned["peak_train_loss_ratio"].max()) if len(learned) else np.nan
         for metric in metrics[task]:
             for split in ("train", "val", "test"):
                 column = f"{split}_{metric}"
                 if column not in fits:
                     continue
-                stats = mean_interval(learned[column].to_numpy(dtype=float), test_train_ratio)
+                stats = mean_interval(learned[column].to_numpy(dtype=float), ratios[task])
                 row |= {f"{column}_{name}": value for name, value in stats.items() if name != "n"}
         rows.append(row)
     return pd.DataFrame(rows)

@@ -47,10 +47,13 @@ HOST = socket.gethostname()
 time_in_mlflow = 0.0
 runs_created = 0
 
-# A stage prints one summary line of its own; MLflow's INFO lines (and alembic's, while MLflow
-# creates the schema of a new store) would bury it. Warnings and errors still show.
-for _name in ("mlflow", "alembic"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
+
+def quiet_mlflow() -> None:
+    """A stage prints one summary line of its own; MLflow's INFO lines (and alembic's, while
+    MLflow creates the schema of a new store) would bury it. Warnings and errors still show.
+    Called once MLflow is imported: its import sets up its own logger at INFO."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def project_root() -> Path:
@@ -220,6 +223,7 @@ class Tracker:
             # starting on a new store do not race through MLflow's migrations.
             from mlflow import MlflowClient  # MLflow takes seconds to import: the fits start first
 
+            quiet_mlflow()
             self.client = MlflowClient(self.store_uri)
             found = self.client.get_experiment_by_name(experiment)
             if found is not None:
