@@ -52,16 +52,3 @@ def fmt(value, digits: int = 4) -> str:
     if magnitude >= 100:
         return f"{value:.1f}"
     return f"{value:.{digits}g}"
-
-
-def mean_std(values) -> str:
-    values = np.asarray([v for v in values if v is not None], dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return "n/a"
-    if len(values) == 1:
-        return fmt(float(values[0]))
-    mean, std = float(values.mean()), float(values.std(ddof=1))
-    if std <= 1e-9 * max(1.0, abs(mean)):  # identical up to rounding: say so, not "± 1.2e-16"
-        std = 0.0
-    return f"{fmt(mean)} ± {fmt(std, 2)}"

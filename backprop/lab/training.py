@@ -151,9 +151,9 @@ def train_model(
     prepared: Prepared, task: str, config: TrainConfig, progress=None, test_curve: bool = True
 ) -> RunResult:
     """The pipeline's training run: fit on train, early-stop on val, score train/val/test. The
-    test split's per-epoch curve is for the train stage's learning-curve figure (2.2); sweeps and
-    baselines, which only compare final scores, leave it out (``test_curve=False``), a forward
-    pass less per epoch."""
+    test split's per-epoch curve is for the train stage's learning-curve figure (2.2); sweeps,
+    which only compare final scores, leave it out (``test_curve=False``), a forward pass less
+    per epoch."""
     model, history, scores = _fit_and_score(
         prepared, task, config, protocol="held_out", progress=progress, test_curve=test_curve
     )
@@ -175,11 +175,6 @@ def describe_config(config: TrainConfig) -> str:
 def run_params(task: str, config: TrainConfig) -> dict:
     """A training run's MLflow params, named as in params.yaml (``train.lr``), the loss resolved."""
     return {"task": task, "train": config.as_params() | {"loss": config.loss_for(task)}}
-
-
-def compare_only(prepared: Prepared, task: str, config: TrainConfig) -> RunResult:
-    """``train_model`` without the per-epoch test curve: the fit of a sweep point or a baseline."""
-    return train_model(prepared, task, config, test_curve=False)
 
 
 def fit_fold(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold: int, test_curve: bool = False):
