@@ -23,7 +23,7 @@ import numpy as np
 
 from backprop.activations import get_activation
 from backprop.initializers import get_initializer
-from backprop.losses import get_head
+from backprop.losses import get_head, log_loss_of_logit
 from backprop.metrics import (
     check_regression_accuracy_defined,
     classification_metrics,
@@ -335,7 +335,7 @@ class MLP:
         else:
             accuracy = math.nan
         if self.task == "classification" and self.loss_name != "log_loss":
-            return [loss, accuracy, float(np.mean(np.logaddexp(0.0, z) - y * z))]
+            return [loss, accuracy, log_loss_of_logit(z, y)]
         return [loss, accuracy]
 
     def _batch_step(self, X1, y, inverse_abs_y, ws: _Workspace, step) -> list[float]:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from backprop.lab import figures
 from backprop.lab.config import load_sweep, load_tracking, read_params
+from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import run_stage, staged_outputs
 from backprop.lab.tracking import Tracker
 from backprop.losses import DEFAULT_LOSS, TASKS
@@ -26,36 +27,41 @@ def main() -> None:
     args = parser.parse_args()
 
     params = read_params()
-    tracker = Tracker(load_tracking(params).experiment)
     sweep = load_sweep(params)
     out = Path(args.out)
-    attach = {}  # the filter string that finds a run -> figure paths
-    with staged_outputs() as outputs:
-        train_runs = json.loads((Path(args.runs) / "train.json").read_text())["runs"]
-        for task in TASKS:
-            history = pd.read_csv(Path(args.plots) / task / "history.csv")
-            scores = json.loads((Path(args.metrics) / f"{task}-scores.json").read_text())
-            figure = figures.learning_curves(
-                history,
-                title=f"{task}: the shipped network (repeat 0, fold 0; test = its held-out fold)",
-                loss=DEFAULT_LOSS[task],
-                best_epoch=shipped_fold(scores["folds"]).get("best_epoch"),
-                accuracy="accuracy (1 − MAPE)" if task == "regression" else "accuracy (threshold 0.5)",
-            )
-            path = outputs.path(out / f"history_{task}.png")
-            figures.save(figure, path)
-            attach.setdefault(train_runs[task], []).append(path)
+    drawings, owners = {}, {}  # file name -> (draw, arguments); file name -> the filter that finds its run
+    train_runs = json.loads((Path(args.runs) / "train.json").read_text())["runs"]
+    for task in TASKS:
+        scores = json.loads((Path(args.metrics) / f"{task}-scores.json").read_text())
+        drawings[f"history_{task}.png"] = (
+            figures.learning_curves,
+            {
+                "history": pd.read_csv(Path(args.plots) / task / "history.csv"),
+                "title": f"{task}: the shipped network (repeat 0, fold 0; test = its held-out fold)",
+                "loss": DEFAULT_LOSS[task],
+                "best_epoch": shipped_fold(scores["folds"]).get("best_epoch"),
+                "accuracy": "accuracy (1 − MAPE)" if task == "regression" else "accuracy (threshold 0.5)",
+            },
+        )
+        owners[f"history_{task}.png"] = train_runs[task]
+    for name in args.names:
+        parent = json.loads((Path(args.runs) / f"sweep_{name}.json").read_text())["parent"]
+        for file_name, drawing in sweep_figures(name, sweep.spec(name), Path(args.sweeps) / name).items():
+            drawings[file_name], owners[file_name] = drawing, parent
 
-        for name in args.names:
-            folder = Path(args.sweeps) / name
-            drawn = sweep_figures(name, sweep.spec(name), folder)
-            paths = []
-            for file_name, figure in drawn.items():
-                paths.append(outputs.path(out / file_name))
-                figures.save(figure, paths[-1])
-            parent = json.loads((Path(args.runs) / f"sweep_{name}.json").read_text())["parent"]
-            attach.setdefault(parent, []).extend(paths)
-
+    with staged_outputs() as outputs, fit_pool() as pool:
+        # Figures render in the workers while this process opens MLflow.
+        running = pool.submit(
+            [Job(file_name, figures.png, drawing, f"figure {file_name}") for file_name, drawing in drawings.items()]
+        )
+        tracker = Tracker(load_tracking(params).experiment)
+        written = {}
+        for job, png in pool.completed(running):
+            written[job.key] = outputs.path(out / job.key)
+            written[job.key].write_bytes(png)
+        attach = {}  # the filter string that finds a run -> figure paths, in the drawings' order
+        for file_name, run_filter in owners.items():
+            attach.setdefault(run_filter, []).append(written[file_name])
         # The latest run each filter finds: the one that made these outputs (an earlier run with the
         # same filter had the same code, params and data).
         for run_filter, paths in attach.items():
@@ -72,7 +78,8 @@ def shipped_fold(folds: list[dict]) -> dict:
 
 
 def sweep_figures(name: str, spec, folder: Path) -> dict:
-    """File name -> figure for sweep ``name``, by what its grid varies (figures.figure_kind)."""
+    """File name -> (draw, arguments) for sweep ``name``'s figures, by what its grid varies
+    (figures.figure_kind)."""
     kind = figures.figure_kind(spec.keys, fixed=spec.fixed, reach=spec.reach)
     summary = pd.read_csv(folder / "summary.csv")
     drawn = {}
@@ -81,27 +88,37 @@ def sweep_figures(name: str, spec, folder: Path) -> dict:
         metric = DEFAULT_LOSS[task]
         if kind == "heatmap":
             row_key = next(key for key in spec.keys if key != "lr")
-            drawn[f"sweep_{name}_{task}.png"] = figures.grid_heatmap(summary, task=task, row_key=row_key, metric=metric)
+            drawn[f"sweep_{name}_{task}.png"] = (
+                figures.grid_heatmap,
+                {"summary": summary, "task": task, "row_key": row_key, "metric": metric},
+            )
         elif kind == "lr":
             results = pd.read_csv(folder / "results.csv")
-            drawn[f"sweep_{name}{suffix}.png"] = figures.lr_figure(summary, results, task=task, metric=metric)
+            drawn[f"sweep_{name}{suffix}.png"] = (
+                figures.lr_figure,
+                {"summary": summary, "results": results, "task": task, "metric": metric},
+            )
         elif kind == "capacity":
             fixed = ", ".join(f"{key} {value}" for key, value in spec.fixed.items() if key != "patience")
             title = f"{task}: {figures.METRIC_NAME.get(metric, metric)} vs width ({fixed}, no early stopping)"
-            drawn[f"sweep_{name}{suffix}.png"] = figures.capacity_figure(
-                summary[summary["task"] == task], metric=metric, title=title
+            drawn[f"sweep_{name}{suffix}.png"] = (
+                figures.capacity_figure,
+                {"summary": summary[summary["task"] == task], "metric": metric, "title": title},
             )
         else:
             curves = pd.read_csv(folder / "curves.csv")
             pairs = [(point.get("loss"), point.get("lr")) for point in spec.points()]
             for curve, level in spec.reach.items():
                 extra = f"_{curve}" if len(spec.reach) > 1 else ""
-                drawn[f"sweep_{name}{suffix}{extra}.png"] = figures.loss_curves(
-                    curves[curves["task"] == task],
-                    reach_curve=curve,
-                    level=level,
-                    pairs=pairs,
-                    title=f"{name} ({task})",
+                drawn[f"sweep_{name}{suffix}{extra}.png"] = (
+                    figures.loss_curves,
+                    {
+                        "curves": curves[curves["task"] == task],
+                        "reach_curve": curve,
+                        "level": level,
+                        "pairs": pairs,
+                        "title": f"{name} ({task})",
+                    },
                 )
     return drawn
 

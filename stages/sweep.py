@@ -44,8 +44,11 @@ def main() -> None:
         shared = {task: pool.share(data) for task, data in datasets.items()}
         fits = sweep_jobs(args.name, sweep, train, datasets, shared)
         limits = limit_jobs(args.name, sweep, train, datasets, shared)
-        pool.announce(f"sweep {args.name}", fit_estimates([(datasets[j.args[1]], j.args[1], j.args[2]) for j in fits]))
-        running = pool.submit(fits + limits)
+        running = pool.start(
+            f"sweep {args.name}",
+            fits + limits,
+            lambda: fit_estimates([(datasets[job.args[1]], job.args[1], job.args[2]) for job in fits]),
+        )
         tracker = Tracker(tracking.experiment)  # imported and opened while the first fits run
         parent_tags = run_tags(f"sweep@{args.name}", sweep=args.name)
         with (

@@ -65,8 +65,9 @@ def main() -> None:
                         f"train {task} repeat {repeat} fold {fold} ({describe_config(config)})",
                     )
                 )
-        pool.announce("train", fit_estimates([(datasets[j.key[0]], j.key[0], j.args[2]) for j in jobs]))
-        running = pool.submit(jobs)
+        running = pool.start(
+            "train", jobs, lambda: fit_estimates([(datasets[job.key[0]], job.key[0], job.args[2]) for job in jobs])
+        )
         tracker = Tracker(tracking.experiment)  # imported and opened while the first fits run
         from backprop.lab import pyfunc  # MLflow's model code: imported once the fits are running
 

@@ -132,6 +132,18 @@ class Pool:
                 flush=True,
             )
 
+    def start(self, stage: str, jobs: Sequence[Job], estimate: Callable[[], Sequence[float]]) -> dict:
+        """``submit`` the jobs and ``announce`` them with ``estimate()`` (seconds per fit, from a
+        few epochs timed here). Workers start on the jobs first, so the timing overlaps their fits
+        instead of delaying them; in this process (one worker) each fit runs as it is submitted, so
+        the announcement comes first."""
+        if isinstance(self.executor, InProcessExecutor):
+            self.announce(stage, estimate())
+            return self.submit(jobs)
+        running = self.submit(jobs)
+        self.announce(stage, estimate())
+        return running
+
     def share(self, value: Any) -> Any:
         """``value`` as an argument for many fits: sent once to a Dask cluster, as is elsewhere."""
         if self._client is None:

@@ -7,7 +7,8 @@ its outcome, never silently left out); a mean over folds never steps because a f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Callable, Sequence
 
 import matplotlib
 
@@ -412,6 +413,13 @@ def figure_kind(keys: Sequence[str], *, fixed: dict, reach: dict) -> str:
     if len(keys) == 2 and "lr" in keys:
         return "heatmap"
     raise ValueError(f"no figure for a grid over {keys} (fixed {fixed}, reach {reach})")
+
+
+def png(draw: Callable[..., plt.Figure], arguments: dict) -> bytes:
+    """The PNG file of ``draw(**arguments)``: what a stage's worker sends back to be written."""
+    buffer = io.BytesIO()
+    save(draw(**arguments), buffer)
+    return buffer.getvalue()
 
 
 def save(figure: plt.Figure, path) -> None:
