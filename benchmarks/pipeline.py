@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import socket
@@ -23,6 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.conftest import TINY, copy_repo  # noqa: E402  (the tests' tiny params and clone)
+
 RESULTS = ROOT / "benchmarks" / "results" / "pipeline.md"
 # #10's targets, and the budget of #11/#12 for the grown default params (the protocol's folds and
 # the questions' grids made the fits of a repro 5-10x more).
@@ -116,6 +120,44 @@ def throughput(clone: Path, workers: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+# One process's share of the same work: a fixed set of fits in a loop, no executor at all.
+SOLO = """
+import time
+from backprop.lab.config import load_train, read_params
+from backprop.lab.executor import one_blas_thread
+from backprop.lab.io import load_prepared
+from backprop.lab.training import fit_fold
+
+train = load_train(read_params())
+data = load_prepared("data/prepared", "classification")[0]
+started = time.perf_counter()
+for fold in range(5):
+    one_blas_thread(fit_fold, data, "classification", train.for_task("classification"), 0, fold)
+print(time.perf_counter() - started)
+"""
+
+
+def machine_scaling(clone: Path, copies: int) -> float:
+    """What this machine gives ``copies`` processes that never talk to each other: the same fits
+    run alone, then as ``copies`` copies at once, best of three each; copies × alone / together.
+    The ceiling for any executor's speed-up here."""
+    environment = os.environ | {"PYTHONPATH": str(clone)}
+
+    def timed(count: int) -> float:
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", SOLO], cwd=clone, env=environment, stdout=subprocess.PIPE, text=True
+            )
+            for _ in range(count)
+        ]
+        return max(float(process.communicate()[0].strip()) for process in processes)
+
+    alone, together = math.inf, math.inf
+    for _ in range(3):
+        alone, together = min(alone, timed(1)), min(together, timed(copies))
+    return copies * alone / together
+
+
 def by_stage(records: list[dict]) -> dict[str, dict]:
     return {record["stage"]: record for record in records}
 
@@ -154,11 +196,21 @@ def main() -> None:
         store_after_one = sum(p.stat().st_size for p in clone.rglob("*") if p.is_file() and "mlflow.db" in p.name) / 1e6
         noop, _ = repro(clone)
         _, single = repro(clone, "--force", BACKPROP_WORKERS="1")
-        alone = throughput(clone, 1)
-        together = throughput(clone, os.cpu_count() or 1)
+        # Best of three, the two sides taking turns: this machine's speed drifts by tens of percent.
+        cores = os.cpu_count() or 1
+        alone, together = {"seconds": math.inf}, {"seconds": math.inf}
+        for _ in range(3):
+            alone = min(alone, throughput(clone, 1), key=lambda result: result["seconds"])
+            together = min(together, throughput(clone, cores), key=lambda result: result["seconds"])
+        scaling = machine_scaling(clone, cores)
         with dask_cluster() as address:
             _, on_dask = repro(clone, "--force", DASK_SCHEDULER_ADDRESS=address)
         store_mb = sum(p.stat().st_size for p in clone.rglob("*") if p.is_file() and "mlflow.db" in p.name) / 1e6
+        # What the pipeline costs with next to no fitting (the tests' tiny params: every stage,
+        # every sweep, a few epochs per fit): its twelve processes, their imports, MLflow and DVC.
+        tiny = Path(scratch) / "tiny"
+        tiny.mkdir()
+        floor, _ = repro(copy_repo(tiny, TINY))
 
     local_stages, single_stages, dask_stages = by_stage(local), by_stage(single), by_stage(on_dask)
     rows = []
@@ -183,7 +235,6 @@ def main() -> None:
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
 
-    cores = os.cpu_count()
     speedup = rate_together / rate_alone
     text = "\n".join(
         [
@@ -208,6 +259,8 @@ def main() -> None:
             f"default params with folds and grids) | {cold:.1f} s | {verdict(cold <= TARGETS['budget_seconds'])} |",
             f"| the same ≤ {TARGETS['repro_seconds']} s (#10, set for the params before the protocol) | "
             f"{cold:.1f} s | {verdict(cold <= TARGETS['repro_seconds'])} |",
+            f"| (the pipeline's fixed cost: the same repro with the tests' tiny params, a few epochs per fit) | "
+            f"{floor:.1f} s | |",
             f"| no-op `dvc repro` ≤ {TARGETS['noop_seconds']} s | {noop:.1f} s | "
             f"{verdict(noop <= TARGETS['noop_seconds'])} |",
             f"| MLflow ≤ {TARGETS['mlflow_ms_per_run']} ms per run, amortised over the {runs} runs of a repro "
@@ -218,6 +271,8 @@ def main() -> None:
             f"{alone['fits']} fits of sweep@{THROUGHPUT_SWEEP} through the executor) | "
             f"{rate_alone:.1f} → {rate_together:.1f} fits/s: {speedup:.2f}× | "
             f"{verdict(speedup >= TARGETS['speedup'])} |",
+            f"| (the machine's own ceiling: the same fits in {cores} independent processes at once) | "
+            f"{scaling:.2f}× | |",
             f"| (for comparison: the fitting stages' `main()`, MLflow and outputs included) | "
             f"{one_total:.1f} s → {many_total:.1f} s: {one_total / many_total:.2f}× | |",
             "",

@@ -208,7 +208,7 @@ def initial_lr_limit(dataset: Dataset, task: str, config: TrainConfig, repeat: i
     return {"lr_limit": limit((y - mean) / std), "lr_limit_unscaled": limit(y)}
 
 
-def fit_seconds(prepared: Prepared, task: str, config: TrainConfig, enough: float = 0.05) -> float:
+def fit_seconds(prepared: Prepared, task: str, config: TrainConfig, enough: float = 0.02) -> float:
     """How long one fit may take, at most: fits of k and 2k epochs timed here (one BLAS thread, as
     in a worker), k growing until the longer takes ``enough`` seconds, so that their difference,
     the time of k epochs, stands above the timer's noise; scaled to the configured epochs (early
