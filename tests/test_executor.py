@@ -6,6 +6,7 @@ scheduler with two workers started here on 127.0.0.1 and stopped by their PIDs.
 
 import concurrent.futures as cf
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -18,7 +19,16 @@ import pytest
 import yaml
 from conftest import ROOT, free_port, pipeline_env, runs_in, scratch, sigint_as_in_a_terminal, stage
 
-from backprop.lab.executor import ExecutorError, FitError, InProcessExecutor, Job, Pool, worker_count
+from backprop.lab.executor import (
+    WORKER_NICENESS,
+    ExecutorError,
+    FitError,
+    InProcessExecutor,
+    Job,
+    Pool,
+    fit_pool,
+    worker_count,
+)
 
 SWEEP = ["-m", "stages.sweep", "lr", "--prepared", "data/prepared", "--out", "sweeps/lr", "--runs", "runs/lr.json"]
 OUTPUTS = ("sweeps/lr/results.csv", "sweeps/lr/curves.csv", "sweeps/lr/summary.csv", "runs/lr.json")
@@ -144,6 +154,14 @@ def test_a_process_pool_returns_every_result_under_its_key():
     assert results == {k: k * k for k in range(6)}
 
 
+def test_local_workers_run_below_the_stages_priority(monkeypatch):
+    monkeypatch.setenv("BACKPROP_WORKERS", "2")
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    with fit_pool() as pool:
+        niceness = {result for _, result in pool.completed([Job(k, os.nice, (0,), f"k={k}") for k in range(4)])}
+    assert niceness == {min(os.nice(0) + WORKER_NICENESS, 19)}
+
+
 @pytest.mark.parametrize("value", ["0", "-2", "two"])
 def test_a_bad_worker_count_is_one_clear_error(monkeypatch, value):
     monkeypatch.setenv("BACKPROP_WORKERS", value)
@@ -159,6 +177,8 @@ def test_two_local_workers_give_byte_identical_outputs(tmp_path, prepared, local
     result = stage(folder, SWEEP, BACKPROP_WORKERS="2")
     assert result.returncode == 0, result.stderr
     assert "15 fits on 2 local worker processes" in result.stdout
+    # The stage closed its store before skipping the exit's collection: the log is folded in.
+    assert (folder / "mlflow.db").exists() and not (folder / "mlflow.db-wal").exists()
     assert outputs_of(folder) == outputs_of(local_reference)
     assert finished_children(folder) == 15  # every fit has its run, logged by the stage alone
 

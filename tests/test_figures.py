@@ -63,6 +63,14 @@ def lr_frames():
     return summary, results
 
 
+def test_a_figure_rendered_for_a_worker_is_the_file_the_stage_would_save(tmp_path):
+    summary, results = lr_frames()
+    arguments = {"summary": summary, "results": results, "task": "regression", "metric": "mse"}
+    figures.save(figures.lr_figure(**arguments), tmp_path / "saved.png")
+    png = figures.png(figures.lr_figure, arguments)
+    assert png.startswith(b"\x89PNG") and png == (tmp_path / "saved.png").read_bytes()
+
+
 def test_the_lr_figure_marks_each_outcome_at_its_lr_on_a_log_axis():
     summary, results = lr_frames()
     figure = figures.lr_figure(summary, results, task="regression", metric="mse")
