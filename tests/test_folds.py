@@ -7,13 +7,15 @@ import pandas as pd
 import pytest
 
 from backprop.lab import pyfunc
+from backprop.lab.answers import above_limit_sentence, grid_end_sentence
 from backprop.lab.baselines import fit_sklearn_mlp, sklearn_epochs, sklearn_mlp
 from backprop.lab.config import SweepConfig, TrainConfig
 from backprop.lab.datasets import DataError, fold_data, prepare
 from backprop.lab.protocol import TEST, TRAIN, VAL, fit_seed, fold_roles, half_width, mean_interval, overlap_ratio
-from backprop.lab.sweeps import sweep_jobs
+from backprop.lab.sweeps import still_improving, sweep_jobs
 from backprop.lab.training import fit_fold
 from backprop.metrics import regression_metrics
+from backprop.mlp import History
 
 DIABETES = pd.read_csv("data/diabetes.csv")
 CANCER = pd.read_csv("data/breast_cancer.csv")
@@ -195,3 +197,41 @@ def test_a_saturated_start_is_confidently_wrong_on_every_positive_row():
     assert result.history.columns["train_log_loss"][0] > -np.log(0.01) * (1 - negatives)
     plain = fit_fold(data, "classification", dataclasses.replace(config, start="init"), 0, 0)
     assert plain.history.columns["train_accuracy"][0] != pytest.approx(negatives)
+
+
+def _history(train_loss, *, best_epoch=None, stopped_early=False, diverged=False) -> History:
+    loss = np.asarray(train_loss, dtype=float)
+    history = History(loss_name="mse", columns={"train_mse": loss}, epochs_run=len(loss))
+    history.best_epoch, history.stopped_early, history.diverged = best_epoch, stopped_early, diverged
+    return history
+
+
+def test_a_fit_is_still_improving_only_when_the_budget_cut_it_short():
+    falling = [5.0, 4.0, 3.0, 2.5]
+    # Without early stopping: the loss it minimises is lowest at its last epoch, or it is not.
+    assert still_improving(_history(falling))
+    assert not still_improving(_history([5.0, 2.0, 3.0, 2.5]))
+    # With early stopping: its best validation epoch is the last, or it is not.
+    assert still_improving(_history(falling, best_epoch=3))
+    assert not still_improving(_history(falling, best_epoch=1))
+    assert not still_improving(_history(falling, best_epoch=1, stopped_early=True))
+    assert not still_improving(_history(falling, diverged=True))
+
+
+def test_the_report_flags_best_rates_past_the_limit_and_at_the_grid_ends():
+    summary = pd.DataFrame(
+        {
+            "task": ["regression"] * 4,
+            "hidden": [16, 16, 256, 256],
+            "lr": [0.1, 0.3, 0.1, 0.3],
+            "lr_limit": [0.2] * 2 + [0.02] * 2,
+        }
+    )
+    answer = {"settings": [{"point": {"hidden": 16, "lr": 0.1}}, {"point": {"hidden": 256, "lr": 0.1}}]}
+    sentence = above_limit_sentence(answer, summary, "width")
+    assert "hidden 256, lr 0.1 (5× its limit)" in sentence and "hidden 16" not in sentence
+    assert above_limit_sentence({"settings": answer["settings"][:1]}, summary, "width") == ""
+    steps = [{"from": {"hidden": 16, "lr": 0.3}, "to": {"hidden": 256, "lr": 0.1}}]
+    ends = grid_end_sentence(steps, summary)
+    assert "hidden 16 at lr 0.3 (top of the grid)" in ends and "hidden 256 at lr 0.1 (bottom of the grid)" in ends
+    assert "mixes width with learning rate" in ends

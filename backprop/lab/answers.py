@@ -143,7 +143,8 @@ def protocol_paragraph(schemas: dict, comparison: dict) -> dict:
         f"**Protocol.** {folds}-fold cross-validation, repeated {repeats}× (stratified by class for "
         f"classification): each fold is held out once as the test rows; of the other rows a validation part "
         f"({rows_text(sizes['val'])} rows for regression) stops training early (best epoch's weights "
-        f"restored) and makes every choice (a learning rate, logistic regression's C); the network learns on the "
+        f"restored) and makes every choice within a sweep (a learning rate, logistic regression's C; the "
+        f"headline networks' own settings are params.yaml's `train`); the network learns on the "
         f"rest ({rows_text(sizes['train'])} rows). Features are standardised with the training "
         f"rows' statistics of each fold"
         + (
@@ -235,9 +236,8 @@ def answer_21(scores: dict, baselines: dict, comparison: dict, schemas: dict, co
             f"**All rows.** Fitted and scored on every row, as the reference hand-in did, the network reaches MSE "
             f"{fmt(reg['ours']['mse'])} against {fmt(reg['linear']['mse'])} for least squares (the reference "
             f"stopped at {fmt(REFERENCE_HAND_IN['mse'])}, the level of a linear fit), after "
-            f"{configs['regression']['epochs']} epochs at lr {configs['regression']['lr']}; trained longer, the "
-            "network fits the rows further still. That protocol scores memorisation: the held-out folds above "
-            "are the answer."
+            f"{configs['regression']['epochs']} epochs at lr {configs['regression']['lr']}. Scored on the rows it "
+            "was fitted to, this measures fit, not generalisation: the held-out folds above are the answer."
         ),
     ]
     return section("2.1 Average MSE and accuracy", blocks, "q21")
@@ -341,32 +341,34 @@ def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
             peak = float(above["peak_train_loss_ratio_max"].max())
             if peak > 1.01:
                 text += (
-                    f"; above the limit, fits that learned first saw their training loss rise to up to "
-                    f"{fmt(peak, 3)}× its start before it fell (the instability the limit predicts, survived)"
+                    f"; above the limit, at the rates where every fold learned, the training loss first rose to up "
+                    f"to {fmt(peak, 3)}× its start before it fell (the instability the limit predicts, survived)"
                 )
         parts.append(text)
     return "; ".join(parts)
 
 
 def speed_sentence(summary: pd.DataFrame, task: str) -> str:
-    """What the learning rate changes among the rates where every fold learned: how many epochs
-    the fits took (their best epoch), and how many were cut by the epoch budget."""
+    """How many epochs the fits took (their mean best epoch) at each rate where every fold learned,
+    marking the means that the epoch budget cut short: a description, not a comparison."""
     rows = summary[(summary["task"] == task) & (summary["learned"] == summary["fits"])].sort_values("lr")
     if len(rows) < 2:
         return ""
-    low, high = rows.iloc[0], rows.iloc[-1]
-    capped = ", ".join(f"{int(r['capped'])} at lr {fmt(r['lr'])}" for _, r in rows.iterrows() if r["capped"])
-    text = (
-        f"**Speed.** Among the rates where every fold learned, the mean best epoch goes from "
-        f"{fmt(low['best_epoch_mean'], 3)} at lr {fmt(low['lr'])} to {fmt(high['best_epoch_mean'], 3)} at lr "
-        f"{fmt(high['lr'])}: the learning rate sets how many epochs training takes."
+    means = []
+    for _, row in rows.iterrows():
+        text = f"{fmt(row['best_epoch_mean'], 3)} at lr {fmt(row['lr'])}"
+        if row["capped"]:
+            text += (
+                f" ({int(row['capped'])} of {int(row['fits'])} folds still improving when the budget ran out: "
+                "a lower bound)"
+            )
+        means.append(text)
+    return (
+        "**Epochs.** Mean best epoch, at each rate where every fold learned: "
+        + "; ".join(means)
+        + ". The paired comparisons above are what the conclusion rests on; these means only say where each "
+        "rate's fits stopped."
     )
-    if capped:
-        text += (
-            f" Fits still improving when the epoch budget ran out (stopped by the budget, not by early "
-            f"stopping, so they are compared before they finished): {capped}."
-        )
-    return text
 
 
 def answer_23(summary: pd.DataFrame, comparison: dict) -> dict:
@@ -388,8 +390,9 @@ def answer_23(summary: pd.DataFrame, comparison: dict) -> dict:
             paragraph(
                 f"**What standardising the target changes**: the same network's limit on the raw target (y from "
                 f"25 to 346) is {fmt(row['lr_limit_unscaled'], 3)}, against {fmt(row['lr_limit'], 3)} on the "
-                f"standardised one: {fmt(row['lr_limit'] / row['lr_limit_unscaled'], 2)}× larger steps are stable, "
-                "and the first epochs no longer go into learning the mean."
+                f"standardised one: an estimated stable step {fmt(row['lr_limit'] / row['lr_limit_unscaled'], 2)}× "
+                "larger (both from the curvature at initialisation; this run trains no network on the raw target, "
+                "so the ratio is an estimate, not a measured range)."
             )
         )
     blocks += [
@@ -397,6 +400,50 @@ def answer_23(summary: pd.DataFrame, comparison: dict) -> dict:
         summary_table(summary, ["lr"], "regression"),
     ]
     return section("2.3 The effect of the learning rate", blocks, "q23")
+
+
+def above_limit_sentence(answer: dict, summary: pd.DataFrame, noun: str) -> str:
+    """The settings whose chosen learning rate is past their lr limit at initialisation: a
+    comparison between them and the others mixes the setting with training in the unstable regime."""
+    past = []
+    for setting in answer["settings"]:
+        point = setting["point"]
+        match = summary[(summary["task"] == "regression")]
+        for key, value in point.items():
+            match = match[match[key] == value]
+        if len(match) and "lr_limit" in match and point["lr"] > float(match["lr_limit"].iloc[0]):
+            past.append(f"{point_text(point)} ({fmt(point['lr'] / float(match['lr_limit'].iloc[0]), 2)}× its limit)")
+    if not past:
+        return ""
+    return (
+        f"The best learning rate of the grid is past the lr limit at initialisation for: {'; '.join(past)}. "
+        f"Those networks train in the unstable regime the grid offers them, so a tie between {noun}s does not show "
+        f"that the {noun} does not matter: a grid of rates scaled to each {noun}'s own limit would separate the two."
+    )
+
+
+def grid_end_sentence(steps: list[dict], capacity: pd.DataFrame) -> str:
+    """Which learning rate each width of the fixed-budget experiment trains at, flagged where it is
+    at an end of the grid (the best may lie beyond it)."""
+    grid = sorted(capacity["lr"].unique())
+    chosen = {}
+    for step in steps:
+        for end in ("from", "to"):
+            chosen[step[end]["hidden"]] = step[end]["lr"]
+    if len(grid) < 2 or not chosen:
+        return ""
+    ends = [
+        f"hidden {hidden} at lr {fmt(lr)}" + (" (top of the grid)" if lr == grid[-1] else " (bottom of the grid)")
+        for hidden, lr in chosen.items()
+        if lr in (grid[0], grid[-1])
+    ]
+    mixed = len(set(chosen.values())) > 1
+    return (
+        f"The rate each width trains at, from the grid {', '.join(fmt(lr) for lr in grid)}: {'; '.join(ends)}; "
+        "at an end of the grid the best rate may lie beyond it"
+        + (", and a step between two widths at different rates mixes width with learning rate" if mixed else "")
+        + "."
+    )
 
 
 def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict) -> dict:
@@ -411,7 +458,8 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict) ->
         paragraph(
             "Against the lr limit at initialisation, per width: "
             + limit_sentence(hidden, "regression", ["hidden"])
-            + "."
+            + ". "
+            + above_limit_sentence(answer, hidden, "width")
         ),
         figure(
             "sweep_hidden_regression.png",
@@ -437,7 +485,8 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict) ->
             "could fit given time: a wider layer has a smaller stable step (its lr limit above), so it may get "
             "less far. Each width against the next wider one, paired by fold (wider − narrower): "
             + "; ".join(sentences)
-            + "."
+            + ". "
+            + grid_end_sentence(steps, capacity)
         ),
         figure(
             "sweep_capacity.png",

@@ -100,6 +100,19 @@ def peak_ratio(history) -> float:
     return float(loss.max() / loss[0]) if len(loss) and loss[0] > 0 else float("nan")
 
 
+def still_improving(history) -> bool:
+    """Whether the epoch budget, not training, ended the fit: with early stopping, its best
+    (validation) epoch is the last; without, the loss it minimises is lowest at its last epoch.
+    A fit that stopped early or diverged was not cut short by the budget."""
+    if history.stopped_early or history.diverged or history.epochs_run == 0:
+        return False
+    last = history.epochs_run - 1
+    if history.best_epoch is not None:
+        return history.best_epoch == last
+    loss = np.asarray(history.train_loss[: history.epochs_run], dtype=float)
+    return bool(loss[last] < loss[:last].min()) if last > 0 else False
+
+
 def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult, reach: dict | None = None) -> dict:
     """One line of results.csv: the varied keys (named as in train), the fold, how training
     went, the scores on the fold's train, validation and held-out test rows, and for each
@@ -119,6 +132,7 @@ def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult
             "seed": result.config.seed,
             "epochs_run": history.epochs_run,
             "best_epoch": history.best_epoch,
+            "still_improving": still_improving(history),
             "diverged_epoch": history.diverged_epoch,
             "outcome": result.outcome,
             "peak_train_loss_ratio": peak_ratio(history),
@@ -154,8 +168,7 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
         row = {"task": task} | dict(zip(keys, values, strict=True)) | {"fits": len(fits)}
         row |= {name: int((fits["outcome"] == name).sum()) for name in OUTCOMES}
         learned = fits[fits["outcome"] == "learned"]
-        # Still improving when the epochs ran out: the best epoch is the last one.
-        row["capped"] = int((learned["best_epoch"] == learned["epochs_run"] - 1).sum())
+        row["capped"] = int(learned["still_improving"].sum())
         row["best_epoch_mean"] = float(learned["best_epoch"].mean()) if learned["best_epoch"].notna().any() else np.nan
         row["peak_train_loss_ratio_max"] = float(learned["peak_train_loss_ratio"].max()) if len(learned) else np.nan
         for metric in metrics[task]:
