@@ -235,3 +235,5 @@ def test_the_report_flags_best_rates_past_the_limit_and_at_the_grid_ends():
     ends = grid_end_sentence(steps, summary)
     assert "hidden 16 at lr 0.3 (top of the grid)" in ends and "hidden 256 at lr 0.1 (bottom of the grid)" in ends
     assert "mixes width with learning rate" in ends
+    # A grid without lr (every width at train's rate) has nothing to flag.
+    assert grid_end_sentence([{"from": {"hidden": 2}, "to": {"hidden": 4}}], summary.drop(columns="lr")) == ""

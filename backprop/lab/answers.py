@@ -411,7 +411,7 @@ def above_limit_sentence(answer: dict, summary: pd.DataFrame, noun: str) -> str:
         match = summary[(summary["task"] == "regression")]
         for key, value in point.items():
             match = match[match[key] == value]
-        if len(match) and "lr_limit" in match and point["lr"] > float(match["lr_limit"].iloc[0]):
+        if "lr" in point and len(match) and "lr_limit" in match and point["lr"] > float(match["lr_limit"].iloc[0]):
             past.append(f"{point_text(point)} ({fmt(point['lr'] / float(match['lr_limit'].iloc[0]), 2)}× its limit)")
     if not past:
         return ""
@@ -425,6 +425,8 @@ def above_limit_sentence(answer: dict, summary: pd.DataFrame, noun: str) -> str:
 def grid_end_sentence(steps: list[dict], capacity: pd.DataFrame) -> str:
     """Which learning rate each width of the fixed-budget experiment trains at, flagged where it is
     at an end of the grid (the best may lie beyond it)."""
+    if "lr" not in capacity:  # one rate for every width, from train
+        return ""
     grid = sorted(capacity["lr"].unique())
     chosen = {}
     for step in steps:
