@@ -201,9 +201,14 @@ def test_a_saturated_start_is_confidently_wrong_on_every_positive_row():
 
 def _history(train_loss, *, best_epoch=None, stopped_early=False, diverged=False) -> History:
     loss = np.asarray(train_loss, dtype=float)
-    history = History(loss_name="mse", columns={"train_mse": loss}, epochs_run=len(loss))
-    history.best_epoch, history.stopped_early, history.diverged = best_epoch, stopped_early, diverged
-    return history
+    return History(
+        loss_name="mse",
+        columns={"train_mse": loss},
+        epochs_run=len(loss),
+        best_epoch=best_epoch,
+        stopped_early=stopped_early,
+        diverged=diverged,
+    )
 
 
 def test_a_fit_is_still_improving_only_when_the_budget_cut_it_short():
@@ -228,9 +233,9 @@ def test_the_report_flags_best_rates_past_the_limit_and_at_the_grid_ends():
         }
     )
     answer = {"settings": [{"point": {"hidden": 16, "lr": 0.1}}, {"point": {"hidden": 256, "lr": 0.1}}]}
-    sentence = above_limit_sentence(answer, summary, "width")
+    sentence = above_limit_sentence(answer, summary, "regression", "width")
     assert "hidden 256, lr 0.1 (5× its limit)" in sentence and "hidden 16" not in sentence
-    assert above_limit_sentence({"settings": answer["settings"][:1]}, summary, "width") == ""
+    assert above_limit_sentence({"settings": answer["settings"][:1]}, summary, "regression", "width") == ""
     steps = [{"from": {"hidden": 16, "lr": 0.3}, "to": {"hidden": 256, "lr": 0.1}}]
     ends = grid_end_sentence(steps, summary)
     assert "hidden 16 at lr 0.3 (top of the grid)" in ends and "hidden 256 at lr 0.1 (bottom of the grid)" in ends

@@ -273,7 +273,7 @@ def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
         )
         if all(f["best_epoch"] is not None for f in folds):
             text += f" Best epochs over all folds: {', '.join(str(f['best_epoch']) for f in folds)}."
-        capped = [f for f in folds if f["best_epoch"] is not None and f["best_epoch"] == f["epochs_run"] - 1]
+        capped = [f for f in folds if f["still_improving"]]
         if capped:
             text += (
                 f" In {len(capped)} of {len(folds)} folds the best epoch is the last one: those fits were still "
@@ -402,13 +402,13 @@ def answer_23(summary: pd.DataFrame, comparison: dict) -> dict:
     return section("2.3 The effect of the learning rate", blocks, "q23")
 
 
-def above_limit_sentence(answer: dict, summary: pd.DataFrame, noun: str) -> str:
+def above_limit_sentence(answer: dict, summary: pd.DataFrame, task: str, noun: str) -> str:
     """The settings whose chosen learning rate is past their lr limit at initialisation: a
     comparison between them and the others mixes the setting with training in the unstable regime."""
     past = []
     for setting in answer["settings"]:
         point = setting["point"]
-        match = summary[(summary["task"] == "regression")]
+        match = summary[summary["task"] == task]
         for key, value in point.items():
             match = match[match[key] == value]
         if "lr" in point and len(match) and "lr_limit" in match and point["lr"] > float(match["lr_limit"].iloc[0]):
@@ -461,7 +461,7 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict) ->
             "Against the lr limit at initialisation, per width: "
             + limit_sentence(hidden, "regression", ["hidden"])
             + ". "
-            + above_limit_sentence(answer, hidden, "width")
+            + above_limit_sentence(answer, hidden, "regression", "width")
         ),
         figure(
             "sweep_hidden_regression.png",
