@@ -1,4 +1,4 @@
-"""backprop: a NumPy network whose backpropagation is the derivation in REFERENCE.md.
+"""backprop: a NumPy network whose backpropagation is the derivation in docs/reference.md.
 
 Only the engine is imported here (NumPy only); the pipeline helpers in ``backprop.lab`` pull in
 pandas, matplotlib and MLflow and are imported by the stages that need them.

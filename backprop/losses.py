@@ -1,7 +1,7 @@
 """Output heads: an output activation o, a loss L, and the output error δ = ∂L/∂z of the logit z.
 
 A task fixes the head. The error term is the one place where regression and classification
-differ (REFERENCE.md, "Output error"):
+differ (docs/reference.md, "The math", output error δ2):
 
 - MSE with identity output:       δ = (2/n)(ŷ − y)
 - log loss with sigmoid output:   δ = (1/n)(ŷ − y)            σ′ cancels against the log

@@ -1,4 +1,4 @@
-"""A fully connected network trained by backpropagation written out by hand (REFERENCE.md).
+"""A fully connected network trained by backpropagation written out by hand (docs/reference.md).
 
 Shapes for a batch of n rows: X (n, f), W1 (f, h), b1 (h,), W2 (h, 1), b2 (1,). With more hidden
 layers the same pattern repeats: W_l (h_{l-1}, h_l), b_l (h_l,).

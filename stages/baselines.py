@@ -68,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prepared", required=True)
     parser.add_argument("--out", required=True, help="the JSON file with every baseline's scores")
-    parser.add_argument("--runs", required=True, help="JSON file for the MLflow run ids")
+    parser.add_argument("--runs", required=True, help="JSON file of the MLflow filter strings that find the runs")
     args = parser.parse_args()
 
     params = read_params()

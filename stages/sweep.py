@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("name", help="the sweep: a key of the sweep section (lr, activation, ...)")
     parser.add_argument("--prepared", required=True)
     parser.add_argument("--out", required=True, help="folder for results.csv, curves.csv and summary.csv")
-    parser.add_argument("--runs", required=True, help="JSON file for the MLflow run ids")
+    parser.add_argument("--runs", required=True, help="JSON file of the MLflow filter strings that find the runs")
     args = parser.parse_args()
 
     params = read_params()

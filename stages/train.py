@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--models", required=True, help="folder for the MLflow model directories <task>/")
     parser.add_argument("--metrics", required=True, help="folder for <task>.json (headline) and <task>-scores.json")
     parser.add_argument("--plots", required=True, help="folder for <task>/history.csv")
-    parser.add_argument("--runs", required=True, help="JSON file for the MLflow run ids")
+    parser.add_argument("--runs", required=True, help="JSON file of the MLflow filter strings that find the runs")
     args = parser.parse_args()
 
     params = read_params()

@@ -1,6 +1,6 @@
 """Figures as pure functions: data frames in, matplotlib Figures out. The stages save them.
 
-Rules every figure keeps (issue #12): a grid is a heatmap whose cells say when not every fold
+Rules every figure keeps: a grid is a heatmap whose cells say when not every fold
 learned; an axis whose values span decades is logarithmic; at most six colours per panel, or a
 labelled sequential map; every point is drawn or marked (a fit that did not learn is marked by
 its outcome, never silently left out); a mean over folds never steps because a fold stopped."""
