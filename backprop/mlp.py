@@ -12,11 +12,12 @@ product, [X 1][W1; b1] = X W1 + b1, which saves a broadcast pass over (n, h) eac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,11 @@ from backprop.activations import get_activation
 from backprop.initializers import get_initializer
 from backprop.losses import get_head, log_loss_of_logit
 from backprop.metrics import (
-    check_regression_accuracy_defined,
+    accuracy_of_logit,
     classification_metrics,
     regression_metrics,
+    relative_error_weights,
+    weighted_regression_accuracy,
 )
 
 DTYPES = ("float32", "float64")
@@ -43,35 +46,11 @@ DIVERGENCE_FACTOR = 1e6
 # amount (scikit-learn's ``tol``): 1e-13 BLAS rounding noise must not move the best epoch.
 DEFAULT_TOL = 1e-7
 # The history grows in chunks as epochs run (doubling), instead of holding ``epochs`` rows from
-# the start; its worst case is still refused up front when it would not fit in memory.
+# the start, so a fit that stops early never holds the rows it did not run.
 HISTORY_FIRST_ROWS = 1024
-HISTORY_MAX_COLUMNS = 12  # 3 curves (loss, accuracy, log loss) × train, val, test and one more set
 # Regression accuracy 1 − mean(|y − ŷ|/|y|) below this means predictions a million times the
 # targets: overflowed weights, not a score. Classification accuracy is a fraction, in [0, 1].
 MIN_REGRESSION_ACCURACY = -1e6
-
-
-def history_bytes(epochs: int, columns: int = HISTORY_MAX_COLUMNS) -> int:
-    return int(epochs) * columns * np.dtype(float).itemsize
-
-
-def memory_bytes() -> int | None:
-    """Physical memory of this machine, where the OS says (Linux, macOS)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def history_too_large(epochs: int, columns: int = HISTORY_MAX_COLUMNS) -> str | None:
-    """Why ``epochs`` rows of history cannot fit (more than half the machine's memory), or None."""
-    need, memory = history_bytes(epochs, columns), memory_bytes()
-    if memory is None or need <= memory // 2:
-        return None
-    return (
-        f"{epochs} epochs would need {need / 2**30:.3g} GiB for the per-epoch history alone "
-        f"({columns} curves × 8 bytes), over half this machine's {memory / 2**30:.3g} GiB"
-    )
 
 
 def plausible(scores: dict[str, float], task: str) -> bool:
@@ -112,40 +91,172 @@ class History:
         return float(self.columns[column][self.epochs_run - 1])
 
 
+@dataclass(eq=False)
 class _Workspace:
-    """Buffers for one batch size: layer outputs, error terms, derivative scratch, flat gradients."""
+    """Buffers for one batch size: layer outputs, error terms, derivative scratch, flat gradients.
 
-    def __init__(self, model: MLP, n: int):
-        sizes, dtype = model.sizes, model.dtype
-        self.capacity = n
-        self.outputs = [None] + [np.empty((n, size), dtype) for size in sizes[1:]]
-        self.errors = [None] + [np.empty((n, size), dtype) for size in sizes[1:]]
-        self.scratch = [None] + [np.empty((n, size), dtype) for size in sizes[1:]]
-        self.ones = np.ones(n, dtype)  # Σ_rows δ is computed as 1ᵀδ: one BLAS call
-        self.grad_vector = np.empty_like(model._theta)
-        self.grads = model._views(self.grad_vector)
-        self.first_layer_grads = model._first_layer(self.grad_vector)  # [∂L/∂W1; ∂L/∂b1]
-        self.grad_sum = np.empty_like(model._theta)
-        self._cut: dict[int, _Workspace] = {}
+    Per-layer lists are indexed by layer l = 1 … L (entry 0, the input, is None).
+    """
+
+    outputs: list  # a_l (n, h_l); z_L for the output layer
+    errors: list  # δ_l (n, h_l)
+    scratch: list  # g′ (n, h_l)
+    ones: np.ndarray  # (n,): Σ_rows δ is computed as 1ᵀδ, one BLAS call
+    grad_vector: np.ndarray  # ∂L/∂θ, flat
+    grads: dict[str, np.ndarray]  # its W_l, b_l views
+    first_layer_grads: np.ndarray  # its [∂L/∂W1; ∂L/∂b1] view
+    grad_sum: np.ndarray  # the batch's gradient, summed over its slices
+    _cut: dict[int, _Workspace] = field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def for_rows(cls, model: MLP, n: int) -> _Workspace:
+        def per_layer() -> list:
+            return [None] + [np.empty((n, size), model.dtype) for size in model.sizes[1:]]
+
+        grad_vector = np.empty_like(model._theta)
+        return cls(
+            outputs=per_layer(),
+            errors=per_layer(),
+            scratch=per_layer(),
+            ones=np.ones(n, model.dtype),
+            grad_vector=grad_vector,
+            grads=model._views(grad_vector),
+            first_layer_grads=model._first_layer(grad_vector),
+            grad_sum=np.empty_like(model._theta),
+        )
+
+    @property
+    def capacity(self) -> int:
+        return len(self.ones)
 
     def rows(self, m: int) -> _Workspace:
         """The same buffers cut to the first m rows (a shorter last slice or batch)."""
         if m == self.capacity:
             return self
         if m not in self._cut:
-            self._cut[m] = self._cut_to(m)
+
+            def cut(buffers: list) -> list:
+                return [None] + [buffer[:m] for buffer in buffers[1:]]
+
+            self._cut[m] = dataclasses.replace(
+                self, outputs=cut(self.outputs), errors=cut(self.errors), scratch=cut(self.scratch), ones=self.ones[:m]
+            )
         return self._cut[m]
 
-    def _cut_to(self, m: int) -> _Workspace:
-        view = object.__new__(_Workspace)
-        view.capacity = m
-        view.outputs = [None] + [b[:m] for b in self.outputs[1:]]
-        view.errors = [None] + [b[:m] for b in self.errors[1:]]
-        view.scratch = [None] + [b[:m] for b in self.scratch[1:]]
-        view.ones = self.ones[:m]
-        view.grad_vector, view.grads, view.grad_sum, view._cut = self.grad_vector, self.grads, self.grad_sum, {}
-        view.first_layer_grads = self.first_layer_grads
-        return view
+
+@dataclass(eq=False)
+class _ScoredSet:
+    """A data set whose curves a fit records each epoch: [X 1], y, the regression-accuracy weights
+    (None when not scored) and forward-pass buffers of its size."""
+
+    name: str
+    X1: np.ndarray
+    y: np.ndarray
+    weights: np.ndarray | None
+    ws: _Workspace
+
+
+class _Batches:
+    """The training rows as one epoch's batches. A full batch is [X 1] made once; mini-batches are
+    gathered, in a new random order each epoch, into one reused [X 1] buffer, so there is no
+    second copy of a large X."""
+
+    def __init__(self, model: MLP, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None, size: int, rng):
+        self.X, self.y, self.weights, self.rng = X, y, weights, rng
+        self.n = len(X)
+        self.size = self.n if size == 0 else min(size, self.n)
+        self.full = self.size == self.n
+        self.X1 = model._with_ones(X) if self.full else np.ones((self.size, X.shape[1] + 1), X.dtype)
+        self.y_buffer = np.empty((self.size, 1), y.dtype)
+        self.ws = _Workspace.for_rows(model, min(self.size, CHUNK_ROWS))
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """(X1, y, weights) of each mini-batch, in this epoch's order."""
+        order = self.rng.permutation(self.n)
+        for start in range(0, self.n, self.size):
+            rows = order[start : start + self.size]
+            np.take(self.X, rows, axis=0, out=self.X1[: len(rows), :-1])
+            yb = np.take(self.y, rows, axis=0, out=self.y_buffer[: len(rows)])
+            yield self.X1[: len(rows)], yb, (self.weights[rows] if self.weights is not None else None)
+
+
+@dataclass(eq=False)
+class _Curves:
+    """The per-epoch scores of a fit: a row per epoch, a block of ``names`` columns per split, train
+    first. Rows are added in doubling chunks as epochs run, not ``epochs`` of them up front."""
+
+    epochs: int
+    splits: list[str]
+    names: list[str]
+    keep: list[str]  # the names the history reports
+    mse_scale: float  # std² of a standardised target: MSE back in the target's units
+    table: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.table = np.full((min(self.epochs, HISTORY_FIRST_ROWS), len(self.splits) * self.width), np.nan)
+
+    @property
+    def width(self) -> int:
+        return len(self.names)
+
+    def row(self, epoch: int) -> np.ndarray:
+        if epoch == len(self.table):
+            grown = np.full((min(2 * epoch, self.epochs), self.table.shape[1]), np.nan)
+            grown[:epoch] = self.table
+            self.table = grown
+        return self.table[epoch]
+
+    def block(self, k: int) -> slice:
+        """The columns of split k (0 = train)."""
+        return slice(k * self.width, (k + 1) * self.width)
+
+    def columns(self, epochs_run: int) -> dict[str, np.ndarray]:
+        """``<split>_<name>`` → its curve over the epochs run."""
+        rows, columns = self.table[:epochs_run], {}
+        for k, split in enumerate(self.splits):
+            for i, name in enumerate(self.names):
+                if name not in self.keep:
+                    continue
+                column = rows[:, k * self.width + i]
+                columns[f"{split}_{name}"] = column * self.mse_scale if name == "mse" else column
+        return columns
+
+
+@dataclass(eq=False)
+class _EarlyStopping:
+    """The best validation loss so far, its epoch and parameters; done after ``patience`` epochs
+    without a loss below best × (1 − ``tol``)."""
+
+    patience: int
+    tol: float
+    best_loss: float = math.inf
+    best_epoch: int | None = None
+    best_theta: np.ndarray | None = None
+    waited: int = 0
+
+    def update(self, epoch: int, val_loss: float, theta: np.ndarray) -> None:
+        if val_loss < self.best_loss * (1.0 - self.tol):
+            self.best_loss, self.best_epoch, self.best_theta, self.waited = val_loss, epoch, theta.copy(), 0
+        else:
+            self.waited += 1
+
+    @property
+    def done(self) -> bool:
+        return self.waited >= self.patience
+
+
+class _Divergence:
+    """A training loss that is not finite, or above ``DIVERGENCE_FACTOR`` × the first epoch's."""
+
+    def __init__(self) -> None:
+        self.limit = np.finfo(float).max  # until the first epoch's loss sets it
+
+    def seen(self, epoch: int, loss: float) -> bool:
+        if not loss <= self.limit:  # NaN fails <= too
+            return True
+        if epoch == 0 and loss > 0:
+            self.limit = min(DIVERGENCE_FACTOR * loss, self.limit)
+        return False
 
 
 class MLP:
@@ -282,7 +393,7 @@ class MLP:
 
     def _logit_of_checked(self, X: np.ndarray) -> np.ndarray:
         """The output logit for an X that passed ``_check``, in buffers of its own."""
-        return self._forward(self._with_ones(X), _Workspace(self, len(X)))
+        return self._forward(self._with_ones(X), _Workspace.for_rows(self, len(X)))
 
     def logit(self, X) -> np.ndarray:
         return self._logit_of_checked(self._check(X)).copy()
@@ -302,7 +413,7 @@ class MLP:
 
     def gradients(self, X, y) -> dict[str, np.ndarray]:
         X, y = self._check(X, y)
-        X1, ws = self._with_ones(X), _Workspace(self, len(X))
+        X1, ws = self._with_ones(X), _Workspace.for_rows(self, len(X))
         self._forward(X1, ws)
         return {name: grad.copy() for name, grad in self._backward(X1, y, ws, len(X)).items()}
 
@@ -326,25 +437,22 @@ class MLP:
         extra = ["log_loss"] if self.task == "classification" and self.loss_name != "log_loss" else []
         return [self.loss_name, "accuracy", *extra]
 
-    def _epoch_scores(self, z: np.ndarray, y: np.ndarray, inverse_abs_y) -> list[float]:
+    def _scores(self, z: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> list[float]:
+        """One row of ``history_columns`` for the logit z of targets y (metrics.py's definitions);
+        regression accuracy only with ``weights`` (``relative_error_weights``)."""
         loss = self.head.loss(z, y)
-        if self.task == "classification":
-            accuracy = float(np.count_nonzero((z > 0) == (y > 0.5))) / len(y)
-        elif inverse_abs_y is not None:
-            accuracy = 1.0 - float(np.vdot(np.abs(z - y), inverse_abs_y)) / len(y)
-        else:
-            accuracy = math.nan
-        if self.task == "classification" and self.loss_name != "log_loss":
-            return [loss, accuracy, log_loss_of_logit(z, y)]
-        return [loss, accuracy]
+        if self.task == "regression":
+            return [loss, weighted_regression_accuracy(y, z, weights) if weights is not None else math.nan]
+        extra = [log_loss_of_logit(z, y)] if self.loss_name != "log_loss" else []
+        return [loss, accuracy_of_logit(y, z), *extra]
 
-    def _batch_step(self, X1, y, inverse_abs_y, ws: _Workspace, step) -> list[float]:
+    def _batch_step(self, X1, y, weights, ws: _Workspace, step) -> list[float]:
         """One gradient-descent step on the batch (X1 = [X 1], y), slice by slice; returns the
         batch's scores before the step."""
         n, size = len(X1), ws.capacity
         if n <= size:  # one slice: the gradient is the slice's
             part = ws.rows(n)
-            scores = self._epoch_scores(self._forward(X1, part), y, inverse_abs_y)
+            scores = self._scores(self._forward(X1, part), y, weights)
             self._backward(X1, y, part, n)
             self._theta -= step * ws.grad_vector
             return scores
@@ -353,12 +461,57 @@ class MLP:
         for start in range(0, n, size):
             stop = min(start + size, n)
             part, xs, ys = ws.rows(stop - start), X1[start:stop], y[start:stop]
-            inverse = inverse_abs_y[start:stop] if inverse_abs_y is not None else None
-            totals += np.multiply(self._epoch_scores(self._forward(xs, part), ys, inverse), stop - start)
+            weights_s = weights[start:stop] if weights is not None else None
+            totals += np.multiply(self._scores(self._forward(xs, part), ys, weights_s), stop - start)
             self._backward(xs, ys, part, n)
             ws.grad_sum += ws.grad_vector
         self._theta -= step * ws.grad_sum
         return list(totals / n)
+
+    def _epoch(self, batches: _Batches, step) -> list[float] | np.ndarray:
+        """One pass of gradient descent over the training rows; returns their scores, for
+        mini-batches the mean of each batch's scores before its step."""
+        if batches.full:
+            return self._batch_step(batches.X1, batches.y, batches.weights, batches.ws, step)
+        totals = np.zeros(len(self.history_columns()))
+        for X1, y, weights in batches:
+            totals += np.multiply(self._batch_step(X1, y, weights, batches.ws, step), len(y))
+        return totals / batches.n
+
+    def _score_sets(self, scored: list[_ScoredSet], row: np.ndarray, curves: _Curves) -> None:
+        """The curves' entries of each monitored set at the current weights."""
+        for k, entry in enumerate(scored, start=1):
+            row[curves.block(k)] = self._scores(self._forward(entry.X1, entry.ws), entry.y, entry.weights)
+
+    def _check_fit_args(self, lr, epochs, batch_size, patience, tol, X_val, y_val, target_scale) -> None:
+        """``fit``'s settings, in its order: a one-line ValueError naming the first bad one."""
+        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not isinstance(epochs, int | np.integer) or epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {epochs}")
+        if not isinstance(batch_size, int | np.integer) or batch_size < 0:
+            raise ValueError(f"batch_size must be an integer >= 0 (0 = full batch), got {batch_size}")
+        if not isinstance(patience, int | np.integer) or patience < 0:
+            raise ValueError(f"patience must be an integer >= 0 (0 = off), got {patience}")
+        if not (isinstance(tol, int | float) and 0 <= tol < 1):
+            raise ValueError(f"tol must be in [0, 1), got {tol}")
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val must be given together")
+        if patience and X_val is None:
+            raise ValueError("patience > 0 needs validation data (X_val, y_val)")
+        if target_scale is not None and (self.task != "regression" or not target_scale[1] > 0):
+            raise ValueError(f"target_scale must be (mean, std > 0) of a regression target, got {target_scale}")
+
+    def _scored_set(self, name: str, X, y, weights_of: Callable) -> _ScoredSet:
+        X, y = self._check(X, y)
+        return _ScoredSet(name, self._with_ones(X), y, weights_of(y), _Workspace.for_rows(self, len(X)))
+
+    def _weights_of(self, track_accuracy: bool, target_scale: tuple[float, float] | None) -> Callable:
+        """y → its regression-accuracy weights, or None when the curves have no regression accuracy."""
+        if not (track_accuracy and self.task == "regression"):
+            return lambda y: None
+        mean, std = target_scale or (0.0, 1.0)
+        return partial(relative_error_weights, mean=mean, std=std)
 
     def fit(
         self,
@@ -392,120 +545,54 @@ class MLP:
         the original ones (MSE × std², accuracy against the original target), so that they compare
         with unscaled fits. ``absorb_target_scale`` then moves the network itself to those units.
         """
-        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if not isinstance(epochs, int | np.integer) or epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1, got {epochs}")
-        if not isinstance(batch_size, int | np.integer) or batch_size < 0:
-            raise ValueError(f"batch_size must be an integer >= 0 (0 = full batch), got {batch_size}")
-        if not isinstance(patience, int | np.integer) or patience < 0:
-            raise ValueError(f"patience must be an integer >= 0 (0 = off), got {patience}")
-        if not (isinstance(tol, int | float) and 0 <= tol < 1):
-            raise ValueError(f"tol must be in [0, 1), got {tol}")
-        too_large = history_too_large(epochs)
-        if too_large:
-            raise ValueError(f"epochs: {too_large}")
-        if (X_val is None) != (y_val is None):
-            raise ValueError("X_val and y_val must be given together")
-        if patience and X_val is None:
-            raise ValueError("patience > 0 needs validation data (X_val, y_val)")
-        if target_scale is not None and (self.task != "regression" or not target_scale[1] > 0):
-            raise ValueError(f"target_scale must be (mean, std > 0) of a regression target, got {target_scale}")
-        y_mean, y_std = target_scale or (0.0, 1.0)
+        self._check_fit_args(lr, epochs, batch_size, patience, tol, X_val, y_val, target_scale)
         X, y = self._check(X, y)
-        named_sets = ({"val": (X_val, y_val)} if X_val is not None else {}) | dict(monitor or {})
         track_accuracy = track_accuracy or self.task == "classification"
-        regression_accuracy = track_accuracy and self.task == "regression"
-
-        def inverse_abs_target(y_set):
-            # |ŷ − y| / |y| in original units: std·|ŷ_s − y_s| / |y|, so 1/|y| becomes std/|y|.
-            original = y_set * y_std + y_mean
-            check_regression_accuracy_defined(original)
-            return y_std / np.abs(original)
-
-        evaluated = []  # (name, X, y, workspace, std/|y| or None)
-        for name, (X_set, y_set) in named_sets.items():
-            X_set, y_set = self._check(X_set, y_set)
-            inverse = inverse_abs_target(y_set) if regression_accuracy else None
-            evaluated.append((name, self._with_ones(X_set), y_set, _Workspace(self, len(X_set)), inverse))
-        rng = rng or self.rng
-
-        n = len(X)
-        batch = n if batch_size == 0 else min(batch_size, n)
-        step = self.dtype.type(lr)
+        weights_of = self._weights_of(track_accuracy, target_scale)
+        named_sets = ({"val": (X_val, y_val)} if X_val is not None else {}) | dict(monitor or {})
+        scored = [self._scored_set(name, X_set, y_set, weights_of) for name, (X_set, y_set) in named_sets.items()]
+        batches = _Batches(self, X, y, weights_of(y), batch_size, rng or self.rng)
         names = self.history_columns()
-        width = len(names)
-        capacity = min(epochs, HISTORY_FIRST_ROWS)
-        curves = np.full((capacity, width * (1 + len(evaluated))), np.nan)
-        inverse_train = inverse_abs_target(y) if regression_accuracy else None
-        ws = _Workspace(self, min(batch, CHUNK_ROWS))
-        # A full batch is [X 1] made once; mini-batches are gathered row by row into one reused
-        # [X 1] buffer, so there is no second copy of a large X.
-        X1 = self._with_ones(X) if batch == n else None
-        batch_X1 = np.ones((batch, X.shape[1] + 1), X.dtype) if batch < n else None
-        batch_y = np.empty((batch, 1), y.dtype)
-        history = History(loss_name=self.loss_name)
-        best_loss, best_theta, waited = math.inf, None, 0
-        improvement = 1.0 - tol
-        report_every = max(1, epochs // PROGRESS_UPDATES)
-        loss_limit = np.finfo(float).max  # until the first epoch's loss sets it
+        curves = _Curves(
+            epochs,
+            splits=["train", *(entry.name for entry in scored)],
+            names=names,
+            keep=[name for name in names if name != "accuracy" or track_accuracy],
+            mse_scale=(target_scale or (0.0, 1.0))[1] ** 2,
+        )
+        stopping, divergence, history = _EarlyStopping(patience, tol), _Divergence(), History(self.loss_name)
+        step, report_every = self.dtype.type(lr), max(1, epochs // PROGRESS_UPDATES)
 
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        with np.errstate(all="ignore"):
             for epoch in range(epochs):
-                if epoch == capacity:
-                    capacity = min(2 * capacity, epochs)
-                    grown = np.full((capacity, curves.shape[1]), np.nan)
-                    grown[:epoch] = curves
-                    curves = grown
-                for k, (_, X_set, y_set, ws_set, inverse) in enumerate(evaluated, start=1):
-                    z_set = self._forward(X_set, ws_set)
-                    curves[epoch, k * width : (k + 1) * width] = self._epoch_scores(z_set, y_set, inverse)
+                row = curves.row(epoch)
+                self._score_sets(scored, row, curves)  # at the weights entering the epoch
                 if patience:
-                    if curves[epoch, width] < best_loss * improvement:
-                        best_loss, best_theta, waited = curves[epoch, width], self._theta.copy(), 0
-                        history.best_epoch = epoch
-                    else:
-                        waited += 1
-                if batch == n:
-                    curves[epoch, :width] = self._batch_step(X1, y, inverse_train, ws, step)
-                else:
-                    order = rng.permutation(n)
-                    totals = np.zeros(width)
-                    for start in range(0, n, batch):
-                        rows = order[start : start + batch]
-                        np.take(X, rows, axis=0, out=batch_X1[: len(rows), :-1])
-                        xb = batch_X1[: len(rows)]
-                        yb = np.take(y, rows, axis=0, out=batch_y[: len(rows)])
-                        inverse_b = inverse_train[rows] if inverse_train is not None else None
-                        scores = self._batch_step(xb, yb, inverse_b, ws, step)
-                        totals += np.multiply(scores, len(rows))
-                    curves[epoch, :width] = totals / n
+                    stopping.update(epoch, row[curves.width], self._theta)  # val is the first scored set
+                row[curves.block(0)] = self._epoch(batches, step)
                 history.epochs_run = epoch + 1
                 # Non-finite weights give a non-finite loss at the next epoch, so the loss is
-                # enough here; the last update is checked once, after the loop. NaN fails <= too.
-                if not curves[epoch, 0] <= loss_limit:
+                # enough here; the last update is checked once, in ``_finish``.
+                if divergence.seen(epoch, row[0]):
                     history.diverged, history.diverged_epoch = True, epoch
                     break
-                if epoch == 0 and curves[0, 0] > 0:
-                    loss_limit = min(DIVERGENCE_FACTOR * curves[0, 0], loss_limit)
                 if progress is not None and (epoch + 1) % report_every == 0:
                     progress.update(report_every)
-                if patience and waited >= patience:
+                if patience and stopping.done:
                     history.stopped_early = True
                     break
 
+        self._finish(history, stopping)
+        history.columns = curves.columns(history.epochs_run)
+        return history
+
+    def _finish(self, history: History, stopping: _EarlyStopping) -> None:
+        """After the last epoch: check its update's weights, and restore the best epoch's."""
         if not history.diverged and not np.isfinite(self._theta).all():
             history.diverged, history.diverged_epoch = True, history.epochs_run - 1
-        if best_theta is not None and not history.diverged:
-            self._theta[...] = best_theta
-        rows = curves[: history.epochs_run]
-        for k, split in enumerate(["train"] + [entry[0] for entry in evaluated]):
-            for i, name in enumerate(names):
-                if name == "accuracy" and not track_accuracy:
-                    continue
-                column = rows[:, k * width + i]
-                history.columns[f"{split}_{name}"] = column * y_std**2 if name == "mse" else column
-        return history
+        if stopping.best_theta is not None and not history.diverged:
+            self._theta[...] = stopping.best_theta
+        history.best_epoch = stopping.best_epoch
 
     def absorb_target_scale(self, mean: float, std: float) -> None:
         """Make a network trained on (y − mean) / std predict y itself: ŷ = std·z_L + mean, so

@@ -17,8 +17,9 @@ import yaml
 
 from backprop.activations import ACTIVATIONS
 from backprop.initializers import INITIALIZERS
+from backprop.lab.memory import history_too_large
 from backprop.losses import DEFAULT_LOSS, HEADS, TASKS
-from backprop.mlp import DEFAULT_TOL, DTYPES, history_too_large
+from backprop.mlp import DEFAULT_TOL, DTYPES
 
 
 class ConfigError(ValueError):
