@@ -32,6 +32,7 @@ repro: install
 test: install
 	ruff check .
 	ruff format --check .
+	mypy
 	python -m pytest -q
 
 lint: install

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -249,7 +250,7 @@ class _Divergence:
     """A training loss that is not finite, or above ``DIVERGENCE_FACTOR`` × the first epoch's."""
 
     def __init__(self) -> None:
-        self.limit = np.finfo(float).max  # until the first epoch's loss sets it
+        self.limit = float(np.finfo(float).max)  # until the first epoch's loss sets it
 
     def seen(self, epoch: int, loss: float) -> bool:
         if not loss <= self.limit:  # NaN fails <= too
@@ -291,7 +292,7 @@ class MLP:
         self.g = get_activation(activation)
         initializer = get_initializer(init)
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        self.config = {
+        self.config: dict[str, Any] = {
             "n_inputs": int(n_inputs),
             "hidden": [int(h) for h in hidden],
             "activation": activation,
@@ -609,7 +610,8 @@ class MLP:
     def save(self, path: str | Path) -> None:
         """Weights and config in one .npz, loadable with allow_pickle=False."""
         with open(path, "wb") as handle:
-            np.savez(handle, config=np.array(json.dumps(self.config)), **self.params)
+            arrays: dict[str, Any] = {"config": np.array(json.dumps(self.config)), **self.params}
+            np.savez(handle, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> MLP:

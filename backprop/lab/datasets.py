@@ -72,6 +72,13 @@ def check_header(names: list[str], *, source: str) -> None:
 
 def validate_table(frame: pd.DataFrame, *, source: str, target: str, task: str, accuracy: str) -> None:
     """Raise DataError naming ``source`` and the column for the first problem found."""
+    _check_shape(frame, source=source, target=target)
+    for column in frame.columns:
+        _check_column(frame[column], source=source, column=column, feature=column != target)
+    _check_target(frame[target].to_numpy(dtype=float), source=source, target=target, task=task, accuracy=accuracy)
+
+
+def _check_shape(frame: pd.DataFrame, *, source: str, target: str) -> None:
     if frame.shape[1] == 0:
         raise DataError(f"{source} is empty")
     if len(frame) == 0:
@@ -80,29 +87,34 @@ def validate_table(frame: pd.DataFrame, *, source: str, target: str, task: str, 
         raise DataError(f"{source}: target column {target!r} not found; columns: {list(frame.columns)}")
     if frame.shape[1] < 2:
         raise DataError(f"{source}: no feature columns besides the target {target!r}")
-    for column in frame.columns:
-        values = frame[column]
-        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
-            example = f" (row {bad.index[0] + 2}: {bad.iloc[0]!r})" if len(bad) else ""
-            raise DataError(f"{source}: column {column!r} is not numeric{example}")
-        numbers = values.to_numpy(dtype=float)
-        bad_rows = np.flatnonzero(~np.isfinite(numbers))
-        if len(bad_rows):
-            raise DataError(
-                f"{source}: column {column!r} has {len(bad_rows)} NaN/inf value(s), first in row {bad_rows[0] + 2}"
-            )
-        huge = np.flatnonzero(np.abs(numbers) > MAX_ABS_VALUE)
-        if len(huge):
-            raise DataError(
-                f"{source}: column {column!r} has {numbers[huge[0]]:g} in row {huge[0] + 2}: beyond "
-                f"±{MAX_ABS_VALUE:g}, its square overflows and it cannot be standardised or scored"
-            )
-        if column != target and len(frame) > 1 and np.all(numbers == numbers[0]):
-            raise DataError(
-                f"{source}: feature {column!r} is constant ({numbers[0]:g} in every row) and cannot be standardised"
-            )
-    y = frame[target].to_numpy(dtype=float)
+
+
+def _check_column(values: pd.Series, *, source: str, column: str, feature: bool) -> None:
+    """Numeric, finite, within ±MAX_ABS_VALUE, and for a feature not constant."""
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+        example = f" (row {bad.index[0] + 2}: {bad.iloc[0]!r})" if len(bad) else ""
+        raise DataError(f"{source}: column {column!r} is not numeric{example}")
+    numbers = values.to_numpy(dtype=float)
+    bad_rows = np.flatnonzero(~np.isfinite(numbers))
+    if len(bad_rows):
+        raise DataError(
+            f"{source}: column {column!r} has {len(bad_rows)} NaN/inf value(s), first in row {bad_rows[0] + 2}"
+        )
+    huge = np.flatnonzero(np.abs(numbers) > MAX_ABS_VALUE)
+    if len(huge):
+        raise DataError(
+            f"{source}: column {column!r} has {numbers[huge[0]]:g} in row {huge[0] + 2}: beyond "
+            f"±{MAX_ABS_VALUE:g}, its square overflows and it cannot be standardised or scored"
+        )
+    if feature and len(numbers) > 1 and np.all(numbers == numbers[0]):
+        raise DataError(
+            f"{source}: feature {column!r} is constant ({numbers[0]:g} in every row) and cannot be standardised"
+        )
+
+
+def _check_target(y: np.ndarray, *, source: str, target: str, task: str, accuracy: str) -> None:
+    """Not constant; 0/1 for classification; no zeros where regression accuracy divides by |y|."""
     if np.all(y == y[0]):
         raise DataError(f"{source}: target {target!r} is constant ({y[0]:g} in every row): there is nothing to learn")
     if task == "classification":

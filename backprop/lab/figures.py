@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -17,6 +18,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
@@ -42,8 +44,8 @@ OUTCOME_STYLE = {
     "stalled": {"marker": "s", "color": "0.45"},
 }
 OUTCOME_SHORT = {"diverged": "div.", "oscillating": "osc.", "stalled": "stalled"}
-INCOMPLETE_STYLE = {"facecolor": "0.88", "edgecolor": "0.55", "hatch": "///"}
-BEST_STYLE = {"fill": False, "edgecolor": "black", "linewidth": 2.5}
+INCOMPLETE_STYLE: dict[str, Any] = {"facecolor": "0.88", "edgecolor": "0.55", "hatch": "///"}
+BEST_STYLE: dict[str, Any] = {"fill": False, "edgecolor": "black", "linewidth": 2.5}
 LIMIT_LABEL = "lr limit 2/λ_max at init"
 BEST_EPOCH_LABEL = "best epoch (weights restored)"
 
@@ -76,7 +78,7 @@ def _mark_outcomes(axis, xs: Sequence[float], counts: Sequence[dict[str, int]]) 
     """At the top of the axis (no value: the y position is the axis's, not the data's), one
     marker per outcome that some fits at x had, stacked, each with its count; one legend entry
     per outcome. Leaves head room so the markers cover no data."""
-    placed = {outcome: [] for outcome in NOT_LEARNED}
+    placed: dict[str, list] = {outcome: [] for outcome in NOT_LEARNED}
     for x, outcome_counts in zip(xs, counts, strict=True):
         for level, (outcome, n) in enumerate(outcome_counts.items()):
             y = 0.95 - 0.07 * level
@@ -194,6 +196,7 @@ def _grid(rows: pd.DataFrame, row_key: str, column_key: str, column: str):
 def _colour_scale(values: np.ndarray, metric: str):
     """A sequential map, best values bright; logarithmic if the values span decades."""
     finite = values[np.isfinite(values)]
+    norm: Normalize
     if _spans_decades(finite):
         norm = LogNorm(finite.min(), finite.max())
     else:
@@ -262,7 +265,7 @@ def grid_heatmap(summary: pd.DataFrame, *, task: str, row_key: str, column_key: 
     _write_cells(axis, rows, position, values, complete, cmap, norm)
     _outline_best(axis, values, complete, metric)
     labels = [str(value) for value in row_values]
-    handles = [Rectangle((0, 0), 1, 1, **BEST_STYLE), Rectangle((0, 0), 1, 1, **INCOMPLETE_STYLE)]
+    handles: list[Artist] = [Rectangle((0, 0), 1, 1, **BEST_STYLE), Rectangle((0, 0), 1, 1, **INCOMPLETE_STYLE)]
     names = [f"best {column_key} of the row", "not every fold learned"]
     if column_key == "lr" and "lr_limit" in rows:
         limits = rows.groupby(row_key, sort=False)["lr_limit"].mean().reindex(row_values).to_numpy()

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,6 +118,8 @@ def _fit_and_score(
     scale = prepared.target_scale
     # The network learns the standardised target; every score and curve stays in y's own units.
     y_fit = {split: (values - scale[0]) / scale[1] for split, values in y.items()} if scale else y
+    splits: tuple[str, ...]
+    watch: dict[str, Any]
     if protocol == "held_out":
         fit_split, splits = "train", SPLITS
         watch = {
@@ -237,7 +240,7 @@ def fit_estimates(fits: Sequence[tuple[Dataset, str, TrainConfig]]) -> list[floa
     measured, the others scaled from it by their epochs and weights (an epoch's products grow with
     the weights; fixed costs do not, so small fits come out a little low), so a sweep of many
     widths costs one measurement per task."""
-    largest = {}
+    largest: dict[str, tuple[int, Dataset, TrainConfig]] = {}
     for prepared, task, config in fits:
         weights = _weights(len(prepared.features), config.hidden)
         if task not in largest or weights > largest[task][0]:
