@@ -27,27 +27,27 @@ def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def sigmoid_derivative(a, out=None):
+def sigmoid_derivative(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     out = np.subtract(1.0, a, out=out)
     out *= a
     return out
 
 
-def tanh(z, out=None):
+def tanh(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.tanh(z, out=out)
 
 
-def tanh_derivative(a, out=None):
+def tanh_derivative(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     out = np.multiply(a, a, out=out)
     np.subtract(1.0, out, out=out)
     return out
 
 
-def relu(z, out=None):
+def relu(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.maximum(z, 0.0, out=out)
 
 
-def relu_derivative(a, out=None):
+def relu_derivative(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     # a > 0 exactly when z > 0, so the output is enough; the derivative at 0 is taken as 0.
     if out is None:
         out = np.empty_like(a)
@@ -55,13 +55,13 @@ def relu_derivative(a, out=None):
     return out
 
 
-def leaky_relu(z, out=None):
+def leaky_relu(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     # max(z, slope·z) is z for z > 0 and slope·z otherwise, since 0 < slope < 1.
     scaled = np.multiply(z, LEAKY_SLOPE)
     return np.maximum(z, scaled, out=out)
 
 
-def leaky_relu_derivative(a, out=None):
+def leaky_relu_derivative(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     if out is None:
         out = np.empty_like(a)
     np.greater(a, 0.0, out=out)
@@ -70,7 +70,7 @@ def leaky_relu_derivative(a, out=None):
     return out
 
 
-def identity(z, out=None):
+def identity(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     if out is None:
         return z.copy()
     if out is not z:
@@ -78,7 +78,7 @@ def identity(z, out=None):
     return out
 
 
-def identity_derivative(a, out=None):
+def identity_derivative(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     if out is None:
         out = np.empty_like(a)
     out.fill(1.0)

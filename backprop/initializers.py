@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 SMALL_UNIFORM_LIMIT = 0.1
@@ -20,10 +22,12 @@ def small_uniform(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.nda
     return rng.uniform(-SMALL_UNIFORM_LIMIT, SMALL_UNIFORM_LIMIT, size=(fan_in, fan_out))
 
 
-INITIALIZERS = {"glorot": glorot, "he": he, "uniform": small_uniform}
+# (rng, fan_in, fan_out) -> a (fan_in, fan_out) weight matrix
+Initializer = Callable[[np.random.Generator, int, int], np.ndarray]
+INITIALIZERS: dict[str, Initializer] = {"glorot": glorot, "he": he, "uniform": small_uniform}
 
 
-def get_initializer(name: str):
+def get_initializer(name: str) -> Initializer:
     if name not in INITIALIZERS:
         raise ValueError(f"init must be one of {sorted(INITIALIZERS)}, got {name!r}")
     return INITIALIZERS[name]

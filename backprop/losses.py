@@ -41,20 +41,20 @@ def mse_of_sigmoid(z: np.ndarray, y: np.ndarray) -> float:
 # Each takes the batch size n separately: a batch may be processed in slices of its rows.
 
 
-def error_mse_identity(z, y, out, n):
+def error_mse_identity(z: np.ndarray, y: np.ndarray, out: np.ndarray, n: int) -> np.ndarray:
     np.subtract(z, y, out=out)  # ŷ = z
     out *= 2.0 / n
     return out
 
 
-def error_log_loss_sigmoid(z, y, out, n):
+def error_log_loss_sigmoid(z: np.ndarray, y: np.ndarray, out: np.ndarray, n: int) -> np.ndarray:
     sigmoid(z, out=out)
     out -= y
     out *= 1.0 / n
     return out
 
 
-def error_mse_sigmoid(z, y, out, n):
+def error_mse_sigmoid(z: np.ndarray, y: np.ndarray, out: np.ndarray, n: int) -> np.ndarray:
     y_hat = sigmoid(z)
     np.subtract(y_hat, y, out=out)
     out *= y_hat

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from backprop.activations import get_activation
 from backprop.initializers import get_initializer
@@ -52,6 +53,12 @@ HISTORY_FIRST_ROWS = 1024
 # Regression accuracy 1 − mean(|y − ŷ|/|y|) below this means predictions a million times the
 # targets: overflowed weights, not a score. Classification accuracy is a fraction, in [0, 1].
 MIN_REGRESSION_ACCURACY = -1e6
+
+
+class Progress(Protocol):
+    """Anything with tqdm's ``update(n)``."""
+
+    def update(self, n: int) -> object: ...
 
 
 def plausible(scores: dict[str, float], task: str) -> bool:
@@ -162,7 +169,9 @@ class _Batches:
     gathered, in a new random order each epoch, into one reused [X 1] buffer, so there is no
     second copy of a large X."""
 
-    def __init__(self, model: MLP, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None, size: int, rng):
+    def __init__(
+        self, model: MLP, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None, size: int, rng: np.random.Generator
+    ):
         self.X, self.y, self.weights, self.rng = X, y, weights, rng
         self.n = len(X)
         self.size = self.n if size == 0 else min(size, self.n)
@@ -312,7 +321,7 @@ class MLP:
 
     # ---- parameters -------------------------------------------------------------------------
 
-    def _layer_shapes(self):
+    def _layer_shapes(self) -> list[tuple[int, int]]:
         return list(zip(self.sizes[:-1], self.sizes[1:], strict=True))
 
     def _views(self, vector: np.ndarray) -> dict[str, np.ndarray]:
@@ -372,7 +381,12 @@ class MLP:
 
     # ---- public API ---------------------------------------------------------------------------
 
-    def _check(self, X, y=None):
+    @overload
+    def _check(self, X: ArrayLike, y: None = None) -> np.ndarray: ...
+    @overload
+    def _check(self, X: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def _check(self, X: ArrayLike, y: ArrayLike | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         X = np.asarray(X, dtype=self.dtype)
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
             raise ValueError(f"X must have shape (n, {self.sizes[0]}) for this network, got {X.shape}")
@@ -396,29 +410,29 @@ class MLP:
         """The output logit for an X that passed ``_check``, in buffers of its own."""
         return self._forward(self._with_ones(X), _Workspace.for_rows(self, len(X)))
 
-    def logit(self, X) -> np.ndarray:
+    def logit(self, X: ArrayLike) -> np.ndarray:
         return self._logit_of_checked(self._check(X)).copy()
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """ŷ, shape (n,): the value for regression, P(y = 1) for classification."""
         return self.head.output(self.logit(X)).ravel()
 
-    def predict_class(self, X) -> np.ndarray:
+    def predict_class(self, X: ArrayLike) -> np.ndarray:
         if self.task != "classification":
             raise ValueError("predict_class needs task 'classification'")
         return (self.logit(X).ravel() > 0).astype(int)
 
-    def loss(self, X, y) -> float:
+    def loss(self, X: ArrayLike, y: ArrayLike) -> float:
         X, y = self._check(X, y)
         return self.head.loss(self._logit_of_checked(X), y)
 
-    def gradients(self, X, y) -> dict[str, np.ndarray]:
+    def gradients(self, X: ArrayLike, y: ArrayLike) -> dict[str, np.ndarray]:
         X, y = self._check(X, y)
         X1, ws = self._with_ones(X), _Workspace.for_rows(self, len(X))
         self._forward(X1, ws)
         return {name: grad.copy() for name, grad in self._backward(X1, y, ws, len(X)).items()}
 
-    def evaluate(self, X, y, *, with_accuracy: bool = True) -> dict[str, float]:
+    def evaluate(self, X: ArrayLike, y: ArrayLike, *, with_accuracy: bool = True) -> dict[str, float]:
         """Final scores: regression mse, rmse, r2 (+ accuracy); classification log_loss, accuracy."""
         X, y = self._check(X, y)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -447,7 +461,9 @@ class MLP:
         extra = [log_loss_of_logit(z, y)] if self.loss_name != "log_loss" else []
         return [loss, accuracy_of_logit(y, z), *extra]
 
-    def _batch_step(self, X1, y, weights, ws: _Workspace, step) -> list[float]:
+    def _batch_step(
+        self, X1: np.ndarray, y: np.ndarray, weights: np.ndarray | None, ws: _Workspace, step: np.floating
+    ) -> list[float]:
         """One gradient-descent step on the batch (X1 = [X 1], y), slice by slice; returns the
         batch's scores before the step."""
         n, size = len(X1), ws.capacity
@@ -469,7 +485,7 @@ class MLP:
         self._theta -= step * ws.grad_sum
         return list(totals / n)
 
-    def _epoch(self, batches: _Batches, step) -> list[float] | np.ndarray:
+    def _epoch(self, batches: _Batches, step: np.floating) -> list[float] | np.ndarray:
         """One pass of gradient descent over the training rows; returns their scores, for
         mini-batches the mean of each batch's scores before its step."""
         if batches.full:
@@ -484,7 +500,17 @@ class MLP:
         for k, entry in enumerate(scored, start=1):
             row[curves.block(k)] = self._scores(self._forward(entry.X1, entry.ws), entry.y, entry.weights)
 
-    def _check_fit_args(self, lr, epochs, batch_size, patience, tol, X_val, y_val, target_scale) -> None:
+    def _check_fit_args(
+        self,
+        lr: float,
+        epochs: int,
+        batch_size: int,
+        patience: int,
+        tol: float,
+        X_val: ArrayLike | None,
+        y_val: ArrayLike | None,
+        target_scale: tuple[float, float] | None,
+    ) -> None:
         """``fit``'s settings, in its order: a one-line ValueError naming the first bad one."""
         if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be > 0, got {lr}")
@@ -503,7 +529,7 @@ class MLP:
         if target_scale is not None and (self.task != "regression" or not target_scale[1] > 0):
             raise ValueError(f"target_scale must be (mean, std > 0) of a regression target, got {target_scale}")
 
-    def _scored_set(self, name: str, X, y, weights_of: Callable) -> _ScoredSet:
+    def _scored_set(self, name: str, X: ArrayLike, y: ArrayLike, weights_of: Callable) -> _ScoredSet:
         X, y = self._check(X, y)
         return _ScoredSet(name, self._with_ones(X), y, weights_of(y), _Workspace.for_rows(self, len(X)))
 
@@ -516,20 +542,20 @@ class MLP:
 
     def fit(
         self,
-        X,
-        y,
+        X: ArrayLike,
+        y: ArrayLike,
         *,
         lr: float,
         epochs: int,
         batch_size: int = 0,
-        X_val=None,
-        y_val=None,
+        X_val: ArrayLike | None = None,
+        y_val: ArrayLike | None = None,
         patience: int = 0,
         tol: float = DEFAULT_TOL,
-        monitor: dict | None = None,
+        monitor: dict[str, tuple[ArrayLike, ArrayLike]] | None = None,
         track_accuracy: bool = True,
         rng: np.random.Generator | None = None,
-        progress=None,
+        progress: Progress | None = None,
         target_scale: tuple[float, float] | None = None,
     ) -> History:
         """Gradient descent θ ← θ − lr ∂L/∂θ; full batch when ``batch_size`` is 0.
@@ -550,7 +576,8 @@ class MLP:
         X, y = self._check(X, y)
         track_accuracy = track_accuracy or self.task == "classification"
         weights_of = self._weights_of(track_accuracy, target_scale)
-        named_sets = ({"val": (X_val, y_val)} if X_val is not None else {}) | dict(monitor or {})
+        val = {"val": (X_val, y_val)} if X_val is not None and y_val is not None else {}  # both or neither
+        named_sets = val | dict(monitor or {})
         scored = [self._scored_set(name, X_set, y_set, weights_of) for name, (X_set, y_set) in named_sets.items()]
         batches = _Batches(self, X, y, weights_of(y), batch_size, rng or self.rng)
         names = self.history_columns()
