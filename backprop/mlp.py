@@ -252,7 +252,7 @@ class _EarlyStopping:
 
     @property
     def done(self) -> bool:
-        return self.waited >= self.patience
+        return self.patience > 0 and self.waited >= self.patience
 
 
 class _Divergence:
@@ -606,7 +606,7 @@ class MLP:
                     break
                 if progress is not None and (epoch + 1) % report_every == 0:
                     progress.update(report_every)
-                if patience and stopping.done:
+                if stopping.done:
                     history.stopped_early = True
                     break
 
