@@ -200,14 +200,14 @@ class _Curves:
     names: list[str]
     keep: list[str]  # the names the history reports
     mse_scale: float  # std² of a standardised target: MSE back in the target's units
+    width: int = field(init=False)
+    blocks: list[slice] = field(init=False)  # the columns of each split
     table: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
+        self.width = len(self.names)
+        self.blocks = [slice(k * self.width, (k + 1) * self.width) for k in range(len(self.splits))]
         self.table = np.full((min(self.epochs, HISTORY_FIRST_ROWS), len(self.splits) * self.width), np.nan)
-
-    @property
-    def width(self) -> int:
-        return len(self.names)
 
     def row(self, epoch: int) -> np.ndarray:
         if epoch == len(self.table):
@@ -215,10 +215,6 @@ class _Curves:
             grown[:epoch] = self.table
             self.table = grown
         return self.table[epoch]
-
-    def block(self, k: int) -> slice:
-        """The columns of split k (0 = train)."""
-        return slice(k * self.width, (k + 1) * self.width)
 
     def columns(self, epochs_run: int) -> dict[str, np.ndarray]:
         """``<split>_<name>`` → its curve over the epochs run."""
@@ -497,8 +493,8 @@ class MLP:
 
     def _score_sets(self, scored: list[_ScoredSet], row: np.ndarray, curves: _Curves) -> None:
         """The curves' entries of each monitored set at the current weights."""
-        for k, entry in enumerate(scored, start=1):
-            row[curves.block(k)] = self._scores(self._forward(entry.X1, entry.ws), entry.y, entry.weights)
+        for entry, block in zip(scored, curves.blocks[1:], strict=True):
+            row[block] = self._scores(self._forward(entry.X1, entry.ws), entry.y, entry.weights)
 
     def _check_fit_args(
         self,
@@ -597,7 +593,7 @@ class MLP:
                 self._score_sets(scored, row, curves)  # at the weights entering the epoch
                 if patience:
                     stopping.update(epoch, row[curves.width], self._theta)  # val is the first scored set
-                row[curves.block(0)] = self._epoch(batches, step)
+                row[curves.blocks[0]] = self._epoch(batches, step)
                 history.epochs_run = epoch + 1
                 # Non-finite weights give a non-finite loss at the next epoch, so the loss is
                 # enough here; the last update is checked once, in ``_finish``.
