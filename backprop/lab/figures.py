@@ -40,8 +40,9 @@ OUTCOME_STYLE = {
     "diverged": {"marker": "x", "color": "C3"},
     "oscillating": {"marker": "o", "facecolors": "none", "edgecolors": "C4"},
     "stalled": {"marker": "s", "color": "0.45"},
+    "no_better_than_constant": {"marker": "D", "color": "0.65"},
 }
-OUTCOME_SHORT = {"diverged": "div.", "oscillating": "osc.", "stalled": "stalled"}
+OUTCOME_SHORT = {"diverged": "div.", "oscillating": "osc.", "stalled": "stalled", "no_better_than_constant": "≈const."}
 INCOMPLETE_STYLE = {"facecolor": "0.88", "edgecolor": "0.55", "hatch": "///"}
 BEST_STYLE = {"fill": False, "edgecolor": "black", "linewidth": 2.5}
 LIMIT_LABEL = "lr limit 2/λ_max at init"

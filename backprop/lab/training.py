@@ -7,16 +7,17 @@ import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from backprop.lab.config import TrainConfig
 from backprop.lab.datasets import SPLITS, Dataset, Prepared, all_rows, fold_data
+from backprop.lab.mechanisms import closed_form_lr_limit, unit_measures
 from backprop.lab.protocol import OUTCOMES, mean_interval, outcome
 from backprop.losses import DEFAULT_LOSS
-from backprop.metrics import TASK_METRICS
+from backprop.metrics import TASK_METRICS, classification_metrics, regression_metrics
 from backprop.mlp import MLP, History
 
 
@@ -27,6 +28,8 @@ class RunResult:
     model: MLP
     history: History
     scores: dict[str, dict[str, float]]  # split -> metric -> value, for the returned model
+    constant_val_loss: float | None = None  # the constant model's (training mean / prior) on the val rows
+    measures: dict[str, float] = field(default_factory=dict)  # mechanisms.unit_measures of the returned model
 
     def summary(self) -> dict:
         """The content of metrics/<task>-scores.json: every score of every split, how training ended."""
@@ -40,9 +43,17 @@ class RunResult:
 
     @property
     def outcome(self) -> str:
-        """learned, stalled, oscillating or diverged, from the validation-loss curve."""
-        val_loss = self.history.columns.get(f"val_{self.history.loss_name}", self.history.train_loss)
-        return outcome(val_loss, diverged=self.history.diverged)
+        """learned, no_better_than_constant, stalled, oscillating or diverged, from the validation-loss
+        curve and the returned model's validation loss against the constant model's."""
+        loss = self.history.loss_name
+        val_loss = self.history.columns.get(f"val_{loss}", self.history.train_loss)
+        return outcome(
+            val_loss,
+            diverged=self.history.diverged,
+            val_score=self.scores.get("val", {}).get(DEFAULT_LOSS[self.task]),
+            constant_score=self.constant_val_loss,
+            margin=self.config.learned_margin,
+        )
 
     def history_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.history.columns)
@@ -157,7 +168,17 @@ def train_model(
     model, history, scores = _fit_and_score(
         prepared, task, config, protocol="held_out", progress=progress, test_curve=test_curve
     )
-    return RunResult(task, config, model, history, scores)
+    return RunResult(task, config, model, history, scores, constant_val_loss(prepared, task))
+
+
+def constant_val_loss(prepared: Prepared, task: str) -> float:
+    """The task's own loss on the validation rows of the constant model fitted on the training
+    rows (their mean, or their share of positives): the score a fit must beat to have learned."""
+    y_train, y_val = prepared.y["train"], prepared.y["val"]
+    if task == "regression":
+        return regression_metrics(y_val, np.full(len(y_val), y_train.mean()), with_accuracy=False)["mse"]
+    prior = float(np.clip(y_train.mean(), 1e-15, 1 - 1e-15))
+    return classification_metrics(y_val, np.full(len(y_val), math.log(prior / (1 - prior))))["log_loss"]
 
 
 def train_on_all_rows(prepared: Prepared, task: str, config: TrainConfig) -> dict[str, float]:
@@ -179,8 +200,12 @@ def run_params(task: str, config: TrainConfig) -> dict:
 
 def fit_fold(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold: int, test_curve: bool = False):
     """One cross-validation fit: fit on the fold's training rows, stop early on its validation
-    part, score all three; ``config.seed`` is the fold's own (``protocol.fit_seed``)."""
-    return train_model(fold_data(dataset, repeat, fold), task, config, test_curve=test_curve)
+    part, score all three; ``config.seed`` is the fold's own (``protocol.fit_seed``). The returned
+    model's hidden units are measured on the training rows (saturated or dead)."""
+    prepared = fold_data(dataset, repeat, fold)
+    result = train_model(prepared, task, config, test_curve=test_curve)
+    result.measures = unit_measures(result.model, prepared.X["train"])
+    return result
 
 
 def fit_all_rows(dataset: Dataset, task: str, config: TrainConfig) -> dict[str, float]:
@@ -202,10 +227,11 @@ def initial_lr_limit(dataset: Dataset, task: str, config: TrainConfig, repeat: i
         model = build_model(len(prepared.features), task, config)
         return lr_limit(model, X, target, rng=np.random.default_rng(config.seed))
 
+    closed_form = closed_form_lr_limit(build_model(len(prepared.features), task, config), X)
     if not prepared.target_scale:
-        return {"lr_limit": limit(y)}
+        return {"lr_limit": limit(y), "lr_limit_closed_form": closed_form}
     mean, std = prepared.target_scale
-    return {"lr_limit": limit((y - mean) / std), "lr_limit_unscaled": limit(y)}
+    return {"lr_limit": limit((y - mean) / std), "lr_limit_closed_form": closed_form, "lr_limit_unscaled": limit(y)}
 
 
 def fit_seconds(prepared: Prepared, task: str, config: TrainConfig, enough: float = 0.02) -> float:
