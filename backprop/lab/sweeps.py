@@ -141,8 +141,9 @@ def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult
             "outcome": result.outcome,
             "peak_train_loss_ratio": peak_ratio(history),
             "peak_train_loss_epoch": peak_epoch(history.train_loss, max(trained, 1)),
-            "saturated_units": result.measures.get("saturated_units", np.nan),
-            "dead_units": result.measures.get("dead_units", np.nan),
+            # a diverged fit's weights hold inf or NaN: its units are not measured
+            "saturated_units": np.nan if history.diverged else result.measures.get("saturated_units", np.nan),
+            "dead_units": np.nan if history.diverged else result.measures.get("dead_units", np.nan),
         }
         | reached
         | result.flat_scores()
@@ -178,6 +179,9 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
         row["capped"] = int(learned["still_improving"].sum())
         row["best_epoch_mean"] = float(learned["best_epoch"].mean()) if learned["best_epoch"].notna().any() else np.nan
         row["peak_train_loss_ratio_max"] = float(learned["peak_train_loss_ratio"].max()) if len(learned) else np.nan
+        if "peak_train_loss_epoch" in learned:
+            peaks = learned["peak_train_loss_epoch"]
+            row["peak_train_loss_epoch_max"] = float(peaks.max()) if peaks.notna().any() else np.nan
         for measure in ("saturated_units", "dead_units"):  # every fit's: they explain the ones that failed
             if measure in fits:
                 row[f"{measure}_mean"] = float(fits[measure].mean()) if fits[measure].notna().any() else np.nan
