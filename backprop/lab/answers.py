@@ -536,7 +536,7 @@ def headline_comparison(answer: dict, headline: dict) -> tuple[str, dict] | None
     keys = [key for key in chosen if key != "lr" or list(chosen) == ["lr"]]
     target = {key: _same(headline[key]) for key in keys if key in headline}
     versus = [v for v in answer["best_minus_other"] if all(v["other"].get(k) == x for k, x in target.items())]
-    label = "headline"
+    label = "headline " + " and ".join(target) if target else "headline"
     if not versus or all(chosen.get(k) == x for k, x in target.items()):
         val = {point_text(s["point"]): s["val_mean"] for s in answer["settings"] if s["every_fold_learned"]}
         ranked = sorted(answer["best_minus_other"], key=lambda v: val.get(point_text(v["other"]), math.inf))
@@ -894,7 +894,7 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, co
     sentence = f"Chosen on validation: {point_text(answer['best'])}; {words}"
     shape = capacity_words(steps, capacity)
     sentence += (f"; {shape}" if shape else "") + "."
-    short = f"{short_point(answer['best'])} chosen; {versus_words(pair)}. {capacity_short(steps, capacity)}"
+    short = f"{short_point(answer['best'])} chosen; {versus_words(pair)}. {capacity_short(steps, capacity)}".strip()
     blocks.append(paragraph(f"**Answer:** {sentence}"))
     appendix = [
         titled(summary_table(hidden, ["hidden", "lr"], "regression"), "2.4 width, early-stopped"),
