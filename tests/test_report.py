@@ -303,8 +303,8 @@ def test_the_answers_table_opens_the_report_with_a_row_per_question():
         assert INTERVAL.search(row[2]), row
         assert re.match(r"\[.+\]\(#\w+\)", row[0]), row[0]
     for heading in re.findall(r"^## (2\.\d|3\.)", markdown, re.M):  # each question's section ends with its answer
-        body = markdown.split(f"## {heading}")[1].split("\n## ")[0]
-        assert "**Answer" in body, heading
+        body = markdown.split(f"## {heading}")[1].split("\n<a id=")[0]
+        assert body.strip().split("\n\n")[-1].startswith("**Answer"), heading
     page = render_html(document, {})
     assert page.index('id="answers"') < page.index("<nav>") < page.index('id="derivation"')
     assert "<details>" in page  # the per-setting tables, collapsed in the appendix

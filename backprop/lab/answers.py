@@ -1141,6 +1141,7 @@ def update_rule_row() -> dict:
     )
 
 
+ANSWER_MARK = "**Answer"  # how a section's own answer paragraph begins
 ANSWER_HEADER = [
     "question",
     "answer (from this run)",

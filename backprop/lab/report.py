@@ -107,6 +107,9 @@ def build(inputs: ReportInputs) -> dict:
         answers.answer_3(summaries, comparison, inputs.sweep_specs),
     ]
     questions[0]["answers"] = [answers.update_rule_row()]
+    for question in questions[1:]:  # each section ends with its answer(s), whatever came between
+        final = [b for b in question["blocks"] if b["kind"] == "p" and b["text"].startswith(answers.ANSWER_MARK)]
+        question["blocks"] = [b for b in question["blocks"] if not any(b is f for f in final)] + final
     appendix = [block for s in questions for block in s["appendix"]]
     sections = [answers.answers_section(questions), *questions, provenance_section(inputs.provenance)]
     if appendix:
