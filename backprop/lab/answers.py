@@ -499,7 +499,7 @@ def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
             if peak > 1.01:
                 text += (
                     f"; above the limit, at the rates where every fold learned, the training loss first rose to up "
-                    f"to {fmt(peak, 3)}× its start before it fell (the instability the limit predicts, survived)"
+                    f"to {fmt(peak, 3)}× its start before it fell (a catapult: a quadratic model predicts divergence)"
                 )
         parts.append(text)
     return "; ".join(parts)
@@ -589,10 +589,8 @@ def failure_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
             point = point_text({key: row[key] for key in [*group, "lr"] if key in row})
             parts.append(f"{point}: {summary_outcomes(row)}, {fmt(100 * row[measure], 2)}% of hidden units {word}")
         if len(failed) and len(complete):
-            parts.append(
-                f"where every fold learned, {fmt(100 * complete[measure].min(), 2)}–"
-                f"{fmt(100 * complete[measure].max(), 2)}% {word}"
-            )
+            low, high = fmt(100 * complete[measure].min(), 2), fmt(100 * complete[measure].max(), 2)
+            parts.append(f"where every fold learned, {low if low == high else f'{low}–{high}'}% {word}")
     return "; ".join(parts)
 
 
@@ -674,7 +672,7 @@ def answer_23(
     if "lr_limit_unscaled" in summary:
         row = summary.iloc[0]
         stats = schema.get("target_stats", {})
-        span = f" (y from {fmt(stats['min'])} to {fmt(stats['max'])})" if "min" in stats else ""
+        span = f" (y from {stats['min']:g} to {stats['max']:g})" if "min" in stats else ""
         blocks.append(
             paragraph(
                 f"**What standardising the target changes**: the same network's limit on the raw target{span} "
