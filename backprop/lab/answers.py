@@ -597,7 +597,8 @@ def failure_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
 SATURATION_RULE = (
     f"a sigmoid or tanh unit is saturated when its slope g′(z) is below {fmt(SATURATION_SLOPE)} of its peak "
     f"(|z| > {fmt(SATURATION_Z['sigmoid'], 3)} for sigmoid, {fmt(SATURATION_Z['tanh'], 3)} for tanh) on most "
-    "training rows; a ReLU unit is dead when z ≤ 0 on every training row (measured on the returned weights)"
+    "training rows; a ReLU unit is dead when z ≤ 0 on every training row (measured on the returned weights; a "
+    "setting's share is the mean over its fits that did not diverge)"
 )
 
 
