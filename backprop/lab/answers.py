@@ -585,9 +585,13 @@ def failure_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
             continue
         failed = rows[(rows["learned"] < rows["fits"]) & rows[measure].notna()]
         complete = rows[(rows["learned"] == rows["fits"]) & rows[measure].notna()]
+        among = measure.replace("_mean", "_not_learned_mean")
         for _, row in failed.iterrows():
             point = point_text({key: row[key] for key in [*group, "lr"] if key in row})
-            parts.append(f"{point}: {summary_outcomes(row)}, {fmt(100 * row[measure], 2)}% of hidden units {word}")
+            share = f"{fmt(100 * row[measure], 2)}% of hidden units {word}"
+            if among in row and math.isfinite(number({"v": row[among]}, "v")):
+                share += f" ({fmt(100 * row[among], 2)}% in the fits that did not learn)"
+            parts.append(f"{point}: {summary_outcomes(row)}, {share}")
         if len(failed) and len(complete):
             low, high = fmt(100 * complete[measure].min(), 2), fmt(100 * complete[measure].max(), 2)
             parts.append(f"where every fold learned, {low if low == high else f'{low}–{high}'}% {word}")
@@ -720,8 +724,10 @@ def why_failed(summary: pd.DataFrame, task: str, point: dict) -> str:
 
 
 def titled(block: dict, where: str) -> dict:
-    """A table moved to the appendix, its caption naming the section it belongs to."""
-    return block | {"caption": f"{where} — {block['caption']}" if block.get("caption") else where}
+    """A table moved to the appendix, its caption naming the section it belongs to; ``summary``
+    is what the HTML's collapsed line shows."""
+    caption = f"{where} — {block['caption']}" if block.get("caption") else where
+    return block | {"caption": caption, "summary": f"{where}: every setting"}
 
 
 def above_limit_sentence(answer: dict, summary: pd.DataFrame, task: str, noun: str) -> str:

@@ -182,9 +182,12 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
         if "peak_train_loss_epoch" in learned:
             peaks = learned["peak_train_loss_epoch"]
             row["peak_train_loss_epoch_max"] = float(peaks.max()) if peaks.notna().any() else np.nan
-        for measure in ("saturated_units", "dead_units"):  # every fit's: they explain the ones that failed
+        failed = fits[fits["outcome"] != "learned"]
+        for measure in ("saturated_units", "dead_units"):  # they explain the fits that failed
             if measure in fits:
-                row[f"{measure}_mean"] = float(fits[measure].mean()) if fits[measure].notna().any() else np.nan
+                for suffix, part in (("mean", fits), ("not_learned_mean", failed)):
+                    values = part[measure]
+                    row[f"{measure}_{suffix}"] = float(values.mean()) if values.notna().any() else np.nan
         for metric in metrics[task]:
             for split in ("train", "val", "test"):
                 column = f"{split}_{metric}"
