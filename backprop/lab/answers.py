@@ -383,7 +383,7 @@ def curve_facts(history: pd.DataFrame, loss: str, best: int | None) -> dict:
     return facts
 
 
-def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None = None) -> dict:
+def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
     blocks, rows = [], []
     for task in TASKS:
         history, folds = histories[task], scores[task]["folds"]

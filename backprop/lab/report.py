@@ -100,7 +100,7 @@ def build(inputs: ReportInputs) -> dict:
         answers.answer_21(
             inputs.scores, inputs.baselines, comparison, inputs.schemas, configs, inputs.ratios, inputs.overrides
         ),
-        answers.answer_22(inputs.histories, inputs.scores, configs, inputs.ratios),
+        answers.answer_22(inputs.histories, inputs.scores, configs),
         answers.answer_23(summaries["lr"], comparison, configs, inputs.schemas),
         answers.answer_24(summaries["hidden"], summaries["capacity"], comparison, configs),
         answers.answer_25(summaries["activation"], comparison, configs),
