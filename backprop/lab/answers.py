@@ -1156,7 +1156,9 @@ ANSWER_HEADER = [
 
 
 def answers_section(sections: list[dict]) -> dict:
-    """The report's opening: every section's answer rows in one table, each linking to its section."""
+    """The report's opening: every section's answer rows in one table, each linking to its section.
+    A row is a dict (``blocks.answer_row``): a second task answering the same question (a control
+    table) adds a key to its rows and a column here."""
     rows = [
         [f"[{row['question']}](#{row['anchor']})", row["answer"], row["number"], row["tie"] or "—"]
         for s in sections
