@@ -701,6 +701,11 @@ def answer_23(
         short += f" lr {fmt(broken)} fails ({why_failed(summary, 'regression', {'lr': broken})})."
     blocks += [
         figure("sweep_lr.png", "val and test MSE against the learning rate, with the lr limit at initialisation"),
+        figure(
+            "sweep_lr_curves.png",
+            "training MSE per epoch of one fold at every learning rate (log scales), and the epochs each rate "
+            "needs to reach one training MSE",
+        ),
         paragraph(f"**Answer:** {sentence}"),
     ]
     appendix = [titled(summary_table(summary, ["lr"], "regression"), "2.3 learning rate")]
