@@ -105,7 +105,8 @@ def test_repro_writes_every_declared_output(tiny_repo):
     comparison = json.loads((tiny_repo / "metrics" / "comparison.json").read_text())
     for task in TASKS:
         for versus in ("linear", "sklearn", "constant"):
-            assert set(comparison[task][f"network_vs_{versus}"]) == {"metric", "mean", "ci_low", "ci_high", "wins", "n", "mde"}
+            keys = {"metric", "mean", "ci_low", "ci_high", "wins", "n", "mde"}
+            assert set(comparison[task][f"network_vs_{versus}"]) == keys
     assert not list(tiny_repo.rglob(".partial-*")), "staged outputs left behind"
 
 
