@@ -70,3 +70,29 @@ def test_the_closed_form_limit_predicts_the_measured_one_for_sigmoid_layers(widt
     assert estimate == pytest.approx(measured, rel=0.1)
     # with σ's mean activation near ½ per unit, the estimate is close to 4 / (h + 4)
     assert estimate == pytest.approx(4 / (width + 4), rel=0.1)
+
+
+def test_the_sharpness_of_a_trained_network_is_measured_in_the_units_it_learned_in():
+    from backprop.lab.config import TrainConfig
+    from backprop.lab.datasets import Prepared
+    from backprop.lab.training import returned_sharpness, train_model
+
+    X, y = _rows(n=120, f=4)
+    y = 150 + 70 * y  # a raw target; the network learns (y − mean) / std
+    splits = {"train": slice(0, 80), "val": slice(80, 100), "test": slice(100, 120)}
+    scale = (float(y[:80].mean()), float(y[:80].std()))
+    prepared = Prepared(
+        ["a", "b", "c", "d"], {s: X[r] for s, r in splits.items()}, {s: y[r] for s, r in splits.items()},
+        np.zeros(4), np.ones(4), with_accuracy=False, target_scale=scale,
+    )  # fmt: skip
+    config = TrainConfig(hidden=(8,), activation="sigmoid", lr=0.1, epochs=30)
+    result = train_model(prepared, "regression", config, test_curve=False)
+    measured = returned_sharpness(result, prepared)
+    # the same weights in standardised units, built by hand: W_L / std, (b_L − mean) / std
+    model = MLP(4, hidden=[8], activation="sigmoid", rng=0)
+    model._theta[...] = result.model._theta
+    model.params["W2"][...] /= scale[1]
+    model.params["b2"][...] = (model.params["b2"] - scale[0]) / scale[1]
+    expected = 2 / lr_limit(model, X[:80], (y[:80] - scale[0]) / scale[1], rng=np.random.default_rng(0))
+    assert measured == pytest.approx(expected, rel=1e-6)
+    assert measured > 0

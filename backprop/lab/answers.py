@@ -668,9 +668,7 @@ def answer_23(
         paragraph(
             f"**Mechanism.** {mechanism[0].upper() + mechanism[1:]}. "
             + (f"How the fits that did not learn ended ({SATURATION_RULE}): {failures}. " if failures else "")
-            + "Cohen et al. (2021) found that full-batch gradient descent drives the sharpness λ_max up to 2/η "
-            "and holds it there (the edge of stability); this run measures λ_max only at initialisation (a Lanczos "
-            "run per epoch would cost more than the sweep), so it neither shows nor excludes that."
+            + edge_of_stability_sentence(summary, "regression")
         )
     )
     schema = (schemas or {}).get("regression", {})
@@ -726,6 +724,30 @@ def why_failed(summary: pd.DataFrame, task: str, point: dict) -> str:
         if measure in row and math.isfinite(number({"v": row[measure]}, "v")):
             text += f"; {fmt(100 * row[measure], 2)}% of units {word}"
     return text
+
+
+def edge_of_stability_sentence(summary: pd.DataFrame, task: str) -> str:
+    """What this run shows of Cohen et al.'s edge of stability: lr·λ_max/2 at the returned weights,
+    per rate where every fold learned (1 at the edge, below 1 in a flatter place)."""
+    text = (
+        "Cohen et al. (2021) found that full-batch gradient descent drives the sharpness λ_max up to 2/η and holds "
+        "it there (the edge of stability). "
+    )
+    rows = summary[(summary["task"] == task) & (summary["learned"] == summary["fits"])].sort_values("lr")
+    if "stability_ratio_end_mean" not in rows or rows["stability_ratio_end_mean"].isna().all():
+        return text + "This run measures λ_max only at initialisation, so it neither shows nor excludes that."
+    ratios = [(row["lr"], row["stability_ratio_end_mean"]) for _, row in rows.iterrows()]
+    listed = ", ".join(f"{fmt(value, 2)} at lr {fmt(lr)}" for lr, value in ratios)
+    near = [lr for lr, value in ratios if value >= 0.9]
+    return text + (
+        f"This run measures λ_max at the returned weights only (not during training): lr·λ_max/2 is {listed} "
+        "(mean over folds; 1 is the edge). "
+        + (
+            f"At lr {', '.join(fmt(lr) for lr in near)} the fits ended at or near the edge."
+            if near
+            else "Every rate ended below the edge: the returned weights sit where the step is stable."
+        )
+    )
 
 
 def titled(block: dict, where: str) -> dict:

@@ -14,6 +14,10 @@ the network's weights (``model.params``, ``model.config``) and never train it.
   loss on a sigmoid output, 2(p(1 − p))² for MSE there, averaged over the rows). The limit 2/λ₀
   follows: with σ's ā ≈ ½ per unit, λ₀ ≈ 2(1 + h/4) and the limit ≈ 4/(h + 4) for a standardised
   regression target. It explains why the stable step shrinks as a layer widens.
+- The **sharpness** λ_max of the returned weights, against the rate: lr·λ_max/2 is 1 at the edge
+  of stability (Cohen et al. 2021: full-batch gradient descent drives λ_max up to 2/lr and holds
+  it there) and below 1 for a network that settled in a flatter region (after a catapult,
+  Lewkowycz et al. 2020, λ_max ends below 2/lr).
 """
 
 from __future__ import annotations
@@ -67,6 +71,17 @@ def unit_measures(model, X: np.ndarray) -> dict[str, float]:
     layers = hidden_preactivations(model, X)
     activation = model.config["activation"]
     return {"saturated_units": saturated_fraction(layers, activation), "dead_units": dead_fraction(layers, activation)}
+
+
+def sharpness(model, X: np.ndarray, y: np.ndarray, *, rng: np.random.Generator) -> float:
+    """λ_max of the Hessian of the model's own loss at its current weights (``curvature``'s
+    Lanczos); 0 when no direction curves up, NaN for weights that are not finite."""
+    from backprop.lab.curvature import lr_limit
+
+    if not np.isfinite(model._theta).all():
+        return math.nan
+    limit = lr_limit(model, X, y, rng=rng)
+    return 0.0 if math.isinf(limit) else 2.0 / limit
 
 
 def peak_epoch(train_loss, epochs: int | None = None) -> int | None:

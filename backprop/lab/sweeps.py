@@ -144,6 +144,9 @@ def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult
             # a diverged fit's weights hold inf or NaN: its units are not measured
             "saturated_units": np.nan if history.diverged else result.measures.get("saturated_units", np.nan),
             "dead_units": np.nan if history.diverged else result.measures.get("dead_units", np.nan),
+            # lr·λ_max/2 at the returned weights: 1 is the edge of stability, below it a flatter place
+            "sharpness_end": result.measures.get("sharpness", np.nan),
+            "stability_ratio_end": result.config.lr * result.measures.get("sharpness", np.nan) / 2,
         }
         | reached
         | result.flat_scores()
@@ -182,6 +185,9 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
         if "peak_train_loss_epoch" in learned:
             peaks = learned["peak_train_loss_epoch"]
             row["peak_train_loss_epoch_max"] = float(peaks.max()) if peaks.notna().any() else np.nan
+        if "stability_ratio_end" in learned:
+            ratios_end = learned["stability_ratio_end"]
+            row["stability_ratio_end_mean"] = float(ratios_end.mean()) if ratios_end.notna().any() else np.nan
         failed = fits[fits["outcome"] != "learned"]
         for measure in ("saturated_units", "dead_units"):  # they explain the fits that failed
             if measure in fits:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from backprop.lab.config import TrainConfig
 from backprop.lab.datasets import SPLITS, Dataset, Prepared, all_rows, fold_data
-from backprop.lab.mechanisms import closed_form_lr_limit, unit_measures
+from backprop.lab.mechanisms import closed_form_lr_limit, sharpness, unit_measures
 from backprop.lab.protocol import OUTCOMES, mean_interval, outcome
 from backprop.losses import DEFAULT_LOSS
 from backprop.metrics import TASK_METRICS, classification_metrics, regression_metrics
@@ -201,11 +201,29 @@ def run_params(task: str, config: TrainConfig) -> dict:
 def fit_fold(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold: int, test_curve: bool = False):
     """One cross-validation fit: fit on the fold's training rows, stop early on its validation
     part, score all three; ``config.seed`` is the fold's own (``protocol.fit_seed``). The returned
-    model's hidden units are measured on the training rows (saturated or dead)."""
+    model's hidden units (saturated or dead) and its sharpness are measured on the training rows."""
     prepared = fold_data(dataset, repeat, fold)
     result = train_model(prepared, task, config, test_curve=test_curve)
     result.measures = unit_measures(result.model, prepared.X["train"])
+    result.measures["sharpness"] = returned_sharpness(result, prepared)
     return result
+
+
+def returned_sharpness(result: RunResult, prepared: Prepared) -> float:
+    """λ_max of the training loss at the returned weights, in the units the network learned in
+    (a standardised target: the output layer's absorbed scale taken out again on a copy)."""
+    if result.history.diverged:
+        return math.nan
+    probe = build_model(len(prepared.features), result.task, result.config)
+    probe._theta[...] = result.model._theta
+    y = prepared.y["train"]
+    if prepared.target_scale:
+        mean, std = prepared.target_scale
+        last = probe.n_layers
+        probe.params[f"W{last}"][...] /= std
+        probe.params[f"b{last}"][...] = (probe.params[f"b{last}"] - mean) / std
+        y = (y - mean) / std
+    return sharpness(probe, prepared.X["train"], y, rng=np.random.default_rng(result.config.seed))
 
 
 def fit_all_rows(dataset: Dataset, task: str, config: TrainConfig) -> dict[str, float]:
