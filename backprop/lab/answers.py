@@ -737,11 +737,14 @@ def edge_of_stability_sentence(summary: pd.DataFrame, task: str) -> str:
     if "stability_ratio_end_mean" not in rows or rows["stability_ratio_end_mean"].isna().all():
         return text + "This run measures λ_max only at initialisation, so it neither shows nor excludes that."
     ratios = [(row["lr"], row["stability_ratio_end_mean"]) for _, row in rows.iterrows()]
-    listed = ", ".join(f"{fmt(value, 2)} at lr {fmt(lr)}" for lr, value in ratios)
+    listed = ", ".join(f"{fmt(value, 2)} at lr {fmt(lr)}" for lr, value in ratios) + " (mean over folds; 1 is the edge)"
     near = [lr for lr, value in ratios if value >= 0.9]
+    if "lr_limit" in rows and len(rows):
+        start = 2 / float(rows["lr_limit"].iloc[0])
+        ends = ", ".join(f"{fmt(2 * value / lr, 3)} at lr {fmt(lr)}" for lr, value in ratios)
+        listed += f"; λ_max itself went from {fmt(start, 3)} at initialisation to {ends}"
     return text + (
-        f"This run measures λ_max at the returned weights only (not during training): lr·λ_max/2 is {listed} "
-        "(mean over folds; 1 is the edge). "
+        f"This run measures λ_max at the returned weights only (not during training): lr·λ_max/2 is {listed}. "
         + (
             f"At lr {', '.join(fmt(lr) for lr in near)} the fits ended at or near the edge."
             if near
