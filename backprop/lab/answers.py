@@ -619,6 +619,9 @@ def catapult_facts(summary: pd.DataFrame, task: str) -> dict:
     }
     if len(complete):
         facts["largest"] = float(complete["lr"].max())
+        if "stability_ratio_end_mean" in complete:
+            ratio = float(complete.loc[complete["lr"].idxmax(), "stability_ratio_end_mean"])
+            facts["sharpness_end"] = 2 * ratio / facts["largest"]  # λ_max at its returned weights
     if len(broken):
         facts["first_broken"] = float(broken["lr"].min())
     above = complete[complete["lr"] > limit]
@@ -692,7 +695,10 @@ def answer_23(
     if "largest" in facts:
         short += f" Trains up to {fmt(facts['largest'] / limit, 2)}× the stable limit {fmt(limit, 3)}"
         if facts.get("peak", 1.0) > 1.01:
-            short += f" (catapult: loss rose {fmt(facts['peak'], 3)}× first)"
+            short += f" (catapult: loss rose {fmt(facts['peak'], 3)}× first"
+            if math.isfinite(facts.get("sharpness_end", math.nan)):
+                short += f", then λ_max fell from {fmt(2 / limit, 3)} to {fmt(facts['sharpness_end'], 3)}"
+            short += ")"
         short += "."
     if "first_broken" in facts:
         broken = facts["first_broken"]
