@@ -204,8 +204,9 @@ def fit_fold(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold
     model's hidden units (saturated or dead) and its sharpness are measured on the training rows."""
     prepared = fold_data(dataset, repeat, fold)
     result = train_model(prepared, task, config, test_curve=test_curve)
-    result.measures = unit_measures(result.model, prepared.X["train"])
-    result.measures["sharpness"] = returned_sharpness(result, prepared)
+    if not result.history.diverged:  # a diverged fit's weights hold inf or NaN: nothing to measure
+        result.measures = unit_measures(result.model, prepared.X["train"])
+        result.measures["sharpness"] = returned_sharpness(result, prepared)
     return result
 
 
