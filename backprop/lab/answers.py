@@ -606,6 +606,14 @@ SATURATION_RULE = (
 )
 
 
+# Why the shares above cannot by themselves explain a stall: early stopping returns a stalled fit's
+# best epoch, its starting weights, whatever the units did later in training.
+STALL_CAVEAT = (
+    "A stalled fit returns its starting weights (its best validation epoch is the first), so its units are "
+    "measured as they started: saturation that set in later in training does not show here."
+)
+
+
 def catapult_facts(summary: pd.DataFrame, task: str) -> dict:
     """The largest rate that learned in every fold against the limit, and how far the training
     loss rose first at the rates past the limit that learned."""
@@ -670,7 +678,7 @@ def answer_23(
     blocks.append(
         paragraph(
             f"**Mechanism.** {mechanism[0].upper() + mechanism[1:]}. "
-            + (f"How the fits that did not learn ended ({SATURATION_RULE}): {failures}. " if failures else "")
+            + (f"The returned weights where not every fold learned ({SATURATION_RULE}): {failures}. " if failures else "")
             + edge_of_stability_sentence(summary, "regression")
         )
     )
@@ -903,7 +911,12 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, co
     ]
     failures = failure_sentence(hidden, "regression", ["hidden"])
     if failures:
-        blocks.append(paragraph(f"**Fits that did not learn** ({SATURATION_RULE}): {failures}."))
+        blocks.append(
+            paragraph(
+                f"**Where not every fold learned**, the returned weights ({SATURATION_RULE}): {failures}. "
+                + STALL_CAVEAT
+            )
+        )
     steps = comparison["regression"]["sweeps"]["capacity"].get("capacity", {}).get("steps", [])
     sentences = []
     for step in steps:
