@@ -678,7 +678,11 @@ def answer_23(
     blocks.append(
         paragraph(
             f"**Mechanism.** {mechanism[0].upper() + mechanism[1:]}. "
-            + (f"The returned weights where not every fold learned ({SATURATION_RULE}): {failures}. " if failures else "")
+            + (
+                f"Where not every fold learned, the returned weights ({SATURATION_RULE}): {failures}. "
+                if failures
+                else ""
+            )
             + edge_of_stability_sentence(summary, "regression")
         )
     )
