@@ -98,6 +98,10 @@ def sweep_figures(name: str, spec, folder: Path) -> dict:
                 figures.lr_figure,
                 {"summary": summary, "results": results, "task": task, "metric": metric},
             )
+            drawn[f"sweep_{name}{suffix}_curves.png"] = (
+                figures.lr_curves,
+                {"curves": pd.read_csv(folder / "curves.csv"), "task": task, "metric": metric},
+            )
         elif kind == "capacity":
             fixed = ", ".join(f"{key} {value}" for key, value in spec.fixed.items() if key != "patience")
             title = f"{task}: {figures.METRIC_NAME.get(metric, metric)} vs width ({fixed}, no early stopping)"

@@ -68,6 +68,7 @@ def main() -> None:
         schemas=schemas,
         histories={task: pd.read_csv(Path(args.plots) / task / "history.csv") for task in TASKS},
         train_config={task: train.for_task(task).as_params() for task in TASKS},
+        overrides={task: sorted(train.overrides.get(task, {})) for task in TASKS},
         summaries=summaries,
         sweep_specs={name: sweep.spec(name) for name in args.names},
         ratios={task: overlap_ratio(schemas[task]["fold_rows"]) for task in TASKS},

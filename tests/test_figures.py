@@ -310,3 +310,35 @@ def test_every_configured_sweep_has_its_figure():
 def test_a_grid_with_no_figure_is_an_error():
     with pytest.raises(ValueError, match="no figure"):
         figures.figure_kind(["activation", "hidden"], fixed={}, reach={})
+
+
+def lr_sweep_curves() -> pd.DataFrame:
+    """Three rates on two folds: a slow one, a fast one, one that diverges (its curve ends high)."""
+    rows = []
+    for fold in (0, 1):
+        for lr, curve in (
+            (0.01, 100.0 * np.exp(-np.arange(50) / 40) + 10),
+            (0.1, 100.0 * np.exp(-np.arange(50) / 4) + 10),
+            (1.0, 100.0 * 10.0 ** np.arange(6)),
+        ):
+            rows += [{"task": "regression", "lr": lr, "repeat": 0, "fold": fold, "epoch": e, "train_mse": v}
+                     for e, v in enumerate(curve)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_level_and_epochs_to_reach_it_leave_out_the_diverging_rate():
+    curves = lr_sweep_curves()
+    slowest_low = 100.0 * np.exp(-49 / 40) + 10  # the slow rate's lowest loss: every trained rate reaches 1.1× it
+    assert figures.reach_level(curves, "train_mse") == pytest.approx(1.1 * slowest_low)
+    reached = figures.epochs_to_level(curves, "train_mse", 50.0).set_index(["lr", "fold"])["epoch"]
+    # 100 e^(−e/40) + 10 ≤ 50 first at e = 37 (40 ln 2.5 = 36.65); at lr 0.1: e = 4 (4 ln 2.5 = 3.67)
+    assert reached[(0.01, 0)] == 37 and reached[(0.1, 1)] == 4
+    assert np.isnan(reached[(1.0, 0)])
+
+
+def test_the_lr_curves_draw_one_fold_at_every_rate_on_log_axes():
+    figure = figures.lr_curves(lr_sweep_curves(), task="regression", metric="mse")
+    left, right = figure.axes[:2]
+    assert left.get_yscale() == "log" and right.get_yscale() == "log"
+    assert len(left.get_lines()) == 3  # one curve per rate, fold 0 only
+    assert "never" in " ".join(text.get_text() for text in right.texts)

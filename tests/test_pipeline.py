@@ -13,6 +13,8 @@ import yaml
 from conftest import TINY, run
 from mlflow import MlflowClient
 
+from backprop.lab.protocol import OUTCOMES
+
 pytestmark = pytest.mark.e2e
 
 TASKS = ("regression", "classification")
@@ -89,21 +91,22 @@ def test_repro_writes_every_declared_output(tiny_repo):
         assert {"train_accuracy", "val_accuracy", "test_accuracy"} <= set(results)
         summary = pd.read_csv(tiny_repo / "sweeps" / name / "summary.csv")
         assert len(summary) == fits_of(spec) // FOLDS
-        assert {"fits", "learned", "stalled", "oscillating", "diverged", "lr_limit"} <= set(summary)
+        assert {"fits", *OUTCOMES, "lr_limit", "lr_limit_closed_form"} <= set(summary)
         loss = "mse" if spec["tasks"] == ["regression"] else "log_loss"
         assert {f"val_{loss}_ci_low", f"test_{loss}_ci_high", f"test_{loss}_mean", f"val_{loss}_std"} <= set(summary)
-        assert (summary[["learned", "stalled", "oscillating", "diverged"]].sum(axis=1) == summary["fits"]).all()
+        assert (summary[list(OUTCOMES)].sum(axis=1) == summary["fits"]).all()
         assert (tiny_repo / "sweeps" / name / "curves.csv").is_file()
     figures = sorted(p.name for p in (tiny_repo / "report" / "figures").glob("*.png"))
     assert figures == sorted(
         ["history_regression.png", "history_classification.png", "sweep_lr.png", "sweep_activation_regression.png",
          "sweep_activation_classification.png", "sweep_hidden_regression.png", "sweep_capacity.png",
-         "sweep_loss.png", "sweep_saturated.png"]
+         "sweep_loss.png", "sweep_saturated.png", "sweep_lr_curves.png"]
     )  # fmt: skip
     comparison = json.loads((tiny_repo / "metrics" / "comparison.json").read_text())
     for task in TASKS:
         for versus in ("linear", "sklearn", "constant"):
-            assert set(comparison[task][f"network_vs_{versus}"]) == {"metric", "mean", "ci_low", "ci_high", "wins", "n"}
+            keys = {"metric", "mean", "ci_low", "ci_high", "wins", "n", "mde"}
+            assert set(comparison[task][f"network_vs_{versus}"]) == keys
     assert not list(tiny_repo.rglob(".partial-*")), "staged outputs left behind"
 
 

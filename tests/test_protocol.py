@@ -8,7 +8,14 @@ import pytest
 
 from backprop.lab.answers import compared_settings, verdict
 from backprop.lab.comparisons import settings_compared
-from backprop.lab.protocol import OSCILLATION_STRETCH, outcome, paired_difference, t_quantile
+from backprop.lab.protocol import (
+    OSCILLATION_STRETCH,
+    min_detectable_effect,
+    outcome,
+    paired_difference,
+    power_quantile,
+    t_quantile,
+)
 
 # ---- one crafted validation curve per outcome ------------------------------------------------
 
@@ -61,6 +68,15 @@ def test_the_engine_verdict_of_divergence_wins():
     assert outcome(100 / np.arange(1, 50), diverged=True) == "diverged"
 
 
+def test_a_fit_equal_to_the_constant_model_has_not_learned():
+    falling = 100 / np.arange(1, 50)  # a curve that learned, by its shape alone
+    assert outcome(falling, diverged=False) == "learned"
+    assert outcome(falling, diverged=False, val_score=5.0, constant_score=5.0) == "no_better_than_constant"
+    # within the margin of the constant model: not learned either; past it: learned
+    assert outcome(falling, diverged=False, val_score=4.9, constant_score=5.0, margin=0.05) == "no_better_than_constant"
+    assert outcome(falling, diverged=False, val_score=4.7, constant_score=5.0, margin=0.05) == "learned"
+
+
 # ---- intervals ---------------------------------------------------------------------------------
 
 
@@ -71,6 +87,22 @@ def test_the_paired_interval_matches_a_hand_computed_example():
     assert result["mean"] == 2.5 and result["n"] == 4 and result["wins"] == 0
     assert result["ci_low"] == pytest.approx(2.5 - 2.05397, abs=1e-4)
     assert result["ci_high"] == pytest.approx(2.5 + 2.05397, abs=1e-4)
+
+
+def test_the_detectable_difference_matches_a_hand_computation():
+    # differences 1..5: sd √2.5 = 1.58114; n_test/n_train 0.25: corrected SE 1.58114 × √(1/5 + 0.25)
+    # = 1.06066; t(0.975, 4) = 2.776, t(0.8, 4) = 0.941: MDE = 3.717 × 1.06066 = 3.94247
+    assert min_detectable_effect(math.sqrt(2.5), 5, 0.25) == pytest.approx(3.94247, abs=1e-4)
+    result = paired_difference([2, 3, 4, 5, 6], [1, 1, 1, 1, 1], test_train_ratio=0.25)
+    assert result["mde"] == pytest.approx(3.94247, abs=1e-4)
+    # the interval's half width is the t(0.975) part of the same corrected SE
+    assert result["ci_high"] - result["mean"] == pytest.approx(2.776 * 1.06066, abs=1e-4)
+    assert math.isnan(min_detectable_effect(1.0, 1))
+
+
+def test_the_power_quantile_follows_the_table_and_tends_to_the_normal():
+    assert power_quantile(1) == 1.376 and power_quantile(4) == 0.941 and power_quantile(30) == 0.854
+    assert power_quantile(1000) == pytest.approx(0.8416, abs=1e-3)
 
 
 def test_missing_pairs_are_left_out_and_counted():

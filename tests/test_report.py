@@ -4,18 +4,25 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from backprop.lab.answers import interval, verdict
-from backprop.lab.blocks import REFERENCE_HAND_IN, code, fmt, paragraph, section, table
+from backprop.lab.blocks import REFERENCE_DATA_SHA256, REFERENCE_HAND_IN, code, fmt, paragraph, section, table
+from backprop.lab.comparisons import against_baselines, best_vs_baseline, capacity, loss_mechanism, settings_compared
+from backprop.lab.config import load_sweep, load_train, read_params
 from backprop.lab.protocol import mean_interval, overlap_ratio
-from backprop.lab.report import render_html
-
-pytestmark = pytest.mark.e2e
+from backprop.lab.report import ReportInputs, build, render_html, render_markdown
+from backprop.lab.sweeps import cell, summarise
+from backprop.lab.training import cv_scores
+from backprop.losses import DEFAULT_LOSS, TASKS
+from backprop.metrics import SUMMARY_METRICS
 
 HEADINGS = [
+    "Answers",
     "1. Derivation",
     "2.1 Average MSE and accuracy",
     "2.2 Loss and accuracy as a function of the number of iterations",
@@ -27,6 +34,7 @@ HEADINGS = [
 ]
 
 
+@pytest.mark.e2e
 def test_both_files_have_every_section(tiny_repo):
     markdown = (tiny_repo / "report" / "report.md").read_text()
     page = (tiny_repo / "report" / "report.html").read_text()
@@ -38,6 +46,7 @@ def test_both_files_have_every_section(tiny_repo):
         assert (tiny_repo / "report" / figure).resolve().is_file(), figure
 
 
+@pytest.mark.e2e
 def test_html_is_self_contained_and_embeds_every_figure(tiny_repo):
     page = (tiny_repo / "report" / "report.html").read_text()
     attributes = re.findall(r'<(script|link|img|source|iframe|object|embed)\b[^>]*?\b(?:src|href)="([^"]*)"', page)
@@ -88,6 +97,7 @@ def table_rows(markdown: str, after: str) -> list[list[str]]:
     return rows[2:]  # header and separator
 
 
+@pytest.mark.e2e
 def test_every_number_in_the_21_table_comes_from_this_run(tiny_repo):
     markdown = (tiny_repo / "report" / "report.md").read_text()
     baselines = json.loads((tiny_repo / "metrics" / "baselines.json").read_text())
@@ -123,6 +133,7 @@ def test_every_number_in_the_21_table_comes_from_this_run(tiny_repo):
     assert f"against ordinary least squares, {sentence}" in markdown
 
 
+@pytest.mark.e2e
 def test_the_page_renders_in_headless_chromium(tiny_repo, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -166,3 +177,160 @@ def test_the_page_renders_in_headless_chromium(tiny_repo, tmp_path):
         line for line in result.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "Uncaught" in line)
     ]
     assert not console_errors, console_errors
+
+
+# ---- the report built in-process on crafted inputs ---------------------------------------------
+
+PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
+QUESTIONS = ["the update rule", "2.1", "2.2", "2.3", "2.4", "2.5", "3."]
+INTERVAL = re.compile(r"-?[\d.]+ \((range )?-?[\d.e+-]+ to -?[\d.e+-]+")
+DIABETES_TEXT = ["reference hand-in", "2858", "25 to 346", "level of a linear fit", "0.6107"]
+
+
+def _metrics(task, rng, level, effect):
+    """One fit's scores on train, val and test: a level, an effect and the fold's noise."""
+    if task == "regression":
+        mse = {split: level * (1 + effect) + rng.normal(0, 0.05 * level) for split in ("train", "val", "test")}
+        return {f"{s}_{m}": v for s in mse for m, v in
+                (("mse", mse[s]), ("rmse", mse[s] ** 0.5), ("r2", 1 - mse[s] / 6000), ("accuracy", 0.6))}  # fmt: skip
+    loss = {split: 0.1 * (1 + effect) + rng.normal(0, 0.01) for split in ("train", "val", "test")}
+    return {f"{s}_{m}": v for s in loss for m, v in (("log_loss", loss[s]), ("accuracy", 0.97))}
+
+
+def _fit_row(task, point, fold, rng, effect, reach=()):
+    row = {"task": task} | point | {"repeat": 0, "fold": fold, "seed": fold, "epochs_run": 300}
+    row |= {"best_epoch": 150 + fold, "still_improving": False, "diverged_epoch": None, "outcome": "learned"}
+    row |= {"peak_train_loss_ratio": 1.0, "peak_train_loss_epoch": 0, "saturated_units": 0.0, "dead_units": np.nan}
+    row |= {f"reach_{curve}": 20 + rng.integers(0, 5) for curve in reach}
+    return row | _metrics(task, rng, 3000.0, effect)
+
+
+def crafted_inputs(*, sha256: str, effect: float = 0.0, seed: int = 0) -> ReportInputs:
+    """Every input of ``report.build``, made by the pipeline's own pure functions from crafted
+    fits: 5 folds, each sweep of params.yaml; ``effect`` scales how much the settings differ
+    (0: every difference is noise, a tie)."""
+    rng = np.random.default_rng(seed)
+    params = read_params(PARAMS)
+    train, sweep = load_train(params), load_sweep(params)
+    folds = range(5)
+    fold_rows = {"train": [280] * 5, "val": [70] * 5, "test": [90] * 5}
+    schemas = {
+        task: {"task": task, "source": f"data/user_{task}.csv", "sha256": sha256, "target": "y",
+               "features": ["a", "b", "c"], "rows": 440, "folds": 5, "repeats": 1, "fold_rows": fold_rows,
+               "with_accuracy": True, "scale_target": task == "regression",
+               "target_stats": {"mean": 150.0, "std": 77.0, "min": 10.0, "max": 400.0}}
+        for task in TASKS
+    }  # fmt: skip
+    ratios = {task: overlap_ratio(fold_rows) for task in TASKS}
+    scores, held_out, all_rows = {}, [], {}
+    for task in TASKS:
+        rows = [_fit_row(task, {}, fold, rng, 0.0) for fold in folds]
+        scores[task] = cv_scores(rows, task, ratios[task])
+        for model in ("linear", "sklearn", "constant"):
+            shift = {"linear": 0.0, "sklearn": 0.0, "constant": 1.0}[model]
+            held_out += [
+                {"task": task, "model": model, "repeat": 0, "fold": fold}
+                | {k: v for k, v in _metrics(task, rng, 3000.0, shift).items() if k.startswith("test_")}
+                for fold in folds
+            ]
+        values = {m: v for m, v in _metrics(task, rng, 2500.0, 0.0).items() if m.startswith("train_")}
+        every = {m.removeprefix("train_"): v for m, v in values.items()}
+        all_rows[task] = {"ours": every, "linear": every}
+    baselines = {"held_out": held_out, "all_rows": all_rows}
+    frame = pd.DataFrame(held_out)
+    comparison = {"interval": "95% t interval over folds with Nadeau and Bengio's variance correction",
+                  "n_test_over_n_train": ratios}  # fmt: skip
+    for task in TASKS:
+        network = pd.DataFrame(scores[task]["folds"])
+        comparison[task] = against_baselines(network, frame, task, ratios[task]) | {"sweeps": {}}
+    summaries = {}
+    for name, spec in sweep.specs.items():
+        rows = []
+        for task in spec.tasks:
+            for index, (point, _) in enumerate(sweep.configs(name, train, task)):
+                point = {key: cell(value) for key, value in point.items()}
+                size = effect * (index % 7) / 7
+                rows += [_fit_row(task, point, fold, rng, size, spec.reach) for fold in folds]
+        results = pd.DataFrame(rows)
+        summary = summarise(results, spec.keys, SUMMARY_METRICS, ratios)
+        summary["lr_limit"], summary["lr_limit_closed_form"] = 0.2, 0.21
+        summary["lr_limit_unscaled"] = 0.02
+        summaries[name] = summary
+        for task in spec.tasks:
+            answer = settings_compared(results, task, spec.keys, ratios[task])
+            answer["best_vs_linear"] = best_vs_baseline(results, answer, frame, task, "linear", ratios[task])
+            if spec.fixed.get("patience") == 0 and "hidden" in spec.keys:
+                answer["capacity"] = capacity(results, task, "hidden", ratios[task])
+            for curve in spec.reach:
+                answer["loss_mechanism"] = loss_mechanism(results, curve, ratios[task])
+            comparison[task]["sweeps"][name] = answer
+    epochs = np.arange(300)
+    histories = {}
+    for task in TASKS:
+        loss = DEFAULT_LOSS[task]
+        curve = 1 + np.exp(-epochs / 50)
+        histories[task] = pd.DataFrame(
+            {f"train_{loss}": curve, f"val_{loss}": curve + 0.1 + 1e-3 * (epochs - 150) ** 2 / 150**2,
+             f"test_{loss}": curve + 0.2, "train_accuracy": 0.9, "val_accuracy": 0.9, "test_accuracy": 0.9}
+        )  # fmt: skip
+    provenance = {
+        "digest": "d", "digest_tag": "t", "tracking_uri": "sqlite:///x", "experiment": "e",
+        "train_runs": {task: "f" for task in TASKS}, "sweep_runs": {name: ("f", 1) for name in sweep.specs},
+        "baselines_run": "f", "baseline_children": 1, "schemas": schemas, "versions": {"python": "3"},
+        "params_yaml": "train: {}",
+    }  # fmt: skip
+    return ReportInputs(
+        scores=scores, baselines=baselines, comparison=comparison, schemas=schemas, histories=histories,
+        train_config={task: train.for_task(task).as_params() for task in TASKS}, summaries=summaries,
+        sweep_specs=sweep.specs, ratios=ratios, provenance=provenance,
+        overrides={task: sorted(train.overrides.get(task, {})) for task in TASKS},
+    )  # fmt: skip
+
+
+def _answers(markdown: str) -> list[list[str]]:
+    return table_rows(markdown, "## Answers")
+
+
+def test_the_answers_table_opens_the_report_with_a_row_per_question():
+    document = build(crafted_inputs(sha256="0" * 64, effect=0.5))
+    assert document["sections"][0]["title"] == "Answers"
+    markdown = render_markdown(document, "figures")
+    assert markdown.index("## Answers") < markdown.index("## 1. Derivation") < markdown.index("## 2.1")
+    rows = _answers(markdown)
+    for question in QUESTIONS:
+        assert any(row[0].startswith(f"[{question}") for row in rows), question
+    for row in rows[1:]:  # every measured answer: a number with its interval, and a link to its section
+        assert INTERVAL.search(row[2]), row
+        assert re.match(r"\[.+\]\(#\w+\)", row[0]), row[0]
+    for heading in re.findall(r"^## (2\.\d|3\.)", markdown, re.M):  # each question's section ends with its answer
+        body = markdown.split(f"## {heading}")[1].split("\n<a id=")[0]
+        assert body.strip().split("\n\n")[-1].startswith("**Answer"), heading
+    page = render_html(document, {})
+    assert page.index('id="answers"') < page.index("<nav>") < page.index('id="derivation"')
+    assert "<details>" in page  # the per-setting tables, collapsed in the appendix
+
+
+def test_a_crafted_tie_states_where_the_difference_lies_and_ranks_nothing():
+    markdown = render_markdown(build(crafted_inputs(sha256="0" * 64, effect=0.0)), "figures")
+    rows = _answers(markdown)
+    ties = [row for row in rows if "lies between" in row[3]]
+    assert len(ties) >= 6
+    for row in ties:
+        assert re.search(r"lies between -?[\d.e+-]+ and -?[\d.e+-]+; detectable: [\d.e+-]+", row[3]), row
+        assert "no difference" in row[1]
+        assert not re.search(r"\b(better|worse) than\b|detectably", row[1]), row[1]
+
+
+def test_the_report_on_a_users_table_has_no_text_about_the_diabetes_data():
+    theirs = render_markdown(build(crafted_inputs(sha256="1" * 64)), "figures")
+    for text in DIABETES_TEXT:
+        assert text not in theirs, text
+    ours = render_markdown(build(crafted_inputs(sha256=REFERENCE_DATA_SHA256)), "figures")
+    assert "reference hand-in" in ours and fmt(REFERENCE_HAND_IN["mse"]) in ours
+
+
+def test_the_derivation_is_a_template_whose_displays_become_equations():
+    blocks = build(crafted_inputs(sha256="1" * 64))["sections"][1]["blocks"]
+    kinds = [block["kind"] for block in blocks]
+    assert kinds.count("eq") >= 10 and kinds[0] == "p"
+    assert all("$$" not in block.get("text", "") for block in blocks)

@@ -1,17 +1,31 @@
 """The answers to 2.1–2.5 and section 3, as report sections built from this run's files: the
 sweeps' summaries, the cross-validated scores and the paired comparisons (metrics/comparison.json).
 No I/O. Every conclusion is a sentence generated from a comparison with its interval; a
-difference whose 95% interval contains 0 is stated as "no difference detected", never a ranking.
+difference whose 95% interval contains 0 is stated as "no difference detected", never a ranking,
+with where any difference lies and the smallest one this design detects with 80% power. Each
+section ends with its answer, which is also its row of the answers table that opens the report.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
-from backprop.lab.blocks import LABELS, REFERENCE_HAND_IN, figure, fmt, paragraph, section, table
-from backprop.lab.protocol import OUTCOMES
+from backprop.lab.blocks import (
+    LABELS,
+    REFERENCE_HAND_IN,
+    answer_row,
+    figure,
+    fmt,
+    is_reference_data,
+    paragraph,
+    section,
+    table,
+)
+from backprop.lab.mechanisms import SATURATION_SLOPE, SATURATION_Z
+from backprop.lab.protocol import OUTCOMES, mean_interval
 from backprop.losses import DEFAULT_LOSS, TASKS
 
 # ---- words for numbers --------------------------------------------------------------------------
@@ -45,6 +59,44 @@ def verdict(difference: dict, *, lower: str, higher: str) -> str:
         f"{finding} (difference {fmt(number(difference, 'mean'), 3)}, 95% CI {fmt(low, 3)} to {fmt(high, 3)}; "
         f"better in {difference['wins']} of {difference['n']} folds)"
     )
+
+
+def upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def is_tie(difference: dict) -> bool:
+    """No interval, or one that contains 0."""
+    low, high = number(difference, "ci_low"), number(difference, "ci_high")
+    return not (math.isfinite(low) and math.isfinite(high)) or low <= 0 <= high
+
+
+def found(difference: dict, *, lower: str, higher: str) -> str:
+    """``lower`` / ``higher`` when the interval excludes 0, else "no difference detected"."""
+    if is_tie(difference):
+        return "no difference detected"
+    return lower if number(difference, "ci_high") < 0 else higher
+
+
+def tie_cell(difference: dict, digits: int = 3) -> str:
+    """For a tie: where any difference lies, and the smallest one the design detects with 80%
+    power (from the folds' spread, with the interval's corrected variance); empty otherwise."""
+    if not is_tie(difference):
+        return ""
+    low, high, mde = number(difference, "ci_low"), number(difference, "ci_high"), number(difference, "mde")
+    if not math.isfinite(low):
+        return "too few paired folds for an interval"
+    return f"any difference lies between {fmt(low, digits)} and {fmt(high, digits)}; detectable: {fmt(mde, digits)}"
+
+
+def flipped(difference: dict) -> dict:
+    """b − a from a − b: the interval mirrored, the detectable size unchanged."""
+    return difference | {
+        "mean": -number(difference, "mean"),
+        "ci_low": -number(difference, "ci_high"),
+        "ci_high": -number(difference, "ci_low"),
+        "wins": difference.get("n", 0) - difference.get("wins", 0),
+    }
 
 
 def point_text(point: dict) -> str:
@@ -165,48 +217,80 @@ def _cv_cells(stats: dict, metrics: list[str]) -> list[str]:
 
 
 def _fold_stats(rows: pd.DataFrame, metrics: list[str], ratio: float) -> dict:
-    from backprop.lab.protocol import mean_interval
-
     return {f"test_{m}": mean_interval(rows[f"test_{m}"], ratio) for m in metrics if f"test_{m}" in rows}
 
 
-def answer_21(scores: dict, baselines: dict, comparison: dict, schemas: dict, configs: dict, ratios: dict) -> dict:
-    blocks = [protocol_paragraph(schemas, comparison)]
+def settings_text(task: str, config: dict, overrides: dict) -> str:
+    """A task's headline network and where its settings come from (params.yaml)."""
+    text = (
+        f"hidden {config['hidden']}, {config['activation']}, lr {config['lr']}, at most {config['epochs']} epochs, "
+        f"batch {config['batch_size'] or 'full'}, patience {config['patience']}, from params.yaml `train`"
+    )
+    keys = overrides.get(task, [])
+    if keys:
+        text += f" with `train.overrides.{task}` setting {', '.join(f'`{key}`' for key in keys)}"
+    return text
+
+
+def sweep_choices_differ(task: str, config: dict, comparison: dict) -> list[str]:
+    """Where a sweep, choosing on validation, picked other settings than the headline network's."""
+    notes = []
+    for name, answer in comparison[task]["sweeps"].items():
+        if "capacity" in answer or "loss_mechanism" in answer:  # fixed budgets and reach levels: not a choice
+            continue
+        best = answer["best"]
+        differs = {key: value for key, value in best.items() if key in config and _same(config[key]) != value}
+        if differs and all(key in config for key in best):
+            notes.append(f"the {name} sweep's choice on validation differs: {short_point(best)}")
+    return notes
+
+
+def _same(value):
+    """A setting as a sweep's point holds it (a one-layer width as its integer)."""
+    return int(value[0]) if isinstance(value, list | tuple) and len(value) == 1 else value
+
+
+def answer_21(
+    scores: dict, baselines: dict, comparison: dict, schemas: dict, configs: dict, ratios: dict, overrides=None
+) -> dict:
+    overrides = overrides or {}
+    blocks, rows = [protocol_paragraph(schemas, comparison)], []
     held_out = pd.DataFrame(baselines["held_out"])
     for task in TASKS:
-        metrics = ["mse", "accuracy", "r2"] if task == "regression" else ["log_loss", "accuracy"]
         schema, config = schemas[task], configs[task]
+        metrics = [m for m in (["mse", "accuracy", "r2"] if task == "regression" else ["log_loss", "accuracy"])
+                   if f"test_{m}" in scores[task]["summary"]]  # fmt: skip
+        reference = task == "regression" and is_reference_data(schema)
         linear = "ordinary least squares" if task == "regression" else "logistic regression, C chosen on validation"
         kind = "Regressor" if task == "regression" else "Classifier"
         sklearn = f"scikit-learn MLP{kind}, same settings and early stopping"
         folds = len(scores[task]["folds"])
         cv = f"held-out folds, mean (95% CI) over {folds}"
-        rows = [["this network", cv, *_cv_cells(scores[task]["summary"], metrics)]]
+        table_rows = [["this network", cv, *_cv_cells(scores[task]["summary"], metrics)]]
         names = {"linear": linear, "sklearn": sklearn, "constant": "constant (training mean / class prior)"}
         for model, label in names.items():
             fits = held_out[(held_out["task"] == task) & (held_out["model"] == model)]
             if len(fits):
-                rows.append([label, cv, *_cv_cells(_fold_stats(fits, metrics, ratios[task]), metrics)])
+                table_rows.append([label, cv, *_cv_cells(_fold_stats(fits, metrics, ratios[task]), metrics)])
         every = baselines["all_rows"][task]
         protocol = f"fit and scored on all {schema['rows']} rows"
-        if task == "regression":
-            rows.append(
-                ["reference hand-in (**not from this run**)", protocol, fmt(REFERENCE_HAND_IN["mse"]),
-                 fmt(REFERENCE_HAND_IN["accuracy"]), "not reported"]
-            )  # fmt: skip
+        if reference:
+            cells = [fmt(REFERENCE_HAND_IN.get(m)) if m in REFERENCE_HAND_IN else "not reported" for m in metrics]
+            table_rows.append(["reference hand-in (**not from this run**)", protocol, *cells])
         for model, label in (("ours", "this network (no early stopping)"), ("linear", linear.split(",")[0]),
                              ("sklearn", "scikit-learn MLP (no early stopping)")):  # fmt: skip
             if model in every:
-                rows.append([label, protocol, *[fmt(every[model].get(m)) for m in metrics]])
+                table_rows.append([label, protocol, *[fmt(every[model].get(m)) for m in metrics]])
+        differ = sweep_choices_differ(task, config, comparison)
         blocks.append(
             paragraph(
                 f"**{task.capitalize()}**: `{schema['source']}` ({schema['rows']} rows, {len(schema['features'])} "
-                f"features, target `{schema['target']}`). Network: hidden {config['hidden']}, {config['activation']}, "
-                f"lr {config['lr']}, at most {config['epochs']} epochs, batch {config['batch_size'] or 'full'}, "
-                f"patience {config['patience']}. Outcomes over folds: {outcome_text(scores[task]['outcomes'])}."
+                f"features, target `{schema['target']}`). Network: {settings_text(task, config, overrides)}"
+                + (f"; where a sweep chose otherwise: {'; '.join(differ)}" if differ else "")
+                + f". Outcomes over folds: {outcome_text(scores[task]['outcomes'])}."
             )
         )
-        blocks.append(table(["model", "protocol", *[LABELS[m] for m in metrics]], rows))
+        blocks.append(table(["model", "protocol", *[LABELS[m] for m in metrics]], table_rows))
         splits = [
             [split, *[interval(scores[task]["summary"].get(f"{split}_{m}", {})) for m in metrics]]
             for split in ("train", "val", "test")
@@ -214,40 +298,93 @@ def answer_21(scores: dict, baselines: dict, comparison: dict, schemas: dict, co
         blocks.append(
             table(["this network, rows", *[LABELS[m] for m in metrics]], splits, f"{task}: train, val, test per fold")
         )
-        loss = LABELS[DEFAULT_LOSS[task]]
+        loss = DEFAULT_LOSS[task]
         verdicts = []
         for model, label in (("linear", linear.split(",")[0]), ("sklearn", "scikit-learn's MLP"),
                              ("constant", "the constant model")):  # fmt: skip
             versus = comparison[task].get(f"network_vs_{model}")
             if versus:
                 verdicts.append(f"against {label}, {verdict(versus, lower='lower', higher='higher')}")
-        blocks.append(paragraph(f"**{task.capitalize()}, test {loss} of this network** " + "; ".join(verdicts) + "."))
-    reg = baselines["all_rows"]["regression"]
+        blocks.append(
+            paragraph(f"**{task.capitalize()}, test {LABELS[loss]} of this network** " + "; ".join(verdicts) + ".")
+        )
+        summary = scores[task]["summary"]
+        versus = comparison[task].get("network_vs_linear", {})
+        shown = " and ".join(f"{LABELS[m]} {interval(summary.get(f'test_{m}', {}))}" for m in (loss, "accuracy")
+                             if m in metrics)  # fmt: skip
+        source = "params.yaml `train`"
+        if overrides.get(task):
+            keys = ", ".join(f"{key} {config[key]}" for key in overrides[task])
+            source += f" with `train.overrides.{task}` ({keys})"
+        against = linear.split(",")[0]
+        relation = (
+            f"no difference from {against} detected"
+            if is_tie(versus)
+            else f"{found(versus, lower='lower', higher='higher')} than {against}"
+        )
+        short = f"Held-out {shown}; {relation}. Settings: {source}" + (f"; {'; '.join(differ)}" if differ else "") + "."
+        sentence = (
+            f"{task.capitalize()}: held-out {shown} (mean, 95% CI, over {folds} folds; "
+            f"{outcome_text(scores[task]['outcomes'])}); against {linear.split(',')[0]}, "
+            f"{verdict(versus, lower='lower', higher='higher')}; settings from {source}"
+            + (f"; {'; '.join(differ)}, the headline network did not" if differ else "")
+            + "."
+        )
+        blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
+        rows.append(
+            answer_row(
+                f"2.1 average {LABELS[loss]} and accuracy, {task}",
+                "q21",
+                short,
+                f"network − {linear.split(',')[0]}, test {LABELS[loss]}: {interval(versus, 3)}",
+                tie_cell(versus),
+            )
+        )
+    reg, schema = baselines["all_rows"]["regression"], schemas["regression"]
+    reference = is_reference_data(schema)
     constant = held_out[(held_out["task"] == "regression") & (held_out["model"] == "constant")]
-    blocks += [
-        paragraph(
-            "**Accuracy for regression** is 1 − mean(|y − ŷ| / |y|), one minus the mean absolute percentage error, "
-            "as in the reference hand-in. It is not a probability (it can be negative), it weighs an error of 30 on "
-            "a target of 50 six times more than the same error on 300, and the constant model already scores "
-            f"{interval(_fold_stats(constant, ['accuracy'], ratios['regression'])['test_accuracy'])}. "
-            "MSE and R² are the honest measures; R² is 1 − MSE / variance of y."
-        ),
-        paragraph(
-            f"**All rows.** Fitted and scored on every row, as the reference hand-in did, the network reaches MSE "
-            f"{fmt(reg['ours']['mse'])} against {fmt(reg['linear']['mse'])} for least squares (the reference "
-            f"stopped at {fmt(REFERENCE_HAND_IN['mse'])}, the level of a linear fit), after "
-            f"{configs['regression']['epochs']} epochs at lr {configs['regression']['lr']}. Scored on the rows it "
-            "was fitted to, this measures fit, not generalisation: the held-out folds above are the answer."
-        ),
-    ]
-    return section("2.1 Average MSE and accuracy", blocks, "q21")
+    if "accuracy" in constant:
+        blocks.append(
+            paragraph(
+                "**Accuracy for regression** is 1 − mean(|y − ŷ| / |y|), one minus the mean absolute percentage "
+                f"error{', as in the reference hand-in' if reference else ''}. It is not a probability (it can be "
+                "negative), it weighs an error of 30 on a target of 50 six times more than the same error on 300, "
+                "and the constant model already scores "
+                f"{interval(_fold_stats(constant, ['accuracy'], ratios['regression'])['test_accuracy'])}. "
+                "MSE and R² are the honest measures; R² is 1 − MSE / variance of y."
+            )
+        )
+    if "ours" in reg and "linear" in reg:
+        blocks.append(
+            paragraph(
+                f"**All rows.** Fitted and scored on every row{', as the reference hand-in did' if reference else ''}, "
+                f"the network reaches MSE {fmt(reg['ours']['mse'])} against {fmt(reg['linear']['mse'])} for least "
+                "squares"
+                + (f" (the reference stopped at {fmt(REFERENCE_HAND_IN['mse'])})" if reference else "")
+                + f", after {configs['regression']['epochs']} epochs at lr {configs['regression']['lr']}. Scored on "
+                "the rows it was fitted to, this measures fit, not generalisation: the held-out folds above are the "
+                "answer."
+            )
+        )
+    return section("2.1 Average MSE and accuracy", blocks, "q21", answers=rows)
 
 
 # ---- 2.2 ------------------------------------------------------------------------------------------
 
 
+def curve_facts(history: pd.DataFrame, loss: str, best: int | None) -> dict:
+    """Where the shipped fit's validation and held-out curves bottom out, and train against
+    validation at the epoch early stopping kept (its last epoch without early stopping)."""
+    val, train = history[f"val_{loss}"], history[f"train_{loss}"]
+    kept = len(history) - 1 if best is None else int(best)
+    facts = {"val_low": int(val.idxmin()), "kept": kept, "train": float(train.iloc[kept]), "val": float(val.iloc[kept])}
+    if f"test_{loss}" in history:
+        facts["test_low"] = int(history[f"test_{loss}"].idxmin())
+    return facts
+
+
 def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
-    blocks = []
+    blocks, rows = [], []
     for task in TASKS:
         history, folds = histories[task], scores[task]["folds"]
         loss = DEFAULT_LOSS[task]
@@ -279,17 +416,37 @@ def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
                 f" In {len(capped)} of {len(folds)} folds the best epoch is the last one: those fits were still "
                 "improving when the epoch budget ran out."
             )
+        facts = curve_facts(history, loss, shipped["best_epoch"])
+        epochs = [f["best_epoch"] if f["best_epoch"] is not None else f["epochs_run"] - 1 for f in folds]
+        # Epochs are not scores: a t interval of 5 of them can leave the range; the folds' range is the spread.
+        spread = (
+            f"median {fmt(float(np.median(epochs)), 3)} (range {min(epochs)} to {max(epochs)} over {len(epochs)} folds)"
+        )
+        where = f"validation {LABELS[loss]} is lowest at epoch {facts['val_low']}"
+        if "test_low" in facts:
+            where += f" and held-out {LABELS[loss]} at epoch {facts['test_low']}"
+        gap = facts["val"] - facts["train"]
+        budget = f"{len(capped)} of {len(folds)} folds still improving at the {configs[task]['epochs']}-epoch budget"
+        short = (
+            f"On fold 0 {where}; early stopping keeps epoch {facts['kept']}, where validation − train is "
+            f"{fmt(gap, 3)} ({fmt(100 * gap / facts['train'], 2)}% of train); {budget}."
+        )
+        sentence = f"{task.capitalize()}: the epoch early stopping keeps is {spread}. {short}"
         blocks += [
             paragraph(text),
             figure(f"history_{task}.png", f"{task}: loss and accuracy per epoch, train/val/test"),
+            paragraph(f"**Answer ({task}):** {sentence}"),
         ]
+        rows.append(
+            answer_row(f"2.2 loss and accuracy against iterations, {task}", "q22", short, f"epoch kept: {spread}")
+        )
     blocks.append(
         paragraph(
             "Row e of each curve is the network after e updates; the full curves are `plots/<task>/history.csv` "
             "(and an artifact of the MLflow run), so `dvc plots diff` compares them across experiments."
         )
     )
-    return section("2.2 Loss and accuracy as a function of the number of iterations", blocks, "q22")
+    return section("2.2 Loss and accuracy as a function of the number of iterations", blocks, "q22", answers=rows)
 
 
 # ---- 2.3–2.5 --------------------------------------------------------------------------------------
@@ -342,7 +499,7 @@ def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
             if peak > 1.01:
                 text += (
                     f"; above the limit, at the rates where every fold learned, the training loss first rose to up "
-                    f"to {fmt(peak, 3)}× its start before it fell (the instability the limit predicts, survived)"
+                    f"to {fmt(peak, 3)}× its start before it fell (a catapult: a quadratic model predicts divergence)"
                 )
         parts.append(text)
     return "; ".join(parts)
@@ -371,35 +528,254 @@ def speed_sentence(summary: pd.DataFrame, task: str) -> str:
     )
 
 
-def answer_23(summary: pd.DataFrame, comparison: dict) -> dict:
+def headline_comparison(answer: dict, headline: dict) -> tuple[str, dict] | None:
+    """The number a sweep's answer rests on: the headline setting (params.yaml `train`, matched on
+    the sweep's keys other than lr) minus the setting chosen on validation, paired by fold; when
+    the headline setting is the chosen one, the runner-up on validation minus it."""
+    chosen = answer["best"]
+    keys = [key for key in chosen if key != "lr" or list(chosen) == ["lr"]]
+    target = {key: _same(headline[key]) for key in keys if key in headline}
+    versus = [v for v in answer["best_minus_other"] if all(v["other"].get(k) == x for k, x in target.items())]
+    label = "headline " + " and ".join(target) if target else "headline"
+    if not versus or all(chosen.get(k) == x for k, x in target.items()):
+        val = {point_text(s["point"]): s["val_mean"] for s in answer["settings"] if s["every_fold_learned"]}
+        ranked = sorted(answer["best_minus_other"], key=lambda v: val.get(point_text(v["other"]), math.inf))
+        versus, label = ranked[:1], "runner-up"
+    if not versus:
+        return None
+    other = versus[0]
+    return f"{point_text(other['other'])} ({label}) − {point_text(chosen)} (chosen)", flipped(other)
+
+
+def short_point(point: dict) -> str:
+    """``hidden 4 at lr 0.3``: a point with its rate last."""
+    rest = ", ".join(f"{key} {value}" for key, value in point.items() if key != "lr")
+    if "lr" not in point:
+        return rest
+    return f"{rest} at lr {fmt(point['lr'])}" if rest else f"lr {fmt(point['lr'])}"
+
+
+def comparison_cells(pair: tuple[str, dict] | None, metric: str) -> tuple[str, str, str]:
+    """The answers table's number and tie cells for a ``headline_comparison``, and its words."""
+    if pair is None:
+        return "no other setting learned in every fold", "", "no other setting to compare"
+    label, difference = pair
+    words = found(difference, lower="detectably lower", higher="detectably higher")
+    return f"{label}, test {metric}: {interval(difference, 3)}", tie_cell(difference), f"{label}: {words}"
+
+
+def versus_words(pair: tuple[str, dict] | None) -> str:
+    """``no difference from hidden 16 (headline)`` / ``better than …``: the short form."""
+    if pair is None:
+        return "nothing else learned in every fold"
+    label, difference = pair
+    other = label.split(" − ")[0]
+    if is_tie(difference):
+        return f"no difference detected from {other}"
+    return f"{'worse' if number(difference, 'ci_high') < 0 else 'better'} than {other}"
+
+
+def failure_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
+    """The points where not every fold learned, with how their hidden units ended (saturated or
+    dead, mean over the folds), beside the same measure where every fold learned."""
+    rows = summary[summary["task"] == task]
+    parts = []
+    for measure, word in (("saturated_units_mean", "saturated"), ("dead_units_mean", "dead")):
+        if measure not in rows or rows[measure].isna().all():
+            continue
+        failed = rows[(rows["learned"] < rows["fits"]) & rows[measure].notna()]
+        complete = rows[(rows["learned"] == rows["fits"]) & rows[measure].notna()]
+        among = measure.replace("_mean", "_not_learned_mean")
+        for _, row in failed.iterrows():
+            point = point_text({key: row[key] for key in [*group, "lr"] if key in row})
+            share = f"{fmt(100 * row[measure], 2)}% of hidden units {word}"
+            if among in row and math.isfinite(number({"v": row[among]}, "v")):
+                share += f" ({fmt(100 * row[among], 2)}% in the fits that did not learn)"
+            parts.append(f"{point}: {summary_outcomes(row)}, {share}")
+        if len(failed) and len(complete):
+            low, high = fmt(100 * complete[measure].min(), 2), fmt(100 * complete[measure].max(), 2)
+            parts.append(f"where every fold learned, {low if low == high else f'{low}–{high}'}% {word}")
+    return "; ".join(parts)
+
+
+SATURATION_RULE = (
+    f"a sigmoid or tanh unit is saturated when its slope g′(z) is below {fmt(SATURATION_SLOPE)} of its peak "
+    f"(|z| > {fmt(SATURATION_Z['sigmoid'], 3)} for sigmoid, {fmt(SATURATION_Z['tanh'], 3)} for tanh) on most "
+    "training rows; a ReLU unit is dead when z ≤ 0 on every training row (measured on the returned weights; a "
+    "setting's share is the mean over its fits that did not diverge)"
+)
+
+
+# Why the shares above cannot by themselves explain a stall: early stopping returns a stalled fit's
+# best epoch, its starting weights, whatever the units did later in training.
+STALL_CAVEAT = (
+    "A stalled fit returns its starting weights (its best validation epoch is the first), so its units are "
+    "measured as they started: saturation that set in later in training does not show here."
+)
+
+
+def catapult_facts(summary: pd.DataFrame, task: str) -> dict:
+    """The largest rate that learned in every fold against the limit, and how far the training
+    loss rose first at the rates past the limit that learned."""
+    rows = summary[summary["task"] == task].sort_values("lr")
+    limit = float(rows["lr_limit"].iloc[0])
+    complete = rows[rows["learned"] == rows["fits"]]
+    broken = rows[rows["learned"] < rows["fits"]]
+    facts = {
+        "limit": limit,
+        "closed_form": float(rows["lr_limit_closed_form"].iloc[0]) if "lr_limit_closed_form" in rows else math.nan,
+    }
+    if len(complete):
+        facts["largest"] = float(complete["lr"].max())
+        if "stability_ratio_end_mean" in complete:
+            ratio = float(complete.loc[complete["lr"].idxmax(), "stability_ratio_end_mean"])
+            facts["sharpness_end"] = 2 * ratio / facts["largest"]  # λ_max at its returned weights
+    if len(broken):
+        facts["first_broken"] = float(broken["lr"].min())
+    above = complete[complete["lr"] > limit]
+    if len(above):
+        facts["peak"] = float(above["peak_train_loss_ratio_max"].max())
+        if "peak_train_loss_epoch_max" in above:
+            facts["peak_epoch"] = float(above["peak_train_loss_epoch_max"].max())
+    return facts
+
+
+def answer_23(
+    summary: pd.DataFrame, comparison: dict, configs: dict | None = None, schemas: dict | None = None
+) -> dict:
     answer = comparison["regression"]["sweeps"]["lr"]
+    config = (configs or {}).get("regression", {})
     blocks = [
         paragraph(
             "Every learning rate on every fold; all other settings from `train`. The **lr limit** is 2/λ_max of the "
             "loss Hessian at the initial weights (Lanczos on finite-difference Hessian-vector products, "
             "`backprop/lab/curvature.py`): the largest step at which full-batch gradient descent on a quadratic "
-            "with that curvature would not diverge, mean over folds."
+            "with that curvature would not diverge, mean over folds. Its **closed form**, 2/(c(1 + ‖ā‖²)) from the "
+            "output layer's curvature and the mean hidden activation ā (section 1; "
+            "`backprop/lab/mechanisms.py`), is in `summary.csv` beside it."
         ),
         paragraph(compared_settings(answer, "learning rate")),
         paragraph("Against the limit: " + limit_sentence(summary, "regression", []) + "."),
         paragraph(speed_sentence(summary, "regression")),
     ]
+    facts = catapult_facts(summary, "regression")
+    limit = facts["limit"]
+    mechanism = f"the limit 2/λ_max at initialisation is {fmt(limit, 3)} (closed form {fmt(facts['closed_form'], 3)})"
+    if "largest" in facts:
+        mechanism += (
+            f"; every fold learned up to lr {fmt(facts['largest'])}, {fmt(facts['largest'] / limit, 2)}× the limit"
+        )
+    if "peak" in facts and facts["peak"] > 1.01:
+        mechanism += (
+            f"; past the limit the training loss first rose up to {fmt(facts['peak'], 3)}× its start"
+            + (f" (by epoch {int(facts['peak_epoch'])} at the latest)" if "peak_epoch" in facts else "")
+            + " and then fell: the catapult of Lewkowycz et al. (2020), where a quadratic model predicts divergence"
+        )
+    if "first_broken" in facts:
+        broken = facts["first_broken"]
+        mechanism += f"; lr {fmt(broken)} ({fmt(broken / limit, 2)}× the limit) did not learn in every fold"
+    failures = failure_sentence(summary, "regression", [])
+    blocks.append(
+        paragraph(
+            f"**Mechanism.** {mechanism[0].upper() + mechanism[1:]}. "
+            + (
+                f"Where not every fold learned, the returned weights ({SATURATION_RULE}): {failures}. "
+                if failures
+                else ""
+            )
+            + edge_of_stability_sentence(summary, "regression")
+        )
+    )
+    schema = (schemas or {}).get("regression", {})
     if "lr_limit_unscaled" in summary:
         row = summary.iloc[0]
+        stats = schema.get("target_stats", {})
+        span = f" (y from {stats['min']:g} to {stats['max']:g})" if "min" in stats else ""
         blocks.append(
             paragraph(
-                f"**What standardising the target changes**: the same network's limit on the raw target (y from "
-                f"25 to 346) is {fmt(row['lr_limit_unscaled'], 3)}, against {fmt(row['lr_limit'], 3)} on the "
+                f"**What standardising the target changes**: the same network's limit on the raw target{span} "
+                f"is {fmt(row['lr_limit_unscaled'], 3)}, against {fmt(row['lr_limit'], 3)} on the "
                 f"standardised one: an estimated stable step {fmt(row['lr_limit'] / row['lr_limit_unscaled'], 2)}× "
                 "larger (both from the curvature at initialisation; this run trains no network on the raw target, "
                 "so the ratio is an estimate, not a measured range)."
             )
         )
+    pair = headline_comparison(answer, config)
+    number, tie, words = comparison_cells(pair, "MSE")
+    sentence = f"Chosen on validation: lr {fmt(answer['best']['lr'])}; {words}; {mechanism}."
+    short = f"lr {fmt(answer['best']['lr'])} chosen; {versus_words(pair)}."
+    if "largest" in facts:
+        short += f" Trains up to {fmt(facts['largest'] / limit, 2)}× the stable limit {fmt(limit, 3)}"
+        if facts.get("peak", 1.0) > 1.01:
+            short += f" (catapult: loss rose {fmt(facts['peak'], 3)}× first"
+            if math.isfinite(facts.get("sharpness_end", math.nan)):
+                short += f", then λ_max fell from {fmt(2 / limit, 3)} to {fmt(facts['sharpness_end'], 3)}"
+            short += ")"
+        short += "."
+    if "first_broken" in facts:
+        broken = facts["first_broken"]
+        short += f" lr {fmt(broken)} fails ({why_failed(summary, 'regression', {'lr': broken})})."
     blocks += [
         figure("sweep_lr.png", "val and test MSE against the learning rate, with the lr limit at initialisation"),
-        summary_table(summary, ["lr"], "regression"),
+        figure(
+            "sweep_lr_curves.png",
+            "training MSE per epoch of one fold at every learning rate (log scales), and the epochs each rate "
+            "needs to reach one training MSE",
+        ),
+        paragraph(f"**Answer:** {sentence}"),
     ]
-    return section("2.3 The effect of the learning rate", blocks, "q23")
+    appendix = [titled(summary_table(summary, ["lr"], "regression"), "2.3 learning rate")]
+    rows = [answer_row("2.3 the effect of the learning rate", "q23", short, number, tie)]
+    return section("2.3 The effect of the learning rate", blocks, "q23", answers=rows, appendix=appendix)
+
+
+def why_failed(summary: pd.DataFrame, task: str, point: dict) -> str:
+    """A point's outcomes over the folds, with the share of its hidden units saturated or dead."""
+    match = summary[summary["task"] == task]
+    for key, value in point.items():
+        match = match[match[key] == value]
+    if not len(match):
+        return ""
+    row = match.iloc[0]
+    text = summary_outcomes(row)
+    for measure, word in (("saturated_units_mean", "saturated"), ("dead_units_mean", "dead")):
+        if measure in row and math.isfinite(number({"v": row[measure]}, "v")):
+            text += f"; {fmt(100 * row[measure], 2)}% of units {word}"
+    return text
+
+
+def edge_of_stability_sentence(summary: pd.DataFrame, task: str) -> str:
+    """What this run shows of Cohen et al.'s edge of stability: lr·λ_max/2 at the returned weights,
+    per rate where every fold learned (1 at the edge, below 1 in a flatter place)."""
+    text = (
+        "Cohen et al. (2021) found that full-batch gradient descent drives the sharpness λ_max up to 2/η and holds "
+        "it there (the edge of stability). "
+    )
+    rows = summary[(summary["task"] == task) & (summary["learned"] == summary["fits"])].sort_values("lr")
+    if "stability_ratio_end_mean" not in rows or rows["stability_ratio_end_mean"].isna().all():
+        return text + "This run measures λ_max only at initialisation, so it neither shows nor excludes that."
+    ratios = [(row["lr"], row["stability_ratio_end_mean"]) for _, row in rows.iterrows()]
+    listed = ", ".join(f"{fmt(value, 2)} at lr {fmt(lr)}" for lr, value in ratios) + " (mean over folds; 1 is the edge)"
+    near = [lr for lr, value in ratios if value >= 0.9]
+    if "lr_limit" in rows and len(rows):
+        start = 2 / float(rows["lr_limit"].iloc[0])
+        ends = ", ".join(f"{fmt(2 * value / lr, 3)} at lr {fmt(lr)}" for lr, value in ratios)
+        listed += f"; λ_max itself went from {fmt(start, 3)} at initialisation to {ends}"
+    return text + (
+        f"This run measures λ_max at the returned weights only (not during training): lr·λ_max/2 is {listed}. "
+        + (
+            f"At lr {', '.join(fmt(lr) for lr in near)} the fits ended at or near the edge."
+            if near
+            else "Every rate ended below the edge: the returned weights sit where the step is stable."
+        )
+    )
+
+
+def titled(block: dict, where: str) -> dict:
+    """A table moved to the appendix, its caption naming the section it belongs to; ``summary``
+    is what the HTML's collapsed line shows."""
+    caption = f"{where} — {block['caption']}" if block.get("caption") else where
+    return block | {"caption": caption, "summary": f"{where}: every setting"}
 
 
 def above_limit_sentence(answer: dict, summary: pd.DataFrame, task: str, noun: str) -> str:
@@ -448,8 +824,77 @@ def grid_end_sentence(steps: list[dict], capacity: pd.DataFrame) -> str:
     )
 
 
-def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict) -> dict:
+def overfitting_steps(steps: list[dict]) -> list[str]:
+    """The steps to a wider layer where train error is detectably lower and test detectably higher."""
+    return [
+        f"{point_text(step['from'])} → {point_text(step['to'])}"
+        for step in steps
+        if not is_tie(step["train_mse_wider_minus_narrower"])
+        and number(step["train_mse_wider_minus_narrower"], "ci_high") < 0
+        and not is_tie(step["test_mse_wider_minus_narrower"])
+        and number(step["test_mse_wider_minus_narrower"], "ci_low") > 0
+    ]
+
+
+def capacity_words(steps: list[dict], capacity: pd.DataFrame) -> str:
+    """How train and held-out error move from the narrowest to the widest layer of the fixed-budget
+    experiment, each width at its chosen rate, naming overfitting where a step's training error
+    falls while its held-out error rises (both detected)."""
+    if not steps:
+        return ""
+    rows = capacity[capacity["task"] == "regression"]
+    means = []
+    for point in [steps[0]["from"]] + [step["to"] for step in steps]:
+        match = rows
+        for key, value in point.items():
+            match = match[match[key] == value]
+        if len(match):
+            row = match.iloc[0]
+            means.append(
+                f"hidden {point['hidden']}: train {fmt(row['train_mse_mean'])}, test {fmt(row['test_mse_mean'])}"
+            )
+    over = overfitting_steps(steps)
+    text = "with a fixed budget, mean MSE " + "; ".join(means)
+    if over:
+        text += f"; overfitting (train detectably lower, test detectably higher) at {', '.join(over)}"
+    else:
+        text += "; no step where train is detectably lower and test detectably higher (no overfitting detected)"
+    return text
+
+
+def capacity_short(steps: list[dict], capacity: pd.DataFrame) -> str:
+    """Train and test error from the narrowest layer to the one that fits its training rows best,
+    in a fixed budget: the shape of overfitting, in the means."""
+    rows = capacity[capacity["task"] == "regression"]
+    points = [steps[0]["from"]] + [step["to"] for step in steps] if steps else []
+    found_rows = []
+    for point in points:
+        match = rows
+        for key, value in point.items():
+            match = match[match[key] == value]
+        if len(match):
+            found_rows.append((point, match.iloc[0]))
+    if len(found_rows) < 2:
+        return ""
+    (first, a), (best, b) = found_rows[0], min(found_rows, key=lambda item: item[1]["train_mse_mean"])
+    if best is first:
+        return ""
+    text = (
+        f"Fixed budget: from hidden {first['hidden']} to {best['hidden']} mean train MSE goes "
+        f"{fmt(a['train_mse_mean'])} → {fmt(b['train_mse_mean'])}, test {fmt(a['test_mse_mean'])} → "
+        f"{fmt(b['test_mse_mean'])}"
+    )
+    over = overfitting_steps(steps)
+    if over:
+        text += f" (overfitting, detected at {', '.join(over)})"
+    elif b["train_mse_mean"] < a["train_mse_mean"] and b["test_mse_mean"] > a["test_mse_mean"]:
+        text += " (the shape of overfitting in the means; no single step detects both)"
+    return text + "."
+
+
+def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, configs: dict | None = None) -> dict:
     answer = comparison["regression"]["sweeps"]["hidden"]
+    config = (configs or {}).get("regression", {})
     blocks = [
         paragraph(
             "Two experiments, because early stopping mixes two things. **Generalisation**: every width × learning "
@@ -467,8 +912,15 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict) ->
             "sweep_hidden_regression.png",
             f"val MSE per width and learning rate; hatched cells: not every fold learned{HEATMAP_NOTE}",
         ),
-        summary_table(hidden, ["hidden", "lr"], "regression"),
     ]
+    failures = failure_sentence(hidden, "regression", ["hidden"])
+    if failures:
+        blocks.append(
+            paragraph(
+                f"**Where not every fold learned**, the returned weights ({SATURATION_RULE}): {failures}. "
+                + STALL_CAVEAT
+            )
+        )
     steps = comparison["regression"]["sweeps"]["capacity"].get("capacity", {}).get("steps", [])
     sentences = []
     for step in steps:
@@ -494,22 +946,73 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict) ->
             "sweep_capacity.png",
             "train, val and test MSE against width after a fixed budget of epochs, each width at its own lr (labelled)",
         ),
-        summary_table(capacity, [key for key in ("hidden", "lr") if key in capacity], "regression"),
     ]
-    return section("2.4 The effect of the number of hidden neurons", blocks, "q24")
+    pair = headline_comparison(answer, config)
+    number, tie, words = comparison_cells(pair, "MSE")
+    sentence = f"Chosen on validation: {point_text(answer['best'])}; {words}"
+    shape = capacity_words(steps, capacity)
+    sentence += (f"; {shape}" if shape else "") + "."
+    short = f"{short_point(answer['best'])} chosen; {versus_words(pair)}. {capacity_short(steps, capacity)}".strip()
+    blocks.append(paragraph(f"**Answer:** {sentence}"))
+    appendix = [
+        titled(summary_table(hidden, ["hidden", "lr"], "regression"), "2.4 width, early-stopped"),
+        titled(
+            summary_table(capacity, [key for key in ("hidden", "lr") if key in capacity], "regression"),
+            "2.4 width, fixed budget",
+        ),
+    ]
+    rows = [answer_row("2.4 the effect of the number of hidden neurons", "q24", short, number, tie)]
+    return section("2.4 The effect of the number of hidden neurons", blocks, "q24", answers=rows, appendix=appendix)
 
 
-def answer_25(summary: pd.DataFrame, comparison: dict) -> dict:
+def unit_words(summary: pd.DataFrame, answer: dict, task: str) -> str:
+    """Each activation at its chosen rate: its mean best epoch and, where it applies, the share of
+    hidden units saturated or dead at the end (mean over folds)."""
+    rows = summary[summary["task"] == task]
+    parts = []
+    for setting in answer["settings"]:
+        point = setting["point"]
+        match = rows
+        for key, value in point.items():
+            match = match[match[key] == value]
+        if not len(match):
+            continue
+        row = match.iloc[0]
+        text = f"{point['activation']} mean best epoch {fmt(row['best_epoch_mean'], 3)}"
+        for measure, word in (("saturated_units_mean", "saturated"), ("dead_units_mean", "dead")):
+            if measure in row and math.isfinite(number({"v": row[measure]}, "v")):
+                text += f", {fmt(100 * row[measure], 2)}% of units {word}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def units_short(summary: pd.DataFrame, answer: dict, task: str) -> str:
+    """Mean best epoch of each activation at its chosen rate, and dead ReLU units where any."""
+    rows = summary[summary["task"] == task]
+    parts = []
+    for setting in answer["settings"]:
+        match = rows
+        for key, value in setting["point"].items():
+            match = match[match[key] == value]
+        if len(match):
+            parts.append(f"{setting['point']['activation']} {fmt(match.iloc[0]['best_epoch_mean'], 3)}")
+    return f"Mean best epoch: {', '.join(parts)}." if parts else ""
+
+
+def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = None) -> dict:
     blocks = [
         paragraph(
             "Every activation × learning rate on every fold, both tasks; each activation compared at its own best "
             "learning rate (chosen on validation). g′ for each is in section 1."
         )
     ]
+    rows, appendix = [], []
     for task in TASKS:
         answer = comparison[task]["sweeps"].get("activation")
         if not answer:
             continue
+        units = unit_words(summary, answer, task)
+        failures = failure_sentence(summary, task, ["activation"])
         blocks += [
             paragraph(f"**{task.capitalize()}.** " + compared_settings(answer, "activation")),
             figure(
@@ -517,9 +1020,21 @@ def answer_25(summary: pd.DataFrame, comparison: dict) -> dict:
                 f"{task}: val {LABELS[DEFAULT_LOSS[task]]} per activation and learning rate{HEATMAP_NOTE}",
             ),
             paragraph(f"Against the lr limit at initialisation: {limit_sentence(summary, task, ['activation'])}."),
-            summary_table(summary, ["activation", "lr"], task),
+            paragraph(
+                f"**How each trained** ({SATURATION_RULE}), at its chosen rate: {units}."
+                + (f" Where not every fold learned: {failures}." if failures else "")
+            ),
         ]
-    return section("2.5 The effect of the activation function", blocks, "q25")
+        config = (configs or {}).get(task, {})
+        metric = LABELS[DEFAULT_LOSS[task]]
+        pair = headline_comparison(answer, config)
+        number, tie, words = comparison_cells(pair, metric)
+        sentence = f"{task.capitalize()}: chosen on validation {point_text(answer['best'])}; {words}; {units}."
+        short = f"{short_point(answer['best'])} chosen; {versus_words(pair)}. {units_short(summary, answer, task)}"
+        blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
+        rows.append(answer_row(f"2.5 the effect of the activation function, {task}", "q25", short, number, tie))
+        appendix.append(titled(summary_table(summary, ["activation", "lr"], task), "2.5 activation"))
+    return section("2.5 The effect of the activation function", blocks, "q25", answers=rows, appendix=appendix)
 
 
 # ---- 3 ------------------------------------------------------------------------------------------
@@ -597,6 +1112,7 @@ def mechanism_conclusion(mechanism: dict, what: str) -> str:
 
 def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
     sweeps = comparison["classification"]["sweeps"]
+    appendix, findings, numbers, shorts = [], [], [], []
     blocks = [
         paragraph(
             "Log loss and MSE on the same sigmoid output. At a start where ŷ ≈ ½ the MSE error term "
@@ -624,6 +1140,88 @@ def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
             paragraph(f"{start}, the first epoch each fit reached {what}: {mechanism_conclusion(mechanism, what)}"),
             mechanism_table(mechanism, what),
             figure(f"sweep_{name}.png", f"{curve.replace('_', ' ')} per epoch, log loss vs MSE, mean over folds"),
-            summary_table(summaries[name], ["loss", "lr"], "classification", limit=False),
         ]
-    return section("3. MSE versus log loss for classification", blocks, "loss")
+        appendix.append(
+            titled(summary_table(summaries[name], ["loss", "lr"], "classification", limit=False), f"3. {name} sweep")
+        )
+        matched = [pair for pair in mechanism["pairs"] if pair["kind"] == "2× lr"] or mechanism["pairs"]
+        if matched:
+            pair = matched[0]
+            difference = pair["epochs_log_loss_minus_mse"]
+            start_name = "the usual start" if name == "loss" else "a confidently wrong start"
+            reached = pair["reached"]
+            findings.append(
+                f"from {start_name}, log loss at lr {fmt(pair['log_loss_lr'])} against MSE at lr "
+                f"{fmt(pair['mse_lr'])} ({pair['kind']}) reached {what} "
+                + found(difference, lower="in fewer epochs", higher="in more epochs")
+                + " than MSE"
+                + f" (log loss − MSE {interval(difference, 3)} epochs; reached in {reached['log_loss']} and "
+                f"{reached['mse']} of {reached['of']} folds)"
+            )
+            shorts.append(
+                f"from {start_name}, epochs to {what} (log loss at lr {fmt(pair['log_loss_lr'])}, MSE at "
+                f"{fmt(pair['mse_lr'])}): "
+                + found(difference, lower="log loss reaches it faster", higher="MSE reaches it faster")
+            )
+            numbers.append((f"{start_name}, epochs log loss − MSE", difference))
+    sentence = "; ".join(findings) + "." if findings else "No log loss against MSE comparison in this run."
+    sentence = upper_first(sentence)
+    blocks.append(paragraph(f"**Answer:** {sentence}"))
+    rows = []
+    if numbers:
+        ties = [f"{label.split(',')[0]}: {tie_cell(d)}" for label, d in numbers if is_tie(d)]
+        rows.append(
+            answer_row(
+                "3. MSE versus log loss for classification",
+                "loss",
+                upper_first("; ".join(shorts)) + ".",
+                "; ".join(f"{label}: {interval(d, 3)}" for label, d in numbers),
+                "; ".join(ties),
+            )
+        )
+    return section("3. MSE versus log loss for classification", blocks, "loss", answers=rows, appendix=appendix)
+
+
+# ---- the answers table ---------------------------------------------------------------------------
+
+
+def update_rule_row() -> dict:
+    """The derivation's answer: not measured, derived (and checked against finite differences)."""
+    sentence = (
+        "Only the output error differs: δ₂ = (2/n)(ŷ − y) for MSE on an identity output, (1/n)(ŷ − y) for log "
+        "loss on a sigmoid output; everything from δ₂ back is the same (the 2 acts as a factor 2 in the rate)."
+    )
+    return answer_row(
+        "the update rule, MSE against log loss",
+        "derivation",
+        sentence,
+        "derived, not measured; gradients match finite differences to < 1e-6 (`tests/test_gradients.py`)",
+    )
+
+
+ANSWER_MARK = "**Answer"  # how a section's own answer paragraph begins
+ANSWER_HEADER = [
+    "question",
+    "answer (from this run)",
+    "the number it rests on, mean (95% CI)",
+    "if a tie: where any difference lies; the smallest difference detectable with 80% power",
+]
+
+
+def answers_section(sections: list[dict]) -> dict:
+    """The report's opening: every section's answer rows in one table, each linking to its section.
+    A row is a dict (``blocks.answer_row``): a second task answering the same question (a control
+    table) adds a key to its rows and a column here."""
+    rows = [
+        [f"[{row['question']}](#{row['anchor']})", row["answer"], row["number"], row["tie"] or "—"]
+        for s in sections
+        for row in s["answers"]
+    ]
+    note = paragraph(
+        "Each answer is generated from this run's paired comparisons over the held-out folds (95% t intervals "
+        "with Nadeau and Bengio's correction for folds that share training rows; differences are other − chosen, "
+        "so a positive one means the chosen setting did better). A difference whose interval contains 0 is a tie, "
+        "never a ranking: the last column says how large a difference could still hide in it. The detectable size "
+        "is (t₀.₉₇₅ + t₀.₈) times the same corrected standard error."
+    )
+    return section("Answers", [table(ANSWER_HEADER, rows), note], "answers")

@@ -123,6 +123,7 @@ class TrainConfig:
     dtype: str = "float64"
     loss: str | None = None
     start: str = "init"
+    learned_margin: float = 0.0
     overrides: dict = field(default_factory=dict)
     _section: str = field(default="train", repr=False, compare=False)
 
@@ -157,6 +158,7 @@ class TrainConfig:
         if self.loss is not None:
             _choice(s, "loss", self.loss, losses)
         _choice(s, "start", self.start, self.STARTS)
+        _number(s, "learned_margin", self.learned_margin, minimum=0, below=1)
         if not isinstance(self.overrides, dict):
             raise ConfigError(f"{s}.overrides must map a task to settings, got {self.overrides!r}")
         for task, settings in self.overrides.items():

@@ -42,8 +42,9 @@ OUTCOME_STYLE = {
     "diverged": {"marker": "x", "color": "C3"},
     "oscillating": {"marker": "o", "facecolors": "none", "edgecolors": "C4"},
     "stalled": {"marker": "s", "color": "0.45"},
+    "no_better_than_constant": {"marker": "D", "color": "0.65"},
 }
-OUTCOME_SHORT = {"diverged": "div.", "oscillating": "osc.", "stalled": "stalled"}
+OUTCOME_SHORT = {"diverged": "div.", "oscillating": "osc.", "stalled": "stalled", "no_better_than_constant": "≈const."}
 INCOMPLETE_STYLE: dict[str, Any] = {"facecolor": "0.88", "edgecolor": "0.55", "hatch": "///"}
 BEST_STYLE: dict[str, Any] = {"fill": False, "edgecolor": "black", "linewidth": 2.5}
 LIMIT_LABEL = "lr limit 2/λ_max at init"
@@ -399,6 +400,75 @@ def loss_curves(
         "each mean ends at its shortest fit's last epoch",
         fontsize=10,
     )
+    return figure
+
+
+def reach_level(curves: pd.DataFrame, column: str) -> float:
+    """A training loss every rate that trained reaches: 10% above the highest of their lowest
+    losses, over the rates whose every fit ended below where it started (a diverging fit ends
+    far above its start)."""
+    ordered = curves.sort_values("epoch")
+    ends = ordered.groupby(["lr", "repeat", "fold"])[column].agg(["first", "last", "min"])
+    trained = ends.groupby("lr").apply(lambda fits: bool((fits["last"] < fits["first"]).all()))
+    lowest = ends.loc[trained[trained].index.tolist()].groupby("lr")["min"].max() if trained.any() else []
+    return float(np.max(lowest) * 1.1) if len(lowest) else float("nan")
+
+
+def epochs_to_level(curves: pd.DataFrame, column: str, level: float) -> pd.DataFrame:
+    """Per (lr, repeat, fold): the first recorded epoch whose ``column`` is at or below ``level``
+    (NaN when never)."""
+    rows = []
+    for (lr, repeat, fold), fit in curves.groupby(["lr", "repeat", "fold"], sort=True):
+        hits = fit.loc[fit[column] <= level, "epoch"]
+        rows.append({"lr": lr, "repeat": repeat, "fold": fold, "epoch": float(hits.min()) if len(hits) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def lr_curves(curves: pd.DataFrame, *, task: str, metric: str) -> plt.Figure:
+    """What the learning rate does to training: left, the training loss of one fold (the first)
+    at every rate on one log-scale plot (slow descent, fast descent, a catapult's spike, a
+    divergence that ends the curve); right, the epochs each rate needs to reach one stated
+    training loss, every fold a dot and the mean a line (folds that never reach it marked)."""
+    column = f"train_{metric}"
+    fits = curves[curves["task"] == task]
+    lrs = sorted(fits["lr"].unique())
+    colours = dict(zip(lrs, plt.cm.viridis(np.linspace(0, 0.9, len(lrs))), strict=True))
+    first = fits[["repeat", "fold"]].drop_duplicates().sort_values(["repeat", "fold"]).iloc[0]
+    one = fits[(fits["repeat"] == first["repeat"]) & (fits["fold"] == first["fold"])]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
+    for lr in lrs:
+        curve = one[one["lr"] == lr].sort_values("epoch")
+        curve = curve[np.isfinite(curve[column])]
+        left.plot(curve["epoch"] + 1, curve[column], color=colours[lr], label=f"lr {lr:g}")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("epoch + 1 (log scale)")
+    left.set_ylabel(f"train {_label(metric)} (log scale)")
+    left.set_title(f"fold {int(first['fold'])}: training loss at every rate; a curve that stops diverged", fontsize=9)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    level = reach_level(fits, column)
+    reached = epochs_to_level(fits, column, level)
+    for lr, group in reached.groupby("lr"):
+        right.scatter([lr] * group["epoch"].notna().sum(), group["epoch"].dropna(), color=colours[lr], s=14)
+        missing = int(group["epoch"].isna().sum())
+        if missing:
+            right.annotate(
+                f"{missing} never", (lr, 0.95), xycoords=("data", "axes fraction"), fontsize=8, ha="center", color="C3"
+            )
+    means = reached.groupby("lr")["epoch"].mean().dropna()
+    right.plot(means.index, means.to_numpy(), color="0.3", linewidth=1, label="mean over the folds that reach it")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
+    right.minorticks_off()
+    right.set_xlim(min(lrs) / 1.6, max(lrs) * 1.6)
+    right.set_xlabel("learning rate (log scale)")
+    right.set_ylabel("first recorded epoch at or below the level")
+    right.set_title(f"epochs to train {METRIC_NAME.get(metric, metric)} ≤ {level:.4g} (every fold)", fontsize=9)
+    right.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    figure.suptitle(f"{task}: the effect of the learning rate on training", fontsize=10)
     return figure
 
 

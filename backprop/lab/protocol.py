@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-OUTCOMES = ("learned", "stalled", "oscillating", "diverged")
+OUTCOMES = ("learned", "no_better_than_constant", "stalled", "oscillating", "diverged")
 # A change in validation loss smaller than this fraction of the loss is noise, not a step.
 STEP_TOLERANCE = 1e-3
 # This many consecutive up-down reversals, each beyond the tolerance, make a zig-zag: gradient
@@ -34,6 +34,13 @@ _T95 = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
     2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
     2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+# One-sided 80% quantiles of Student's t for 1..30 degrees of freedom: the power term of a
+# minimum detectable effect (beyond: 0.8416 + 0.37/dof, within 0.1%).
+_T80 = (
+    1.376, 1.061, 0.978, 0.941, 0.920, 0.906, 0.896, 0.889, 0.883, 0.879,
+    0.876, 0.873, 0.870, 0.868, 0.866, 0.865, 0.863, 0.862, 0.861, 0.860,
+    0.859, 0.858, 0.858, 0.857, 0.856, 0.856, 0.855, 0.855, 0.854, 0.854,
 )  # fmt: skip
 
 
@@ -79,8 +86,35 @@ def t_quantile(dof: int) -> float:
     return _T95[dof - 1] if dof <= len(_T95) else 1.96 + 2.4 / dof  # within 0.1% of t for dof > 30
 
 
-def outcome(val_loss: np.ndarray, *, diverged: bool) -> str:
-    """How one fit went, from its validation-loss curve (row e: after e updates).
+def power_quantile(dof: int) -> float:
+    """The 80% quantile of Student's t with ``dof`` degrees of freedom (the power term)."""
+    if dof < 1:
+        raise ValueError(f"a detectable effect needs at least 2 paired values, got {dof + 1}")
+    return _T80[dof - 1] if dof <= len(_T80) else 0.8416 + 0.37 / dof
+
+
+def min_detectable_effect(spread: float, n: int, test_train_ratio: float = 0.0) -> float:
+    """The smallest true mean difference that a two-sided 5% test on ``n`` paired values with
+    standard deviation ``spread`` detects with 80% power: (t₀.₉₇₅ + t₀.₈) · SE, with the same
+    corrected standard error SE = spread · √(1/n + n_test/n_train) as ``half_width``. A tie's
+    interval says where the difference lies; this says how large one could be and still be missed."""
+    if n < 2 or not math.isfinite(spread):
+        return math.nan
+    error = spread * math.sqrt(1.0 / n + test_train_ratio)
+    return (t_quantile(n - 1) + power_quantile(n - 1)) * error
+
+
+def outcome(
+    val_loss: np.ndarray,
+    *,
+    diverged: bool,
+    val_score: float | None = None,
+    constant_score: float | None = None,
+    margin: float = 0.0,
+) -> str:
+    """How one fit went, from its validation-loss curve (row e: after e updates) and, when given,
+    the validation loss of the model it returns (``val_score``) against the constant model's
+    (``constant_score``: the training mean, or the class prior, scored on the same rows).
 
     - ``diverged``: the loss left the range of a learning network (the engine's verdict);
     - ``oscillating``: ``OSCILLATION_STRETCH`` or more consecutive up-down reversals, each step
@@ -88,6 +122,8 @@ def outcome(val_loss: np.ndarray, *, diverged: bool) -> str:
       returned weights are a low point of a zig-zag, a step size past the stable limit;
     - ``stalled``: never improved on the starting loss by more than the tolerance, so the
       returned weights are (close to) the untrained ones;
+    - ``no_better_than_constant``: the returned model's validation loss is not below the constant
+      model's by the fraction ``margin``: whatever it learned, predicting the mean does as well;
     - ``learned``: everything else.
     """
     if diverged:
@@ -105,6 +141,9 @@ def outcome(val_loss: np.ndarray, *, diverged: bool) -> str:
             return "oscillating"
     if loss[1:].min() >= loss[0] * (1 - STEP_TOLERANCE):
         return "stalled"
+    beats_constant = val_score is None or constant_score is None or val_score < constant_score * (1 - margin)
+    if not beats_constant:
+        return "no_better_than_constant"
     return "learned"
 
 
@@ -144,9 +183,10 @@ def mean_interval(values: Sequence[float], test_train_ratio: float = 0.0) -> dic
 def paired_difference(
     a: Sequence[float], b: Sequence[float], *, lower_is_better: bool = True, test_train_ratio: float = 0.0
 ) -> dict:
-    """Mean of ``a - b`` over pairs with its 95% t interval, and how often ``a`` was better.
+    """Mean of ``a - b`` over pairs with its 95% t interval, how often ``a`` was better, and the
+    smallest difference the pairs would detect with 80% power (``min_detectable_effect``).
 
-    ``{"mean", "ci_low", "ci_high", "wins", "n"}``; pairs where either side is missing (NaN, a
+    ``{"mean", "ci_low", "ci_high", "wins", "n", "mde"}``; pairs where either side is missing (NaN, a
     diverged fit) are left out and ``n`` counts the rest. For pairs that are folds of one
     cross-validation pass ``test_train_ratio`` (see ``half_width``).
     """
@@ -158,6 +198,7 @@ def paired_difference(
     n = len(difference)
     better = difference < 0 if lower_is_better else difference > 0
     result = {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "wins": int(better.sum()), "n": n}
+    result["mde"] = math.nan
     if n == 0:
         return result
     mean = float(difference.mean())
@@ -165,6 +206,7 @@ def paired_difference(
     if n >= 2:
         half = half_width(difference, test_train_ratio)
         result["ci_low"], result["ci_high"] = mean - half, mean + half
+        result["mde"] = min_detectable_effect(float(np.std(difference, ddof=1)), n, test_train_ratio)
     return result
 
 

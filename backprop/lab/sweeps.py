@@ -12,6 +12,7 @@ import pandas as pd
 from backprop.lab.config import SweepConfig, TrainConfig
 from backprop.lab.datasets import Dataset
 from backprop.lab.executor import Job
+from backprop.lab.mechanisms import peak_epoch
 from backprop.lab.protocol import OUTCOMES, fit_seed, mean_interval
 from backprop.lab.tracking import downsample_steps
 from backprop.lab.training import RunResult, describe_config, fit_fold, initial_lr_limit
@@ -115,9 +116,12 @@ def still_improving(history) -> bool:
 
 def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult, reach: dict | None = None) -> dict:
     """One line of results.csv: the varied keys (named as in train), the fold, how training
-    went, the scores on the fold's train, validation and held-out test rows, and for each
-    ``reach`` curve the first epoch it reached its level (``reach_<curve>``, empty if never)."""
+    went (with the epoch of its highest training loss, and the share of the returned model's
+    hidden units saturated or dead on the training rows: ``mechanisms``), the scores on the fold's
+    train, validation and held-out test rows, and for each ``reach`` curve the first epoch it
+    reached its level (``reach_<curve>``, empty if never)."""
     history = result.history
+    trained = history.epochs_run if history.diverged_epoch is None else history.diverged_epoch
     reached = {
         f"reach_{curve}": first_epoch_reaching(history.columns[curve], level, higher_is_better="accuracy" in curve)
         for curve, level in (reach or {}).items()
@@ -136,6 +140,13 @@ def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult
             "diverged_epoch": history.diverged_epoch,
             "outcome": result.outcome,
             "peak_train_loss_ratio": peak_ratio(history),
+            "peak_train_loss_epoch": peak_epoch(history.train_loss, max(trained, 1)),
+            # a diverged fit's weights hold inf or NaN: its units are not measured
+            "saturated_units": np.nan if history.diverged else result.measures.get("saturated_units", np.nan),
+            "dead_units": np.nan if history.diverged else result.measures.get("dead_units", np.nan),
+            # lr·λ_max/2 at the returned weights: 1 is the edge of stability, below it a flatter place
+            "sharpness_end": result.measures.get("sharpness", np.nan),
+            "stability_ratio_end": result.config.lr * result.measures.get("sharpness", np.nan) / 2,
         }
         | reached
         | result.flat_scores()
@@ -171,6 +182,18 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
         row["capped"] = int(learned["still_improving"].sum())
         row["best_epoch_mean"] = float(learned["best_epoch"].mean()) if learned["best_epoch"].notna().any() else np.nan
         row["peak_train_loss_ratio_max"] = float(learned["peak_train_loss_ratio"].max()) if len(learned) else np.nan
+        if "peak_train_loss_epoch" in learned:
+            peaks = learned["peak_train_loss_epoch"]
+            row["peak_train_loss_epoch_max"] = float(peaks.max()) if peaks.notna().any() else np.nan
+        if "stability_ratio_end" in learned:
+            ratios_end = learned["stability_ratio_end"]
+            row["stability_ratio_end_mean"] = float(ratios_end.mean()) if ratios_end.notna().any() else np.nan
+        failed = fits[fits["outcome"] != "learned"]
+        for measure in ("saturated_units", "dead_units"):  # they explain the fits that failed
+            if measure in fits:
+                for suffix, part in (("mean", fits), ("not_learned_mean", failed)):
+                    values = part[measure]
+                    row[f"{measure}_{suffix}"] = float(values.mean()) if values.notna().any() else np.nan
         for metric in metrics[task]:
             for split in ("train", "val", "test"):
                 column = f"{split}_{metric}"

@@ -7,7 +7,7 @@ import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,9 +15,10 @@ import pandas as pd
 
 from backprop.lab.config import TrainConfig
 from backprop.lab.datasets import SPLITS, Dataset, Prepared, all_rows, fold_data
+from backprop.lab.mechanisms import closed_form_lr_limit, sharpness, unit_measures
 from backprop.lab.protocol import OUTCOMES, mean_interval, outcome
 from backprop.losses import DEFAULT_LOSS
-from backprop.metrics import TASK_METRICS
+from backprop.metrics import TASK_METRICS, classification_metrics, regression_metrics
 from backprop.mlp import MLP, History
 
 
@@ -28,6 +29,8 @@ class RunResult:
     model: MLP
     history: History
     scores: dict[str, dict[str, float]]  # split -> metric -> value, for the returned model
+    constant_val_loss: float | None = None  # the constant model's (training mean / prior) on the val rows
+    measures: dict[str, float] = field(default_factory=dict)  # mechanisms.unit_measures of the returned model
 
     def summary(self) -> dict:
         """The content of metrics/<task>-scores.json: every score of every split, how training ended."""
@@ -41,9 +44,17 @@ class RunResult:
 
     @property
     def outcome(self) -> str:
-        """learned, stalled, oscillating or diverged, from the validation-loss curve."""
-        val_loss = self.history.columns.get(f"val_{self.history.loss_name}", self.history.train_loss)
-        return outcome(val_loss, diverged=self.history.diverged)
+        """learned, no_better_than_constant, stalled, oscillating or diverged, from the validation-loss
+        curve and the returned model's validation loss against the constant model's."""
+        loss = self.history.loss_name
+        val_loss = self.history.columns.get(f"val_{loss}", self.history.train_loss)
+        return outcome(
+            val_loss,
+            diverged=self.history.diverged,
+            val_score=self.scores.get("val", {}).get(DEFAULT_LOSS[self.task]),
+            constant_score=self.constant_val_loss,
+            margin=self.config.learned_margin,
+        )
 
     def history_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.history.columns)
@@ -160,7 +171,17 @@ def train_model(
     model, history, scores = _fit_and_score(
         prepared, task, config, protocol="held_out", progress=progress, test_curve=test_curve
     )
-    return RunResult(task, config, model, history, scores)
+    return RunResult(task, config, model, history, scores, constant_val_loss(prepared, task))
+
+
+def constant_val_loss(prepared: Prepared, task: str) -> float:
+    """The task's own loss on the validation rows of the constant model fitted on the training
+    rows (their mean, or their share of positives): the score a fit must beat to have learned."""
+    y_train, y_val = prepared.y["train"], prepared.y["val"]
+    if task == "regression":
+        return regression_metrics(y_val, np.full(len(y_val), y_train.mean()), with_accuracy=False)["mse"]
+    prior = float(np.clip(y_train.mean(), 1e-15, 1 - 1e-15))
+    return classification_metrics(y_val, np.full(len(y_val), math.log(prior / (1 - prior))))["log_loss"]
 
 
 def train_on_all_rows(prepared: Prepared, task: str, config: TrainConfig) -> dict[str, float]:
@@ -182,8 +203,31 @@ def run_params(task: str, config: TrainConfig) -> dict:
 
 def fit_fold(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold: int, test_curve: bool = False):
     """One cross-validation fit: fit on the fold's training rows, stop early on its validation
-    part, score all three; ``config.seed`` is the fold's own (``protocol.fit_seed``)."""
-    return train_model(fold_data(dataset, repeat, fold), task, config, test_curve=test_curve)
+    part, score all three; ``config.seed`` is the fold's own (``protocol.fit_seed``). The returned
+    model's hidden units (saturated or dead) and its sharpness are measured on the training rows."""
+    prepared = fold_data(dataset, repeat, fold)
+    result = train_model(prepared, task, config, test_curve=test_curve)
+    if not result.history.diverged:  # a diverged fit's weights hold inf or NaN: nothing to measure
+        result.measures = unit_measures(result.model, prepared.X["train"])
+        result.measures["sharpness"] = returned_sharpness(result, prepared)
+    return result
+
+
+def returned_sharpness(result: RunResult, prepared: Prepared) -> float:
+    """λ_max of the training loss at the returned weights, in the units the network learned in
+    (a standardised target: the output layer's absorbed scale taken out again on a copy)."""
+    if result.history.diverged:
+        return math.nan
+    probe = build_model(len(prepared.features), result.task, result.config)
+    probe._theta[...] = result.model._theta
+    y = prepared.y["train"]
+    if prepared.target_scale:
+        mean, std = prepared.target_scale
+        last = probe.n_layers
+        probe.params[f"W{last}"][...] /= std
+        probe.params[f"b{last}"][...] = (probe.params[f"b{last}"] - mean) / std
+        y = (y - mean) / std
+    return sharpness(probe, prepared.X["train"], y, rng=np.random.default_rng(result.config.seed))
 
 
 def fit_all_rows(dataset: Dataset, task: str, config: TrainConfig) -> dict[str, float]:
@@ -205,10 +249,11 @@ def initial_lr_limit(dataset: Dataset, task: str, config: TrainConfig, repeat: i
         model = build_model(len(prepared.features), task, config)
         return lr_limit(model, X, target, rng=np.random.default_rng(config.seed))
 
+    closed_form = closed_form_lr_limit(build_model(len(prepared.features), task, config), X)
     if not prepared.target_scale:
-        return {"lr_limit": limit(y)}
+        return {"lr_limit": limit(y), "lr_limit_closed_form": closed_form}
     mean, std = prepared.target_scale
-    return {"lr_limit": limit((y - mean) / std), "lr_limit_unscaled": limit(y)}
+    return {"lr_limit": limit((y - mean) / std), "lr_limit_closed_form": closed_form, "lr_limit_unscaled": limit(y)}
 
 
 def fit_seconds(prepared: Prepared, task: str, config: TrainConfig, enough: float = 0.02) -> float:
