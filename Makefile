@@ -58,4 +58,4 @@ bench: install
 	python benchmarks/pipeline.py
 
 clean-store:
-	rm -rf mlflow.db mlflow.db-wal mlflow.db-shm mlflow.db.lock mlartifacts
+	rm -rf mlflow.db mlflow.db-wal mlflow.db-shm mlflow.db.lock mlflow.db.reserve mlartifacts

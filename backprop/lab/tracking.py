@@ -41,6 +41,7 @@ DIGEST_LENGTH = 16  # hex digits shown in tags and filter strings
 # What .dvcignore leaves out of a dependency's hash, so the digests skip it too.
 NOT_HASHED = frozenset({"__pycache__", ".backprop-staging"})
 ARTIFACTS_DIR = "mlartifacts"
+RESERVE_BYTES = 1 << 20  # disk kept free beside a SQLite store (mlflow.db.reserve) to end runs on a full disk
 HOST = socket.gethostname()
 
 # What MLflow costs this process, for benchmarks/pipeline.py: seconds inside its calls (wall, and
@@ -78,10 +79,13 @@ def quiet_mlflow() -> None:
 
 
 class _OneLine(logging.Filter):
-    """MLflow's warnings as one line each, without the traceback: a failure the stage handles is
-    reported by the stage in one line, which MLflow's traceback of it would bury."""
+    """MLflow's warnings as one line each, without a traceback. A record that carries an exception
+    is MLflow logging what it then raises: the stage reports that error in one line, which the
+    traceback would bury, so the record is dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            return False
         lines = record.getMessage().strip().splitlines()
         record.msg, record.args = (lines[0] if lines else ""), ()
         record.exc_info = record.exc_text = record.stack_info = None
@@ -124,15 +128,18 @@ unended: list = []  # (tracker, run id, status) of runs a failing stage could no
 def end_unended_runs() -> None:
     """A second try at ending the runs ``Tracker.run`` could not end, at the stage's exit; if the
     store still refuses, say so in one line (the next stage ends them: their process is gone)."""
+    from backprop.lab.io import environment_message
+
     while unended:
         tracker, run_id, status = unended.pop()
+        tracker.free_reserve()  # the next stage to open the store makes it again
+        tracker.reopen()
         try:
             tracker._call("set_terminated", run_id, status)
         except Exception as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[-1]
             print(
-                f"warning: the MLflow run {run_id[:8]} is still RUNNING ({reason[:200]}); the next stage "
-                f"marks it {status}",
+                f"warning: the MLflow run {run_id[:8]} is still RUNNING ({environment_message(error) or error}); "
+                f"the next stage marks it {status}",
                 file=sys.stderr,
             )
 
@@ -302,6 +309,7 @@ class Tracker:
         if self.local:
             check_store_file(Path(self.store_uri.removeprefix("sqlite:///")))
         with self._locked(), _spent_in_mlflow(opening=True):
+            self._reserve_space()
             # The first touch creates the SQLite schema: serialised, so that several queue workers
             # starting on a new store do not race through MLflow's migrations.
             from mlflow import MlflowClient  # MLflow takes seconds to import: the fits start first
@@ -387,6 +395,36 @@ class Tracker:
             self._end_failed(run_id, "FAILED")
             raise
         self._call("set_terminated", run_id, "FINISHED")
+
+    def _reserve_space(self) -> None:
+        """Keep ``RESERVE_BYTES`` of the store's disk in a file beside it, so that a stage that
+        fills the disk can free them and still end its runs FAILED (``end_unended_runs``)."""
+        if self._lock_path is None:
+            return
+        reserve = self._lock_path.with_suffix(".reserve")
+        if reserve.is_file() and reserve.stat().st_size == RESERVE_BYTES:
+            return
+        try:
+            with open(reserve, "wb") as handle:
+                handle.write(bytes(RESERVE_BYTES))
+        except OSError:  # a disk already full (or read-only): no reserve, and no error for it
+            with contextlib.suppress(OSError):
+                reserve.unlink()
+
+    def free_reserve(self) -> None:
+        if self._lock_path is not None:
+            with contextlib.suppress(OSError):
+                self._lock_path.with_suffix(".reserve").unlink()
+
+    def reopen(self) -> None:
+        """Close the store's connections, so the next call opens new ones. For SQLite, the last
+        close folds the write-ahead log into the store and deletes it: after a full disk, that
+        log holds the space the failed writes took."""
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                engine.dispose()
 
     def _end_failed(self, run_id: str, status: str) -> None:
         """End a run whose stage is failing. The store may be failing too (a full disk): then the
