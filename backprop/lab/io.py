@@ -161,7 +161,8 @@ def dumps(data) -> str:
 
 def write_table(frame, path: str | Path) -> None:
     """A CSV with floats at ``SIGNIFICANT_DIGITS`` digits (the same rule as the JSON files)."""
-    frame.to_csv(path, index=False, float_format=f"%.{SIGNIFICANT_DIGITS}g")
+    with naming(path):
+        frame.to_csv(path, index=False, float_format=f"%.{SIGNIFICANT_DIGITS}g")
 
 
 def read_csv(path: str | Path):
@@ -390,7 +391,8 @@ def _run_main(main: Callable[[], None], started: float) -> None:
 def write_prepared(outputs: Outputs, folder: str | Path, task: str, arrays: dict, schema: dict) -> None:
     import numpy as np
 
-    with open(outputs.path(Path(folder) / task / "arrays.npz"), "wb") as handle:
+    path = outputs.path(Path(folder) / task / "arrays.npz")
+    with naming(path), open(path, "wb") as handle:
         np.savez(handle, **arrays)
     outputs.json(Path(folder) / task / "schema.json", schema)
 

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
 
-from backprop.lab.io import CORRUPT_STORE, MachineError, naming, pid_alive
+from backprop.lab.io import CORRUPT_STORE, MachineError, environment_message, naming, pid_alive
 
 DB_NAME = "mlflow.db"
 PIPELINE_TAG = "backprop.pipeline"  # the tag that finds a pipeline run's grouping run
@@ -128,8 +128,6 @@ unended: list = []  # (tracker, run id, status) of runs a failing stage could no
 def end_unended_runs() -> None:
     """A second try at ending the runs ``Tracker.run`` could not end, at the stage's exit; if the
     store still refuses, say so in one line (the next stage ends them: their process is gone)."""
-    from backprop.lab.io import environment_message
-
     while unended:
         tracker, run_id, status = unended.pop()
         tracker.free_reserve()  # the next stage to open the store makes it again
