@@ -22,7 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# DVC reads params.yaml and hashes every input before any stage can check them: an alias bomb in
+# params.yaml or a FIFO as a data path would hang it, so they are refused first.
 repro: install
+	python -m backprop.lab.preflight
 	dvc repro
 	@echo
 	@echo "Report:  report/report.md and report/report.html"
@@ -56,4 +59,4 @@ bench: install
 	python benchmarks/pipeline.py
 
 clean-store:
-	rm -rf mlflow.db mlflow.db-wal mlflow.db-shm mlflow.db.lock mlartifacts
+	rm -rf mlflow.db mlflow.db-wal mlflow.db-shm mlflow.db.lock mlflow.db.reserve mlartifacts

@@ -30,6 +30,7 @@ def main() -> None:
                 repeats=data.repeats,
                 val_size=data.val_size,
                 seed=data.seed,
+                allow_leaks=data.allow_leaks,
             )
             info = schema(prepared, source=spec.path, target=spec.target, task=task, sha256=sha256(spec.path))
             write_prepared(outputs, args.out, task, to_arrays(prepared), info)

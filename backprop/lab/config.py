@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,44 @@ class ConfigError(ValueError):
     """A bad value in params.yaml; the message names the key."""
 
 
+SHOWN_CHARACTERS = 200  # of a bad value in a message
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for a message, cut at ``SHOWN_CHARACTERS``. A value read from YAML can be
+    a tree of shared lists (aliases) whose full repr is exponentially long, so it is written
+    piece by piece and never whole."""
+    text = ""
+    for piece in _repr_pieces(value):
+        text += piece
+        if len(text) > SHOWN_CHARACTERS:
+            return text[:SHOWN_CHARACTERS] + "..."
+    return text
+
+
+def _repr_pieces(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        yield "{"
+        for position, (key, item) in enumerate(value.items()):
+            yield ", " if position else ""
+            yield from _repr_pieces(key)
+            yield ": "
+            yield from _repr_pieces(item)
+        yield "}"
+    elif isinstance(value, list | tuple):
+        yield "[" if isinstance(value, list) else "("
+        for position, item in enumerate(value):
+            yield ", " if position else ""
+            yield from _repr_pieces(item)
+        yield "]" if isinstance(value, list) else ("," if len(value) == 1 else "") + ")"
+    else:
+        yield repr(value)[: SHOWN_CHARACTERS + 1]
+
+
 def build(cls, section: str, values: Any):
     """``cls(**values)``, with unknown or missing keys reported as ``section.key``."""
     if not isinstance(values, dict):
-        raise ConfigError(f"{section} must be a mapping, got {values!r}")
+        raise ConfigError(f"{section} must be a mapping, got {shown(values)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -49,7 +84,7 @@ def _number(section, key, value, *, integer=False, minimum=None, above=None, bel
     name = f"{section}.{key}"
     kind = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+        raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'}, got {shown(value)}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     if above is not None and not value > above:
@@ -60,7 +95,7 @@ def _number(section, key, value, *, integer=False, minimum=None, above=None, bel
 
 def _choice(section, key, value, choices):
     if value not in choices:
-        raise ConfigError(f"{section}.{key} must be one of {sorted(choices)}, got {value!r}")
+        raise ConfigError(f"{section}.{key} must be one of {sorted(choices)}, got {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -79,7 +114,7 @@ class TaskData:
                 raise ConfigError(f"{self._section}.{key} must be a non-empty string")
         _choice(self._section, "accuracy", self.accuracy, self.ACCURACY_CHOICES)
         if not isinstance(self.scale_target, bool):
-            raise ConfigError(f"{self._section}.scale_target must be true or false, got {self.scale_target!r}")
+            raise ConfigError(f"{self._section}.scale_target must be true or false, got {shown(self.scale_target)}")
         if self.scale_target and self._section.endswith("classification"):
             raise ConfigError(f"{self._section}.scale_target must be false: a class label has no scale")
 
@@ -95,6 +130,7 @@ class DataConfig:
     repeats: int
     val_size: float
     seed: int
+    allow_leaks: bool = False  # skip the prepare stage's leak checks (datasets.check_leaks)
     _section: str = field(default="data", repr=False, compare=False)
 
     def __post_init__(self):
@@ -104,6 +140,8 @@ class DataConfig:
         _number("data", "repeats", self.repeats, integer=True, minimum=1)
         _number("data", "val_size", self.val_size, above=0, below=1)
         _number("data", "seed", self.seed, integer=True, minimum=0)
+        if not isinstance(self.allow_leaks, bool):
+            raise ConfigError(f"data.allow_leaks must be true or false, got {shown(self.allow_leaks)}")
 
     def task(self, name: str) -> TaskData:
         return getattr(self, name)
@@ -137,10 +175,10 @@ class TrainConfig:
         if isinstance(hidden, int) and not isinstance(hidden, bool):
             hidden = [hidden]
         if not isinstance(hidden, list | tuple) or not hidden:
-            raise ConfigError(f"{s}.hidden must be a non-empty list of layer sizes, got {self.hidden!r}")
+            raise ConfigError(f"{s}.hidden must be a non-empty list of layer sizes, got {shown(self.hidden)}")
         for size in hidden:
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise ConfigError(f"{s}.hidden sizes must be integers >= 1, got {list(hidden)}")
+                raise ConfigError(f"{s}.hidden sizes must be integers >= 1, got {shown(list(hidden))}")
         object.__setattr__(self, "hidden", tuple(hidden))
         _choice(s, "activation", self.activation, ACTIVATIONS)
         _number(s, "lr", self.lr, above=0)
@@ -160,7 +198,7 @@ class TrainConfig:
         _choice(s, "start", self.start, self.STARTS)
         _number(s, "learned_margin", self.learned_margin, minimum=0, below=1)
         if not isinstance(self.overrides, dict):
-            raise ConfigError(f"{s}.overrides must map a task to settings, got {self.overrides!r}")
+            raise ConfigError(f"{s}.overrides must map a task to settings, got {shown(self.overrides)}")
         for task, settings in self.overrides.items():
             _choice(f"{s}.overrides", "<task>", task, TASKS)
             if not isinstance(settings, dict) or "overrides" in settings:
@@ -175,7 +213,7 @@ class TrainConfig:
         config = build(TrainConfig, f"{self._section}.overrides.{task}" if settings else self._section, merged)
         if config.loss is not None and (task, config.loss) not in HEADS:
             valid = sorted(loss for t, loss in HEADS if t == task)
-            raise ConfigError(f"{self._section}.loss for task {task} must be one of {valid}, got {config.loss!r}")
+            raise ConfigError(f"{self._section}.loss for task {task} must be one of {valid}, got {shown(config.loss)}")
         if config.start == "saturated" and task != "classification":
             raise ConfigError(f"{self._section}.start 'saturated' needs a classifier (a probability), not task {task}")
         return config
@@ -198,6 +236,20 @@ class TrainConfig:
         return values
 
 
+def _canonical(key: str, value: Any) -> Any:
+    """What a grid value means, for finding repeats: 1 and 1.0 are one learning rate, and
+    ``hidden: 16`` is ``hidden: [16]``."""
+    if key == "hidden" and isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, list | tuple):
+        return ("list", tuple(_canonical("", item) for item in value))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((str(k), _canonical("", v)) for k, v in value.items())))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return ("number", float(value))
+    return (type(value).__name__, value)
+
+
 SWEEPABLE = ("lr", "hidden", "activation", "loss", "batch_size", "init", "epochs", "patience", "start")
 
 
@@ -215,28 +267,34 @@ class SweepSpec:
     def __post_init__(self):
         s = self._section
         if not isinstance(self.grid, dict) or not self.grid:
-            raise ConfigError(f"{s}.grid must map train keys to lists of values, got {self.grid!r}")
+            raise ConfigError(f"{s}.grid must map train keys to lists of values, got {shown(self.grid)}")
         for key in {**self.grid, **(self.fixed if isinstance(self.fixed, dict) else {})}:
             if key not in SWEEPABLE:
-                raise ConfigError(f"{s}: {key!r} is not a sweepable train key; valid: {sorted(SWEEPABLE)}")
+                raise ConfigError(f"{s}: {shown(key)} is not a sweepable train key; valid: {sorted(SWEEPABLE)}")
         for key, values in self.grid.items():
             if not isinstance(values, list) or not values:
-                raise ConfigError(f"{s}.grid.{key} must be a non-empty list, got {values!r}")
-            if len(set(map(repr, values))) != len(values):
-                raise ConfigError(f"{s}.grid.{key} has duplicates: {values}")
+                raise ConfigError(f"{s}.grid.{key} must be a non-empty list, got {shown(values)}")
+            seen = {}
+            for value in values:
+                same = seen.setdefault(_canonical(key, value), value)
+                if same is not value:
+                    raise ConfigError(
+                        f"{s}.grid.{key} lists one value twice: {shown(same)} and {shown(value)} "
+                        f"(the same {key}); every grid value must differ"
+                    )
         if not isinstance(self.fixed, dict):
-            raise ConfigError(f"{s}.fixed must map train keys to values, got {self.fixed!r}")
+            raise ConfigError(f"{s}.fixed must map train keys to values, got {shown(self.fixed)}")
         both = sorted(set(self.grid) & set(self.fixed))
         if both:
-            raise ConfigError(f"{s}: {both[0]!r} is both in grid and fixed")
+            raise ConfigError(f"{s}: {shown(both[0])} is both in grid and fixed")
         if not isinstance(self.tasks, list) or not self.tasks:
-            raise ConfigError(f"{s}.tasks must be a non-empty list, got {self.tasks!r}")
+            raise ConfigError(f"{s}.tasks must be a non-empty list, got {shown(self.tasks)}")
         for task in self.tasks:
             _choice(s, "tasks", task, TASKS)
         if not isinstance(self.reach, dict):
-            raise ConfigError(f"{s}.reach must map curves (val_accuracy, ...) to levels, got {self.reach!r}")
+            raise ConfigError(f"{s}.reach must map curves (val_accuracy, ...) to levels, got {shown(self.reach)}")
         for curve, level in self.reach.items():
-            _choice(f"{s}.reach", "<curve>", curve.split("_", 1)[0], ("train", "val", "test"))
+            _choice(f"{s}.reach", "<curve>", str(curve).split("_", 1)[0], ("train", "val", "test"))
             _number(f"{s}.reach", curve, level)
 
     @property
@@ -265,7 +323,7 @@ class SweepConfig:
     @classmethod
     def from_params(cls, values: dict) -> SweepConfig:
         if not isinstance(values, dict):
-            raise ConfigError(f"sweep must be a mapping, got {values!r}")
+            raise ConfigError(f"sweep must be a mapping, got {shown(values)}")
         shared = {key: values[key] for key in ("curve_points", "curve_first_epochs") if key in values}
         specs = {name: build(SweepSpec, f"sweep.{name}", spec) for name, spec in values.items() if name not in shared}
         return cls(**shared, specs=specs)
@@ -295,6 +353,8 @@ class SweepConfig:
 
 
 RUN_KINDS = ("train", "sweep")  # kinds of MLflow run, each with its own curve thinning
+MAX_MODEL_NAME = 256  # characters in a registered model's name (MLflow's database column)
+MODEL_NAME_FORBIDDEN = ("/", ":", ".", "%", '"', "'")  # what MLflow refuses in a logged model's name
 
 
 @dataclass(frozen=True)
@@ -307,19 +367,34 @@ class TrackingConfig:
 
     def __post_init__(self):
         if not isinstance(self.experiment, str) or not self.experiment:
-            raise ConfigError(f"tracking.experiment must be a non-empty string, got {self.experiment!r}")
+            raise ConfigError(f"tracking.experiment must be a non-empty string, got {shown(self.experiment)}")
+        # It names the MLflow experiment and, with "-<task>" appended, the registered models and
+        # logged models, so MLflow's rules for those apply; checked here, before any fit.
+        longest = MAX_MODEL_NAME - max(len(f"-{task}") for task in TASKS)
+        if len(self.experiment) > longest:
+            raise ConfigError(
+                f"tracking.experiment is {len(self.experiment)} characters long, at most {longest} fit: "
+                f"MLflow names the registered models <experiment>-<task> in at most {MAX_MODEL_NAME}"
+            )
+        bad = sorted({c for c in self.experiment if c in MODEL_NAME_FORBIDDEN or not c.isprintable()})
+        if bad or self.experiment != self.experiment.strip():
+            raise ConfigError(
+                f"tracking.experiment {shown(self.experiment)} cannot name an MLflow model: "
+                f"{'it contains ' + shown(''.join(bad)) if bad else 'it starts or ends with a space'} "
+                f"(not allowed: {' '.join(MODEL_NAME_FORBIDDEN)}); use letters, digits, '-' and '_'"
+            )
         steps = self.max_logged_steps
         if not isinstance(steps, dict) or sorted(steps) != sorted(RUN_KINDS):
             raise ConfigError(
                 f"tracking.max_logged_steps must map each kind of run {list(RUN_KINDS)} to a number of "
-                f"steps, got {steps!r}"
+                f"steps, got {shown(steps)}"
             )
         for kind, value in steps.items():
             _number("tracking.max_logged_steps", kind, value, integer=True, minimum=2)
         if not isinstance(self.log_models, bool):
-            raise ConfigError(f"tracking.log_models must be true or false, got {self.log_models!r}")
+            raise ConfigError(f"tracking.log_models must be true or false, got {shown(self.log_models)}")
         if not isinstance(self.champion_branch, str) or not self.champion_branch:
-            raise ConfigError(f"tracking.champion_branch must be a branch name, got {self.champion_branch!r}")
+            raise ConfigError(f"tracking.champion_branch must be a branch name, got {shown(self.champion_branch)}")
 
 
 # The top-level sections of params.yaml; a branch that adds a section adds its name here.
@@ -337,7 +412,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key in seen:
                 mark = key_node.start_mark
                 raise ConfigError(
-                    f"{mark.name}: line {mark.line + 1}, column {mark.column + 1}: key {key!r} "
+                    f"{mark.name}: line {mark.line + 1}, column {mark.column + 1}: key {shown(key)} "
                     f"repeats the one on line {seen[key] + 1}"
                 )
             seen[key] = key_node.start_mark.line
@@ -347,13 +422,74 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
 
 
+# Values a params file may hold once its aliases are expanded. params.yaml has a few hundred; a
+# YAML "alias bomb" (a list of 9 aliases to a list of 9 aliases to ...) is a few KB on disk and
+# billions of values expanded, which anything that walks the values (DVC comparing params, a
+# message showing one) never finishes.
+MAX_EXPANDED_VALUES = 100_000
+
+
+def check_expansion(node: yaml.Node | None, path: str | Path) -> None:
+    """Refuse a YAML document whose aliases expand beyond ``MAX_EXPANDED_VALUES`` values (or refer
+    to themselves), naming the key, before anything expands it. Sizes are counted once per node,
+    so a bomb costs as many steps as it has nodes on disk."""
+    if node is None:
+        return
+    sizes: dict[int, int] = {}
+    keys: list[str] = []
+    if _expanded_size(node, sizes, set(), path) <= MAX_EXPANDED_VALUES:
+        return
+    while isinstance(node, yaml.MappingNode):  # down to the key that holds the expansion
+        large = [(k, v) for k, v in node.value if sizes[id(k)] + sizes[id(v)] > MAX_EXPANDED_VALUES]
+        if not large:
+            break
+        key, node = large[0]
+        keys.append(str(key.value)[:SHOWN_CHARACTERS] if isinstance(key, yaml.ScalarNode) else "<key>")
+    mark = node.start_mark
+    where = f"{'.'.join(keys)} (line {mark.line + 1})" if keys else f"line {mark.line + 1}"
+    raise ConfigError(
+        f"{path}: {where}: YAML aliases expand to more than {MAX_EXPANDED_VALUES} values "
+        f"(an alias bomb?); params are refused before anything expands them"
+    )
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int], path) -> int:
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_nodes:
+        mark = node.start_mark
+        raise ConfigError(f"{path}: line {mark.line + 1}: a YAML alias refers to a node that contains it")
+    open_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        children = []
+    size = 1
+    for child in children:
+        size += _expanded_size(child, sizes, open_nodes, path)
+        size = min(size, MAX_EXPANDED_VALUES + 1)  # past the limit, the exact count is not needed
+    open_nodes.discard(id(node))
+    sizes[id(node)] = size
+    return size
+
+
 def read_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
     try:
         with open(path) as handle:  # the loader's marks, hence its errors, then name the file
-            params = yaml.load(handle, Loader=_UniqueKeyLoader)
+            loader = _UniqueKeyLoader(handle)
+            try:
+                node = loader.get_single_node()  # the document's nodes, each alias not yet expanded
+                check_expansion(node, path)
+                params = None if node is None else loader.construct_document(node)
+            finally:
+                loader.dispose()
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply to be params") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -364,13 +500,13 @@ def read_params(path: str | Path = "params.yaml") -> dict:
         raise ConfigError(f"{path} must hold a mapping of sections")
     unknown = sorted(set(params) - set(SECTIONS), key=str)
     if unknown:
-        raise ConfigError(f"{path}: {unknown[0]!r} is not a known section; valid sections: {sorted(SECTIONS)}")
+        raise ConfigError(f"{path}: {shown(unknown[0])} is not a known section; valid sections: {sorted(SECTIONS)}")
     return params
 
 
 def section(params: dict, name: str) -> Any:
     if name not in params:
-        raise ConfigError(f"params.yaml has no section {name!r}; sections: {sorted(params)}")
+        raise ConfigError(f"params.yaml has no section {shown(name)}; sections: {sorted(params)}")
     return params[name]
 
 

@@ -17,6 +17,10 @@ ROLES = {"train": TRAIN, "val": VAL, "test": TEST}
 # on a target, would be inf and every standardised value NaN.
 MAX_ABS_VALUE = 1e150
 MIN_SPLIT_ROWS = 2  # r2 and accuracy need a spread: one row per split scores nothing
+# A feature this correlated with the target is the target (a copy, a rescaling, a rounding): a
+# model that reads it scores near perfectly on rows it has never seen, and says nothing.
+LEAK_CORRELATION = 0.999
+LEAK_OVERRIDE = "set data.allow_leaks: true if you mean it"
 
 
 class DataError(ValueError):
@@ -144,9 +148,11 @@ def prepare(
     repeats: int,
     val_size: float,
     seed: int,
+    allow_leaks: bool = False,
 ) -> Dataset:
     """The validated table with its cross-validation roles; every fold checked for what training
-    and scoring need, so a fold that cannot be used fails here, naming it, before any fit."""
+    and scoring need, so a fold that cannot be used fails here, naming it, before any fit; and,
+    unless ``allow_leaks``, checked for the two leaks that make test scores lie (``check_leaks``)."""
     validate_table(frame, source=source, target=target, task=task, accuracy=accuracy)
     features = [c for c in frame.columns if c != target]
     X = frame[features].to_numpy(dtype=float)
@@ -165,7 +171,49 @@ def prepare(
     for repeat in range(repeats):
         for fold in range(folds):
             _check_fold(dataset, repeat, fold, source=source, task=task)
+    if not allow_leaks:
+        check_leaks(dataset, source=source, target=target)
     return dataset
+
+
+def check_leaks(dataset: Dataset, *, source: str, target: str) -> None:
+    """Raise DataError for a feature that is the target under another name or scale, and for rows
+    whose features repeat exactly in another role of some fold: the test score would then grade
+    rows (or answers) the network trained on."""
+    for name in dataset.features:
+        if name != target and name.strip().casefold() == target.strip().casefold():
+            raise DataError(
+                f"{source}: feature {name!r} is named like the target {target!r} (but for spaces or case): "
+                f"a copy of the target would leak the answer; rename or drop it, or {LEAK_OVERRIDE}"
+            )
+    X, y = dataset.X, dataset.y
+    correlation = ((X - X.mean(axis=0)) / X.std(axis=0)).T @ ((y - y.mean()) / y.std()) / len(y)
+    leaking = np.flatnonzero(np.abs(correlation) >= LEAK_CORRELATION)
+    if len(leaking):
+        column = int(leaking[np.argmax(np.abs(correlation[leaking]))])
+        raise DataError(
+            f"{source}: feature {dataset.features[column]!r} has correlation {correlation[column]:.4f} with the "
+            f"target {target!r} (|r| >= {LEAK_CORRELATION}): it is the target in disguise and would leak the "
+            f"answer; drop it, or {LEAK_OVERRIDE}"
+        )
+    _, group, counts = np.unique(X, axis=0, return_inverse=True, return_counts=True)
+    group = group.reshape(-1)
+    repeated = np.flatnonzero(counts[group] > 1)
+    for row in repeated:  # in row order: the first copy that lands in another role is named
+        copies = repeated[group[repeated] == group[row]]
+        roles = dataset.roles[:, :, copies]  # (repeats, folds, copies)
+        split = np.flatnonzero((roles != roles[:, :, :1]).any(axis=2).reshape(-1))
+        if len(split):
+            repeat, fold = divmod(int(split[0]), dataset.roles.shape[1])
+            names = {role: name for name, role in ROLES.items()}
+            where = sorted({names[r] for r in dataset.roles[repeat, fold, copies]})
+            rows = ", ".join(str(r + 2) for r in copies[:5]) + (" ..." if len(copies) > 5 else "")
+            leaks = int(np.sum(counts[counts > 1]))
+            raise DataError(
+                f"{source}: rows {rows} have the same features and land in different roles ({' and '.join(where)} "
+                f"in repeat {repeat} fold {fold}); {leaks} rows repeat another row's features: the test would "
+                f"grade rows the network trained on; remove the copies, or {LEAK_OVERRIDE}"
+            )
 
 
 def _check_fold(dataset: Dataset, repeat: int, fold: int, *, source: str, task: str) -> None:

@@ -19,17 +19,22 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+from backprop.lab.config import shown
 
 WORKERS_VARIABLE = "BACKPROP_WORKERS"
 BUDGET_VARIABLE = "BACKPROP_STAGE_BUDGET"  # seconds a stage's fits may take before it warns
 DEFAULT_BUDGET_SECONDS = 3600
 SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
-CONNECT_TIMEOUT_SECONDS = 10  # an unreachable scheduler fails well within 30 s
+CONNECT_TIMEOUT_SECONDS = 10  # an unreachable or mute scheduler fails well within 30 s
+WORKERS_TIMEOUT_SECONDS = 10  # for a scheduler with no worker yet to get one
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 WORKER_NICENESS = 10  # a local worker's priority below the stage's (os.nice)
 
@@ -104,12 +109,30 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def worker_cap() -> int:
+    """The most local workers: one per core (a fit is pure CPU, so more only queue for the same
+    cores and copy the stage's memory), and at least two, so the pool runs on one core too."""
+    return max(cores(), 2)
+
+
 def worker_count() -> int:
     value = os.environ.get(WORKERS_VARIABLE, "").strip()
     if not value:
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        return cores()
     if not value.isdigit() or int(value) < 1:
-        raise ExecutorError(f"{WORKERS_VARIABLE} must be a whole number >= 1, got {value!r}")
+        raise ExecutorError(f"{WORKERS_VARIABLE} must be a whole number >= 1, got {shown(value)}")
+    if int(value) > worker_cap():
+        print(
+            f"warning: {WORKERS_VARIABLE}={shown(int(value))} is more than this machine's {cores()} cores: "
+            f"using {worker_cap()} worker processes (more would only queue for the same cores)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return worker_cap()
     return int(value)
 
 
@@ -211,12 +234,36 @@ class Pool:
         self.executor.shutdown(wait=True)
 
 
+def check_scheduler_answers(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    """Raise ExecutorError unless the scheduler at a ``tcp://`` address says something within
+    ``timeout``. A Dask peer writes its handshake as soon as a connection opens; Dask's own
+    connect timeout covers the TCP connection, not that handshake, so a scheduler that accepts
+    and never answers (hung, or not Dask at all) would keep ``Client()`` waiting forever."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp" or parts.port is None:
+        return  # TLS, in-process and other transports: Dask's own timeout applies
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            if connection.recv(1):
+                return
+            reason = "it closed the connection without a word"
+    except TimeoutError:
+        reason = "it accepts connections but does not answer (hung, or not a Dask scheduler?)"
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+    raise ExecutorError(
+        f"cannot reach the Dask scheduler at {address} ({SCHEDULER_VARIABLE}) within {timeout} s: {reason}"
+    )
+
+
 def _dask_pool(address: str) -> Pool:
     try:
         import dask
         from distributed import Client
     except ImportError:  # pragma: no cover - a pinned dependency
         raise ExecutorError(f"{SCHEDULER_VARIABLE} is set but the `distributed` package is not installed") from None
+    check_scheduler_answers(address)
     timeout = f"{CONNECT_TIMEOUT_SECONDS}s"
     with dask.config.set({"distributed.comm.timeouts.connect": timeout}):
         try:
@@ -227,6 +274,14 @@ def _dask_pool(address: str) -> Pool:
                 f"cannot reach the Dask scheduler at {address} ({SCHEDULER_VARIABLE}) within "
                 f"{CONNECT_TIMEOUT_SECONDS} s: {reason}"
             ) from None
+    try:
+        client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_SECONDS)
+    except (OSError, TimeoutError):
+        client.close()
+        raise ExecutorError(
+            f"the Dask scheduler at {address} ({SCHEDULER_VARIABLE}) has no workers (none joined within "
+            f"{WORKERS_TIMEOUT_SECONDS} s): start some with `dask worker {address} --nthreads 1`"
+        ) from None
     workers = len(client.scheduler_info().get("workers", {}))
     return Pool(
         client.get_executor(pure=False), f"Dask cluster at {address} ({workers} workers)", max(workers, 1), client
@@ -234,6 +289,7 @@ def _dask_pool(address: str) -> Pool:
 
 
 def _local_pool() -> Pool:
+    """The local pool, its workers not started yet (``start_workers``)."""
     count = worker_count()
     if count == 1:
         return Pool(InProcessExecutor(), "in this process (BACKPROP_WORKERS=1)", 1)
@@ -243,9 +299,20 @@ def _local_pool() -> Pool:
     # starts any thread: nothing is mid-flight in the copy.
     context = multiprocessing.get_context("fork")
     executor = cf.ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_worker_start)
-    # Start the workers now, while the stage has no thread and no open store.
-    executor.submit(int)
     return Pool(executor, f"{count} local worker processes", count)
+
+
+def start_workers(pool: Pool) -> None:
+    """Fork a local pool's workers now, while the stage has no thread and no open store. Ctrl-C
+    and SIGTERM wait until every worker is forked and listed in the pool, so the interrupt's
+    clean-up (``Pool.close``) finds and ends each one: none is forked after the list is read."""
+    if not isinstance(pool.executor, cf.ProcessPoolExecutor):
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM))
+    try:
+        pool.executor.submit(int)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 @contextlib.contextmanager
@@ -254,6 +321,7 @@ def fit_pool() -> Iterator[Pool]:
     address = os.environ.get(SCHEDULER_VARIABLE, "").strip()
     pool = _dask_pool(address) if address else _local_pool()
     try:
+        start_workers(pool)
         yield pool
     except BaseException:
         pool.close(abort=True)

@@ -161,7 +161,8 @@ def dumps(data) -> str:
 
 def write_table(frame, path: str | Path) -> None:
     """A CSV with floats at ``SIGNIFICANT_DIGITS`` digits (the same rule as the JSON files)."""
-    frame.to_csv(path, index=False, float_format=f"%.{SIGNIFICANT_DIGITS}g")
+    with naming(path):
+        frame.to_csv(path, index=False, float_format=f"%.{SIGNIFICANT_DIGITS}g")
 
 
 def read_csv(path: str | Path):
@@ -181,6 +182,11 @@ def read_csv(path: str | Path):
         raise DataError(f"{path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DataError(f"{path} is not a readable CSV: {str(error).splitlines()[0]}") from None
+    except csv.Error as error:  # the header: a field past the csv module's limit (128 KiB)
+        reason = str(error).splitlines()[0] if str(error) else "unreadable"
+        if "field larger than field limit" in reason:
+            reason = f"a header field is longer than {csv.field_size_limit()} characters (a column name?)"
+        raise DataError(f"{path} is not a readable CSV: {reason}") from None
 
 
 def _not_a_file(path: Path) -> str:
@@ -253,6 +259,15 @@ OS_PROBLEMS = {
     errno.EIO: "input/output error (failing disk or network file system?)",
 }
 CORRUPT_STORE = ("database disk image is malformed", "file is not a database")
+# What SQLite says, somewhere in the chain of errors MLflow and SQLAlchemy wrap it in, and what to
+# tell the user about the store (the file for a full disk).
+STORE_PROBLEMS = {
+    "database is locked": "database is locked (another process holds a write lock on it for too long)",
+    "database or disk is full": "no space left on the device (disk full)",
+    "attempt to write a readonly database": "read-only file system or file",
+    "unable to open database file": "unable to open database file (missing folder or no permission)",
+    "disk I/O error": "input/output error (failing disk or network file system?)",
+}
 
 
 def end_with_parent() -> None:
@@ -301,10 +316,32 @@ def environment_message(error: BaseException) -> str | None:
             f"and salvage the old runs with `sqlite3 {path}.broken .recover | sqlite3 {path}.recovered`"
         )
     if type(error).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "sqlite3"):
-        return f"the MLflow store {_store_uri()} failed: {first_line}"
+        problem = next((text for sign, text in STORE_PROBLEMS.items() if sign in _chain_text(error)), None)
+        if problem and problem.startswith("no space"):
+            return f"{_store_uri().removeprefix('sqlite:///')}: {problem}"
+        return f"the MLflow store {_store_uri()} failed: {problem or _first_meaningful_line(error)}"
     if isinstance(error, OSError):
         return f"{error.filename or 'a file'}: {error.strerror or first_line}"
     return None
+
+
+def _chain_text(error: BaseException) -> str:
+    """Every message in ``error``'s chain: its causes, contexts and a SQLAlchemy error's DBAPI one."""
+    texts, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        texts.append(str(error))
+        if getattr(error, "orig", None) is not None:
+            texts.append(str(error.orig))
+        error = error.__cause__ or error.__context__
+    return "\n".join(texts)
+
+
+def _first_meaningful_line(error: BaseException) -> str:
+    """The first line that says something: SQLAlchemy puts its autoflush hint first."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("(raised as a result of")] or lines
+    return lines[0][:500] if lines else type(error).__name__
 
 
 def run_stage(main: Callable[[], None]) -> None:
@@ -323,6 +360,7 @@ def run_stage(main: Callable[[], None]) -> None:
         # are in place and the store has committed; only its connections are left to close.
         tracking = sys.modules.get("backprop.lab.tracking")
         if tracking is not None:
+            tracking.end_unended_runs()  # the staged outputs are gone by now: space to end them in
             tracking.close_stores()
         gc.freeze()
 
@@ -353,7 +391,8 @@ def _run_main(main: Callable[[], None], started: float) -> None:
 def write_prepared(outputs: Outputs, folder: str | Path, task: str, arrays: dict, schema: dict) -> None:
     import numpy as np
 
-    with open(outputs.path(Path(folder) / task / "arrays.npz"), "wb") as handle:
+    path = outputs.path(Path(folder) / task / "arrays.npz")
+    with naming(path), open(path, "wb") as handle:
         np.savez(handle, **arrays)
     outputs.json(Path(folder) / task / "schema.json", schema)
 

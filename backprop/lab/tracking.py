@@ -19,6 +19,7 @@ import math
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
 
-from backprop.lab.io import MachineError, pid_alive
+from backprop.lab.io import CORRUPT_STORE, MachineError, environment_message, naming, pid_alive
 
 DB_NAME = "mlflow.db"
 PIPELINE_TAG = "backprop.pipeline"  # the tag that finds a pipeline run's grouping run
@@ -40,6 +41,7 @@ DIGEST_LENGTH = 16  # hex digits shown in tags and filter strings
 # What .dvcignore leaves out of a dependency's hash, so the digests skip it too.
 NOT_HASHED = frozenset({"__pycache__", ".backprop-staging"})
 ARTIFACTS_DIR = "mlartifacts"
+RESERVE_BYTES = 1 << 20  # disk kept free beside a SQLite store (mlflow.db.reserve) to end runs on a full disk
 HOST = socket.gethostname()
 
 # What MLflow costs this process, for benchmarks/pipeline.py: seconds inside its calls (wall, and
@@ -70,6 +72,24 @@ def quiet_mlflow() -> None:
     Called once MLflow is imported: its import sets up its own logger at INFO."""
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("mlflow", "alembic", "sqlalchemy.engine"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _OneLine) for f in handler.filters):
+                handler.addFilter(_OneLine())
+
+
+class _OneLine(logging.Filter):
+    """MLflow's warnings as one line each, without a traceback. A record that carries an exception
+    is MLflow logging what it then raises: the stage reports that error in one line, which the
+    traceback would bury, so the record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            return False
+        lines = record.getMessage().strip().splitlines()
+        record.msg, record.args = (lines[0] if lines else ""), ()
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
 
 
 def project_root() -> Path:
@@ -100,6 +120,43 @@ def close_stores() -> None:
     while _sqlite_connections:
         with contextlib.suppress(Exception):  # already closed by its pool
             _sqlite_connections.pop().close()
+
+
+unended: list = []  # (tracker, run id, status) of runs a failing stage could not end at once
+
+
+def end_unended_runs() -> None:
+    """A second try at ending the runs ``Tracker.run`` could not end, at the stage's exit; if the
+    store still refuses, say so in one line (the next stage ends them: their process is gone)."""
+    while unended:
+        tracker, run_id, status = unended.pop()
+        tracker.free_reserve()  # the next stage to open the store makes it again
+        tracker.reopen()
+        try:
+            tracker._call("set_terminated", run_id, status)
+        except Exception as error:
+            print(
+                f"warning: the MLflow run {run_id[:8]} is still RUNNING ({environment_message(error) or error}); "
+                f"the next stage marks it {status}",
+                file=sys.stderr,
+            )
+
+
+def check_store_file(path: Path) -> None:
+    """Raise sqlite3.DatabaseError at once if ``path`` exists but is not a readable SQLite file.
+    MLflow would find out too, after retrying its engine 10 times with back-off (about 100 s and
+    9 warnings); ``io.environment_message`` turns the error into the recovery instructions."""
+    import sqlite3
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as error:
+        if any(sign in str(error) for sign in CORRUPT_STORE):
+            raise
+        # Anything else (a store locked right now) is MLflow's to wait for or report.
 
 
 def tracking_uri() -> str:
@@ -247,7 +304,10 @@ class Tracker:
             if secrets(self.store_uri):  # MLflow prints run links with the URI as given, password and all
                 os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
             check_reachable(self.store_uri)
+        if self.local:
+            check_store_file(Path(self.store_uri.removeprefix("sqlite:///")))
         with self._locked(), _spent_in_mlflow(opening=True):
+            self._reserve_space()
             # The first touch creates the SQLite schema: serialised, so that several queue workers
             # starting on a new store do not race through MLflow's migrations.
             from mlflow import MlflowClient  # MLflow takes seconds to import: the fits start first
@@ -327,12 +387,51 @@ class Tracker:
         try:
             yield run_id
         except KeyboardInterrupt:
-            self._call("set_terminated", run_id, "KILLED")
+            self._end_failed(run_id, "KILLED")
             raise
         except BaseException:
-            self._call("set_terminated", run_id, "FAILED")
+            self._end_failed(run_id, "FAILED")
             raise
         self._call("set_terminated", run_id, "FINISHED")
+
+    def _reserve_space(self) -> None:
+        """Keep ``RESERVE_BYTES`` of the store's disk in a file beside it, so that a stage that
+        fills the disk can free them and still end its runs FAILED (``end_unended_runs``)."""
+        if self._lock_path is None:
+            return
+        reserve = self._lock_path.with_suffix(".reserve")
+        if reserve.is_file() and reserve.stat().st_size == RESERVE_BYTES:
+            return
+        try:
+            with open(reserve, "wb") as handle:
+                handle.write(bytes(RESERVE_BYTES))
+        except OSError:  # a disk already full (or read-only): no reserve, and no error for it
+            with contextlib.suppress(OSError):
+                reserve.unlink()
+
+    def free_reserve(self) -> None:
+        if self._lock_path is not None:
+            with contextlib.suppress(OSError):
+                self._lock_path.with_suffix(".reserve").unlink()
+
+    def reopen(self) -> None:
+        """Close the store's connections, so the next call opens new ones. For SQLite, the last
+        close folds the write-ahead log into the store and deletes it: after a full disk, that
+        log holds the space the failed writes took."""
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                engine.dispose()
+
+    def _end_failed(self, run_id: str, status: str) -> None:
+        """End a run whose stage is failing. The store may be failing too (a full disk): then the
+        run waits in ``unended`` for ``end_unended_runs``, once the stage has removed its staged
+        outputs, and the stage's own error is the one reported."""
+        try:
+            self._call("set_terminated", run_id, status)
+        except Exception:
+            unended.append((self, run_id, status))
 
     def log(
         self,
@@ -389,8 +488,10 @@ class Tracker:
         self._call("log_inputs", run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
 
     def log_artifacts(self, run_id: str, paths: list[str | Path], artifact_path: str | None = None) -> None:
+        store = project_root() / ARTIFACTS_DIR if self.local else "the MLflow artifact store"
         for path in paths:
-            self._call("log_artifact", run_id, str(path), artifact_path)
+            with naming(f"{store} (copying {Path(path).name} into it)"):  # a full disk names no file
+                self._call("log_artifact", run_id, str(path), artifact_path)
 
     def log_model(self, run_id: str, model_dir: str | Path, *, step: int, registered_name: str, champion: bool):
         """The model saved in ``model_dir`` as a LoggedModel of ``run_id`` (its metrics at ``step``
