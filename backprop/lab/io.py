@@ -328,12 +328,13 @@ def environment_message(error: BaseException) -> str | None:
 def _chain_text(error: BaseException) -> str:
     """Every message in ``error``'s chain: its causes, contexts and a SQLAlchemy error's DBAPI one."""
     texts, seen = [], set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        texts.append(str(error))
-        if getattr(error, "orig", None) is not None:
-            texts.append(str(error.orig))
-        error = error.__cause__ or error.__context__
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        texts.append(str(link))
+        if (orig := getattr(link, "orig", None)) is not None:
+            texts.append(str(orig))
+        link = link.__cause__ or link.__context__
     return "\n".join(texts)
 
 
