@@ -47,7 +47,8 @@ params = read_params()
 train, sweep = load_train(params), load_sweep(params)
 datasets = {task: load_prepared("data/prepared", task)[0] for task in sweep.spec(name).tasks}
 with fit_pool() as pool:
-    jobs = sweep_jobs(name, sweep, train, datasets, {task: pool.share(data) for task, data in datasets.items()})
+    inherited = {task: sweep.inherited(name, train, task) for task in datasets}
+    jobs = sweep_jobs(name, sweep, inherited, datasets, {task: pool.share(data) for task, data in datasets.items()})
     started = time.perf_counter()
     done = sum(1 for _ in pool.completed(pool.submit(jobs)))
     print(json.dumps({"fits": done, "seconds": time.perf_counter() - started}))
