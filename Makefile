@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: install repro test lint ui plots bench clean-store
+.PHONY: install repro test lint ui plots exps verify bench clean-store
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,30 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-install: $(STAMP)
+# DVC's own page loads its JavaScript from a CDN; this one inlines it, so `dvc plots show` and
+# `dvc plots diff` work offline. .dvc/config (plots.html_template) points DVC at it; it is
+# generated (900 kB of vega) rather than committed, at install.
+PLOTS_TEMPLATE := .dvc/tmp/plots-offline.html
+
+$(PLOTS_TEMPLATE): backprop/lab/plots_page.py $(STAMP)
+	$(BIN)/python -m backprop.lab.plots_page $@
+
+install: $(STAMP) $(PLOTS_TEMPLATE)
+
+PORT ?= 5000
 
 repro: install
 	dvc repro
 	@echo
 	@echo "Report:  report/report.md and report/report.html"
 	@echo "Figures: report/figures/"
-	@echo "Runs:    make ui, then open http://127.0.0.1:5000"
+	@echo "Check:   make verify (the committed conclusions hold on this machine)"
+	@echo
+	@echo "Next, in this shell:"
+	@echo "  source .venv/bin/activate"
+	@echo "  dvc exp run -S train.lr=0.03    # an experiment: re-runs only the stages the change reaches"
+	@echo "  make exps                       # the experiments side by side, in 120 columns"
+	@echo "  make ui PORT=$(PORT)               # the MLflow UI on http://127.0.0.1:$(PORT)"
 
 test: install
 	ruff check .
@@ -40,15 +56,25 @@ lint: install
 
 # The UI binds to loopback only; the store is the project's own SQLite file.
 ui: install
-	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
-
-# DVC's own page loads its JavaScript from a CDN; this one inlines it, so it works offline.
-PLOTS_TEMPLATE := .dvc/tmp/plots-offline.html
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
 
 plots: install
-	python -m backprop.lab.plots_page $(PLOTS_TEMPLATE)
-	dvc plots show --html-template $(PLOTS_TEMPLATE) -o dvc_plots
+	dvc plots show -o dvc_plots
 	@echo "Plots: dvc_plots/index.html (offline)"
+
+# The experiments in 120 columns: the headline metrics always, and the params and metrics that
+# differ between the rows; no dependency hashes, no constant counts (folds, learned_folds).
+EXPS_KEEP := ^(Experiment|regression\.test_(mse|accuracy)|classification\.test_(log_loss|accuracy))$$
+EXPS_DROP := ^(Created|.*_ci_(low|high)|.*\.(val_.*|test_r2|folds|learned_folds))$$|^(?!(data|train|sweep|curves|tracking|regression|classification)\.)
+
+exps: install
+	dvc exp show --no-pager --only-changed --keep '$(EXPS_KEEP)' --drop '$(EXPS_DROP)'
+
+# A fresh `dvc repro --force`'s tracked outputs against the committed ones (HEAD): fits identical
+# to the stored digits, the fits that differ and why, and a failure if any conclusion differs.
+verify: install
+	dvc repro --force
+	python -m backprop.lab.verify --against HEAD
 
 bench: install
 	python benchmarks/engine.py

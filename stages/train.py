@@ -49,6 +49,8 @@ def main() -> None:
     data = {task: load_prepared(args.prepared, task) for task in TASKS}
     datasets = {task: data[task][0] for task in TASKS}
     configs = {task: train.for_task(task) for task in TASKS}
+    for line in train.overridden():
+        print(line)
     champion = crowns_champion(tracking.champion_branch)
     run_ids, model_ids = {}, {}
     with staged_outputs() as outputs, fit_pool() as pool, contextlib.ExitStack() as runs:

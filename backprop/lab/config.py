@@ -177,6 +177,17 @@ class TrainConfig:
             raise ConfigError(f"{self._section}.start 'saturated' needs a classifier (a probability), not task {task}")
         return config
 
+    def overridden(self) -> list[str]:
+        """A line for each train key that a task's override replaces with another value: said
+        on every run, since ``-S train.lr=...`` does not reach a task whose override sets lr."""
+        return [
+            f"train: {task} trains at {key} {getattr(self.for_task(task), key)!r} "
+            f"(train.overrides.{task}.{key}), not train.{key} {getattr(self, key)!r}"
+            for task, settings in self.overrides.items()
+            for key in settings
+            if getattr(self.for_task(task), key) != getattr(self, key)
+        ]
+
     def varied(self, changes: dict, section: str) -> TrainConfig:
         """The same settings with some keys changed, validated under ``section``'s name."""
         merged = dataclasses.asdict(self) | changes
