@@ -74,7 +74,7 @@ exps: install
 # to the stored digits, the fits that differ and why, and a failure if any conclusion differs.
 verify: install
 	dvc repro --force
-	python -m backprop.lab.verify --against HEAD
+	python scripts/verify.py --against HEAD
 
 bench: install
 	python benchmarks/engine.py

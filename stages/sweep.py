@@ -40,7 +40,7 @@ def main() -> None:
 
     params = read_params()
     sweep = SweepConfig.from_params(section(params, "sweep"))  # its points checked against train.* by `settings`
-    curves, tracking = load_curves(params), load_tracking(params)
+    kept, tracking = load_curves(params), load_tracking(params)  # kept: the epochs curves.csv keeps
     spec = sweep.spec(args.name)
     inherited = json.loads(Path(args.settings).read_text())
     datasets = {task: load_prepared(args.prepared, task)[0] for task in spec.tasks}
@@ -97,8 +97,8 @@ def main() -> None:
                         fold,
                         result,
                         epochs=result.config.epochs,
-                        points=curves.points,
-                        first=curves.first_epochs,
+                        points=kept.points,
+                        first=kept.first_epochs,
                     )
                 )
                 child_runs.append({"task": task, **point, "repeat": repeat, "fold": fold, "run": children[job.key]})
