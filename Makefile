@@ -62,13 +62,14 @@ plots: install
 	dvc plots show -o dvc_plots
 	@echo "Plots: dvc_plots/index.html (offline)"
 
-# The experiments in 120 columns: the headline metrics always, and the params and metrics that
-# differ between the rows; no dependency hashes, no constant counts (folds, learned_folds).
-EXPS_KEEP := ^(Experiment|regression\.test_(mse|accuracy)|classification\.test_(log_loss|accuracy))$$
-EXPS_DROP := ^(Created|.*_ci_(low|high)|.*\.(val_.*|test_r2|folds|learned_folds))$$|^(?!(data|train|sweep|curves|tracking|regression|classification)\.)
+# The experiments in 120 columns: each task's headline loss and, where an override replaced
+# train.lr, the lr the task trained at (<task>.lr) always; the params that differ between the
+# rows; no dependency hashes, no constant counts (folds), no other metric (`dvc exp show --json`).
+EXPS_KEEP := ^(Experiment|regression\.test_mse|classification\.test_log_loss|(regression|classification)\.lr)$$
+EXPS_DROP := ^(Created|regression\..*|classification\..*)$$|^(?!(data|train|sweep|curves|tracking)\.)
 
 exps: install
-	dvc exp show --no-pager --only-changed --keep '$(EXPS_KEEP)' --drop '$(EXPS_DROP)'
+	@dvc exp show --no-pager --only-changed --keep '$(EXPS_KEEP)' --drop '$(EXPS_DROP)'
 
 # A fresh `dvc repro --force`'s tracked outputs against the committed ones (HEAD): fits identical
 # to the stored digits, the fits that differ and why, and a failure if any conclusion differs.

@@ -226,6 +226,7 @@ def test_an_lr_experiment_reruns_no_sweep_and_its_table_fits_120_columns(views_r
         COLUMNS="120",
     ).stdout
     assert "lr-003" in table and "train.lr" in table and "test_mse" in table and "…" not in table
+    assert "classification.lr" in table  # the lr classification trained at, beside train.lr
     assert max(map(len, table.splitlines())) <= 120
     assert not re.search(r"folds|learned_folds|stages/|backprop/", table)
 
