@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, run
+from conftest import ROOT, TINY, run
 
 from backprop.lab.config import ConfigError, SweepConfig, TrainConfig, load_sweep, load_train, read_params
 from backprop.lab.verify import verify
@@ -213,7 +213,9 @@ def changed_stages(repo: Path) -> set[str]:
 def test_an_lr_experiment_reruns_no_sweep_and_its_table_fits_120_columns(views_repo):
     result = run(["dvc", "exp", "run", "-S", "train.lr=0.03", "--name", "lr-003"], views_repo)
     ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
-    assert ran == {"settings", "train", "baselines", "compare", "plot", "report"}, result.stdout
+    reading_lr = {f"sweep@{name}" for name, spec in TINY["sweep"].items() if "lr" not in spec["grid"]}
+    assert reading_lr == {"sweep@capacity"}  # the tiny capacity sweep trains at train.lr
+    assert ran == {"settings", "train", "baselines", "compare", "plot", "report"} | reading_lr, result.stdout
     assert "classification trains at lr" in result.stdout  # the override that lr does not reach is said
     makefile = (ROOT / "Makefile").read_text()
     keep, drop = (
