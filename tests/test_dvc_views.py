@@ -128,8 +128,9 @@ def test_a_sweeps_kind_is_a_property_of_its_spec():
         "loss": "loss_curves",
         "saturated": "loss_curves",
     }
+    odd = SweepConfig.from_params({"odd": {"grid": {"hidden": [2], "activation": ["tanh"]}, "tasks": ["regression"]}})
     with pytest.raises(ConfigError, match=r"^sweep\.odd: no figure for a grid over \['hidden', 'activation'\]"):
-        SweepConfig.from_params({"odd": {"grid": {"hidden": [2], "activation": ["tanh"]}, "tasks": ["regression"]}})
+        odd.check(TrainConfig(hidden=(4,), activation="tanh", lr=0.1, epochs=10))
 
 
 # ---- no silent override ------------------------------------------------------------------------

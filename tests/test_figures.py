@@ -306,5 +306,6 @@ def test_every_configured_sweep_has_its_figure():
 
 
 def test_a_grid_with_no_figure_is_an_error():
+    both = SweepConfig.from_params({"both": {"grid": {"activation": ["relu"], "hidden": [4]}, "tasks": ["regression"]}})
     with pytest.raises(ConfigError, match=r"^sweep\.both: no figure"):
-        SweepConfig.from_params({"both": {"grid": {"activation": ["relu"], "hidden": [4]}, "tasks": ["regression"]}})
+        _ = both.spec("both").kind
