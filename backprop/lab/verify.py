@@ -47,7 +47,16 @@ class Verification:
         out += [f"  CHANGED {line}" for line in self.changed]
         out += [f"  HEADLINE {line}" for line in self.headline]
         out += [f"  MISSING {line}" for line in self.missing]
-        out.append("verify: " + ("passed" if self.passed else "FAILED: a conclusion of the report differs"))
+        failed = "FAILED: " + "; ".join(
+            what
+            for what, found in (
+                ("a conclusion of the report differs", self.changed),
+                (f"a headline number moved by more than {HEADLINE_TOLERANCE:.0%}", self.headline),
+                ("an output is missing on one side", self.missing),
+            )
+            if found
+        )
+        out.append("verify: " + ("passed" if self.passed else failed))
         return out
 
 
