@@ -277,3 +277,15 @@ def test_dvc_plots_show_loads_no_remote_script(views_repo):
     assert not re.search(r"<script[^>]*\ssrc=", page) and "cdn" not in page.lower()
     assert "vegaEmbed" in page and '"title": "MSE (log scale)"' in page
     assert '"color": {"field": "field"' in page  # train, val and test apart by colour
+
+
+# ---- make ---------------------------------------------------------------------------------------------
+
+
+def test_make_ui_takes_a_port_and_repro_ends_with_the_next_commands():
+    ui = run(["make", "-n", "ui", "PORT=5123"], ROOT).stdout
+    assert re.search(r"mlflow ui .*--host 127\.0\.0\.1 --port 5123$", ui, re.M)
+    repro = run(["make", "-n", "repro"], ROOT).stdout.splitlines()
+    after = repro[next(i for i, line in enumerate(repro) if line.strip() == "dvc repro") :]
+    said = "\n".join(after)
+    assert "source .venv/bin/activate" in said and "dvc exp run -S train.lr=0.03" in said and "make exps" in said
