@@ -277,6 +277,10 @@ def test_dvc_plots_show_loads_no_remote_script(views_repo):
     assert not re.search(r"<script[^>]*\ssrc=", page) and "cdn" not in page.lower()
     assert "vegaEmbed" in page and '"title": "MSE (log scale)"' in page
     assert '"color": {"field": "field"' in page  # train, val and test apart by colour
+    run(["dvc", "plots", "diff", "HEAD", "-o", "diff"], views_repo)  # the committed curves against these
+    page = (views_repo / "diff" / "index.html").read_text()
+    assert not re.search(r"<script[^>]*\ssrc=", page) and '"strokeDash": {"field": "rev"' in page
+    assert '"HEAD"' in page and '"workspace"' in page
 
 
 # ---- make ---------------------------------------------------------------------------------------------
