@@ -67,7 +67,11 @@ def test_a_grid_value_repeated_by_value_is_refused_at_load_naming_the_key(key, v
         load_sweep(with_changes("sweep", s={"grid": {key: values}, "tasks": ["regression"]}))
     assert message in str(error.value) and "\n" not in str(error.value)
     # Layer lists that differ are a grid (the README's example).
-    load_sweep(with_changes("sweep", s={"grid": {"hidden": [[16], [16, 16]]}, "tasks": ["regression"]}))
+    load_sweep(
+        with_changes(
+            "sweep", s={"grid": {"hidden": [[16], [16, 16]]}, "fixed": {"patience": 0}, "tasks": ["regression"]}
+        )
+    )
 
 
 # ---- 4. a YAML alias bomb -------------------------------------------------------------------------
