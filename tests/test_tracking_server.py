@@ -21,10 +21,7 @@ pytestmark = pytest.mark.e2e
 
 FOLDS = TINY["data"]["folds"]
 LOSS = {"regression": "mse", "classification": "log_loss"}
-# A grid of layer lists, as the README allows (issue 22, finding 2): its values are lists in
-# params, tags and run names.
-PARAMS = copy.deepcopy(TINY)
-PARAMS["sweep"]["capacity"]["grid"]["hidden"] = [[2], [2, 2]]
+SWEEPS = [name for name, spec in TINY["sweep"].items() if isinstance(spec, dict)]
 
 
 def readme_query() -> tuple[str, list[str]]:
@@ -45,7 +42,7 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(server, tmp_path_factory):
     """A fresh copy after one whole `dvc repro` whose every run went to the server."""
-    repo = copy_repo(tmp_path_factory.mktemp("served"), PARAMS)
+    repo = copy_repo(tmp_path_factory.mktemp("served"), TINY)
     run(["dvc", "repro"], repo, MLFLOW_TRACKING_URI=server)
     return repo, MlflowClient(server)
 
@@ -59,8 +56,7 @@ def test_every_run_of_a_whole_repro_lands_finished_on_the_server(served):
     repo, client = served
     runs = all_runs(client)
     assert runs and {r.info.status for r in runs} == {"FINISHED"}
-    sweeps = [name for name, spec in PARAMS["sweep"].items() if isinstance(spec, dict)]
-    assert {r.data.tags.get("stage") for r in runs} >= {"train", "baselines"} | {f"sweep@{name}" for name in sweeps}
+    assert {r.data.tags.get("stage") for r in runs} >= {"train", "baselines"} | {f"sweep@{name}" for name in SWEEPS}
     assert not (repo / "mlflow.db").exists(), "a run went to the project's own store"
     # Every run's name carries its pipeline: the branch and the pipeline run's digest here.
     (pipeline,) = [r for r in runs if "backprop.pipeline" in r.data.tags]
@@ -74,9 +70,8 @@ def test_each_grid_point_is_a_run_with_its_cross_validated_metrics(served):
     children = {}
     for r in runs:
         children.setdefault(r.data.tags.get("mlflow.parentRunId"), []).append(r)
-    for name, spec in PARAMS["sweep"].items():
-        if not isinstance(spec, dict):  # curve_points, curve_first_epochs
-            continue
+    for name in SWEEPS:
+        spec = TINY["sweep"][name]
         (parent,) = [r for r in runs if r.data.tags.get("run_key") == f"sweep-{name}"]
         summary = pd.read_csv(repo / "sweeps" / name / "summary.csv")
         points = children[parent.info.run_id]
@@ -93,13 +88,26 @@ def test_each_grid_point_is_a_run_with_its_cross_validated_metrics(served):
                 for row in summary[summary["task"] == task].to_dict("records")
                 if point.data.tags["point"] == " ".join(f"{key}={row[key]}" for key in spec["grid"])
             ]
-            if metrics["learned"]:
-                for column in (f"val_{loss}_mean", f"test_{loss}_mean", f"test_{loss}_ci_low", f"val_{loss}_ci_high"):
+            assert metrics[f"rank_val_{loss}"] >= 1
+            for column in (f"val_{loss}_mean", f"test_{loss}_mean", f"test_{loss}_ci_low", f"val_{loss}_ci_high"):
+                if math.isfinite(row[column]):
                     assert metrics[column] == pytest.approx(row[column], rel=1e-5), (name, column)
-            else:  # no fit learned: no mean to log
-                assert f"val_{loss}_mean" not in metrics
-    capacity = [r for r in runs if r.data.tags.get("sweep") == "capacity" and "fold" not in r.data.tags]
-    assert {r.data.params.get("train.hidden") for r in capacity} >= {"[2]", "[2, 2]"}
+                else:  # no fit learned (no mean), or one (no interval): nothing to log
+                    assert column not in metrics, (name, column)
+
+
+def test_a_grid_of_layer_lists_logs_to_the_server(server, tmp_path):
+    """As the README allows (issue 22, finding 2): lists in params, tags and run names."""
+    params = copy.deepcopy(TINY)
+    params["sweep"]["capacity"]["grid"]["hidden"] = [[2], [2, 2]]
+    params["tracking"]["experiment"] = "layer-lists"
+    run(["dvc", "repro", "sweep@capacity"], copy_repo(tmp_path, params), MLFLOW_TRACKING_URI=server)
+    client = MlflowClient(server)
+    runs = client.search_runs([client.get_experiment_by_name("layer-lists").experiment_id])
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    points = [r for r in runs if "point" in r.data.tags and "fold" not in r.data.tags]
+    assert sorted(r.data.params["train.hidden"] for r in points) == ["[2, 2]", "[2]"]
+    assert sorted(r.data.tags["point"] for r in points) == ["hidden=2", "hidden=2-2"]
 
 
 def test_the_readme_query_returns_the_chosen_point_first(served):
@@ -144,7 +152,7 @@ def test_a_registry_version_says_which_experiment_made_it(served):
         assert tags["params_changed"] == "train.lr=0.05"
         assert "DVC experiment faster" in version.description and "train.lr=0.05" in version.description
         test_mean = float(tags[f"test_{loss}_mean"])
-        model = client.get_logged_model(version.model_id)
+        model = client.get_logged_model(version.source.removeprefix("models:/"))
         assert {m.key: m.value for m in model.metrics}[f"test_{loss}_mean"] == pytest.approx(test_mean, rel=1e-5)
         # The champion stays the main branch's repro.
         champion = client.get_model_version_by_alias(name, "champion")

@@ -257,8 +257,9 @@ class Tracker:
         if urlsplit(self.store_uri).scheme in ("http", "https"):
             for name, value in HTTP_DEFAULTS.items():
                 os.environ.setdefault(name, value)
-            if secrets(self.store_uri):  # MLflow prints run links with the URI as given, password and all
-                os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+            # MLflow prints a link per run ended on a server (hundreds per sweep, burying the stage's
+            # own line), with the URI as given, password and all.
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
             check_reachable(self.store_uri)
         with self._locked(), _spent_in_mlflow(opening=True):
             # The first touch creates the SQLite schema: serialised, so that several queue workers
