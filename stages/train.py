@@ -111,12 +111,6 @@ def main() -> None:
                     pyfunc.save(model_dirs[task], result.model, fold_data(datasets[task], repeat, fold))
                     history = outputs.path(Path(args.plots) / task / "history.csv")
                     write_table(result.history_frame(), history)
-                    # The shipped network's curves; its scores are its fold run's (model_<split>_<metric>).
-                    tracker.log(
-                        run_ids[task],
-                        metrics=result_metrics(result.history, {}, tracking.max_logged_steps["train"]),
-                        tags={"outcome": result.outcome},
-                    )
                     tracker.log_artifacts(run_ids[task], [history])
                 bar.update()
         for task in TASKS:
@@ -125,8 +119,11 @@ def main() -> None:
             scores = cv_scores(rows, task, overlap_ratio(fold_rows(datasets[task])))
             outputs.json(Path(args.metrics) / f"{task}.json", headline(task, scores))
             outputs.json(Path(args.metrics) / f"{task}-scores.json", scores)
-            # The headline (means over folds, named as a sweep point's) after the curves; the
-            # intervals and outcomes as text, so the metrics tab stays on curves and means.
+            # The model first: logging it links the metrics its run has at its step to it, which
+            # must be none of the curves. Then the shipped network's curves (its scores are its
+            # fold run's, model_<split>_<metric>), and the headline (means over folds, named as a
+            # sweep point's), the model's own; the intervals and outcomes as text, so that the
+            # metrics tab holds curves and means.
             loss, summary = DEFAULT_LOSS[task], scores["summary"]
             flat = {f"{key}_{stat}": value for key, stats in summary.items() for stat, value in stats.items()}
             model_id = None
@@ -142,6 +139,12 @@ def main() -> None:
                     version_tags=version_tags,
                 )
                 model_id = model_ids[task]
+            shipped = done[(task, *SHIPPED)]
+            tracker.log(
+                run_ids[task],
+                metrics=result_metrics(shipped.history, {}, tracking.max_logged_steps["train"]),
+                tags={"outcome": shipped.outcome},
+            )
             tracker.log(
                 run_ids[task],
                 metrics=cv_metrics(flat, loss, TASK_METRICS[task], bounds=False, counts=False),
