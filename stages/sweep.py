@@ -132,10 +132,12 @@ def main() -> None:
                 (row["task"], *(row[key] for key in spec.keys)): (row, rank)
                 for (_, row), rank in zip(summary.iterrows(), point_ranks(summary, losses), strict=True)
             }
-            point_runs_file = []
+            point_runs_file, chosen = [], {}
             for (task, index), point_id in point_ids.items():
                 point, config = points[task][index]
                 row, rank = rows_by_point[(task, *(cell(point[key]) for key in spec.keys))]
+                if rank == 1:
+                    chosen[task] = point  # its values as params.yaml has them (a layer list as a list)
                 loss = losses[task]
                 metrics = cv_metrics(row, loss, SUMMARY_METRICS[task])
                 metrics += [(f"rank_val_{loss}", rank, 0)] + [
@@ -150,7 +152,7 @@ def main() -> None:
             # The chosen point, as GridSearchCV's autologging has its best_params_ and best_score_.
             tracker.log(
                 parent,
-                params={"best": {r["task"]: {key: r[key] for key in spec.keys} for _, r in best.iterrows()}},
+                params={"best": chosen},
                 metrics=[
                     (f"best_{r['task']}_{split}_{losses[r['task']]}_mean", r[f"{split}_{losses[r['task']]}_mean"], 0)
                     for _, r in best.iterrows()
