@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
 
+from backprop.lab.blocks import LABELS
 from backprop.lab.io import MachineError, pid_alive
 from backprop.lab.protocol import OUTCOMES
 
@@ -602,10 +603,11 @@ def version_record(task: str, loss: str, summary: Mapping[str, Mapping[str, floa
         if experiment
         else f"dvc repro on {branch or 'a detached HEAD'} at {commit[:8]}"
     )
+    label = LABELS.get(loss, loss)
     description = (
         f"The {task} network of {made_by}; params changed from {'its baseline' if experiment else 'the commit'}: "
-        f"{changes[:1000]}. Cross-validated test {loss} {test['mean']:.4g} (95% CI {test['ci_low']:.4g} to "
-        f"{test['ci_high']:.4g}), validation {loss} {val['mean']:.4g}, over {sum(outcomes.values())} folds "
+        f"{changes[:1000]}. Cross-validated test {label} {test['mean']:.4g} (95% CI {test['ci_low']:.4g} to "
+        f"{test['ci_high']:.4g}), validation {label} {val['mean']:.4g}, over {sum(outcomes.values())} folds "
         f"({tags['outcomes']}); the network shipped is one fold's."
     )
     return description, tags
