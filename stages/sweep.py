@@ -30,7 +30,7 @@ from backprop.lab.sweeps import (
     summarise,
     sweep_jobs,
 )
-from backprop.lab.tracking import Tracker, cv_metrics, result_metrics, run_tags
+from backprop.lab.tracking import Tracker, point_metrics, result_metrics, run_tags
 from backprop.lab.training import fit_estimates, run_params
 from backprop.losses import DEFAULT_LOSS
 from backprop.metrics import SUMMARY_METRICS
@@ -135,14 +135,11 @@ def main() -> None:
             point_runs_file, chosen = [], {}
             for (task, index), point_id in point_ids.items():
                 point, config = points[task][index]
-                row, rank = rows_by_point[(task, *(cell(point[key]) for key in spec.keys))]
+                # A point whose key is empty (null in params) has no summary row: pandas groups it out.
+                row, rank = rows_by_point.get((task, *(cell(point[key]) for key in spec.keys)), ({}, 0))
                 if rank == 1:
                     chosen[task] = point  # its values as params.yaml has them (a layer list as a list)
-                loss = losses[task]
-                metrics = cv_metrics(row, loss, SUMMARY_METRICS[task])
-                metrics += [(f"rank_val_{loss}", rank, 0)] + [
-                    (column, row[column], 0) for column in columns if np.isfinite(row[column])
-                ]
+                metrics = point_metrics(row, losses[task], SUMMARY_METRICS[task], rank, list(columns))
                 tracker.log(point_id, params=run_params(task, config), metrics=metrics)
                 point_runs_file.append({"task": task, **point, "run": point_id})
             paths = [outputs.path(out / name) for name in ("results.csv", "curves.csv", "summary.csv")]

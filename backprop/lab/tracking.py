@@ -577,6 +577,14 @@ def cv_metrics(
     return [(name, float(value), 0) for name, value in values if _finite(value)]
 
 
+def point_metrics(row: Mapping, loss: str, metrics: list[str], rank: int, extra: list[str]) -> list:
+    """A grid point's run: its ``cv_metrics``, its rank among the sweep's points of its task
+    (``rank_val_<loss>``, 1 for the chosen one, as GridSearchCV's ``rank_test_score``; 0 for none)
+    and the ``extra`` columns of its summary row (the lr limit)."""
+    ranked = [(f"rank_val_{loss}", rank, 0)] if rank else []
+    return cv_metrics(row, loss, metrics) + ranked + [(name, row[name], 0) for name in extra if _finite(row.get(name))]
+
+
 def interval_tags(summary: Mapping[str, Mapping[str, float]], loss: str, outcomes: Mapping[str, int]) -> dict:
     """What a run whose metrics tab should stay on its curves and means (the train stage's) keeps
     as text instead: the loss's 95% intervals and the count of each outcome."""
