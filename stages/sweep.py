@@ -2,8 +2,9 @@
 
 Every fit goes through the stage's executor (local worker processes, or a Dask cluster), each
 trained by the same ``train_model`` as the train stage; beside them, the lr limit of each network
-at initialisation. Only this process talks to MLflow: one parent run per sweep, one nested child
-run per fit, logged as each fit completes.
+at initialisation. Only this process talks to MLflow: one parent run per sweep, one child run
+per grid point with its cross-validated numbers (as scikit-learn's GridSearchCV is autologged), and
+under each point one run per fit, logged as each fit completes.
 
 The train settings come from ``--settings`` (the settings stage's file: the train keys this
 sweep's grid and ``fixed`` leave), not from params.yaml's train section, which this stage does
@@ -11,6 +12,7 @@ not depend on.
 """
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -22,8 +24,18 @@ from backprop.lab.datasets import fold_rows
 from backprop.lab.executor import fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
 from backprop.lab.protocol import overlap_ratio
-from backprop.lab.sweeps import best_points, curve_rows, limit_jobs, limit_key, result_row, summarise, sweep_jobs
-from backprop.lab.tracking import Tracker, result_metrics, run_tags
+from backprop.lab.sweeps import (
+    best_points,
+    cell,
+    curve_rows,
+    limit_jobs,
+    limit_key,
+    point_ranks,
+    result_row,
+    summarise,
+    sweep_jobs,
+)
+from backprop.lab.tracking import Tracker, point_metrics, result_metrics, run_tags
 from backprop.lab.training import fit_estimates, run_params
 from backprop.losses import DEFAULT_LOSS
 from backprop.metrics import SUMMARY_METRICS
@@ -58,13 +70,21 @@ def main() -> None:
             lambda: fit_estimates([(datasets[job.args[1]], job.args[1], job.args[2]) for job in fits]),
         )
         tracker = Tracker(tracking.experiment)  # imported and opened while the first fits run
-        parent_tags = run_tags(f"sweep@{args.name}", sweep=args.name)
+        stage = f"sweep@{args.name}"
         with (
-            tracker.run(f"sweep-{args.name}", parent_tags) as parent,
+            tracker.run(f"sweep-{args.name}", run_tags(stage, sweep=args.name)) as parent,
             progress_bar(len(fits) + len(limits), f"sweep {args.name}", unit="fit") as bar,
+            contextlib.ExitStack() as point_runs,  # ended before the parent, FAILED with it
         ):
             sweep_params = {"name": args.name, "grid": spec.grid, "fixed": spec.fixed, "tasks": spec.tasks}
             tracker.log(parent, params={"sweep": sweep_params, "train": inherited})
+            wheres, point_ids = {}, {}
+            for task in spec.tasks:
+                for index, (point, _) in enumerate(points[task]):
+                    wheres[task, index] = where = " ".join(f"{key}={cell(value)}" for key, value in point.items())
+                    tags = run_tags(stage, task=task, sweep=args.name, point=where)
+                    run = tracker.run(f"{where} {task}", tags, parent_id=parent)
+                    point_ids[task, index] = point_runs.enter_context(run)
             done, children = {}, {}
             for job, result in pool.completed(running):
                 done[job.key] = result
@@ -72,13 +92,12 @@ def main() -> None:
                 if job.key[0] != "fit":
                     continue
                 _, task, index, repeat, fold = job.key
-                point = points[task][index][0]
-                tags = run_tags(f"sweep@{args.name}", task=task, sweep=args.name, repeat=repeat, fold=fold)
-                where = " ".join(f"{key}={value}" for key, value in point.items())
+                where = wheres[task, index]
+                tags = run_tags(stage, task=task, sweep=args.name, point=where, repeat=repeat, fold=fold)
                 children[job.key] = tracker.record(
-                    f"{args.name} {where} r{repeat}f{fold} {task}",
-                    tags | {f"point.{key}": value for key, value in point.items()} | {"outcome": result.outcome},
-                    parent_id=parent,
+                    f"{where} r{repeat}f{fold} {task}",
+                    tags | {"outcome": result.outcome},
+                    parent_id=point_ids[task, index],
                     params=run_params(task, result.config),
                     metrics=result_metrics(result.history, result.scores, most, losses_only=True),
                 )
@@ -117,20 +136,38 @@ def main() -> None:
                 ]
             losses = {task: DEFAULT_LOSS[task] for task in spec.tasks}  # ranked by the task's own loss
             best = best_points(summary, [], losses)
+            rows_by_point = {
+                (row["task"], *(row[key] for key in spec.keys)): (row, rank)
+                for (_, row), rank in zip(summary.iterrows(), point_ranks(summary, losses), strict=True)
+            }
+            point_runs_file, chosen = [], {}
+            for (task, index), point_id in point_ids.items():
+                point, config = points[task][index]
+                # A point whose key is empty (null in params) has no summary row: pandas groups it out.
+                row, rank = rows_by_point.get((task, *(cell(point[key]) for key in spec.keys)), ({}, 0))
+                if rank == 1:
+                    chosen[task] = point  # its values as params.yaml has them (a layer list as a list)
+                metrics = point_metrics(row, losses[task], SUMMARY_METRICS[task], rank, list(columns))
+                tracker.log(point_id, params=run_params(task, config), metrics=metrics)
+                point_runs_file.append({"task": task, **point, "run": point_id})
             paths = [outputs.path(out / name) for name in ("results.csv", "curves.csv", "summary.csv")]
             write_table(table, paths[0])
             write_table(pd.concat(curves, ignore_index=True), paths[1])
             write_table(summary, paths[2])
+            # The chosen point, as GridSearchCV's autologging has its best_params_ and best_score_.
             tracker.log(
                 parent,
+                params={"best": chosen},
                 metrics=[
-                    (f"best_{r['task']}_val_{losses[r['task']]}", r[f"val_{losses[r['task']]}_mean"], 0)
+                    (f"best_{r['task']}_{split}_{losses[r['task']]}_mean", r[f"{split}_{losses[r['task']]}_mean"], 0)
                     for _, r in best.iterrows()
+                    for split in ("val", "test")
+                    if np.isfinite(r[f"{split}_{losses[r['task']]}_mean"])
                 ],
                 tags={f"best_{r['task']}": ", ".join(f"{k}={r[k]}" for k in spec.keys) for _, r in best.iterrows()},
             )
             tracker.log_artifacts(parent, paths)
-            outputs.json(args.runs, tracker.runs_file(parent=parent, children=child_runs))
+            outputs.json(args.runs, tracker.runs_file(parent=parent, points=point_runs_file, children=child_runs))
     for _, row in best.iterrows():
         task, loss = row["task"], losses[row["task"]]
         where = ", ".join(f"{key}={row[key]}" for key in spec.keys)

@@ -17,9 +17,18 @@ from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
 from backprop.lab.protocol import overlap_ratio
 from backprop.lab.sweeps import fold_config, result_row
-from backprop.lab.tracking import Tracker, crowns_champion, model_metrics, result_metrics, run_tags
+from backprop.lab.tracking import (
+    Tracker,
+    crowns_champion,
+    cv_metrics,
+    interval_tags,
+    result_metrics,
+    run_tags,
+    version_record,
+)
 from backprop.lab.training import cv_scores, describe_config, fit_estimates, fit_fold, headline, run_params
 from backprop.losses import DEFAULT_LOSS, TASKS
+from backprop.metrics import TASK_METRICS
 
 SHIPPED = (0, 0)  # the (repeat, fold) whose network becomes models/<task>
 
@@ -52,7 +61,7 @@ def main() -> None:
     for line in train.overridden():
         print(line)
     champion = crowns_champion(tracking.champion_branch)
-    run_ids, model_ids = {}, {}
+    run_ids, model_ids, model_dirs = {}, {}, {}
     with staged_outputs() as outputs, fit_pool() as pool, contextlib.ExitStack() as runs:
         jobs = []
         for task in TASKS:
@@ -100,25 +109,11 @@ def main() -> None:
                     ),
                 )
                 if (repeat, fold) == SHIPPED:
-                    model_dir = outputs.path(Path(args.models) / task)
-                    pyfunc.save(model_dir, result.model, fold_data(datasets[task], repeat, fold))
+                    model_dirs[task] = outputs.path(Path(args.models) / task)
+                    pyfunc.save(model_dirs[task], result.model, fold_data(datasets[task], repeat, fold))
                     history = outputs.path(Path(args.plots) / task / "history.csv")
                     write_table(result.history_frame(), history)
-                    tracker.log(
-                        run_ids[task],
-                        metrics=result_metrics(result.history, {}, tracking.max_logged_steps["train"]),
-                        tags={"outcome": result.outcome},
-                    )
                     tracker.log_artifacts(run_ids[task], [history])
-                    if tracking.log_models:
-                        model_ids[task], _ = tracker.log_model(
-                            run_ids[task],
-                            model_dir,
-                            step=0,  # the step of the model_<split>_<metric> scores: they are the model's
-                            registered_name=f"{tracking.experiment}-{task}",
-                            champion=champion,
-                        )
-                    tracker.log(run_ids[task], metrics=model_metrics(result.scores))
                 bar.update()
         for task in TASKS:
             folds = datasets[task].roles.shape[1]
@@ -127,13 +122,38 @@ def main() -> None:
             own_lr = configs[task].lr if configs[task].lr != train.lr else None
             outputs.json(Path(args.metrics) / f"{task}.json", headline(task, scores, own_lr))
             outputs.json(Path(args.metrics) / f"{task}-scores.json", scores)
-            cv_metrics = [
-                (f"cv_{key}_{stat}", value, 0)
-                for key, stats in scores["summary"].items()
-                for stat, value in stats.items()
-                if stat in ("mean", "ci_low", "ci_high") and value == value
-            ]
-            tracker.log(run_ids[task], metrics=cv_metrics)
+            # The model first: logging it links the metrics its run has at its step to it, which
+            # must be none of the curves. Then the shipped network's curves (its scores are its
+            # fold run's, model_<split>_<metric>), and the headline (means over folds, named as a
+            # sweep point's), the model's own; the intervals and outcomes as text, so that the
+            # metrics tab holds curves and means.
+            loss, summary = DEFAULT_LOSS[task], scores["summary"]
+            flat = {f"{key}_{stat}": value for key, stats in summary.items() for stat, value in stats.items()}
+            model_id = None
+            if tracking.log_models:  # registered once its version can say what it scores
+                description, version_tags = version_record(task, loss, summary, scores["outcomes"])
+                model_ids[task], _ = tracker.log_model(
+                    run_ids[task],
+                    model_dirs[task],
+                    step=0,
+                    registered_name=f"{tracking.experiment}-{task}",
+                    champion=champion,
+                    description=description,
+                    version_tags=version_tags,
+                )
+                model_id = model_ids[task]
+            shipped = done[(task, *SHIPPED)]
+            tracker.log(
+                run_ids[task],
+                metrics=result_metrics(shipped.history, {}, tracking.max_logged_steps["train"]),
+                tags={"outcome": shipped.outcome},
+            )
+            tracker.log(
+                run_ids[task],
+                metrics=cv_metrics(flat, loss, TASK_METRICS[task], bounds=False, counts=False),
+                tags=interval_tags(summary, loss, scores["outcomes"]),
+                model_id=model_id,
+            )
             print(summary_line(task, scores, run_ids[task]))
         outputs.json(args.runs, tracker.runs_file(runs=run_ids, models=model_ids))
 

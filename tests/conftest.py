@@ -1,3 +1,4 @@
+import contextlib
 import fcntl
 import os
 import shutil
@@ -214,8 +215,10 @@ def sigint_as_in_a_terminal():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.fixture
-def tracking_server(tmp_path):
+@contextlib.contextmanager
+def mlflow_server(folder: Path):
+    """A real `mlflow server` on 127.0.0.1 with its store and artifacts in ``folder``: yields its URL
+    and artifact root; stopped by its process group's id."""
     port = free_port()
     server = subprocess.Popen(
         [
@@ -226,13 +229,13 @@ def tracking_server(tmp_path):
             "--port",
             str(port),
             "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
+            f"sqlite:///{folder / 'server.db'}",
             "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
+            str(folder / "server-artifacts"),
             "--workers",
             "1",
         ],
-        cwd=tmp_path,
+        cwd=folder,
         env=pipeline_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -242,7 +245,13 @@ def tracking_server(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_answers(f"{url}/health", server, "mlflow server")
-        yield url, tmp_path / "server-artifacts"
+        yield url, folder / "server-artifacts"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@pytest.fixture
+def tracking_server(tmp_path):
+    with mlflow_server(tmp_path) as served:
+        yield served

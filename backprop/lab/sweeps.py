@@ -216,12 +216,24 @@ def best_points(summary: pd.DataFrame, by: list[str], loss_by_task: Mapping[str,
     flagged ``every_fit_learned = False``."""
     chosen = []
     for task, rows in summary.groupby("task", sort=False):
-        column = f"val_{loss_by_task[task]}_mean"
         groups = rows.groupby(by, sort=False) if by else [((), rows)]
         for _, group in groups:
-            complete = group["learned"] == group["fits"]
-            ranked = group.assign(
-                every_fit_learned=complete, key=np.where(complete, group[column], np.inf)
-            ).sort_values(["key", column], na_position="last")
-            chosen.append(ranked.iloc[0].drop("key"))
+            chosen.append(_ranked(group, f"val_{loss_by_task[task]}_mean").iloc[0].drop("key"))
     return pd.DataFrame(chosen).reset_index(drop=True)
+
+
+def _ranked(group: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``group`` best first: the points whose every fit learned by ``column``, then the others."""
+    complete = group["learned"] == group["fits"]
+    ranked = group.assign(every_fit_learned=complete, key=np.where(complete, group[column], np.inf))
+    return ranked.sort_values(["key", column], na_position="last", kind="stable")
+
+
+def point_ranks(summary: pd.DataFrame, loss_by_task: Mapping[str, str]) -> pd.Series:
+    """Each summary row's rank within its task, 1 for the point ``best_points`` chooses, in the
+    order it ranks them (as scikit-learn's ``rank_test_score``)."""
+    ranks = pd.Series(0, index=summary.index)
+    for task, rows in summary.groupby("task", sort=False):
+        order = _ranked(rows, f"val_{loss_by_task[task]}_mean").index
+        ranks[order] = np.arange(1, len(order) + 1)
+    return ranks

@@ -29,10 +29,18 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
 
+from backprop.lab.blocks import LABELS
 from backprop.lab.io import CORRUPT_STORE, MachineError, environment_message, naming, pid_alive
+from backprop.lab.protocol import OUTCOMES
 
 DB_NAME = "mlflow.db"
 PIPELINE_TAG = "backprop.pipeline"  # the tag that finds a pipeline run's grouping run
+# A run's name carries the pipeline it belongs to, which no versioned file may hold (a DVC
+# experiment's name is not a dependency of any stage): versioned files find a run by this tag,
+# its name without the pipeline.
+KEY_TAG = "run_key"
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, no runs).
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 # Every run a stage creates carries a digest of what the stage depends on (dvc.yaml's deps and
 # params): versioned files find runs by it and by the run's name, never by an id that changes
 # with every run. Equal digests mean the same code, params and input data.
@@ -268,6 +276,12 @@ def downsample_steps(n: int, most: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, most).round().astype(int))
 
 
+def as_text(value) -> str:
+    """A param or tag value as the REST API requires it (a string; SQLite would take a float or
+    a list, a tracking server refuses them): a tuple written as the list params.yaml has."""
+    return str(list(value) if isinstance(value, tuple) else value)
+
+
 def flatten(values: Mapping, prefix: str = "") -> dict[str, str]:
     flat = {}
     for key, value in values.items():
@@ -275,7 +289,7 @@ def flatten(values: Mapping, prefix: str = "") -> dict[str, str]:
         if isinstance(value, Mapping):
             flat |= flatten(value, f"{name}.")
         else:
-            flat[name] = str(list(value) if isinstance(value, tuple) else value)
+            flat[name] = as_text(value)
     return flat
 
 
@@ -301,8 +315,9 @@ class Tracker:
         if urlsplit(self.store_uri).scheme in ("http", "https"):
             for name, value in HTTP_DEFAULTS.items():
                 os.environ.setdefault(name, value)
-            if secrets(self.store_uri):  # MLflow prints run links with the URI as given, password and all
-                os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+            # MLflow prints a link per run ended on a server (hundreds per sweep, burying the stage's
+            # own line), with the URI as given, password and all.
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
             check_reachable(self.store_uri)
         if self.local:
             check_store_file(Path(self.store_uri.removeprefix("sqlite:///")))
@@ -319,8 +334,18 @@ class Tracker:
                 self.experiment_id = found.experiment_id
             else:
                 location = (project_root() / ARTIFACTS_DIR).as_uri() if self.local else None
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=location, tags={KIND_TAG: KIND}
+                )
+            self._set_kind(found)
         self._end_orphaned_runs()
+
+    def _set_kind(self, found) -> None:
+        """The experiment kind on a store made before the project set it, or inferred by the UI; a
+        kind someone chose stays."""
+        kind = found.tags.get(KIND_TAG, "") if found is not None else KIND
+        if kind in ("", "no_inferred_type") or kind.endswith("_inferred"):
+            self.client.set_experiment_tag(self.experiment_id, KIND_TAG, KIND)
 
     def _end_orphaned_runs(self) -> None:
         """Runs left RUNNING by a stage of this machine that was killed (SIGKILL, power loss):
@@ -353,6 +378,10 @@ class Tracker:
         with _spent_in_mlflow(), self._locked():
             return getattr(self.client, method)(*args, **kwargs)
 
+    @functools.cached_property
+    def label(self) -> str:
+        return pipeline_label()
+
     def pipeline_run(self) -> str:
         """The run that groups every stage of one pipeline run: one per DVC experiment, or, for a
         plain `dvc repro`, one per code and params (``pipeline_key``). Found by its tag, else
@@ -367,20 +396,23 @@ class Tracker:
                     self._pipeline = found[0].info.run_id
                 else:
                     tags = {PIPELINE_TAG: key, "mlflow.source.git.commit": _commit()} | dvc_tags()
+                    tags[KEY_TAG] = name
                     self._pipeline = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
                     self.client.set_terminated(self._pipeline, "FINISHED")
         return self._pipeline
 
     @contextlib.contextmanager
-    def run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> Iterator[str]:
+    def run(self, name: str, tags: Mapping, parent_id: str | None = None) -> Iterator[str]:
         """A run that ends FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM: never RUNNING.
-        A stage's own runs (no ``parent_id``) nest under the pipeline run."""
+        A stage's own runs (no ``parent_id``) nest under the pipeline run. ``name`` is what
+        versioned files find it by (tag ``run_key``); the run's name adds the pipeline's label."""
         global runs_created
         owner = {"host": HOST, "pid": str(os.getpid())}  # lets a later stage end it if this process dies
-        all_tags = owner | dict(tags) | {"mlflow.parentRunId": parent_id or self.pipeline_run()}
+        all_tags = owner | {key: as_text(value) for key, value in tags.items()}
+        all_tags |= {"mlflow.parentRunId": parent_id or self.pipeline_run(), KEY_TAG: name}
         if "stage" in all_tags:
             all_tags[DIGEST_TAG] = stage_digest(all_tags["stage"])
-        run = self._call("create_run", self.experiment_id, tags=all_tags, run_name=name)
+        run = self._call("create_run", self.experiment_id, tags=all_tags, run_name=f"{name} ({self.label})")
         runs_created += 1
         run_id = run.info.run_id
         self._created[run_id] = (name, all_tags.get(DIGEST_TAG, ""))
@@ -439,25 +471,27 @@ class Tracker:
         *,
         params: Mapping | None = None,
         metrics: list[tuple[str, float, int]] = (),
-        tags: Mapping[str, str] | None = None,
+        tags: Mapping | None = None,
+        model_id: str | None = None,
     ) -> None:
         """Params, tags and (key, value, step) metrics in one ``log_batch`` (the client splits it
-        where MLflow's limits per call require)."""
+        where MLflow's limits per call require); with ``model_id``, the metrics are also the
+        logged model's."""
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
         self._call(
             "log_batch",
             run_id,
-            metrics=[Metric(k, float(v), now, int(step)) for k, v, step in metrics],
+            metrics=[Metric(k, float(v), now, int(step), model_id=model_id) for k, v, step in metrics],
             params=[Param(k, v) for k, v in flatten(params or {}).items()],
-            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+            tags=[RunTag(k, as_text(v)) for k, v in (tags or {}).items()],
         )
 
     def record(
         self,
         name: str,
-        tags: Mapping[str, str],
+        tags: Mapping,
         *,
         parent_id: str,
         params: Mapping,
@@ -493,10 +527,22 @@ class Tracker:
             with naming(f"{store} (copying {Path(path).name} into it)"):  # a full disk names no file
                 self._call("log_artifact", run_id, str(path), artifact_path)
 
-    def log_model(self, run_id: str, model_dir: str | Path, *, step: int, registered_name: str, champion: bool):
-        """The model saved in ``model_dir`` as a LoggedModel of ``run_id`` (its metrics at ``step``
-        linked to it), registered as a new version of ``registered_name``; with ``champion``, the
-        alias ``champion`` moves to that version. Returns (model id, version)."""
+    def log_model(
+        self,
+        run_id: str,
+        model_dir: str | Path,
+        *,
+        step: int,
+        registered_name: str,
+        champion: bool,
+        description: str = "",
+        version_tags: Mapping | None = None,
+    ):
+        """The model saved in ``model_dir`` as a LoggedModel of ``run_id``, registered as a new
+        version of ``registered_name`` with ``description`` and ``version_tags``; with ``champion``,
+        the alias ``champion`` moves to that version. Returns (model id, version). Metrics join the
+        LoggedModel only when logged with its id (``log``): MLflow would otherwise link every
+        later metric of this process to it."""
         import mlflow.pyfunc
         from mlflow.exceptions import MlflowException
         from mlflow.tracking._tracking_service.utils import _use_tracking_uri
@@ -510,13 +556,19 @@ class Tracker:
         with _spent_in_mlflow(), self._locked(), _use_tracking_uri(self.store_uri):
             with mlflow.start_run(run_id=run_id):
                 info = mlflow.pyfunc.log_model(name=registered_name, step=step, **model_spec(model_dir))
+            mlflow.clear_active_model()
             try:
                 self.client.create_registered_model(registered_name)
             except MlflowException as error:
                 if error.error_code != "RESOURCE_ALREADY_EXISTS":  # as it does after the first run
                     raise
             version = self.client.create_model_version(
-                registered_name, info.model_uri, run_id=run_id, model_id=info.model_id
+                registered_name,
+                info.model_uri,
+                run_id=run_id,
+                model_id=info.model_id,
+                tags={key: as_text(value) for key, value in (version_tags or {}).items()},
+                description=description,
             ).version
             if champion:
                 self.client.set_registered_model_alias(registered_name, "champion", version)
@@ -595,8 +647,86 @@ def model_metrics(scores: Mapping[str, Mapping[str, float]]) -> list[tuple[str, 
 def result_metrics(
     history, scores: Mapping[str, Mapping[str, float]], most: int, *, losses_only: bool = False
 ) -> list[tuple[str, float, int]]:
-    """What every training run logs: its thinned curves and its model's scores."""
+    """What every training run logs: its thinned curves and its model's scores; for a diverged
+    fit only the epoch it diverged at (its outcome is a tag): its last losses before the overflow
+    are billions, and one such value flattens every chart that shows the run."""
+    if history.diverged:
+        return [("diverged_epoch", history.diverged_epoch, 0)] if history.diverged_epoch is not None else []
     return history_metrics(history, most, losses_only=losses_only) + model_metrics(scores)
+
+
+CV_SPLITS = ("val", "test")
+
+
+def cv_metrics(
+    stats: Mapping[str, float], loss: str, metrics: list[str], *, bounds: bool = True, counts: bool = True
+) -> list[tuple[str, float, int]]:
+    """Cross-validated numbers named as summary.csv's columns (``val_mse_mean``, ``test_mse_ci_low``,
+    the outcome counts ``learned``, ``diverged``, ...), from such a row or its like: the loss's
+    validation and test means first (what a run list is sorted by), then the other metrics' means,
+    then with ``bounds`` each 95% interval, then with ``counts`` the fits and their outcomes.
+    Nothing that is not a finite number (a point with no learned fit has no mean)."""
+    order = [loss, *(metric for metric in metrics if metric != loss)]
+    names = [f"{split}_{metric}_mean" for metric in order for split in CV_SPLITS]
+    if bounds:
+        names += [
+            f"{split}_{metric}_{bound}" for metric in order for split in CV_SPLITS for bound in ("ci_low", "ci_high")
+        ]
+    if counts:
+        names += ["fits", *OUTCOMES]
+    values = [(name, stats.get(name)) for name in names]
+    return [(name, float(value), 0) for name, value in values if _finite(value)]
+
+
+def point_metrics(row: Mapping, loss: str, metrics: list[str], rank: int, extra: list[str]) -> list:
+    """A grid point's run: its ``cv_metrics``, its rank among the sweep's points of its task
+    (``rank_val_<loss>``, 1 for the chosen one, as GridSearchCV's ``rank_test_score``; 0 for none)
+    and the ``extra`` columns of its summary row (the lr limit)."""
+    ranked = [(f"rank_val_{loss}", rank, 0)] if rank else []
+    return cv_metrics(row, loss, metrics) + ranked + [(name, row[name], 0) for name in extra if _finite(row.get(name))]
+
+
+def interval_tags(summary: Mapping[str, Mapping[str, float]], loss: str, outcomes: Mapping[str, int]) -> dict:
+    """What a run whose metrics tab should stay on its curves and means (the train stage's) keeps
+    as text instead: the loss's 95% intervals and the count of each outcome."""
+    bounds = {split: summary[f"{split}_{loss}"] for split in CV_SPLITS if f"{split}_{loss}" in summary}
+    tags = {f"{split}_{loss}_interval": f"{b['ci_low']:.6g} to {b['ci_high']:.6g}" for split, b in bounds.items()}
+    return tags | {"outcomes": ", ".join(f"{count} {name}" for name, count in outcomes.items() if count)}
+
+
+def version_record(task: str, loss: str, summary: Mapping[str, Mapping[str, float]], outcomes: Mapping[str, int]):
+    """(description, tags) of a registered model version: the pipeline that made it (the DVC
+    experiment and its baseline, or the branch and commit), the params it changed from that
+    baseline (for a repro, from the commit) and its cross-validated headline."""
+    experiment, baseline = os.environ.get("DVC_EXP_NAME"), os.environ.get("DVC_EXP_BASELINE_REV")
+    commit, branch = _commit(), current_branch()
+    changed = changed_params(baseline or "HEAD")
+    changes = "unknown" if changed is None else "; ".join(f"{k}={v}" for k, v in changed.items()) or "none"
+    tags = {"pipeline": pipeline_label(), "git_commit": commit, "git_branch": branch or "(detached)"} | dvc_tags()
+    tags["params_changed"] = changes[:1000]
+    test, val = summary[f"test_{loss}"], summary[f"val_{loss}"]
+    tags |= {f"test_{loss}_mean": f"{test['mean']:.6g}", f"val_{loss}_mean": f"{val['mean']:.6g}"}
+    tags |= interval_tags(summary, loss, outcomes)
+    made_by = (
+        f"DVC experiment {experiment} (baseline {(baseline or 'unknown')[:8]})"
+        if experiment
+        else f"dvc repro on {branch or 'a detached HEAD'} at {commit[:8]}"
+    )
+    label = LABELS.get(loss, loss)
+    description = (
+        f"The {task} network of {made_by}; params changed from {'its baseline' if experiment else 'the commit'}: "
+        f"{changes[:1000]}. Cross-validated test {label} {test['mean']:.4g} (95% CI {test['ci_low']:.4g} to "
+        f"{test['ci_high']:.4g}), validation {label} {val['mean']:.4g}, over {sum(outcomes.values())} folds "
+        f"({tags['outcomes']}); the network shipped is one fold's."
+    )
+    return description, tags
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 @functools.cache
@@ -633,10 +763,36 @@ def pipeline_key() -> tuple[str, str]:
     return f"repro:{digest}", f"dvc repro {digest[:8]}"
 
 
-def search_filter(run_name: str, digest: str) -> str:
-    """The MLflow filter string for the runs named ``run_name`` whose stage had ``digest``."""
-    quoted = run_name.replace("'", "\\'")
-    return f"attributes.run_name = '{quoted}' and tags.{DIGEST_TAG} = '{digest}'"
+def pipeline_label() -> str:
+    """What run names carry of their pipeline: the DVC experiment's name, or the branch (``repro``
+    on a detached HEAD) and the digest of the pipeline run's name (``pipeline_key``)."""
+    experiment = os.environ.get("DVC_EXP_NAME")
+    if experiment:
+        return experiment
+    digest = pipeline_key()[0].removeprefix("repro:")[:8]
+    return f"{current_branch() or 'repro'} {digest}"
+
+
+def changed_params(rev: str) -> dict[str, str] | None:
+    """The params.yaml keys (flattened, ``train.lr``) whose values differ from those at git
+    revision ``rev``; None when git cannot show that revision's params.yaml."""
+    import yaml
+
+    try:
+        old = subprocess.run(["git", "show", f"{rev}:params.yaml"], capture_output=True, text=True, check=True).stdout
+        before, now = flatten(yaml.safe_load(old) or {}), flatten(yaml.safe_load(Path("params.yaml").read_text()) or {})
+    except (OSError, subprocess.CalledProcessError, yaml.YAMLError):
+        return None
+    return {key: value for key, value in now.items() if before.get(key) != value} | {
+        key: "(removed)" for key in before.keys() - now.keys()
+    }
+
+
+def search_filter(run_key: str, digest: str) -> str:
+    """The MLflow filter string for the runs keyed ``run_key`` (their name without the pipeline)
+    whose stage had ``digest``."""
+    quoted = run_key.replace("'", "\\'")
+    return f"tags.{KEY_TAG} = '{quoted}' and tags.{DIGEST_TAG} = '{digest}'"
 
 
 def _hash_files(digest, name: str, path: Path) -> None:

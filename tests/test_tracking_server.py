@@ -1,0 +1,222 @@
+"""The whole tiny pipeline against a real MLflow tracking server (started here on 127.0.0.1, once for
+the module, stopped by its PID): every run lands FINISHED, every value goes over REST as the API
+requires, sweeps log a run per grid point that the README's query ranks, the experiment opens on
+runs, and a registry version says which experiment made it."""
+
+import copy
+import json
+import math
+import re
+
+import mlflow
+import pandas as pd
+import pytest
+from conftest import ROOT, TINY, copy_repo, mlflow_server, run
+from mlflow import MlflowClient
+
+from backprop.lab.sweeps import best_points, point_ranks
+from backprop.lab.tracking import KIND, KIND_TAG, Tracker, cv_metrics
+
+pytestmark = pytest.mark.e2e
+
+FOLDS = TINY["data"]["folds"]
+LOSS = {"regression": "mse", "classification": "log_loss"}
+SWEEPS = [name for name, spec in TINY["sweep"].items() if isinstance(spec, dict)]
+
+
+def readme_query() -> tuple[str, list[str]]:
+    """The filter string and order of the README's "find the best learning rate" query."""
+    section = (ROOT / "README.md").read_text().split("## MLflow", 1)[1].split("\n## ", 1)[0]
+    (code,) = [block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "rank_val_mse" in block]
+    filter_string = re.search(r'filter_string="([^"]*)"', code).group(1)
+    order_by = re.findall(r'"([^"]*)"', re.search(r"order_by=\[([^\]]*)\]", code).group(1))
+    return filter_string, order_by
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with mlflow_server(tmp_path_factory.mktemp("server")) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def served(server, tmp_path_factory):
+    """A fresh copy after one whole `dvc repro` whose every run went to the server."""
+    repo = copy_repo(tmp_path_factory.mktemp("served"), TINY)
+    run(["dvc", "repro"], repo, MLFLOW_TRACKING_URI=server)
+    return repo, MlflowClient(server)
+
+
+def all_runs(client: MlflowClient):
+    experiment = client.get_experiment_by_name("backprop-lab")
+    return client.search_runs([experiment.experiment_id], max_results=5000)
+
+
+def test_every_run_of_a_whole_repro_lands_finished_on_the_server(served):
+    repo, client = served
+    runs = all_runs(client)
+    assert runs and {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags.get("stage") for r in runs} >= {"train", "baselines"} | {f"sweep@{name}" for name in SWEEPS}
+    assert not (repo / "mlflow.db").exists(), "a run went to the project's own store"
+    # Every run's name carries its pipeline: the branch and the pipeline run's digest here.
+    (pipeline,) = [r for r in runs if "backprop.pipeline" in r.data.tags]
+    label = f"main {pipeline.info.run_name.removeprefix('dvc repro ')}"
+    assert all(r.info.run_name.endswith(f" ({label})") for r in runs if r is not pipeline)
+
+
+def test_each_grid_point_is_a_run_with_its_cross_validated_metrics(served):
+    repo, client = served
+    runs = all_runs(client)
+    children = {}
+    for r in runs:
+        children.setdefault(r.data.tags.get("mlflow.parentRunId"), []).append(r)
+    for name in SWEEPS:
+        spec = TINY["sweep"][name]
+        (parent,) = [r for r in runs if r.data.tags.get("run_key") == f"sweep-{name}"]
+        summary = pd.read_csv(repo / "sweeps" / name / "summary.csv")
+        points = children[parent.info.run_id]
+        assert len(points) == len(summary)
+        for point in points:
+            task, loss = point.data.tags["task"], LOSS[point.data.tags["task"]]
+            folds = children[point.info.run_id]  # each fit stays a run, under its point
+            assert sorted(int(f.data.tags["fold"]) for f in folds) == list(range(FOLDS))
+            metrics = point.data.metrics
+            assert metrics["fits"] == FOLDS
+            assert sum(metrics[outcome] for outcome in ("learned", "stalled", "oscillating", "diverged")) == FOLDS
+            (row,) = [
+                row
+                for row in summary[summary["task"] == task].to_dict("records")
+                if point.data.tags["point"] == " ".join(f"{key}={row[key]}" for key in spec["grid"])
+            ]
+            assert metrics[f"rank_val_{loss}"] >= 1
+            for column in (f"val_{loss}_mean", f"test_{loss}_mean", f"test_{loss}_ci_low", f"val_{loss}_ci_high"):
+                if math.isfinite(row[column]):
+                    assert metrics[column] == pytest.approx(row[column], rel=1e-5), (name, column)
+                else:  # no fit learned (no mean), or one (no interval): nothing to log
+                    assert column not in metrics, (name, column)
+
+
+def test_a_grid_of_layer_lists_logs_to_the_server(server, tmp_path):
+    """As the README allows (issue 22, finding 2): lists in params, tags and run names."""
+    params = copy.deepcopy(TINY)
+    params["sweep"]["capacity"]["grid"]["hidden"] = [[2], [2, 2]]
+    params["tracking"]["experiment"] = "layer-lists"
+    run(["dvc", "repro", "sweep@capacity"], copy_repo(tmp_path, params), MLFLOW_TRACKING_URI=server)
+    client = MlflowClient(server)
+    runs = client.search_runs([client.get_experiment_by_name("layer-lists").experiment_id])
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    points = [r for r in runs if "point" in r.data.tags and "fold" not in r.data.tags]
+    assert sorted(r.data.params["train.hidden"] for r in points) == ["[2, 2]", "[2]"]
+    assert sorted(r.data.tags["point"] for r in points) == ["hidden=2", "hidden=2-2"]
+
+
+def test_the_readme_query_returns_the_chosen_point_first(served):
+    repo, client = served
+    filter_string, order_by = readme_query()
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        found = mlflow.search_runs(experiment_names=["backprop-lab"], filter_string=filter_string, order_by=order_by)
+    finally:
+        mlflow.set_tracking_uri(None)
+    summary = pd.read_csv(repo / "sweeps" / "lr" / "summary.csv")
+    (chosen,) = best_points(summary, [], {"regression": "mse"}).to_dict("records")
+    assert len(found) == len(summary)
+    assert float(found.iloc[0]["params.train.lr"]) == chosen["lr"]
+    assert found.iloc[0]["metrics.rank_val_mse"] == 1
+    (parent,) = [r for r in all_runs(client) if r.data.tags.get("run_key") == "sweep-lr"]
+    assert parent.data.params["best.regression.lr"] == str(chosen["lr"])
+    assert parent.data.metrics["best_regression_val_mse_mean"] == pytest.approx(chosen["val_mse_mean"], rel=1e-5)
+
+
+def test_a_diverged_fit_logs_its_epoch_not_its_scores(served):
+    _, client = served
+    diverged = [r for r in all_runs(client) if r.data.tags.get("outcome") == "diverged"]
+    assert diverged, "the tiny lr grid's 1e5 diverges"
+    assert all(set(r.data.metrics) == {"diverged_epoch"} for r in diverged)
+
+
+def test_the_experiment_opens_on_runs(served):
+    _, client = served
+    assert client.get_experiment_by_name("backprop-lab").tags[KIND_TAG] == KIND
+
+
+def test_a_registry_version_says_which_experiment_made_it(served):
+    repo, client = served
+    run(["dvc", "exp", "run", "--temp", "-n", "faster", "-S", "train.lr=0.05", "train"], repo,
+        MLFLOW_TRACKING_URI=client.tracking_uri)  # fmt: skip
+    for task in LOSS:
+        loss, name = LOSS[task], f"backprop-lab-{task}"
+        (version,) = client.search_model_versions(f"name = '{name}' and tag.dvc_exp = 'faster'")
+        tags = version.tags
+        assert tags["pipeline"] == "faster" and re.fullmatch(r"[0-9a-f]{40}", tags["dvc_baseline_rev"])
+        assert tags["params_changed"] == "train.lr=0.05"
+        assert "DVC experiment faster" in version.description and "train.lr=0.05" in version.description
+        test_mean = float(tags[f"test_{loss}_mean"])
+        model = client.get_logged_model(version.source.removeprefix("models:/"))
+        assert {m.key: m.value for m in model.metrics}[f"test_{loss}_mean"] == pytest.approx(test_mean, rel=1e-5)
+        # The champion stays the main branch's repro.
+        champion = client.get_model_version_by_alias(name, "champion")
+        assert champion.version != version.version and champion.tags["git_branch"] == "main"
+        assert champion.tags["params_changed"] == "none"
+        assert float(champion.tags[f"test_{loss}_mean"]) == pytest.approx(
+            json.loads((repo / "metrics" / f"{task}.json").read_text())[task][f"test_{loss}"], rel=1e-5
+        )
+
+
+# ---- in process: the parts each view relies on -------------------------------------------------
+
+
+def test_the_rank_puts_a_point_whose_every_fit_learned_first():
+    summary = pd.DataFrame(
+        {
+            "task": ["regression"] * 3,
+            "lr": [0.1, 0.3, 1.0],
+            "fits": [5, 5, 5],
+            "learned": [5, 4, 0],
+            "val_mse_mean": [2900.0, 2800.0, math.nan],  # 0.3 is lower, but one of its folds did not learn
+        }
+    )
+    assert list(point_ranks(summary, {"regression": "mse"})) == [1, 2, 3]
+    assert best_points(summary, [], {"regression": "mse"})["lr"].item() == 0.1
+
+
+def test_cross_validated_metrics_lead_with_the_loss_and_skip_what_is_not_a_number():
+    row = {"val_mse_mean": 1.0, "test_mse_mean": 2.0, "val_accuracy_mean": 0.5, "test_accuracy_mean": math.nan}
+    row |= {"val_mse_ci_low": 0.5, "fits": 5, "learned": 5, "diverged": 0}
+    names = [name for name, _, _ in cv_metrics(row, "mse", ["accuracy", "mse"])]
+    assert names == [
+        "val_mse_mean",
+        "test_mse_mean",
+        "val_accuracy_mean",
+        "val_mse_ci_low",
+        "fits",
+        "learned",
+        "diverged",
+    ]
+    assert [name for name, _, _ in cv_metrics(row, "mse", ["mse"], bounds=False, counts=False)] == names[:2]
+
+
+def test_an_existing_experiment_gets_its_kind(server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient(server)
+    client.create_experiment("made-before")
+    assert KIND_TAG not in client.get_experiment_by_name("made-before").tags
+    Tracker("made-before", uri=server)
+    assert client.get_experiment_by_name("made-before").tags[KIND_TAG] == KIND
+
+
+def test_tags_of_any_params_value_reach_the_server(server, tmp_path, monkeypatch):
+    """Floats and layer lists as tags (what a sweep's point holds): strings over REST."""
+    monkeypatch.chdir(tmp_path)
+    tracker = Tracker("tag-types", uri=server)
+    with tracker.run("parent", {"lr": 0.1}) as parent:
+        child = tracker.record(
+            "child",
+            {"hidden": [16, 16], "lr": 0.1},
+            parent_id=parent,
+            params={"train": {"hidden": (16, 16)}},
+            metrics=[],
+        )
+    found = MlflowClient(server).get_run(child).data
+    assert found.tags["hidden"] == "[16, 16]" and found.tags["lr"] == "0.1"
+    assert found.params["train.hidden"] == "[16, 16]"
