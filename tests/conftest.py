@@ -216,10 +216,24 @@ def sigint_as_in_a_terminal():
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path):
+def mlflow_server(folder: Path, admin_password: str | None = None):
     """A real `mlflow server` on 127.0.0.1 with its store and artifacts in ``folder``: yields its URL
-    and artifact root; stopped by its process group's id."""
+    and artifact root; stopped by its process group's id. With ``admin_password``, MLflow's
+    basic-auth app guards it, its one user ``admin`` with that password."""
     port = free_port()
+    auth, env = [], pipeline_env()
+    if admin_password is not None:
+        config = folder / "basic_auth.ini"
+        config.write_text(
+            f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{folder / 'auth.db'}\n"
+            "admin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        auth = ["--app-name", "basic-auth"]
+        env |= {
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "a-test-only-csrf-key",
+        }
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "mlflow"),
@@ -234,9 +248,10 @@ def mlflow_server(folder: Path):
             str(folder / "server-artifacts"),
             "--workers",
             "1",
+            *auth,
         ],
         cwd=folder,
-        env=pipeline_env(),
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -208,6 +208,14 @@ def test_the_capacity_figure_draws_each_width_at_the_lr_it_fits_best():
     assert {t.get_text() for t in axis.texts} >= {"lr 0.3", "lr 0.1"}
 
 
+def test_the_capacity_figure_draws_a_grid_of_layer_lists_one_place_each():
+    summary = pd.DataFrame([summary_row("regression", {"hidden": h}, mean=2800) for h in ("[16]", "[16, 16]")])
+    axis = figures.capacity_figure(summary, metric="mse").axes[0]
+    assert axis.get_xscale() == "linear"
+    assert [t.get_text() for t in axis.get_xticklabels()] == ["[16]", "[16, 16]"]
+    assert axis.get_xlabel() == "hidden layers"
+
+
 # ---- loss curves ---------------------------------------------------------------------------------
 
 

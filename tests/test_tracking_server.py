@@ -6,6 +6,7 @@ runs, and a registry version says which experiment made it."""
 import copy
 import json
 import math
+import os
 import re
 
 import mlflow
@@ -14,6 +15,7 @@ import pytest
 from conftest import ROOT, TINY, copy_repo, mlflow_server, run
 from mlflow import MlflowClient
 
+from backprop.lab.protocol import OUTCOMES
 from backprop.lab.sweeps import best_points, point_ranks
 from backprop.lab.tracking import KIND, KIND_TAG, Tracker, cv_metrics
 
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.e2e
 
 FOLDS = TINY["data"]["folds"]
 LOSS = {"regression": "mse", "classification": "log_loss"}
+ADMIN_PASSWORD = "a-long-test-password-42"
 SWEEPS = [name for name, spec in TINY["sweep"].items() if isinstance(spec, dict)]
 
 
@@ -82,7 +85,7 @@ def test_each_grid_point_is_a_run_with_its_cross_validated_metrics(served):
             assert sorted(int(f.data.tags["fold"]) for f in folds) == list(range(FOLDS))
             metrics = point.data.metrics
             assert metrics["fits"] == FOLDS
-            assert sum(metrics[outcome] for outcome in ("learned", "stalled", "oscillating", "diverged")) == FOLDS
+            assert sum(metrics[outcome] for outcome in OUTCOMES) == FOLDS
             (row,) = [
                 row
                 for row in summary[summary["task"] == task].to_dict("records")
@@ -96,18 +99,39 @@ def test_each_grid_point_is_a_run_with_its_cross_validated_metrics(served):
                     assert column not in metrics, (name, column)
 
 
-def test_a_grid_of_layer_lists_logs_to_the_server(server, tmp_path):
-    """As the README allows (issue 22, finding 2): lists in params, tags and run names."""
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory):
+    """A second real server, behind MLflow's basic-auth app (user admin)."""
+    with mlflow_server(tmp_path_factory.mktemp("guarded"), admin_password=ADMIN_PASSWORD) as (url, _):
+        yield url
+
+
+def test_a_grid_of_layer_lists_logs_to_a_server_behind_basic_auth(guarded_server, tmp_path):
+    """As the README allows (issue 22, findings 1 and 2): lists in params, tags and run names,
+    sent with the user's credentials; a wrong password is one line naming the server."""
     params = copy.deepcopy(TINY)
     params["sweep"]["capacity"]["grid"]["hidden"] = [[2], [2, 2]]
     params["tracking"]["experiment"] = "layer-lists"
-    run(["dvc", "repro", "sweep@capacity"], copy_repo(tmp_path, params), MLFLOW_TRACKING_URI=server)
-    client = MlflowClient(server)
-    runs = client.search_runs([client.get_experiment_by_name("layer-lists").experiment_id])
+    repo = copy_repo(tmp_path, params)
+    user = {"MLFLOW_TRACKING_URI": guarded_server, "MLFLOW_TRACKING_USERNAME": "admin"}
+    run(["dvc", "repro", "sweep@capacity"], repo, **user, MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
+    os.environ.update(user, MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
+    try:
+        client = MlflowClient(guarded_server)
+        runs = client.search_runs([client.get_experiment_by_name("layer-lists").experiment_id])
+    finally:
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ.pop(name)
     assert {r.info.status for r in runs} == {"FINISHED"}
     points = [r for r in runs if "point" in r.data.tags and "fold" not in r.data.tags]
     assert sorted(r.data.params["train.hidden"] for r in points) == ["[2, 2]", "[2]"]
     assert sorted(r.data.tags["point"] for r in points) == ["hidden=2", "hidden=2-2"]
+
+    refused = run(["dvc", "repro", "-s", "--force", "sweep@capacity"], repo, check=False, **user,
+                  MLFLOW_TRACKING_PASSWORD="not-the-password-7")  # fmt: skip
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "refused the credentials (401 not authenticated)" in refused.stderr, refused.stderr
+    assert ADMIN_PASSWORD not in refused.stderr + refused.stdout and "not-the-password-7" not in refused.stderr
 
 
 def test_the_readme_query_returns_the_chosen_point_first(served):

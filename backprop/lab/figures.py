@@ -293,20 +293,25 @@ def capacity_figure(summary: pd.DataFrame, *, metric: str, title: str | None = N
     interval over the folds that learned; widths where not every fold learned are marked. With
     an lr in the grid, each width is drawn at the lr where its training error is lowest (among
     the lrs where every fold learned), written beside its point."""
-    rows = best_fitting(summary, metric).sort_values("hidden")
+    rows = best_fitting(summary, metric)
+    # One hidden layer: its width on a log2 axis. Layer lists ("[16, 16]"): one place each, in grid order.
+    widths = pd.to_numeric(rows["hidden"], errors="coerce")
+    one_layer = bool(widths.notna().all())
+    rows = rows.assign(_x=widths if one_layer else np.arange(1.0, len(rows) + 1)).sort_values("_x")
     figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for split, shift in (("train", 2**-0.06), ("val", 1.0), ("test", 2**0.06)):
-        _mean_and_interval(axis, rows, "hidden", shift, f"{split}_{metric}", split, linestyle=SPLIT_STYLE[split])
+        _mean_and_interval(axis, rows, "_x", shift, f"{split}_{metric}", split, linestyle=SPLIT_STYLE[split])
     if "lr" in rows:
         for _, row in rows.iterrows():
-            axis.annotate(f"lr {row['lr']:g}", (row["hidden"], row[f"train_{metric}_mean"]), xytext=(4, -12),
+            axis.annotate(f"lr {row['lr']:g}", (row["_x"], row[f"train_{metric}_mean"]), xytext=(4, -12),
                           textcoords="offset points", fontsize=7, color=SPLIT_COLOUR["train"])  # fmt: skip
-    axis.set_xscale("log", base=2)
-    axis.set_xticks(rows["hidden"], [str(h) for h in rows["hidden"]])
+    if one_layer:
+        axis.set_xscale("log", base=2)
+    axis.set_xticks(rows["_x"], [str(h) for h in rows["hidden"]])
     axis.minorticks_off()
     incomplete = rows[~rows.apply(_complete, axis=1)]
-    _mark_outcomes(axis, incomplete["hidden"].tolist(), [_counts(row) for _, row in incomplete.iterrows()])
-    axis.set_xlabel("hidden units (log2 scale)")
+    _mark_outcomes(axis, incomplete["_x"].tolist(), [_counts(row) for _, row in incomplete.iterrows()])
+    axis.set_xlabel("hidden units (log2 scale)" if one_layer else "hidden layers")
     axis.set_ylabel(_label(metric))
     axis.set_title(title or f"{metric} vs width ({int(rows['fits'].max())} folds per width)")
     axis.grid(alpha=0.3)

@@ -267,6 +267,11 @@ STORE_PROBLEMS = {
     "attempt to write a readonly database": "read-only file system or file",
     "unable to open database file": "unable to open database file (missing folder or no permission)",
     "disk I/O error": "input/output error (failing disk or network file system?)",
+    "error code 401": (
+        "the server refused the credentials (401 not authenticated): set MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD to a user of the server"
+    ),
+    "error code 403": "the user lacks the permission (403 forbidden): ask the server's admin for EDIT on the experiment",
 }
 
 

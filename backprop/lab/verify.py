@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from backprop.lab.protocol import OUTCOMES
+
 # Relative change allowed in a headline metric (metrics/<task>.json) between two CPUs.
 HEADLINE_TOLERANCE = 0.01
 # Counts of what happened to the fits: a conclusion, not a number.
-OUTCOME_COLUMNS = ("fits", "learned", "stalled", "oscillating", "diverged", "capped")
+OUTCOME_COLUMNS = ("fits", *OUTCOMES, "capped")
 UNSTABLE = ("oscillating", "diverged")
 
 
