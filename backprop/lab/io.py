@@ -271,7 +271,7 @@ STORE_PROBLEMS = {
         "the server refused the credentials (401 not authenticated): set MLFLOW_TRACKING_USERNAME and "
         "MLFLOW_TRACKING_PASSWORD to a user of the server"
     ),
-    "error code 403": "the user lacks the permission (403 forbidden): ask the server's admin for EDIT on the experiment",
+    "error code 403": "the user lacks the permission (403 forbidden): ask the admin for EDIT on the experiment",
 }
 
 
