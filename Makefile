@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: install repro test lint ui plots bench clean-store
+.PHONY: install repro test lint ui plots plots-page exps verify bench clean-store
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+PORT ?= 5000
+
 repro: install
 	dvc repro
 	@echo
 	@echo "Report:  report/report.md and report/report.html"
 	@echo "Figures: report/figures/"
-	@echo "Runs:    make ui, then open http://127.0.0.1:5000"
+	@echo "Check:   make verify (the committed conclusions hold on this machine)"
+	@echo
+	@echo "Next, in this shell:"
+	@echo "  source .venv/bin/activate"
+	@echo "  dvc exp run -S train.lr=0.03    # an experiment: re-runs only the stages the change reaches"
+	@echo "  make exps                       # the experiments side by side, in 120 columns"
+	@echo "  make ui PORT=$(PORT)               # the MLflow UI on http://127.0.0.1:$(PORT)"
 
 test: install
 	ruff check .
@@ -41,15 +49,33 @@ lint: install
 
 # The UI binds to loopback only; the store is the project's own SQLite file.
 ui: install
-	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
 
-# DVC's own page loads its JavaScript from a CDN; this one inlines it, so it works offline.
-PLOTS_TEMPLATE := .dvc/tmp/plots-offline.html
-
+# DVC's own page loads its JavaScript from a CDN; .dvc/plots-offline.html (committed, so a fresh
+# clone has it) inlines vega from the pinned vl-convert-python, and .dvc/config's
+# plots.html_template points every `dvc plots show` and `dvc plots diff` at it.
 plots: install
-	python -m backprop.lab.plots_page $(PLOTS_TEMPLATE)
-	dvc plots show --html-template $(PLOTS_TEMPLATE) -o dvc_plots
+	dvc plots show -o dvc_plots
 	@echo "Plots: dvc_plots/index.html (offline)"
+
+# Rewrite the offline page after a vl-convert-python upgrade (a test says when it is stale).
+plots-page: install
+	python -m backprop.lab.plots_page .dvc/plots-offline.html
+
+# The experiments in 120 columns: each task's headline loss and, where an override replaced
+# train.lr, the lr the task trained at (<task>.lr) always; the params that differ between the
+# rows; no dependency hashes, no constant counts (folds), no other metric (`dvc exp show --json`).
+EXPS_KEEP := ^(Experiment|regression\.test_mse|classification\.test_log_loss|(regression|classification)\.lr)$$
+EXPS_DROP := ^(Created|regression\..*|classification\..*)$$|^(?!(data|train|sweep|curves|tracking)\.)
+
+exps: install
+	@dvc exp show --no-pager --only-changed --keep '$(EXPS_KEEP)' --drop '$(EXPS_DROP)'
+
+# A fresh `dvc repro --force`'s tracked outputs against the committed ones (HEAD): fits identical
+# to the stored digits, the fits that differ and why, and a failure if any conclusion differs.
+verify: install
+	dvc repro --force
+	python scripts/verify.py --against HEAD
 
 bench: install
 	python benchmarks/engine.py

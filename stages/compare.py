@@ -19,8 +19,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prepared", required=True, help="folder with <task>/schema.json (the folds' sizes)")
     parser.add_argument("--metrics", required=True, help="folder with <task>-scores.json and baselines.json")
-    parser.add_argument("--sweeps", required=True, help="folder with <name>/results.csv")
-    parser.add_argument("--names", nargs="+", required=True, help="the sweeps to compare")
+    parser.add_argument("--sweeps", required=True, help="folder with <name>/results.csv of every configured sweep")
     parser.add_argument("--out", required=True, help="the JSON file of comparisons")
     args = parser.parse_args()
 
@@ -36,16 +35,16 @@ def main() -> None:
     for task in TASKS:
         network = pd.DataFrame(json.loads((metrics / f"{task}-scores.json").read_text())["folds"])
         comparison[task] = against_baselines(network, baselines, task, ratios[task]) | {"sweeps": {}}
-    for name in args.names:
+    for name in sweep.specs:
         spec, results = sweep.spec(name), read_csv(Path(args.sweeps) / name / "results.csv")
         for task in spec.tasks:
             ratio = ratios[task]
             answer = settings_compared(results, task, spec.keys, ratio)
             answer["best_vs_linear"] = best_vs_baseline(results, answer, baselines, task, "linear", ratio)
-            if spec.fixed.get("patience") == 0 and "hidden" in spec.keys:
+            if spec.kind == "capacity":
                 answer["capacity"] = capacity(results, task, "hidden", ratio)
             for curve in spec.reach:
-                if "loss" in spec.keys and task == "classification":
+                if spec.kind == "loss_curves" and task == "classification":
                     answer["loss_mechanism"] = loss_mechanism(results, curve, ratio)
             comparison[task]["sweeps"][name] = answer
     with staged_outputs() as outputs:

@@ -21,8 +21,7 @@ def main() -> None:
     parser.add_argument(
         "--runs", required=True, help="folder with the files that find the runs (train.json, sweep_<name>.json)"
     )
-    parser.add_argument("--sweeps", required=True, help="folder with <name>/results.csv, curves.csv")
-    parser.add_argument("--names", nargs="+", required=True, help="the sweeps to draw")
+    parser.add_argument("--sweeps", required=True, help="folder with <name>/results.csv, curves.csv of every sweep")
     parser.add_argument("--out", required=True, help="folder for the PNG files")
     args = parser.parse_args()
 
@@ -44,7 +43,7 @@ def main() -> None:
             },
         )
         owners[f"history_{task}.png"] = train_runs[task]
-    for name in args.names:
+    for name in sweep.specs:
         parent = json.loads((Path(args.runs) / f"sweep_{name}.json").read_text())["parent"]
         for file_name, drawing in sweep_figures(name, sweep.spec(name), Path(args.sweeps) / name).items():
             drawings[file_name], owners[file_name] = drawing, parent
@@ -78,9 +77,8 @@ def shipped_fold(folds: list[dict]) -> dict:
 
 
 def sweep_figures(name: str, spec, folder: Path) -> dict:
-    """File name -> (draw, arguments) for sweep ``name``'s figures, by what its grid varies
-    (figures.figure_kind)."""
-    kind = figures.figure_kind(spec.keys, fixed=spec.fixed, reach=spec.reach)
+    """File name -> (draw, arguments) for sweep ``name``'s figures, by what it asks (its kind)."""
+    kind = spec.kind
     summary = pd.read_csv(folder / "summary.csv")
     drawn = {}
     for task in spec.tasks:

@@ -42,7 +42,6 @@ def main() -> None:
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--plots", required=True)
     parser.add_argument("--sweeps", required=True)
-    parser.add_argument("--names", nargs="+", required=True)
     parser.add_argument("--runs", required=True)
     parser.add_argument("--figures", required=True)
     parser.add_argument("--out", required=True, help="folder for report.md and report.html")
@@ -54,9 +53,9 @@ def main() -> None:
     runs = Path(args.runs)
     train_runs = read_json(runs / "train.json")
     sweep = load_sweep(params)
-    summaries = {name: pd.read_csv(Path(args.sweeps) / name / "summary.csv") for name in args.names}
+    summaries = {name: pd.read_csv(Path(args.sweeps) / name / "summary.csv") for name in sweep.specs}
     sweep_runs = {}
-    for name in args.names:
+    for name in sweep.specs:
         record = read_json(runs / f"sweep_{name}.json")
         sweep_runs[name] = (record["parent"], len(record["children"]))  # filter strings, not ids
     baselines = read_json(Path(args.metrics) / "baselines.json")
@@ -70,7 +69,7 @@ def main() -> None:
         train_config={task: train.for_task(task).as_params() for task in TASKS},
         overrides={task: sorted(train.overrides.get(task, {})) for task in TASKS},
         summaries=summaries,
-        sweep_specs={name: sweep.spec(name) for name in args.names},
+        sweep_specs=dict(sweep.specs),
         ratios={task: overlap_ratio(schemas[task]["fold_rows"]) for task in TASKS},
         provenance={
             "digest": stage_digest(os.environ.get("DVC_STAGE", "report")),

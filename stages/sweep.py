@@ -4,15 +4,20 @@ Every fit goes through the stage's executor (local worker processes, or a Dask c
 trained by the same ``train_model`` as the train stage; beside them, the lr limit of each network
 at initialisation. Only this process talks to MLflow: one parent run per sweep, one nested child
 run per fit, logged as each fit completes.
+
+The train settings come from ``--settings`` (the settings stage's file: the train keys this
+sweep's grid and ``fixed`` leave), not from params.yaml's train section, which this stage does
+not depend on.
 """
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from backprop.lab.config import load_sweep, load_tracking, load_train, read_params
+from backprop.lab.config import SweepConfig, load_curves, load_tracking, read_params, section
 from backprop.lab.datasets import fold_rows
 from backprop.lab.executor import fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
@@ -27,23 +32,26 @@ from backprop.metrics import SUMMARY_METRICS
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("name", help="the sweep: a key of the sweep section (lr, activation, ...)")
+    parser.add_argument("--settings", required=True, help="JSON file: task -> the train settings the sweep takes")
     parser.add_argument("--prepared", required=True)
     parser.add_argument("--out", required=True, help="folder for results.csv, curves.csv and summary.csv")
     parser.add_argument("--runs", required=True, help="JSON file of the MLflow filter strings that find the runs")
     args = parser.parse_args()
 
     params = read_params()
-    train, sweep, tracking = load_train(params), load_sweep(params), load_tracking(params)
+    sweep = SweepConfig.from_params(section(params, "sweep"))  # its points checked against train.* by `settings`
+    kept, tracking = load_curves(params), load_tracking(params)  # kept: the epochs curves.csv keeps
     spec = sweep.spec(args.name)
+    inherited = json.loads(Path(args.settings).read_text())
     datasets = {task: load_prepared(args.prepared, task)[0] for task in spec.tasks}
-    points = {task: sweep.configs(args.name, train, task) for task in spec.tasks}
+    points = {task: sweep.configs(args.name, inherited[task], task) for task in spec.tasks}
     out = Path(args.out)
     most = tracking.max_logged_steps["sweep"]
 
     with staged_outputs() as outputs, fit_pool() as pool:
         shared = {task: pool.share(data) for task, data in datasets.items()}
-        fits = sweep_jobs(args.name, sweep, train, datasets, shared)
-        limits = limit_jobs(args.name, sweep, train, datasets, shared)
+        fits = sweep_jobs(args.name, sweep, inherited, datasets, shared)
+        limits = limit_jobs(args.name, sweep, inherited, datasets, shared)
         running = pool.start(
             f"sweep {args.name}",
             fits + limits,
@@ -56,7 +64,7 @@ def main() -> None:
             progress_bar(len(fits) + len(limits), f"sweep {args.name}", unit="fit") as bar,
         ):
             sweep_params = {"name": args.name, "grid": spec.grid, "fixed": spec.fixed, "tasks": spec.tasks}
-            tracker.log(parent, params={"sweep": sweep_params, "train": train.as_params()})
+            tracker.log(parent, params={"sweep": sweep_params, "train": inherited})
             done, children = {}, {}
             for job, result in pool.completed(running):
                 done[job.key] = result
@@ -89,8 +97,8 @@ def main() -> None:
                         fold,
                         result,
                         epochs=result.config.epochs,
-                        points=sweep.curve_points,
-                        first=sweep.curve_first_epochs,
+                        points=kept.points,
+                        first=kept.first_epochs,
                     )
                 )
                 child_runs.append({"task": task, **point, "repeat": repeat, "fold": fold, "run": children[job.key]})

@@ -49,6 +49,8 @@ def main() -> None:
     data = {task: load_prepared(args.prepared, task) for task in TASKS}
     datasets = {task: data[task][0] for task in TASKS}
     configs = {task: train.for_task(task) for task in TASKS}
+    for line in train.overridden():
+        print(line)
     champion = crowns_champion(tracking.champion_branch)
     run_ids, model_ids = {}, {}
     with staged_outputs() as outputs, fit_pool() as pool, contextlib.ExitStack() as runs:
@@ -122,7 +124,8 @@ def main() -> None:
             folds = datasets[task].roles.shape[1]
             rows = [result_row(task, {}, r, f, done[task, r, f]) for r, f in datasets[task].folds]
             scores = cv_scores(rows, task, overlap_ratio(fold_rows(datasets[task])))
-            outputs.json(Path(args.metrics) / f"{task}.json", headline(task, scores))
+            own_lr = configs[task].lr if configs[task].lr != train.lr else None
+            outputs.json(Path(args.metrics) / f"{task}.json", headline(task, scores, own_lr))
             outputs.json(Path(args.metrics) / f"{task}-scores.json", scores)
             cv_metrics = [
                 (f"cv_{key}_{stat}", value, 0)

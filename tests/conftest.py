@@ -34,9 +34,8 @@ def diabetes():
 TINY = {
     "data": {"folds": 3},
     "train": {"hidden": [4], "epochs": 40, "patience": 0},
+    "curves": {"points": 10, "first_epochs": 5},
     "sweep": {
-        "curve_points": 10,
-        "curve_first_epochs": 5,
         "lr": {"grid": {"lr": [0.01, 100000.0]}, "tasks": ["regression"]},
         "activation": {
             "grid": {"activation": ["sigmoid", "relu"], "lr": [0.01, 0.1]},

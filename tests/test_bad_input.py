@@ -136,7 +136,7 @@ def write_params(tmp_path, text: str) -> str:
         ("train:\n  hidden: [16\n  lr: 0.1\n", "params.yaml: line 3, column 5: not valid YAML: expected ',' or ']'"),
         (
             "data: {}\ntrian: {}\n",
-            "params.yaml: 'trian' is not a known section; valid sections: ['data', 'sweep', 'tracking', 'train']",
+            "params.yaml: 'trian' is not a known section; valid sections: ['curves', 'data', 'sweep', 'tracking', 'train']",
         ),
     ],
 )

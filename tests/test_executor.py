@@ -6,6 +6,7 @@ scheduler with two workers started here on 127.0.0.1 and stopped by their PIDs.
 
 import concurrent.futures as cf
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from conftest import ROOT, free_port, pipeline_env, runs_in, scratch, sigint_as_in_a_terminal, stage
 
+from backprop.lab.config import load_sweep, load_train
 from backprop.lab.executor import (
     WORKER_NICENESS,
     ExecutorError,
@@ -30,7 +32,10 @@ from backprop.lab.executor import (
     worker_count,
 )
 
-SWEEP = ["-m", "stages.sweep", "lr", "--prepared", "data/prepared", "--out", "sweeps/lr", "--runs", "runs/lr.json"]
+SWEEP = [
+    *("-m", "stages.sweep", "lr", "--settings", "settings/lr.json", "--prepared", "data/prepared"),
+    *("--out", "sweeps/lr", "--runs", "runs/lr.json"),
+]
 OUTPUTS = ("sweeps/lr/results.csv", "sweeps/lr/curves.csv", "sweeps/lr/summary.csv", "runs/lr.json")
 # Fifteen fits (3 rates × 5 folds), five of which diverge: enough to interleave on two workers in a few seconds.
 SMALL = {"grid": {"lr": [0.003, 0.03, 100000.0]}, "tasks": ["regression"]}
@@ -41,8 +46,11 @@ def sweep_folder(tmp_path: Path, prepared: Path, name: str, *, epochs: int = 40)
     folder.mkdir()
     scratch(folder, prepared, epochs=epochs)
     params = yaml.safe_load((folder / "params.yaml").read_text())
-    params["sweep"] = {"curve_points": 10, "lr": SMALL}
+    params["sweep"], params["curves"] = {"lr": SMALL}, {"points": 10}
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    train, sweep = load_train(params), load_sweep(params)  # what the settings stage would write
+    (folder / "settings").mkdir()
+    (folder / "settings" / "lr.json").write_text(json.dumps({"regression": sweep.inherited("lr", train, "regression")}))
     return folder
 
 

@@ -11,7 +11,7 @@ import pytest
 from matplotlib.colors import LogNorm
 
 from backprop.lab import figures
-from backprop.lab.config import load_sweep, read_params
+from backprop.lab.config import ConfigError, SweepConfig, load_sweep, read_params
 from backprop.lab.protocol import OUTCOMES
 
 
@@ -293,9 +293,7 @@ def test_learning_curves_without_early_stopping_mark_no_best_epoch():
 
 def test_every_configured_sweep_has_its_figure():
     sweep = load_sweep(read_params())
-    kinds = {
-        name: figures.figure_kind(spec.keys, fixed=spec.fixed, reach=spec.reach) for name, spec in sweep.specs.items()
-    }
+    kinds = {name: spec.kind for name, spec in sweep.specs.items()}
     expected = {
         "lr": "lr",
         "activation": "heatmap",
@@ -308,8 +306,9 @@ def test_every_configured_sweep_has_its_figure():
 
 
 def test_a_grid_with_no_figure_is_an_error():
-    with pytest.raises(ValueError, match="no figure"):
-        figures.figure_kind(["activation", "hidden"], fixed={}, reach={})
+    both = SweepConfig.from_params({"both": {"grid": {"activation": ["relu"], "hidden": [4]}, "tasks": ["regression"]}})
+    with pytest.raises(ConfigError, match=r"^sweep\.both: no figure"):
+        _ = both.spec("both").kind
 
 
 def lr_sweep_curves() -> pd.DataFrame:

@@ -142,7 +142,7 @@ def test_a_grid_expands_to_every_combination_with_fold_seeds():
     )  # fmt: skip
     train = TrainConfig(hidden=(4,), activation="tanh", lr=0.01, epochs=100, seed=20)
     data = {"regression": dataset(repeats=1)}
-    jobs = sweep_jobs("g", sweep, train, data, data)
+    jobs = sweep_jobs("g", sweep, {"regression": sweep.inherited("g", train, "regression")}, data, data)
     assert len(jobs) == 2 * 3 * 5
     combos = {(job.args[2].activation, job.args[2].lr) for job in jobs}
     assert combos == {(a, lr) for a in ("sigmoid", "relu") for lr in (0.1, 0.3, 1.0)}

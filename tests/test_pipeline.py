@@ -240,7 +240,7 @@ def test_changing_one_sweep_reruns_only_that_sweep_and_what_follows(tiny_repo):
     finally:
         params_path.write_text(original)
     assert "sweep@hidden" in status
-    assert set(status) <= {"sweep@hidden", "compare", "plot", "report"}
+    assert set(status) <= {"settings", "sweep@hidden", "compare", "plot", "report"}
     assert json.loads(run(["dvc", "status", "--json"], tiny_repo).stdout) == {}
 
 

@@ -247,7 +247,7 @@ def crafted_inputs(*, sha256: str, effect: float = 0.0, seed: int = 0) -> Report
     for name, spec in sweep.specs.items():
         rows = []
         for task in spec.tasks:
-            for index, (point, _) in enumerate(sweep.configs(name, train, task)):
+            for index, (point, _) in enumerate(sweep.configs(name, sweep.inherited(name, train, task), task)):
                 point = {key: cell(value) for key, value in point.items()}
                 size = effect * (index % 7) / 7
                 rows += [_fit_row(task, point, fold, rng, size, spec.reach) for fold in folds]

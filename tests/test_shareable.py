@@ -24,7 +24,7 @@ from backprop import MLP
 
 pytestmark = pytest.mark.e2e
 
-DVC_OUTPUTS = ("dvc.lock", "data/prepared", "models", "runs", "metrics", "plots", "sweeps", "report")
+DVC_OUTPUTS = ("dvc.lock", "data/prepared", "models", "runs", "metrics", "plots", "settings", "sweeps", "report")
 SWEEP_PLOTS = {  # title in dvc.yaml -> (results file, y column)
     "Sweep lr, regression (val MSE per fold)": ("lr", "val_mse"),
 }

@@ -180,6 +180,17 @@ class TrainConfig:
             raise ConfigError(f"{self._section}.start 'saturated' needs a classifier (a probability), not task {task}")
         return config
 
+    def overridden(self) -> list[str]:
+        """A line for each train key that a task's override replaces with another value: said
+        on every run, since ``-S train.lr=...`` does not reach a task whose override sets lr."""
+        return [
+            f"train: {task} trains at {key} {getattr(self.for_task(task), key)!r} "
+            f"(train.overrides.{task}.{key}), not train.{key} {getattr(self, key)!r}"
+            for task, settings in self.overrides.items()
+            for key in settings
+            if getattr(self.for_task(task), key) != getattr(self, key)
+        ]
+
     def varied(self, changes: dict, section: str) -> TrainConfig:
         """The same settings with some keys changed, validated under ``section``'s name."""
         merged = dataclasses.asdict(self) | changes
@@ -199,6 +210,25 @@ class TrainConfig:
 
 
 SWEEPABLE = ("lr", "hidden", "activation", "loss", "batch_size", "init", "epochs", "patience", "start")
+
+
+def sweep_kind(grid: dict, fixed: dict, reach: dict, section: str) -> str:
+    """What a sweep asks, hence its figure and its comparisons: ``loss_curves`` (a reach level
+    over loss × lr), ``capacity`` (hidden, a fixed budget without early stopping), ``lr`` (lr
+    alone), ``heatmap`` (lr and one other key)."""
+    keys = set(grid)
+    if reach and keys == {"loss", "lr"}:
+        return "loss_curves"
+    if "hidden" in keys and keys <= {"hidden", "lr"} and fixed.get("patience") == 0:
+        return "capacity"
+    if keys == {"lr"}:
+        return "lr"
+    if len(keys) == 2 and "lr" in keys:
+        return "heatmap"
+    raise ConfigError(
+        f"{section}: no figure for a grid over {list(grid)} (fixed {fixed}, reach {reach}); a grid is lr alone, "
+        "lr and one other key, hidden (and lr) with fixed patience 0, or loss × lr with a reach level"
+    )
 
 
 @dataclass(frozen=True)
@@ -243,32 +273,40 @@ class SweepSpec:
     def keys(self) -> list[str]:
         return list(self.grid)
 
+    @property
+    def kind(self) -> str:
+        return sweep_kind(self.grid, self.fixed, self.reach, self._section)
+
     def points(self) -> list[dict]:
         """Every combination, the first key varying slowest: [{key: value, ...}, ...]."""
         return [dict(zip(self.grid, values, strict=True)) for values in itertools.product(*self.grid.values())]
 
 
 @dataclass(frozen=True)
-class SweepConfig:
-    """``sweep.curve_points`` and ``sweep.curve_first_epochs`` apply to every sweep; every other
-    key names a sweep."""
+class CurvesConfig:
+    """The epochs of each sweep fit kept in its curves.csv: ``points`` on an even grid (the last
+    epoch too) and every one of the ``first_epochs``."""
 
-    curve_points: int = 200
-    curve_first_epochs: int = 0
-    specs: dict = field(default_factory=dict)
-    _section: str = field(default="sweep", repr=False, compare=False)
+    points: int = 200
+    first_epochs: int = 0
+    _section: str = field(default="curves", repr=False, compare=False)
 
     def __post_init__(self):
-        _number("sweep", "curve_points", self.curve_points, integer=True, minimum=2)
-        _number("sweep", "curve_first_epochs", self.curve_first_epochs, integer=True, minimum=0)
+        _number("curves", "points", self.points, integer=True, minimum=2)
+        _number("curves", "first_epochs", self.first_epochs, integer=True, minimum=0)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Every key of the ``sweep`` section names a sweep; DVC's ``foreach`` makes one stage of each."""
+
+    specs: dict = field(default_factory=dict)
 
     @classmethod
     def from_params(cls, values: dict) -> SweepConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"sweep must be a mapping, got {values!r}")
-        shared = {key: values[key] for key in ("curve_points", "curve_first_epochs") if key in values}
-        specs = {name: build(SweepSpec, f"sweep.{name}", spec) for name, spec in values.items() if name not in shared}
-        return cls(**shared, specs=specs)
+        return cls(specs={name: build(SweepSpec, f"sweep.{name}", spec) for name, spec in values.items()})
 
     def spec(self, name: str) -> SweepSpec:
         if name not in self.specs:
@@ -279,19 +317,28 @@ class SweepConfig:
         """Validate every point of every sweep, so a bad last value fails before the first fit."""
         for name, spec in self.specs.items():
             for task in spec.tasks:
-                self.configs(name, train, task)
+                self.configs(name, self.inherited(name, train, task), task)
+            spec.kind  # noqa: B018  (a grid that no figure or comparison reads fails here, before any fit)
 
-    def configs(self, name: str, train: TrainConfig, task: str) -> list[tuple[dict, TrainConfig]]:
-        """(point, TrainConfig) for every point of sweep ``name`` on ``task``: train.* with the
-        task's overrides, the sweep's fixed keys, then the point's values."""
+    def inherited(self, name: str, train: TrainConfig, task: str) -> dict[str, Any]:
+        """The train settings sweep ``name`` takes from ``train`` on ``task``: train.* with the
+        task's overrides, less the keys its grid and ``fixed`` set. All a sweep depends on in the
+        train section, so that a change to any other key (``train.lr`` when the grid sets lr)
+        re-runs no sweep: the settings stage writes these, ``sweep@<name>`` reads them."""
         spec = self.spec(name)
         base = train.for_task(task)
-        if spec.fixed:
-            base = base.varied(spec.fixed, f"sweep.{name}.fixed").for_task(task)
-        configs = []
-        for point in spec.points():
-            configs.append((point, base.varied(point, f"sweep.{name}.grid").for_task(task)))
-        return configs
+        if spec.fixed:  # validated under the fixed keys' own name
+            base.varied(spec.fixed, f"sweep.{name}.fixed").for_task(task)
+        return {key: value for key, value in base.as_params().items() if key not in spec.grid and key not in spec.fixed}
+
+    def configs(self, name: str, inherited: dict, task: str) -> list[tuple[dict, TrainConfig]]:
+        """(point, TrainConfig) for every point of sweep ``name`` on ``task``: the ``inherited``
+        train settings, the sweep's fixed keys, then the point's values."""
+        spec = self.spec(name)
+        return [
+            (point, build(TrainConfig, f"sweep.{name}.grid", inherited | spec.fixed | point).for_task(task))
+            for point in spec.points()
+        ]
 
 
 RUN_KINDS = ("train", "sweep")  # kinds of MLflow run, each with its own curve thinning
@@ -323,7 +370,7 @@ class TrackingConfig:
 
 
 # The top-level sections of params.yaml; a branch that adds a section adds its name here.
-SECTIONS = ("data", "train", "tracking", "sweep")
+SECTIONS = ("data", "train", "tracking", "sweep", "curves")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -386,6 +433,10 @@ def load_sweep(params: dict) -> SweepConfig:
     sweep = SweepConfig.from_params(section(params, "sweep"))
     sweep.check(load_train(params))
     return sweep
+
+
+def load_curves(params: dict) -> CurvesConfig:
+    return build(CurvesConfig, "curves", section(params, "curves"))
 
 
 def load_tracking(params: dict) -> TrackingConfig:

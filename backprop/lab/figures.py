@@ -472,22 +472,6 @@ def lr_curves(curves: pd.DataFrame, *, task: str, metric: str) -> plt.Figure:
     return figure
 
 
-def figure_kind(keys: Sequence[str], *, fixed: dict, reach: dict) -> str:
-    """Which figure a sweep's grid makes: ``loss_curves`` (a reach level over loss × lr),
-    ``lr`` (lr alone), ``heatmap`` (lr and one other key), ``capacity`` (hidden alone, a fixed
-    budget without early stopping)."""
-    keys = list(keys)
-    if reach and set(keys) == {"loss", "lr"}:
-        return "loss_curves"
-    if "hidden" in keys and set(keys) <= {"hidden", "lr"} and fixed.get("patience") == 0:
-        return "capacity"
-    if keys == ["lr"]:
-        return "lr"
-    if len(keys) == 2 and "lr" in keys:
-        return "heatmap"
-    raise ValueError(f"no figure for a grid over {keys} (fixed {fixed}, reach {reach})")
-
-
 def png(draw: Callable[..., plt.Figure], arguments: dict) -> bytes:
     """The PNG file of ``draw(**arguments)``: what a stage's worker sends back to be written."""
     buffer = io.BytesIO()

@@ -3,7 +3,9 @@
 DVC's default page loads vega, vega-lite and vega-embed from a CDN, so it is blank without a
 network. This page inlines the three libraries from the vl-convert-python package (a pinned
 dependency, which ships them) and leaves out DVC's `{scripts}` placeholder, where the CDN tags
-would go. Usage: `python -m backprop.lab.plots_page <template.html>` (what `make plots` does).
+would go. It is committed as .dvc/plots-offline.html, which .dvc/config's plots.html_template
+names, so a fresh clone's `dvc plots show` is offline. Usage: `python -m backprop.lab.plots_page
+<template.html>` (what `make plots-page` does after an upgrade of vl-convert-python).
 """
 
 import sys

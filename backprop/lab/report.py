@@ -111,13 +111,35 @@ def build(inputs: ReportInputs) -> dict:
         final = [b for b in question["blocks"] if b["kind"] == "p" and b["text"].startswith(answers.ANSWER_MARK)]
         question["blocks"] = [b for b in question["blocks"] if not any(b is f for f in final)] + final
     appendix = [block for s in questions for block in s["appendix"]]
-    sections = [answers.answers_section(questions), *questions, provenance_section(inputs.provenance)]
+    sections = [
+        answers.answers_section(questions),
+        *questions,
+        *other_sweeps_section(summaries, inputs.sweep_specs),
+        provenance_section(inputs.provenance),
+    ]
     if appendix:
         sections.append(section("Appendix: every setting of every sweep", appendix, "appendix") | {"collapsible": True})
     return {
         "title": "backprop-lab report: a 3-layer network trained by hand-written backpropagation",
         "sections": sections,
     }
+
+
+# The sweeps the numbered answers read; any other sweep in params.yaml is reported in its own section.
+ANSWERED = ("lr", "activation", "hidden", "capacity", "loss", "saturated")
+
+
+def other_sweeps_section(summaries: dict, specs: dict) -> list[dict]:
+    """A section with each unanswered sweep's table per task (none when every sweep is answered)."""
+    blocks = []
+    for name, spec in specs.items():
+        if name in ANSWERED:
+            continue
+        grid = ", ".join(f"{key} {values}" for key, values in spec.grid.items())
+        fixed = f", fixed {spec.fixed}" if spec.fixed else ""
+        blocks.append(paragraph(f"**{name}**: every combination of {grid}{fixed}, on every fold."))
+        blocks += [answers.summary_table(summaries[name], spec.keys, task) for task in spec.tasks]
+    return [section("Other sweeps", blocks, "other-sweeps")] if blocks else []
 
 
 # ---- rendering --------------------------------------------------------------------------------

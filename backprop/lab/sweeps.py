@@ -32,14 +32,17 @@ def fold_config(config: TrainConfig, repeat: int, fold: int, folds: int) -> Trai
     return dataclasses.replace(config, seed=fit_seed(config.seed, repeat, fold, folds))
 
 
-def sweep_jobs(name: str, sweep: SweepConfig, train: TrainConfig, datasets: Mapping[str, Dataset], shared) -> list[Job]:
+def sweep_jobs(
+    name: str, sweep: SweepConfig, inherited: Mapping[str, dict], datasets: Mapping[str, Dataset], shared
+) -> list[Job]:
     """One fit per (task, point, repeat, fold) of sweep ``name``, keyed by those coordinates, each
-    with the seed of its fold: never its place in an execution order. ``shared`` maps a task to
-    the executor's handle of its dataset."""
+    with the seed of its fold: never its place in an execution order. ``inherited`` maps a task
+    to the train settings the sweep takes (SweepConfig.inherited), ``shared`` to the executor's
+    handle of its dataset."""
     jobs = []
     for task in sweep.spec(name).tasks:
         folds = datasets[task].roles.shape[1]
-        for index, (point, config) in enumerate(sweep.configs(name, train, task)):
+        for index, (point, config) in enumerate(sweep.configs(name, inherited[task], task)):
             for repeat, fold in datasets[task].folds:
                 seeded = fold_config(config, repeat, fold, folds)
                 where = ", ".join(f"{key}={value}" for key, value in point.items())
@@ -55,13 +58,15 @@ def sweep_jobs(name: str, sweep: SweepConfig, train: TrainConfig, datasets: Mapp
     return jobs
 
 
-def limit_jobs(name: str, sweep: SweepConfig, train: TrainConfig, datasets: Mapping[str, Dataset], shared) -> list[Job]:
+def limit_jobs(
+    name: str, sweep: SweepConfig, inherited: Mapping[str, dict], datasets: Mapping[str, Dataset], shared
+) -> list[Job]:
     """One lr-limit estimate per (task, network at initialisation, repeat, fold): points that
     differ only in lr, epochs or patience share their network, hence their limit."""
     jobs, seen = [], set()
     for task in sweep.spec(name).tasks:
         folds = datasets[task].roles.shape[1]
-        for _, config in sweep.configs(name, train, task):
+        for _, config in sweep.configs(name, inherited[task], task):
             network = limit_key(task, config)
             for repeat, fold in datasets[task].folds:
                 if (network, repeat, fold) in seen:

@@ -80,10 +80,11 @@ def cv_scores(rows: list[dict], task: str, test_train_ratio: float) -> dict:
     return {"folds": rows, "summary": summary, "outcomes": outcomes}
 
 
-def headline(task: str, scores: dict) -> dict:
+def headline(task: str, scores: dict, overridden_lr: float | None = None) -> dict:
     """metrics/<task>.json, the few numbers `dvc exp show` and `dvc metrics diff` compare: the
     cross-validated test scores (the loss with its interval), keyed by task so that the two
-    tasks' files give distinct column names."""
+    tasks' files give distinct column names; and ``lr`` when a per-task override replaced
+    train.lr, so that the lr the task trained at stands beside train.lr (`make exps`)."""
     loss, summary = DEFAULT_LOSS[task], scores["summary"]
     values = {
         f"test_{metric}": summary[f"test_{metric}"]["mean"]
@@ -97,6 +98,8 @@ def headline(task: str, scores: dict) -> dict:
         "learned_folds": scores["outcomes"]["learned"],
         "folds": len(scores["folds"]),
     }
+    if overridden_lr is not None:
+        values["lr"] = overridden_lr
     return {task: values}
 
 
