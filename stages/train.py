@@ -11,7 +11,7 @@ import contextlib
 from pathlib import Path
 
 from backprop.lab.blocks import LABELS
-from backprop.lab.config import load_tracking, load_train, read_params
+from backprop.lab.config import load_kinds, load_tracking, load_train, read_params
 from backprop.lab.datasets import fold_data, fold_rows
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
@@ -19,14 +19,14 @@ from backprop.lab.protocol import overlap_ratio
 from backprop.lab.sweeps import fold_config, result_row
 from backprop.lab.tracking import Tracker, crowns_champion, model_metrics, result_metrics, run_tags
 from backprop.lab.training import cv_scores, describe_config, fit_estimates, fit_fold, headline, run_params
-from backprop.losses import DEFAULT_LOSS, TASKS
+from backprop.losses import DEFAULT_LOSS
 
 SHIPPED = (0, 0)  # the (repeat, fold) whose network becomes models/<task>
 
 
-def summary_line(task: str, scores: dict, run_id: str) -> str:
+def summary_line(task: str, kind: str, scores: dict, run_id: str) -> str:
     """What the stage prints per task: the cross-validated test loss a reader compares, rounded."""
-    loss = DEFAULT_LOSS[task]
+    loss = DEFAULT_LOSS[kind]
     test = scores["summary"][f"test_{loss}"]
     outcomes = ", ".join(f"{count} {name}" for name, count in scores["outcomes"].items() if count)
     return (
@@ -45,17 +45,17 @@ def main() -> None:
     args = parser.parse_args()
 
     params = read_params()
-    train, tracking = load_train(params), load_tracking(params)
-    data = {task: load_prepared(args.prepared, task) for task in TASKS}
-    datasets = {task: data[task][0] for task in TASKS}
-    configs = {task: train.for_task(task) for task in TASKS}
+    train, tracking, kinds = load_train(params), load_tracking(params), load_kinds(params)
+    data = {task: load_prepared(args.prepared, task) for task in kinds}
+    datasets = {task: data[task][0] for task in kinds}
+    configs = {task: train.for_task(task, kind) for task, kind in kinds.items()}
     for line in train.overridden():
         print(line)
     champion = crowns_champion(tracking.champion_branch)
     run_ids, model_ids = {}, {}
     with staged_outputs() as outputs, fit_pool() as pool, contextlib.ExitStack() as runs:
         jobs = []
-        for task in TASKS:
+        for task in kinds:
             shared, folds = pool.share(datasets[task]), datasets[task].roles.shape[1]
             for repeat, fold in datasets[task].folds:
                 config = fold_config(configs[task], repeat, fold, folds)
@@ -63,7 +63,7 @@ def main() -> None:
                     Job(
                         (task, repeat, fold),
                         fit_fold,
-                        (shared, task, config, repeat, fold, (repeat, fold) == SHIPPED),
+                        (shared, kinds[task], config, repeat, fold, (repeat, fold) == SHIPPED),
                         f"train {task} repeat {repeat} fold {fold} ({describe_config(config)})",
                     )
                 )
@@ -73,7 +73,7 @@ def main() -> None:
         tracker = Tracker(tracking.experiment)  # imported and opened while the first fits run
         from backprop.lab import pyfunc  # MLflow's model code: imported once the fits are running
 
-        for task in TASKS:
+        for task in kinds:
             run_ids[task] = runs.enter_context(tracker.run(f"train-{task}", run_tags("train", task=task)))
             schema = data[task][1]
             data_params = {"source": schema["source"], "sha256": schema["sha256"], "rows": schema["rows"]}
@@ -82,7 +82,9 @@ def main() -> None:
                 "repeats": schema["repeats"],
                 "shipped": f"repeat {SHIPPED[0]} fold {SHIPPED[1]}",
             }
-            tracker.log(run_ids[task], params=run_params(task, configs[task]) | {"data": data_params, "cv": cv})
+            tracker.log(
+                run_ids[task], params=run_params(task, configs[task], kinds[task]) | {"data": data_params, "cv": cv}
+            )
             tracker.log_dataset(run_ids[task], schema)
         done = {}
         with progress_bar(len(jobs), "train", unit="fit") as bar:
@@ -94,7 +96,7 @@ def main() -> None:
                     f"train {task} r{repeat}f{fold}",
                     tags,
                     parent_id=run_ids[task],
-                    params=run_params(task, result.config),
+                    params=run_params(task, result.config, kinds[task]),
                     metrics=result_metrics(
                         result.history, result.scores, tracking.max_logged_steps["sweep"], losses_only=True
                     ),
@@ -120,12 +122,11 @@ def main() -> None:
                         )
                     tracker.log(run_ids[task], metrics=model_metrics(result.scores))
                 bar.update()
-        for task in TASKS:
-            folds = datasets[task].roles.shape[1]
+        for task, kind in kinds.items():
             rows = [result_row(task, {}, r, f, done[task, r, f]) for r, f in datasets[task].folds]
-            scores = cv_scores(rows, task, overlap_ratio(fold_rows(datasets[task])))
+            scores = cv_scores(rows, kind, overlap_ratio(fold_rows(datasets[task])))
             own_lr = configs[task].lr if configs[task].lr != train.lr else None
-            outputs.json(Path(args.metrics) / f"{task}.json", headline(task, scores, own_lr))
+            outputs.json(Path(args.metrics) / f"{task}.json", headline(task, scores, own_lr, kind))
             outputs.json(Path(args.metrics) / f"{task}-scores.json", scores)
             cv_metrics = [
                 (f"cv_{key}_{stat}", value, 0)
@@ -134,7 +135,7 @@ def main() -> None:
                 if stat in ("mean", "ci_low", "ci_high") and value == value
             ]
             tracker.log(run_ids[task], metrics=cv_metrics)
-            print(summary_line(task, scores, run_ids[task]))
+            print(summary_line(task, kind, scores, run_ids[task]))
         outputs.json(args.runs, tracker.runs_file(runs=run_ids, models=model_ids))
 
 
