@@ -19,7 +19,7 @@ def control_tasks(schemas: dict) -> list[str]:
 
 def _detected(difference: dict | None) -> str:
     if not difference or not difference.get("n"):
-        return "not run"
+        return "no paired comparison (a side did not learn in every fold)"
     if is_tie(difference):
         return f"not detected: {interval(difference, 3)}, detectable {fmt(number(difference, 'mde'), 3)}"
     return f"detected: {interval(difference, 3)}"
