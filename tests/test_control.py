@@ -13,7 +13,7 @@ from conftest import ROOT, stage
 from backprop.lab.comparisons import settings_compared
 from backprop.lab.config import TrainConfig, load_data, read_params
 from backprop.lab.control import answer_cells, control_section
-from backprop.lab.datasets import fold_data, friedman1, prepare
+from backprop.lab.datasets import fold_data, fold_rows, friedman1, prepare
 from backprop.lab.protocol import fit_seed, overlap_ratio
 from backprop.lab.sweeps import fold_config, result_row
 from backprop.lab.training import fit_fold, fold_lr_limit, in_absolute_units
@@ -45,22 +45,22 @@ def test_the_default_params_name_three_tasks_each_of_a_kind():
 
 def test_a_small_control_table_detects_hidden_1_worse_than_16():
     """The same fits and comparison code as the pipeline's hidden sweep (rates in units of each
-    width's limit, early stopping that waits a share of the budget), on 500 generated rows: one
+    width's limit, early stopping that waits a share of the budget), on 600 generated rows: one
     hidden unit cannot follow Friedman #1's sine and square, sixteen can, and the paired interval
     over folds shows it."""
-    dataset = control_table(500)
+    dataset = control_table(600)
     rows = []
-    for hidden, rate in ((1, 0.25), (16, 0.5)):  # each width at a rate where every fold learns
+    for hidden, rate in ((1, 0.25), (16, 1.5)):  # each width at a rate where every fold learns
         point = {"hidden": hidden, "lr": rate}
         config = TrainConfig(
-            hidden=(hidden,), activation="sigmoid", lr=rate, lr_unit="limit", epochs=3000, patience=100
+            hidden=(hidden,), activation="sigmoid", lr=rate, lr_unit="limit", epochs=2000, patience=100
         ).varied({"patience_share": 0.25}, "train")
         for repeat, fold in dataset.folds:
             result = fit_fold(dataset, "regression", fold_config(config, repeat, fold, 5), repeat, fold)
             rows.append(result_row("control", point, repeat, fold, result))
     results = pd.DataFrame(rows)
     assert (results["outcome"] == "learned").all()
-    ratio = overlap_ratio({"test": [100] * 5, "train": [320] * 5})
+    ratio = overlap_ratio(fold_rows(dataset))
     answer = settings_compared(results, "control", ["hidden", "lr"], ratio, kind="regression")
     assert answer["best"]["hidden"] == 16
     (versus,) = answer["best_minus_other"]
