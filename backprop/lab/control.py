@@ -8,7 +8,7 @@ answers on the data set.
 
 from __future__ import annotations
 
-from backprop.lab.answers import flipped, fmt, interval, is_tie, number
+from backprop.lab.answers import flipped, fmt, interval, is_tie, number, upper_first
 from backprop.lab.blocks import paragraph, section, table
 
 
@@ -83,26 +83,42 @@ def best_against_floor(comparison: dict, schema: dict, task: str) -> tuple[str, 
     ), tuned
 
 
-def headline_reach(comparison: dict, task: str) -> str:
-    """Do the headline settings reach the tuned MSE? headline − the best setting of each sweep,
-    paired by fold; reached when the interval contains 0 or lies below it."""
-    texts = []
-    for name, answer in comparison.get(task, {}).get("sweeps", {}).items():
-        versus = answer.get("headline_vs_best")
-        if not versus:
-            continue
-        difference = versus["headline_minus_tuned"]
-        where = ", ".join(f"{key} {value}" for key, value in versus["best"].items())
-        reached = is_tie(difference) or number(difference, "ci_high") < 0
-        texts.append(
-            f"headline {interval(versus['headline'], 3)} against sweep {name}'s best ({where}) "
-            f"{interval(versus['tuned'], 3)}: headline − best {interval(difference, 3)}, "
-            + ("within the tuned MSE's reach" if reached else "worse than tuned")
-        )
-    return "; ".join(texts)
+def _tuned(comparison: dict, task: str) -> tuple[str, dict] | None:
+    """The sweep whose validation choice reaches the lowest mean test MSE, with its comparison."""
+    found = [
+        (name, answer["headline_vs_best"])
+        for name, answer in comparison.get(task, {}).get("sweeps", {}).items()
+        if answer.get("headline_vs_best")
+    ]
+    return min(found, key=lambda item: number(item[1]["tuned"], "mean"), default=None)
 
 
-def answer_cells(comparison: dict, schemas: dict) -> dict[str, str]:
+def headline_reach(comparison: dict, task: str, settings: str = "") -> str:
+    """Do the headline settings reach the tuned MSE? headline − the best sweep's choice, paired by
+    fold (the same rows and initial draws): reached when the interval contains 0 or lies below it.
+    ``settings``: the headline settings in words, where they differ from train.*."""
+    tuned = _tuned(comparison, task)
+    if tuned is None:
+        return ""
+    name, versus = tuned
+    difference = versus["headline_minus_tuned"]
+    where = ", ".join(f"{key} {value}" for key, value in versus["best"].items())
+    reached = is_tie(difference) or number(difference, "ci_high") < 0
+    return (
+        f"the headline settings{settings} reach test MSE {interval(versus['headline'], 3)} against "
+        f"{interval(versus['tuned'], 3)} at sweep {name}'s choice ({where}): headline − tuned "
+        f"{interval(difference, 3)}, " + ("within the tuned MSE's reach" if reached else "detectably worse than tuned")
+    )
+
+
+def headline_settings(config: dict | None, overrides: list | None) -> str:
+    """`` (lr 0.3, epochs 3000 from train.overrides.control)``: what the task's override sets."""
+    if not config or not overrides:
+        return ""
+    return " (" + ", ".join(f"{key} {config[key]}" for key in overrides if key in config) + " from its override)"
+
+
+def answer_cells(comparison: dict, schemas: dict, settings: str = "") -> dict[str, str]:
     """anchor -> the control column's text of the answers table (the first control task)."""
     tasks = control_tasks(schemas)
     if not tasks:
@@ -113,18 +129,18 @@ def answer_cells(comparison: dict, schemas: dict) -> dict[str, str]:
         cells.setdefault(anchor, []).append(f"{label}: {_detected(difference)}")
     floor_text, _ = best_against_floor(comparison, schemas[task], task)
     cells.setdefault("q21", []).append(floor_text)
-    reach = headline_reach(comparison, task)
+    reach = headline_reach(comparison, task, settings)
     if reach:
         cells.setdefault("q22", []).append(reach)
     return {anchor: "; ".join(texts) for anchor, texts in cells.items()}
 
 
-def section_paragraphs(comparison: dict, schemas: dict) -> dict[str, dict]:
+def section_paragraphs(comparison: dict, schemas: dict, settings: str = "") -> dict[str, dict]:
     """anchor -> a paragraph closing that question's section: what the control shows."""
     tasks = control_tasks(schemas)
     if not tasks:
         return {}
-    task, cells = tasks[0], answer_cells(comparison, schemas)
+    task, cells = tasks[0], answer_cells(comparison, schemas, settings)
     source = schemas[task]["source"]
     return {
         anchor: paragraph(f"**Control** (task `{task}`, {source}, same folds and comparison code): {text}.")
@@ -132,7 +148,7 @@ def section_paragraphs(comparison: dict, schemas: dict) -> dict[str, dict]:
     }
 
 
-def control_section(comparison: dict, schemas: dict, data_task: str = "regression") -> list[dict]:
+def control_section(comparison: dict, schemas: dict, data_task: str = "regression", settings: str = "") -> list[dict]:
     """Each effect on the data set beside the control, and the control's best MSE against its floor."""
     tasks = control_tasks(schemas)
     if not tasks:
@@ -162,7 +178,7 @@ def control_section(comparison: dict, schemas: dict, data_task: str = "regressio
         table(["question", "difference (positive: the first is worse)", "metric", data_task, task], rows),
         paragraph(f"**Floor.** {floor_text}."),
     ]
-    reach = headline_reach(comparison, task)
+    reach = headline_reach(comparison, task, settings)
     if reach:
-        blocks.append(paragraph(f"**Default recipe.** {reach}."))
+        blocks.append(paragraph(f"**Default recipe.** {upper_first(reach)}."))
     return [section("The control task: the same questions where the effects are real", blocks, "control")]

@@ -110,13 +110,17 @@ def build(inputs: ReportInputs) -> dict:
     for question in questions[1:]:  # each section ends with its answer(s), whatever came between
         final = [b for b in question["blocks"] if b["kind"] == "p" and b["text"].startswith(answers.ANSWER_MARK)]
         question["blocks"] = [b for b in question["blocks"] if not any(b is f for f in final)] + final
-    add_control(questions, comparison, inputs.schemas)
+    controls = control.control_tasks(inputs.schemas)
+    settings = control.headline_settings(
+        configs.get(controls[0]) if controls else None, inputs.overrides.get(controls[0]) if controls else None
+    )
+    add_control(questions, comparison, inputs.schemas, settings)
     add_rate_units(questions, inputs.sweep_specs)
     appendix = [block for s in questions for block in s["appendix"]]
     sections = [
         answers.answers_section(questions),
         *questions,
-        *control.control_section(comparison, inputs.schemas),
+        *control.control_section(comparison, inputs.schemas, settings=settings),
         *other_sweeps_section(summaries, inputs.sweep_specs),
         provenance_section(inputs.provenance),
     ]
@@ -128,11 +132,11 @@ def build(inputs: ReportInputs) -> dict:
     }
 
 
-def add_control(questions: list[dict], comparison: dict, schemas: dict) -> None:
+def add_control(questions: list[dict], comparison: dict, schemas: dict, settings: str = "") -> None:
     """The control task beside each answer: a cell in the answers table (on the rows that are not
     about the classifier) and a closing paragraph in the question's section."""
-    cells = control.answer_cells(comparison, schemas)
-    closing = control.section_paragraphs(comparison, schemas)
+    cells = control.answer_cells(comparison, schemas, settings)
+    closing = control.section_paragraphs(comparison, schemas, settings)
     for question in questions:
         for row in question["answers"]:
             if row["anchor"] in cells and "classification" not in row["question"]:
@@ -155,6 +159,9 @@ def add_rate_units(questions: list[dict], specs: dict) -> None:
         if spec.fixed.get("lr_unit") != "limit" or anchor not in by_anchor:
             continue
         grid = ", ".join(str(value) for value in spec.grid.get("lr", []))
+        for row in by_anchor[anchor]["answers"]:
+            if "(lr: a multiple of" not in row["answer"]:
+                row["answer"] += " (lr: a multiple of each width's own stable limit)"
         by_anchor[anchor]["blocks"].insert(
             0,
             paragraph(
