@@ -127,8 +127,10 @@ def learning_curves(
     weights early stopping restored (none when training ran its epochs without stopping).
     ``accuracy`` labels the accuracy axis (regression's is 1 - MAPE); ``floor``, a generated
     table's noise variance, is drawn on the loss axis: no model's expected MSE goes below it."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    for axis, metric in zip(axes, [loss, "accuracy"], strict=True):
+    # A table without accuracy (``accuracy: none``) gets the loss panel alone.
+    metrics = [loss, "accuracy"] if history.filter(regex="_accuracy$").shape[1] else [loss]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), layout="constrained", squeeze=False)
+    for axis, metric in zip(axes[0], metrics, strict=True):
         for split, style in SPLIT_STYLE.items():
             column = f"{split}_{metric}"
             if column in history:
