@@ -10,43 +10,43 @@ import dataclasses
 import math
 
 from backprop.lab.baselines import all_rows_baselines, fold_baselines, fold_sklearn_mlp, sklearn_mlp
-from backprop.lab.config import load_tracking, load_train, read_params
+from backprop.lab.config import load_kinds, load_tracking, load_train, read_params
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
 from backprop.lab.sweeps import fold_config
 from backprop.lab.tracking import Tracker, model_metrics, run_tags
 from backprop.lab.training import describe_config, fit_all_rows, fit_estimates, run_params
-from backprop.losses import TASKS
 
 
 def baseline_jobs(train, datasets, shared) -> list[Job]:
     """The fits of the baselines stage, keyed (kind, task, repeat, fold): the linear and constant
     models and scikit-learn's MLP on every fold, then every model on all rows."""
     jobs = []
-    for task in TASKS:
-        config, data, folds = train.for_task(task), shared[task], datasets[task].roles.shape[1]
+    for task, dataset in datasets.items():
+        kind = dataset.kind  # the fits are of the task's kind; the keys name the task
+        config, data, folds = train.for_task(task, kind), shared[task], dataset.roles.shape[1]
         for repeat, fold in datasets[task].folds:
             where = f"{task} repeat {repeat} fold {fold}"
             jobs.append(
-                Job(("linear", task, repeat, fold), fold_baselines, (data, task, repeat, fold), f"linear {where}")
+                Job(("linear", task, repeat, fold), fold_baselines, (data, kind, repeat, fold), f"linear {where}")
             )
             seeded = fold_config(config, repeat, fold, folds)
-            if sklearn_mlp(task, seeded, 1) is not None:
+            if sklearn_mlp(kind, seeded, 1) is not None:
                 described = f"scikit-learn {where} ({describe_config(seeded)})"
                 jobs.append(
                     Job(
-                        ("sklearn", task, repeat, fold), fold_sklearn_mlp, (data, task, seeded, repeat, fold), described
+                        ("sklearn", task, repeat, fold), fold_sklearn_mlp, (data, kind, seeded, repeat, fold), described
                     )
                 )
         all_rows = dataclasses.replace(config, patience=0)  # no rows are left to stop early on
         jobs.append(
-            Job(("ours_all_rows", task, None, None), fit_all_rows, (data, task, all_rows), f"ours {task} all rows")
+            Job(("ours_all_rows", task, None, None), fit_all_rows, (data, kind, all_rows), f"ours {task} all rows")
         )
         jobs.append(
             Job(
                 ("others_all_rows", task, None, None),
                 all_rows_baselines,
-                (data, task, all_rows),
+                (data, kind, all_rows),
                 f"linear and scikit-learn {task} all rows",
             )
         )
@@ -73,15 +73,15 @@ def main() -> None:
 
     params = read_params()
     train, tracking = load_train(params), load_tracking(params)
-    datasets = {task: load_prepared(args.prepared, task)[0] for task in TASKS}
+    datasets = {task: load_prepared(args.prepared, task)[0] for task in load_kinds(params)}
     with staged_outputs() as outputs, fit_pool() as pool:
         shared = {task: pool.share(data) for task, data in datasets.items()}
         jobs = baseline_jobs(train, datasets, shared)
 
         def estimate() -> list[float]:
             # scikit-learn's network costs about what ours does; the linear models next to nothing.
-            seconds = fit_estimates([(datasets[task], task, train.for_task(task)) for task in TASKS])
-            per_task = dict(zip(TASKS, seconds, strict=True))
+            fits = [(data, task, train.for_task(task, data.kind)) for task, data in datasets.items()]
+            per_task = dict(zip(datasets, fit_estimates(fits), strict=True))
             return [per_task[job.key[1]] for job in jobs if job.key[0] != "linear"]
 
         running = pool.start("baselines", jobs, estimate)
@@ -99,7 +99,7 @@ def main() -> None:
                         f"scikit-learn {task} r{repeat}f{fold}",
                         run_tags("baselines", task=task, repeat=repeat, fold=fold, model="scikit-learn"),
                         parent_id=parent,
-                        params=run_params(task, config),
+                        params=run_params(task, config, datasets[task].kind),
                         metrics=model_metrics({k: v for k, v in result.items() if isinstance(v, dict)}),
                     )
                 done[job.key] = result

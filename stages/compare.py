@@ -8,11 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from backprop.lab.comparisons import against_baselines, best_vs_baseline, capacity, loss_mechanism, settings_compared
-from backprop.lab.config import load_sweep, read_params
+from backprop.lab.comparisons import (
+    against_baselines,
+    best_vs_baseline,
+    capacity,
+    headline_vs_tuned,
+    loss_mechanism,
+    settings_compared,
+)
+from backprop.lab.config import load_kinds, load_sweep, read_params
 from backprop.lab.io import read_csv, run_stage, staged_outputs
 from backprop.lab.protocol import overlap_ratio
-from backprop.losses import TASKS
 
 
 def main() -> None:
@@ -24,32 +30,35 @@ def main() -> None:
     args = parser.parse_args()
 
     params = read_params()
-    sweep, metrics = load_sweep(params), Path(args.metrics)
-    schemas = {task: json.loads((Path(args.prepared) / task / "schema.json").read_text()) for task in TASKS}
+    sweep, metrics, kinds = load_sweep(params), Path(args.metrics), load_kinds(params)
+    schemas = {task: json.loads((Path(args.prepared) / task / "schema.json").read_text()) for task in kinds}
     ratios = {task: overlap_ratio(schema["fold_rows"]) for task, schema in schemas.items()}
     baselines = pd.DataFrame(json.loads((metrics / "baselines.json").read_text())["held_out"])
     comparison = {
         "interval": "95% t interval over folds with Nadeau and Bengio's variance correction",
         "n_test_over_n_train": ratios,
     }
-    for task in TASKS:
-        network = pd.DataFrame(json.loads((metrics / f"{task}-scores.json").read_text())["folds"])
-        comparison[task] = against_baselines(network, baselines, task, ratios[task]) | {"sweeps": {}}
+    networks = {
+        task: pd.DataFrame(json.loads((metrics / f"{task}-scores.json").read_text())["folds"]) for task in kinds
+    }
+    for task, kind in kinds.items():
+        comparison[task] = against_baselines(networks[task], baselines, task, ratios[task], kind) | {"sweeps": {}}
     for name in sweep.specs:
         spec, results = sweep.spec(name), read_csv(Path(args.sweeps) / name / "results.csv")
         for task in spec.tasks:
-            ratio = ratios[task]
-            answer = settings_compared(results, task, spec.keys, ratio)
+            ratio, kind = ratios[task], kinds[task]
+            answer = settings_compared(results, task, spec.keys, ratio, kind)
             answer["best_vs_linear"] = best_vs_baseline(results, answer, baselines, task, "linear", ratio)
+            answer["headline_vs_best"] = headline_vs_tuned(networks[task], results, task, answer, ratio)
             if spec.kind == "capacity":
-                answer["capacity"] = capacity(results, task, "hidden", ratio)
+                answer["capacity"] = capacity(results, task, "hidden", ratio, kind)
             for curve in spec.reach:
                 if spec.kind == "loss_curves" and task == "classification":
                     answer["loss_mechanism"] = loss_mechanism(results, curve, ratio)
             comparison[task]["sweeps"][name] = answer
     with staged_outputs() as outputs:
         outputs.json(args.out, comparison)
-    for task in TASKS:
+    for task in kinds:
         versus = comparison[task]["network_vs_linear"]
         print(
             f"compare {task}: network − linear on held-out folds {versus['mean']:.4g} "

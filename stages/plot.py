@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 
 from backprop.lab import figures
-from backprop.lab.config import load_sweep, load_tracking, read_params
+from backprop.lab.config import load_data, load_sweep, load_tracking, read_params
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import run_stage, staged_outputs
 from backprop.lab.tracking import Tracker
-from backprop.losses import DEFAULT_LOSS, TASKS
+from backprop.losses import DEFAULT_LOSS
 
 
 def main() -> None:
@@ -26,26 +26,29 @@ def main() -> None:
     args = parser.parse_args()
 
     params = read_params()
-    sweep = load_sweep(params)
+    sweep, data = load_sweep(params), load_data(params)
+    kinds = data.kinds
     out = Path(args.out)
     drawings, owners = {}, {}  # file name -> (draw, arguments); file name -> the filter that finds its run
     train_runs = json.loads((Path(args.runs) / "train.json").read_text())["runs"]
-    for task in TASKS:
+    for task, kind in kinds.items():
+        made = data.task(task).generate
         scores = json.loads((Path(args.metrics) / f"{task}-scores.json").read_text())
         drawings[f"history_{task}.png"] = (
             figures.learning_curves,
             {
                 "history": pd.read_csv(Path(args.plots) / task / "history.csv"),
                 "title": f"{task}: the shipped network (repeat 0, fold 0; test = its held-out fold)",
-                "loss": DEFAULT_LOSS[task],
+                "loss": DEFAULT_LOSS[kind],
                 "best_epoch": shipped_fold(scores["folds"]).get("best_epoch"),
-                "accuracy": "accuracy (1 − MAPE)" if task == "regression" else "accuracy (threshold 0.5)",
+                "accuracy": "accuracy (1 − MAPE)" if kind == "regression" else "accuracy (threshold 0.5)",
+                "floor": None if made is None else made.floor,
             },
         )
         owners[f"history_{task}.png"] = train_runs[task]
     for name in sweep.specs:
         parent = json.loads((Path(args.runs) / f"sweep_{name}.json").read_text())["parent"]
-        for file_name, drawing in sweep_figures(name, sweep.spec(name), Path(args.sweeps) / name).items():
+        for file_name, drawing in sweep_figures(name, sweep.spec(name), Path(args.sweeps) / name, kinds).items():
             drawings[file_name], owners[file_name] = drawing, parent
 
     with staged_outputs() as outputs, fit_pool() as pool:
@@ -76,14 +79,15 @@ def shipped_fold(folds: list[dict]) -> dict:
     return next(row for row in folds if row["repeat"] == 0 and row["fold"] == 0)
 
 
-def sweep_figures(name: str, spec, folder: Path) -> dict:
-    """File name -> (draw, arguments) for sweep ``name``'s figures, by what it asks (its kind)."""
+def sweep_figures(name: str, spec, folder: Path, kinds: dict[str, str]) -> dict:
+    """File name -> (draw, arguments) for sweep ``name``'s figures, by what it asks (its kind);
+    ``kinds``: task -> its kind (regression, classification)."""
     kind = spec.kind
     summary = pd.read_csv(folder / "summary.csv")
     drawn = {}
     for task in spec.tasks:
         suffix = f"_{task}" if len(spec.tasks) > 1 else ""
-        metric = DEFAULT_LOSS[task]
+        metric = DEFAULT_LOSS[kinds[task]]
         if kind == "heatmap":
             row_key = next(key for key in spec.keys if key != "lr")
             drawn[f"sweep_{name}_{task}.png"] = (

@@ -1,11 +1,12 @@
-"""Validate each task's raw table and give its rows their cross-validation roles (dvc stage `prepare`)."""
+"""Read (or generate) each task's raw table, validate it and give its rows their cross-validation
+roles (dvc stage `prepare`)."""
 
 import argparse
+import hashlib
 
 from backprop.lab.config import load_data, read_params
-from backprop.lab.datasets import prepare, schema, to_arrays
+from backprop.lab.datasets import GENERATORS, prepare, schema, to_arrays
 from backprop.lab.io import read_csv, run_stage, sha256, staged_outputs, write_prepared
-from backprop.losses import TASKS
 
 
 def main() -> None:
@@ -17,13 +18,19 @@ def main() -> None:
 
     data = load_data(read_params())
     with staged_outputs() as outputs:
-        for task in TASKS:
-            spec = data.task(task)
+        for task, spec in data.tasks.items():
+            made = spec.generate
+            if made is None:
+                table, digest, floor = read_csv(spec.path), sha256(spec.path), None
+            else:  # the table follows from params: its digest is that of the CSV it would be
+                table = GENERATORS[made.name](made.rows, made.noise, made.seed, spec.target)
+                digest = hashlib.sha256(table.to_csv(index=False).encode()).hexdigest()
+                floor = made.floor
             prepared = prepare(
-                read_csv(spec.path),
-                source=spec.path,
+                table,
+                source=spec.source,
                 target=spec.target,
-                task=task,
+                task=spec.kind,
                 accuracy=spec.accuracy,
                 scale_target=spec.scale_target,
                 folds=data.folds,
@@ -32,7 +39,7 @@ def main() -> None:
                 seed=data.seed,
                 allow_leaks=data.allow_leaks,
             )
-            info = schema(prepared, source=spec.path, target=spec.target, task=task, sha256=sha256(spec.path))
+            info = schema(prepared, source=spec.source, target=spec.target, task=task, sha256=digest, noise_floor=floor)
             write_prepared(outputs, args.out, task, to_arrays(prepared), info)
 
 

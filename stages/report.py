@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from backprop.lab.config import load_sweep, load_train, read_params
+from backprop.lab.config import load_kinds, load_sweep, load_train, read_params
 from backprop.lab.io import run_stage, staged_outputs
 from backprop.lab.protocol import overlap_ratio
 from backprop.lab.report import ReportInputs, build, render_html, render_markdown
 from backprop.lab.tracking import DIGEST_TAG, redact, stage_digest
-from backprop.losses import TASKS
 
 PACKAGES = ("numpy", "pandas", "matplotlib", "mlflow", "dvc", "scikit-learn", "Jinja2")
 
@@ -49,7 +48,7 @@ def main() -> None:
 
     params_text = Path("params.yaml").read_text()
     params = read_params()
-    train = load_train(params)
+    train, kinds = load_train(params), load_kinds(params)
     runs = Path(args.runs)
     train_runs = read_json(runs / "train.json")
     sweep = load_sweep(params)
@@ -59,18 +58,18 @@ def main() -> None:
         record = read_json(runs / f"sweep_{name}.json")
         sweep_runs[name] = (record["parent"], len(record["children"]))  # filter strings, not ids
     baselines = read_json(Path(args.metrics) / "baselines.json")
-    schemas = {task: read_json(Path(args.prepared) / task / "schema.json") for task in TASKS}
+    schemas = {task: read_json(Path(args.prepared) / task / "schema.json") for task in kinds}
     inputs = ReportInputs(
-        scores={task: read_json(Path(args.metrics) / f"{task}-scores.json") for task in TASKS},
+        scores={task: read_json(Path(args.metrics) / f"{task}-scores.json") for task in kinds},
         baselines=baselines,
         comparison=read_json(Path(args.metrics) / "comparison.json"),
         schemas=schemas,
-        histories={task: pd.read_csv(Path(args.plots) / task / "history.csv") for task in TASKS},
-        train_config={task: train.for_task(task).as_params() for task in TASKS},
-        overrides={task: sorted(train.overrides.get(task, {})) for task in TASKS},
+        histories={task: pd.read_csv(Path(args.plots) / task / "history.csv") for task in kinds},
+        train_config={task: train.for_task(task, kind).as_params() for task, kind in kinds.items()},
+        overrides={task: sorted(train.overrides.get(task, {})) for task in kinds},
         summaries=summaries,
         sweep_specs=dict(sweep.specs),
-        ratios={task: overlap_ratio(schemas[task]["fold_rows"]) for task in TASKS},
+        ratios={task: overlap_ratio(schemas[task]["fold_rows"]) for task in kinds},
         provenance={
             "digest": stage_digest(os.environ.get("DVC_STAGE", "report")),
             "digest_tag": DIGEST_TAG,

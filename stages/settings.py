@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from backprop.lab.config import load_sweep, load_train, read_params
+from backprop.lab.config import load_kinds, load_sweep, load_train, read_params
 from backprop.lab.io import run_stage, staged_outputs
 
 
@@ -20,12 +20,12 @@ def main() -> None:
     args = parser.parse_args()
 
     params = read_params()
-    train, sweep = load_train(params), load_sweep(params)
+    train, sweep, kinds = load_train(params), load_sweep(params), load_kinds(params)
     with staged_outputs() as outputs:
         folder = outputs.path(Path(args.out))  # the folder is replaced whole: a removed sweep's file goes
         folder.mkdir()
         for name, spec in sweep.specs.items():
-            inherited = {task: sweep.inherited(name, train, task) for task in spec.tasks}
+            inherited = {task: sweep.inherited(name, train, task, kinds[task]) for task in spec.tasks}
             (folder / f"{name}.json").write_text(json.dumps(inherited, indent=2, sort_keys=True) + "\n")
 
 

@@ -56,7 +56,8 @@ def main() -> None:
     spec = sweep.spec(args.name)
     inherited = json.loads(Path(args.settings).read_text())
     datasets = {task: load_prepared(args.prepared, task)[0] for task in spec.tasks}
-    points = {task: sweep.configs(args.name, inherited[task], task) for task in spec.tasks}
+    kinds = {task: datasets[task].kind for task in spec.tasks}
+    points = {task: sweep.configs(args.name, inherited[task], task, kinds[task]) for task in spec.tasks}
     out = Path(args.out)
     most = tracking.max_logged_steps["sweep"]
 
@@ -67,7 +68,7 @@ def main() -> None:
         running = pool.start(
             f"sweep {args.name}",
             fits + limits,
-            lambda: fit_estimates([(datasets[job.args[1]], job.args[1], job.args[2]) for job in fits]),
+            lambda: fit_estimates([(datasets[job.key[1]], job.key[1], job.args[2]) for job in fits]),
         )
         tracker = Tracker(tracking.experiment)  # imported and opened while the first fits run
         stage = f"sweep@{args.name}"
@@ -98,7 +99,7 @@ def main() -> None:
                     f"{where} r{repeat}f{fold} {task}",
                     tags | {"outcome": result.outcome},
                     parent_id=point_ids[task, index],
-                    params=run_params(task, result.config),
+                    params=run_params(task, result.config, kinds[task]),
                     metrics=result_metrics(result.history, result.scores, most, losses_only=True),
                 )
 
@@ -123,18 +124,19 @@ def main() -> None:
                 child_runs.append({"task": task, **point, "repeat": repeat, "fold": fold, "run": children[job.key]})
             table = pd.DataFrame(rows)
             ratios = {task: overlap_ratio(fold_rows(data)) for task, data in datasets.items()}
-            summary = summarise(table, spec.keys, SUMMARY_METRICS, ratios)
+            metrics = {task: SUMMARY_METRICS[kind] for task, kind in kinds.items()}
+            summary = summarise(table, spec.keys, metrics, ratios)
             limit = {}
             for job in limits:
                 network = job.key[1]
                 limit.setdefault(network, []).append(done[job.key])
-            networks = [limit_key(task, config) for task in spec.tasks for _, config in points[task]]
+            networks = [limit_key(task, config, kinds[task]) for task in spec.tasks for _, config in points[task]]
             columns = dict.fromkeys(column for folds in limit.values() for fold in folds for column in fold)
             for column in columns:  # lr_limit_unscaled: only a scaled regression target has one
                 summary[column] = [
                     float(np.mean([fold.get(column, np.nan) for fold in limit[network]])) for network in networks
                 ]
-            losses = {task: DEFAULT_LOSS[task] for task in spec.tasks}  # ranked by the task's own loss
+            losses = {task: DEFAULT_LOSS[kind] for task, kind in kinds.items()}  # ranked by the task's own loss
             best = best_points(summary, [], losses)
             rows_by_point = {
                 (row["task"], *(row[key] for key in spec.keys)): (row, rank)
@@ -147,8 +149,8 @@ def main() -> None:
                 row, rank = rows_by_point.get((task, *(cell(point[key]) for key in spec.keys)), ({}, 0))
                 if rank == 1:
                     chosen[task] = point  # its values as params.yaml has them (a layer list as a list)
-                metrics = point_metrics(row, losses[task], SUMMARY_METRICS[task], rank, list(columns))
-                tracker.log(point_id, params=run_params(task, config), metrics=metrics)
+                metrics = point_metrics(row, losses[task], SUMMARY_METRICS[kinds[task]], rank, list(columns))
+                tracker.log(point_id, params=run_params(task, config, kinds[task]), metrics=metrics)
                 point_runs_file.append({"task": task, **point, "run": point_id})
             paths = [outputs.path(out / name) for name in ("results.csv", "curves.csv", "summary.csv")]
             write_table(table, paths[0])

@@ -11,7 +11,7 @@ import contextlib
 from pathlib import Path
 
 from backprop.lab.blocks import LABELS
-from backprop.lab.config import load_tracking, load_train, read_params
+from backprop.lab.config import load_kinds, load_tracking, load_train, read_params
 from backprop.lab.datasets import fold_data, fold_rows
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
@@ -27,15 +27,15 @@ from backprop.lab.tracking import (
     version_record,
 )
 from backprop.lab.training import cv_scores, describe_config, fit_estimates, fit_fold, headline, run_params
-from backprop.losses import DEFAULT_LOSS, TASKS
+from backprop.losses import DEFAULT_LOSS
 from backprop.metrics import TASK_METRICS
 
 SHIPPED = (0, 0)  # the (repeat, fold) whose network becomes models/<task>
 
 
-def summary_line(task: str, scores: dict, run_id: str) -> str:
+def summary_line(task: str, kind: str, scores: dict, run_id: str) -> str:
     """What the stage prints per task: the cross-validated test loss a reader compares, rounded."""
-    loss = DEFAULT_LOSS[task]
+    loss = DEFAULT_LOSS[kind]
     test = scores["summary"][f"test_{loss}"]
     outcomes = ", ".join(f"{count} {name}" for name, count in scores["outcomes"].items() if count)
     return (
@@ -54,17 +54,17 @@ def main() -> None:
     args = parser.parse_args()
 
     params = read_params()
-    train, tracking = load_train(params), load_tracking(params)
-    data = {task: load_prepared(args.prepared, task) for task in TASKS}
-    datasets = {task: data[task][0] for task in TASKS}
-    configs = {task: train.for_task(task) for task in TASKS}
+    train, tracking, kinds = load_train(params), load_tracking(params), load_kinds(params)
+    data = {task: load_prepared(args.prepared, task) for task in kinds}
+    datasets = {task: data[task][0] for task in kinds}
+    configs = {task: train.for_task(task, kind) for task, kind in kinds.items()}
     for line in train.overridden():
         print(line)
     champion = crowns_champion(tracking.champion_branch)
     run_ids, model_ids, model_dirs = {}, {}, {}
     with staged_outputs() as outputs, fit_pool() as pool, contextlib.ExitStack() as runs:
         jobs = []
-        for task in TASKS:
+        for task in kinds:
             shared, folds = pool.share(datasets[task]), datasets[task].roles.shape[1]
             for repeat, fold in datasets[task].folds:
                 config = fold_config(configs[task], repeat, fold, folds)
@@ -72,7 +72,7 @@ def main() -> None:
                     Job(
                         (task, repeat, fold),
                         fit_fold,
-                        (shared, task, config, repeat, fold, (repeat, fold) == SHIPPED),
+                        (shared, kinds[task], config, repeat, fold, (repeat, fold) == SHIPPED),
                         f"train {task} repeat {repeat} fold {fold} ({describe_config(config)})",
                     )
                 )
@@ -82,7 +82,7 @@ def main() -> None:
         tracker = Tracker(tracking.experiment)  # imported and opened while the first fits run
         from backprop.lab import pyfunc  # MLflow's model code: imported once the fits are running
 
-        for task in TASKS:
+        for task in kinds:
             run_ids[task] = runs.enter_context(tracker.run(f"train-{task}", run_tags("train", task=task)))
             schema = data[task][1]
             data_params = {"source": schema["source"], "sha256": schema["sha256"], "rows": schema["rows"]}
@@ -91,7 +91,9 @@ def main() -> None:
                 "repeats": schema["repeats"],
                 "shipped": f"repeat {SHIPPED[0]} fold {SHIPPED[1]}",
             }
-            tracker.log(run_ids[task], params=run_params(task, configs[task]) | {"data": data_params, "cv": cv})
+            tracker.log(
+                run_ids[task], params=run_params(task, configs[task], kinds[task]) | {"data": data_params, "cv": cv}
+            )
             tracker.log_dataset(run_ids[task], schema)
         done = {}
         with progress_bar(len(jobs), "train", unit="fit") as bar:
@@ -103,7 +105,7 @@ def main() -> None:
                     f"train {task} r{repeat}f{fold}",
                     tags,
                     parent_id=run_ids[task],
-                    params=run_params(task, result.config),
+                    params=run_params(task, result.config, kinds[task]),
                     metrics=result_metrics(
                         result.history, result.scores, tracking.max_logged_steps["sweep"], losses_only=True
                     ),
@@ -115,19 +117,18 @@ def main() -> None:
                     write_table(result.history_frame(), history)
                     tracker.log_artifacts(run_ids[task], [history])
                 bar.update()
-        for task in TASKS:
-            folds = datasets[task].roles.shape[1]
+        for task, kind in kinds.items():
             rows = [result_row(task, {}, r, f, done[task, r, f]) for r, f in datasets[task].folds]
-            scores = cv_scores(rows, task, overlap_ratio(fold_rows(datasets[task])))
+            scores = cv_scores(rows, kind, overlap_ratio(fold_rows(datasets[task])))
             own_lr = configs[task].lr if configs[task].lr != train.lr else None
-            outputs.json(Path(args.metrics) / f"{task}.json", headline(task, scores, own_lr))
+            outputs.json(Path(args.metrics) / f"{task}.json", headline(task, scores, own_lr, kind))
             outputs.json(Path(args.metrics) / f"{task}-scores.json", scores)
             # The model first: logging it links the metrics its run has at its step to it, which
             # must be none of the curves. Then the shipped network's curves (its scores are its
             # fold run's, model_<split>_<metric>), and the headline (means over folds, named as a
             # sweep point's), the model's own; the intervals and outcomes as text, so that the
             # metrics tab holds curves and means.
-            loss, summary = DEFAULT_LOSS[task], scores["summary"]
+            loss, summary = DEFAULT_LOSS[kind], scores["summary"]
             flat = {f"{key}_{stat}": value for key, stats in summary.items() for stat, value in stats.items()}
             model_id = None
             if tracking.log_models:  # registered once its version can say what it scores
@@ -150,11 +151,11 @@ def main() -> None:
             )
             tracker.log(
                 run_ids[task],
-                metrics=cv_metrics(flat, loss, TASK_METRICS[task], bounds=False, counts=False),
+                metrics=cv_metrics(flat, loss, TASK_METRICS[kind], bounds=False, counts=False),
                 tags=interval_tags(summary, loss, scores["outcomes"]),
                 model_id=model_id,
             )
-            print(summary_line(task, scores, run_ids[task]))
+            print(summary_line(task, kind, scores, run_ids[task]))
         outputs.json(args.runs, tracker.runs_file(runs=run_ids, models=model_ids))
 
 

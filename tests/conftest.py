@@ -33,8 +33,8 @@ def diabetes():
 # ---- end-to-end: a copy of this repo with tiny params ------------------------------------------
 
 TINY = {
-    "data": {"folds": 3},
-    "train": {"hidden": [4], "epochs": 40, "patience": 0},
+    "data": {"folds": 3, "control": {"generate": {"rows": 90}}},
+    "train": {"hidden": [4], "epochs": 40, "patience": 0, "overrides": {"control": {"epochs": 40}}},
     "curves": {"points": 10, "first_epochs": 5},
     "sweep": {
         "lr": {"grid": {"lr": [0.01, 100000.0]}, "tasks": ["regression"]},
@@ -42,7 +42,11 @@ TINY = {
             "grid": {"activation": ["sigmoid", "relu"], "lr": [0.01, 0.1]},
             "tasks": ["regression", "classification"],
         },
-        "hidden": {"grid": {"hidden": [2, 4], "lr": [0.01]}, "tasks": ["regression"]},
+        "hidden": {
+            "grid": {"hidden": [2, 4], "lr": [0.5]},
+            "fixed": {"lr_unit": "limit"},
+            "tasks": ["regression", "control"],
+        },
         "capacity": {"grid": {"hidden": [2, 4]}, "fixed": {"epochs": 20, "patience": 0}, "tasks": ["regression"]},
         "loss": {
             "grid": {"loss": ["log_loss", "mse"], "lr": [0.3, 0.6]},

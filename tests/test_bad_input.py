@@ -51,9 +51,57 @@ def with_changes(section: str, **changes) -> dict:
             load_train,
             "train",
             {"overrides": {"ranking": {}}},
-            "train.overrides.<task> must be one of ['classification', 'regression'], got 'ranking'",
+            "train.overrides.<task> must be one of ['classification', 'control', 'regression'], got 'ranking'",
         ),
         (load_data, "data", {"folds": 1}, "data.folds must be >= 2, got 1"),
+        (
+            load_data,
+            "data",
+            {"extra": {"path": "x.csv", "target": "y"}},
+            "data.extra.kind must be one of ['classification', 'regression'], got None",
+        ),
+        (
+            load_data,
+            "data",
+            {"extra": {"kind": "regression", "target": "y"}},
+            "data.extra needs exactly one of path (a CSV file) and generate (a table made from params)",
+        ),
+        (
+            load_data,
+            "data",
+            {
+                "control": {
+                    "kind": "regression",
+                    "target": "y",
+                    "generate": {"name": "friedman2", "rows": 100, "noise": 1},
+                }
+            },
+            "data.control.generate.name must be one of ['friedman1'], got 'friedman2'",
+        ),
+        (
+            load_data,
+            "data",
+            {
+                "control": {
+                    "kind": "regression",
+                    "target": "y",
+                    "generate": {"name": "friedman1", "rows": 100, "noise": -1},
+                }
+            },
+            "data.control.generate.noise must be >= 0, got -1",
+        ),
+        (
+            load_train,
+            "train",
+            {"patience_share": 1.5},
+            "train.patience_share must be < 1, got 1.5",
+        ),
+        (
+            load_train,
+            "train",
+            {"lr_unit": "relative"},
+            "train.lr_unit must be one of ['absolute', 'limit'], got 'relative'",
+        ),
         (load_data, "data", {"val_size": 0}, "data.val_size must be > 0, got 0"),
         (load_data, "data", {"repeats": 0.5}, "data.repeats must be an integer, got 0.5"),
         (
@@ -84,7 +132,7 @@ def with_changes(section: str, **changes) -> dict:
             load_sweep,
             "sweep",
             {"lr": {"grid": {"lr": [0.1]}, "tasks": ["ranking"]}},
-            "sweep.lr.tasks must be one of ['classification', 'regression'], got 'ranking'",
+            "sweep.lr.tasks must be one of ['classification', 'control', 'regression'], got 'ranking'",
         ),
         (
             load_sweep,

@@ -17,7 +17,8 @@ from backprop.lab.protocol import OUTCOMES
 
 pytestmark = pytest.mark.e2e
 
-TASKS = ("regression", "classification")
+TASKS = ("regression", "classification", "control")
+KIND = {"regression": "regression", "classification": "classification", "control": "regression"}
 SWEEPS = ("lr", "activation", "hidden", "capacity", "loss", "saturated")
 FOLDS = TINY["data"]["folds"]
 
@@ -76,15 +77,18 @@ def test_repro_writes_every_declared_output(tiny_repo):
         assert (tiny_repo / "models" / task / "MLmodel").is_file()
         metrics = json.loads((tiny_repo / "metrics" / f"{task}-scores.json").read_text())
         assert [(f["repeat"], f["fold"]) for f in metrics["folds"]] == [(0, fold) for fold in range(FOLDS)]
-        expected = {"mse", "r2", "accuracy"} if task == "regression" else {"log_loss", "accuracy"}
+        expected = {"regression": {"mse", "r2", "accuracy"}, "control": {"mse", "r2"}}.get(
+            task, {"log_loss", "accuracy"}
+        )
         for split in ("train", "val", "test"):
             assert {key.split("_", 1)[1] for key in metrics["summary"] if key.startswith(split)} == expected
             assert all(np.isfinite(metrics["summary"][f"{split}_{m}"]["ci_low"]) for m in expected)
         assert all(f["epochs_run"] == TINY["train"]["epochs"] for f in metrics["folds"])
         assert metrics["outcomes"]["diverged"] == 0
         history = pd.read_csv(tiny_repo / "plots" / task / "history.csv")
-        loss = "mse" if task == "regression" else "log_loss"
-        assert {"epoch", f"train_{loss}", f"val_{loss}", f"test_{loss}", "test_accuracy"} <= set(history.columns)
+        loss = "mse" if KIND[task] == "regression" else "log_loss"
+        accuracy = {"test_accuracy"} if "accuracy" in expected else set()
+        assert {"epoch", f"train_{loss}", f"val_{loss}", f"test_{loss}", *accuracy} <= set(history.columns)
         assert len(history) == TINY["train"]["epochs"]
     for name in SWEEPS:
         results = pd.read_csv(tiny_repo / "sweeps" / name / "results.csv")
@@ -96,14 +100,15 @@ def test_repro_writes_every_declared_output(tiny_repo):
         summary = pd.read_csv(tiny_repo / "sweeps" / name / "summary.csv")
         assert len(summary) == fits_of(spec) // FOLDS
         assert {"fits", *OUTCOMES, "lr_limit", "lr_limit_closed_form"} <= set(summary)
-        loss = "mse" if spec["tasks"] == ["regression"] else "log_loss"
+        loss = "mse" if all(KIND[task] == "regression" for task in spec["tasks"]) else "log_loss"
         assert {f"val_{loss}_ci_low", f"test_{loss}_ci_high", f"test_{loss}_mean", f"val_{loss}_std"} <= set(summary)
         assert (summary[list(OUTCOMES)].sum(axis=1) == summary["fits"]).all()
         assert (tiny_repo / "sweeps" / name / "curves.csv").is_file()
     figures = sorted(p.name for p in (tiny_repo / "report" / "figures").glob("*.png"))
     assert figures == sorted(
-        ["history_regression.png", "history_classification.png", "sweep_lr.png", "sweep_activation_regression.png",
-         "sweep_activation_classification.png", "sweep_hidden_regression.png", "sweep_capacity.png",
+        ["history_regression.png", "history_classification.png", "history_control.png", "sweep_lr.png",
+         "sweep_activation_regression.png", "sweep_activation_classification.png", "sweep_hidden_regression.png",
+         "sweep_hidden_control.png", "sweep_capacity.png",
          "sweep_loss.png", "sweep_saturated.png", "sweep_lr_curves.png"]
     )  # fmt: skip
     comparison = json.loads((tiny_repo / "metrics" / "comparison.json").read_text())
@@ -131,8 +136,10 @@ def test_every_run_is_in_the_project_store(tiny_repo):
     train_runs = {r.data.tags["task"]: r for r in runs if r.data.tags.get("stage") == "train"}
     assert set(train_runs) == set(TASKS)
     for task, train_run in train_runs.items():
-        loss = "mse" if task == "regression" else "log_loss"
-        task_metrics = ["mse", "r2", "accuracy"] if task == "regression" else ["log_loss", "accuracy"]
+        loss = "mse" if KIND[task] == "regression" else "log_loss"
+        task_metrics = ["mse", "r2", "accuracy"] if KIND[task] == "regression" else ["log_loss", "accuracy"]
+        if task == "control":  # its accuracy is none: nothing to log
+            task_metrics.remove("accuracy")
         curve = client.get_metric_history(train_run.info.run_id, f"train_{loss}")
         # The thinned curve ends at the last trained epoch; the model's scores have keys of their own.
         assert len(curve) == TINY["tracking"]["max_logged_steps"]["train"]  # the shipped fold's curve
@@ -144,8 +151,11 @@ def test_every_run_is_in_the_project_store(tiny_repo):
         assert train_run.data.params["train.lr"] and train_run.data.params["train.hidden"] == "[4]"
         assert train_run.data.params["train.loss"] == loss
         (dataset,) = train_run.inputs.dataset_inputs
-        source = "data/diabetes.csv" if task == "regression" else "data/breast_cancer.csv"
-        assert dataset.dataset.digest == hashlib.sha256((tiny_repo / source).read_bytes()).hexdigest()[:20]
+        schema = json.loads((tiny_repo / "data/prepared" / task / "schema.json").read_text())
+        if task != "control":  # a generated table's digest is that of the CSV it would be (test_control.py)
+            source = "data/diabetes.csv" if task == "regression" else "data/breast_cancer.csv"
+            assert schema["sha256"] == hashlib.sha256((tiny_repo / source).read_bytes()).hexdigest()
+        assert dataset.dataset.digest == schema["sha256"][:20]
         assert train_run.data.tags["mlflow.source.git.commit"] != "unknown" and "git_commit" not in train_run.data.tags
         assert re.fullmatch(r"[0-9a-f]{16}", train_run.data.tags["stage_digest"])
         artifacts = Path(train_run.info.artifact_uri.removeprefix("file://"))
@@ -215,7 +225,7 @@ def test_dvc_metrics_exp_show_and_plots(tiny_repo):
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], tiny_repo).stdout)
     (workspace,) = metrics.values()
     # Only the two headline files are metrics; the baselines table and every split's scores are not.
-    assert set(workspace["data"]) == {"metrics/regression.json", "metrics/classification.json"}
+    assert set(workspace["data"]) == {"metrics/regression.json", "metrics/classification.json", "metrics/control.json"}
     regression = workspace["data"]["metrics/regression.json"]["data"]["regression"]
     headline = json.loads((tiny_repo / "metrics" / "regression.json").read_text())["regression"]
     assert set(headline) == {
@@ -233,6 +243,7 @@ def test_dvc_metrics_exp_show_and_plots(tiny_repo):
     assert {name: list(data["data"]) for name, data in files.items()} == {
         "metrics/regression.json": ["regression"],
         "metrics/classification.json": ["classification"],
+        "metrics/control.json": ["control"],
     }
     headline = files["metrics/classification.json"]["data"]["classification"]
     assert {"test_log_loss", "test_accuracy", "val_log_loss", "learned_folds"} <= set(headline)
@@ -278,14 +289,14 @@ def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
     runs = [r for r in all_runs(client) if r.data.tags.get("dvc_exp")]
     assert {r.info.status for r in runs} == {"FINISHED"}
     train_runs = [r for r in runs if r.data.tags.get("stage") == "train" and "fold" not in r.data.tags]
-    assert len(train_runs) == 2 * len(grid) and len({r.data.tags["dvc_exp"] for r in train_runs}) == len(grid)
+    assert len(train_runs) == len(TASKS) * len(grid) and len({r.data.tags["dvc_exp"] for r in train_runs}) == len(grid)
     regression_runs = [r for r in train_runs if r.data.tags["task"] == "regression"]
     assert {(r.data.params["train.lr"], r.data.params["train.hidden"]) for r in regression_runs} == grid
     for train_run in train_runs:
         artifacts = Path(train_run.info.artifact_uri.removeprefix("file://"))
         assert artifacts.is_relative_to(tiny_repo / "mlartifacts")
         assert (artifacts / "history.csv").is_file() and train_run.outputs.model_outputs
-        loss = "mse" if train_run.data.tags["task"] == "regression" else "log_loss"
+        loss = "mse" if KIND[train_run.data.tags["task"]] == "regression" else "log_loss"
         assert len(client.get_metric_history(train_run.info.run_id, f"train_{loss}")) > 2
     sweep_children = [r for r in runs if "fold" in r.data.tags and "sweep" in r.data.tags]
     pipelines = [r for r in runs if "backprop.pipeline" in r.data.tags]

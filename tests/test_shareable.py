@@ -215,8 +215,8 @@ def test_dvc_repro_prints_one_rounded_line_per_trained_model(tiny_repo):
     assert "INFO" not in console and "alembic" not in console, console
     assert not re.findall(r"\d\.\d{7,}", console), "unrounded numbers"
     lines = re.findall(r"^train (\w+): test (.*) \(run [0-9a-f]{8}\)$", console, re.M)
-    # One line per task, in the order the two fits completed (they train at once).
-    assert sorted(task for task, _ in lines) == ["classification", "regression"], console
+    # One line per task, in the order the fits completed (they train at once).
+    assert sorted(task for task, _ in lines) == ["classification", "control", "regression"], console
     regression = dict(lines)["regression"]
     assert re.fullmatch(r"MSE \d+ \(95% CI \d+ to \d+\) over 3 folds, 3 learned", regression), regression
 

@@ -1217,6 +1217,10 @@ def answers_section(sections: list[dict]) -> dict:
         for s in sections
         for row in s["answers"]
     ]
+    header = ANSWER_HEADER
+    if any("control" in row for s in sections for row in s["answers"]):
+        header = [*ANSWER_HEADER, "the control task: is the same effect detected? (difference, 95% CI)"]
+        rows = [[*cells, row.get("control") or "—"] for cells, row in zip(rows, _rows(sections), strict=True)]
     note = paragraph(
         "Each answer is generated from this run's paired comparisons over the held-out folds (95% t intervals "
         "with Nadeau and Bengio's correction for folds that share training rows; differences are other − chosen, "
@@ -1224,4 +1228,8 @@ def answers_section(sections: list[dict]) -> dict:
         "never a ranking: the last column says how large a difference could still hide in it. The detectable size "
         "is (t₀.₉₇₅ + t₀.₈) times the same corrected standard error."
     )
-    return section("Answers", [table(ANSWER_HEADER, rows), note], "answers")
+    return section("Answers", [table(header, rows), note], "answers")
+
+
+def _rows(sections: list[dict]) -> list[dict]:
+    return [row for s in sections for row in s["answers"]]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from backprop.lab.protocol import paired_difference
+from backprop.lab.protocol import mean_interval, paired_difference
 from backprop.losses import DEFAULT_LOSS
 
 FOLD = ["repeat", "fold"]
@@ -42,12 +42,14 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def best_lr_per_setting(results: pd.DataFrame, task: str, keys: list[str], split: str = "val") -> pd.DataFrame:
+def best_lr_per_setting(
+    results: pd.DataFrame, task: str, keys: list[str], split: str = "val", kind: str | None = None
+) -> pd.DataFrame:
     """For each setting of the keys other than lr: the lr with the lowest mean loss on ``split``
     (validation: the choice of a model; train: what a setting can fit) among those where every
     fold learned (else the lowest anyway, flagged). One row per setting: the setting's keys,
-    ``lr`` and ``every_fold_learned``."""
-    loss = f"{split}_{DEFAULT_LOSS[task]}"
+    ``lr`` and ``every_fold_learned``. ``kind``: the task's kind, when its name is not one."""
+    loss = f"{split}_{DEFAULT_LOSS[kind or task]}"
     rows = results[results["task"] == task]
     others = [key for key in keys if key != "lr"]
     stats = (
@@ -63,14 +65,15 @@ def best_lr_per_setting(results: pd.DataFrame, task: str, keys: list[str], split
     return pd.DataFrame(chosen)[[*keys, "learned"]].rename(columns={"learned": "every_fold_learned"})
 
 
-def settings_compared(results: pd.DataFrame, task: str, keys: list[str], ratio: float) -> dict:
+def settings_compared(results: pd.DataFrame, task: str, keys: list[str], ratio: float, kind: str | None = None) -> dict:
     """A sweep's answer: each setting (at its own best lr when lr is in the grid), the one with
     the lowest mean validation loss as ``best``, and ``best − other`` on the held-out folds for
     every other setting, paired by fold."""
-    metric = f"test_{DEFAULT_LOSS[task]}"
+    loss = DEFAULT_LOSS[kind or task]
+    metric = f"test_{loss}"
     rows = results[results["task"] == task]
     per_setting = "lr" in keys and len(keys) > 1
-    chosen = best_lr_per_setting(results, task, keys) if per_setting else _every_point(rows, keys)
+    chosen = best_lr_per_setting(results, task, keys, kind=kind) if per_setting else _every_point(rows, keys)
     settings = []
     for _, choice in chosen.iterrows():
         point = point_of(choice, keys)
@@ -81,7 +84,7 @@ def settings_compared(results: pd.DataFrame, task: str, keys: list[str], ratio: 
                 "point": point,
                 "every_fold_learned": bool(choice["every_fold_learned"]),
                 "outcomes": fits["outcome"].value_counts().to_dict(),
-                "val_mean": float(fits[f"val_{DEFAULT_LOSS[task]}"].where(fits["outcome"] == "learned").mean()),
+                "val_mean": float(fits[f"val_{loss}"].where(fits["outcome"] == "learned").mean()),
                 f"{metric}_mean": float(scores.mean()),
                 "_scores": scores,
             }
@@ -95,7 +98,7 @@ def settings_compared(results: pd.DataFrame, task: str, keys: list[str], ratio: 
     ]
     for setting in settings:
         setting.pop("_scores")
-    answer = {"metric": metric, "chosen_by": f"val_{DEFAULT_LOSS[task]}", "best": best["point"], "settings": settings}
+    answer = {"metric": metric, "chosen_by": f"val_{loss}", "best": best["point"], "settings": settings}
     if per_setting:  # the lrs tried: a setting's best lr at either end might move with a wider grid
         answer["grid_lr"] = sorted(_plain(v) for v in set(rows["lr"]))
     return answer | {"best_minus_other": versus}
@@ -106,9 +109,11 @@ def _every_point(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return learned.rename(columns={"ok": "every_fold_learned"})
 
 
-def against_baselines(network: pd.DataFrame, baselines: pd.DataFrame, task: str, ratio: float) -> dict:
+def against_baselines(
+    network: pd.DataFrame, baselines: pd.DataFrame, task: str, ratio: float, kind: str | None = None
+) -> dict:
     """Our network (the train settings, every fold) minus each baseline, on the held-out folds."""
-    metric = f"test_{DEFAULT_LOSS[task]}"
+    metric = f"test_{DEFAULT_LOSS[kind or task]}"
     ours = by_fold(network, metric)
     rows = baselines[baselines["task"] == task]
     return {
@@ -117,14 +122,16 @@ def against_baselines(network: pd.DataFrame, baselines: pd.DataFrame, task: str,
     }
 
 
-def capacity(results: pd.DataFrame, task: str, key: str, ratio: float) -> dict:
+def capacity(results: pd.DataFrame, task: str, key: str, ratio: float, kind: str | None = None) -> dict:
     """Fixed budget, no early stopping: each width at the lr where it fits its training rows best
     (lowest mean train loss among the lrs where every fold learned), against the next wider one
     on the training rows (capacity) and on the held-out rows (generalisation), paired by fold."""
-    loss = DEFAULT_LOSS[task]
+    loss = DEFAULT_LOSS[kind or task]
     rows = results[results["task"] == task]
     keys = [key, "lr"] if "lr" in rows else [key]
-    chosen = best_lr_per_setting(results, task, keys, split="train") if "lr" in rows else _every_point(rows, keys)
+    chosen = (
+        best_lr_per_setting(results, task, keys, split="train", kind=kind) if "lr" in rows else _every_point(rows, keys)
+    )
     fits = {
         _plain(choice[key]): rows.loc[(rows[keys] == pd.Series(point_of(choice, keys))).all(axis=1)]
         for _, choice in chosen.iterrows()
@@ -191,3 +198,20 @@ def best_vs_baseline(results: pd.DataFrame, answer: dict, baselines: pd.DataFram
     best = rows.loc[(rows[list(answer["best"])] == pd.Series(answer["best"])).all(axis=1)]
     other = baselines[(baselines["task"] == task) & (baselines["model"] == model)]
     return {"metric": metric, "best": answer["best"]} | paired(by_fold(best, metric), by_fold(other, metric), ratio)
+
+
+def headline_vs_tuned(network: pd.DataFrame, results: pd.DataFrame, task: str, answer: dict, ratio: float) -> dict:
+    """The train settings (every fold) against a sweep's best setting (chosen on validation) on
+    the held-out folds: each one's mean and 95% interval, and headline − best paired by fold (the
+    same rows and initial draws): does the default recipe reach what tuning reaches?"""
+    metric = answer["metric"]
+    rows = results[results["task"] == task]
+    best = by_fold(rows.loc[(rows[list(answer["best"])] == pd.Series(answer["best"])).all(axis=1)], metric)
+    ours = by_fold(network, metric)
+    return {
+        "metric": metric,
+        "best": answer["best"],
+        "headline": mean_interval(ours.dropna().to_numpy(), ratio),
+        "tuned": mean_interval(best.dropna().to_numpy(), ratio),
+        "headline_minus_tuned": paired(ours, best, ratio),
+    }

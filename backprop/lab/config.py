@@ -98,10 +98,44 @@ def _choice(section, key, value, choices):
         raise ConfigError(f"{section}.{key} must be one of {sorted(choices)}, got {shown(value)}")
 
 
+# Tables a task can generate instead of reading a file (datasets.GENERATORS makes them).
+GENERATED = ("friedman1",)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A table made by the prepare stage from params alone: ``rows`` rows of ``name`` with
+    Gaussian noise of standard deviation ``noise`` on the target (noise² is the lowest MSE any
+    model can reach on it), drawn with ``seed``."""
+
+    name: str
+    rows: int
+    noise: float
+    seed: int = 0
+    _section: str = field(default="data.task.generate", repr=False, compare=False)
+
+    def __post_init__(self):
+        _choice(self._section, "name", self.name, GENERATED)
+        _number(self._section, "rows", self.rows, integer=True, minimum=10)
+        _number(self._section, "noise", self.noise, minimum=0)
+        _number(self._section, "seed", self.seed, integer=True, minimum=0)
+
+    @property
+    def floor(self) -> float:
+        """The noise variance: the expected MSE of the true function itself."""
+        return float(self.noise) ** 2
+
+
 @dataclass(frozen=True)
 class TaskData:
-    path: str
+    """One task: a table (read from ``path`` or made by ``generate``) and its ``kind``, which
+    chooses the output head, the loss, the metrics and the baselines. A task named after a kind
+    (regression, classification) is of that kind unless it says otherwise."""
+
     target: str
+    path: str | None = None
+    generate: Any = None
+    kind: str | None = None
     accuracy: str = "mape"
     scale_target: bool = False
     _section: str = field(default="data.task", repr=False, compare=False)
@@ -109,23 +143,47 @@ class TaskData:
     ACCURACY_CHOICES = ("mape", "none")
 
     def __post_init__(self):
-        for key in ("path", "target"):
-            if not isinstance(getattr(self, key), str) or not getattr(self, key):
-                raise ConfigError(f"{self._section}.{key} must be a non-empty string")
-        _choice(self._section, "accuracy", self.accuracy, self.ACCURACY_CHOICES)
+        s = self._section
+        name = s.rsplit(".", 1)[-1]
+        if self.kind is None and name in TASKS:
+            object.__setattr__(self, "kind", name)
+        _choice(s, "kind", self.kind, TASKS)
+        if (self.path is None) == (self.generate is None):
+            raise ConfigError(f"{s} needs exactly one of path (a CSV file) and generate (a table made from params)")
+        if self.path is not None and (not isinstance(self.path, str) or not self.path):
+            raise ConfigError(f"{s}.path must be a non-empty string")
+        if self.generate is not None:
+            if self.kind != "regression":
+                raise ConfigError(f"{s}.generate makes a regression table, but {s}.kind is {self.kind!r}")
+            object.__setattr__(self, "generate", build(Generated, f"{s}.generate", self.generate))
+        if not isinstance(self.target, str) or not self.target:
+            raise ConfigError(f"{s}.target must be a non-empty string")
+        _choice(s, "accuracy", self.accuracy, self.ACCURACY_CHOICES)
         if not isinstance(self.scale_target, bool):
-            raise ConfigError(f"{self._section}.scale_target must be true or false, got {shown(self.scale_target)}")
-        if self.scale_target and self._section.endswith("classification"):
-            raise ConfigError(f"{self._section}.scale_target must be false: a class label has no scale")
+            raise ConfigError(f"{s}.scale_target must be true or false, got {shown(self.scale_target)}")
+        if self.scale_target and self.kind == "classification":
+            raise ConfigError(f"{s}.scale_target must be false: a class label has no scale")
+
+    @property
+    def source(self) -> str:
+        """Where the table comes from, as the schema and the report name it."""
+        if self.generate is None:
+            return str(self.path)
+        g = self.generate
+        return f"generated: {g.name}, {g.rows} rows, noise {g.noise:g}, seed {g.seed}"
+
+
+# The keys of the data section that are not tasks (the protocol and the leak check).
+CV_KEYS = ("folds", "repeats", "val_size", "seed", "allow_leaks")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Repeated k-fold cross-validation: ``folds`` folds, ``repeats`` times, each training fold
-    with ``val_size`` of it held out for early stopping and choosing; seeded by ``seed``."""
+    """Named tasks, each a table of a kind (every other key of the data section is a task), and
+    repeated k-fold cross-validation: ``folds`` folds, ``repeats`` times, each training fold with
+    ``val_size`` of it held out for early stopping and choosing; seeded by ``seed``."""
 
-    regression: TaskData
-    classification: TaskData
+    tasks: dict
     folds: int
     repeats: int
     val_size: float
@@ -134,8 +192,12 @@ class DataConfig:
     _section: str = field(default="data", repr=False, compare=False)
 
     def __post_init__(self):
-        for task in TASKS:
-            object.__setattr__(self, task, build(TaskData, f"data.{task}", getattr(self, task)))
+        if not self.tasks:
+            raise ConfigError("data names no task: add e.g. data.regression: {path: ..., target: ...}")
+        for name, values in self.tasks.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ConfigError(f"data.{name} is not a usable task name (letters, digits and _)")
+            self.tasks[name] = values if isinstance(values, TaskData) else build(TaskData, f"data.{name}", values)
         _number("data", "folds", self.folds, integer=True, minimum=2)
         _number("data", "repeats", self.repeats, integer=True, minimum=1)
         _number("data", "val_size", self.val_size, above=0, below=1)
@@ -143,8 +205,31 @@ class DataConfig:
         if not isinstance(self.allow_leaks, bool):
             raise ConfigError(f"data.allow_leaks must be true or false, got {shown(self.allow_leaks)}")
 
+    @classmethod
+    def from_params(cls, values: Any) -> DataConfig:
+        if not isinstance(values, dict):
+            raise ConfigError(f"data must be a mapping, got {values!r}")
+        tasks = {name: spec for name, spec in values.items() if name not in CV_KEYS}
+        for name, spec in tasks.items():
+            if not isinstance(spec, dict):
+                raise ConfigError(
+                    f"data.{name} is not a known key; valid keys: {sorted(CV_KEYS)} or a task (a mapping)"
+                )
+        return build(cls, "data", {key: values[key] for key in CV_KEYS if key in values} | {"tasks": tasks})
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tasks)
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """task name -> its kind."""
+        return {name: spec.kind for name, spec in self.tasks.items()}
+
     def task(self, name: str) -> TaskData:
-        return getattr(self, name)
+        if name not in self.tasks:
+            raise ConfigError(f"data.{name} is not a task; tasks: {sorted(self.tasks)}")
+        return self.tasks[name]
 
 
 @dataclass(frozen=True)
@@ -162,8 +247,15 @@ class TrainConfig:
     loss: str | None = None
     start: str = "init"
     learned_margin: float = 0.0
+    patience_share: float = 0.0
+    lr_unit: str = "absolute"
     overrides: dict = field(default_factory=dict)
     _section: str = field(default="train", repr=False, compare=False)
+
+    # absolute: lr is the step; limit: lr is a multiple of the network's own stable limit (2/λ_max
+    # at its initial weights on the fold's training rows), measured per fold before training, so
+    # that networks of different widths train at the same stability.
+    LR_UNITS = ("absolute", "limit")
 
     # init: the initializer's weights; saturated: the same, with the output bias moved so every
     # training row starts at P(y = 1) < 0.01, confidently wrong on every positive (section 3).
@@ -197,24 +289,32 @@ class TrainConfig:
             _choice(s, "loss", self.loss, losses)
         _choice(s, "start", self.start, self.STARTS)
         _number(s, "learned_margin", self.learned_margin, minimum=0, below=1)
+        _number(s, "patience_share", self.patience_share, minimum=0, below=1)
+        _choice(s, "lr_unit", self.lr_unit, self.LR_UNITS)
         if not isinstance(self.overrides, dict):
             raise ConfigError(f"{s}.overrides must map a task to settings, got {shown(self.overrides)}")
         for task, settings in self.overrides.items():
-            _choice(f"{s}.overrides", "<task>", task, TASKS)
+            if not isinstance(task, str) or not task:
+                raise ConfigError(f"{s}.overrides keys must be task names, got {task!r}")
             if not isinstance(settings, dict) or "overrides" in settings:
                 raise ConfigError(f"{s}.overrides.{task} must map train keys to values")
             self.for_task(task)  # validates the merged settings, naming the override's keys
 
-    def for_task(self, task: str) -> TrainConfig:
-        """The settings one task trains with: train.* with train.overrides.<task> on top."""
+    def for_task(self, task: str, kind: str | None = None) -> TrainConfig:
+        """The settings one task trains with: train.* with train.overrides.<task> on top; its
+        ``kind`` (regression, classification: by default the task's name, as for the two tasks
+        named after theirs) checks the loss and the start."""
+        kind = kind or task
         settings = self.overrides.get(task, {})
         merged = dataclasses.asdict(self) | dict(settings) | {"overrides": {}}
         merged.pop("_section")
         config = build(TrainConfig, f"{self._section}.overrides.{task}" if settings else self._section, merged)
-        if config.loss is not None and (task, config.loss) not in HEADS:
-            valid = sorted(loss for t, loss in HEADS if t == task)
+        if kind not in TASKS:  # a task of unknown kind: checked again where its kind is known
+            return config
+        if config.loss is not None and (kind, config.loss) not in HEADS:
+            valid = sorted(loss for t, loss in HEADS if t == kind)
             raise ConfigError(f"{self._section}.loss for task {task} must be one of {valid}, got {shown(config.loss)}")
-        if config.start == "saturated" and task != "classification":
+        if config.start == "saturated" and kind != "classification":
             raise ConfigError(f"{self._section}.start 'saturated' needs a classifier (a probability), not task {task}")
         return config
 
@@ -234,6 +334,15 @@ class TrainConfig:
         merged = dataclasses.asdict(self) | changes
         merged.pop("_section")
         return build(TrainConfig, section, merged)
+
+    @property
+    def stopping_patience(self) -> int:
+        """The patience early stopping uses: ``patience``, but never fewer than ``patience_share``
+        of the epoch budget, so a plateau early in training (where sigmoid networks sit for a
+        while before they move) is not taken for the end of learning. 0 stays off."""
+        if not self.patience:
+            return 0
+        return max(self.patience, math.ceil(self.patience_share * self.epochs))
 
     def loss_for(self, task: str) -> str:
         return self.loss or DEFAULT_LOSS[task]
@@ -261,7 +370,19 @@ def _canonical(key: str, value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-SWEEPABLE = ("lr", "hidden", "activation", "loss", "batch_size", "init", "epochs", "patience", "start")
+SWEEPABLE = (
+    "lr",
+    "hidden",
+    "activation",
+    "loss",
+    "batch_size",
+    "init",
+    "epochs",
+    "patience",
+    "patience_share",
+    "lr_unit",
+    "start",
+)
 
 
 def sweep_kind(grid: dict, fixed: dict, reach: dict, section: str) -> str:
@@ -281,6 +402,12 @@ def sweep_kind(grid: dict, fixed: dict, reach: dict, section: str) -> str:
         f"{section}: no figure for a grid over {list(grid)} (fixed {fixed}, reach {reach}); a grid is lr alone, "
         "lr and one other key, hidden (and lr) with fixed patience 0, or loss × lr with a reach level"
     )
+
+
+def _task_names(section: str, tasks: Any) -> None:
+    """A non-empty list of task names (keys of the data section, checked where it is loaded)."""
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(task, str) and task for task in tasks):
+        raise ConfigError(f"{section}.tasks must be a non-empty list of task names (keys of data), got {tasks!r}")
 
 
 @dataclass(frozen=True)
@@ -317,10 +444,7 @@ class SweepSpec:
         both = sorted(set(self.grid) & set(self.fixed))
         if both:
             raise ConfigError(f"{s}: {shown(both[0])} is both in grid and fixed")
-        if not isinstance(self.tasks, list) or not self.tasks:
-            raise ConfigError(f"{s}.tasks must be a non-empty list, got {shown(self.tasks)}")
-        for task in self.tasks:
-            _choice(s, "tasks", task, TASKS)
+        _task_names(s, self.tasks)
         if not isinstance(self.reach, dict):
             raise ConfigError(f"{s}.reach must map curves (val_accuracy, ...) to levels, got {shown(self.reach)}")
         for curve, level in self.reach.items():
@@ -371,30 +495,34 @@ class SweepConfig:
             raise ConfigError(f"sweep.{name} is not defined; defined sweeps: {sorted(self.specs)}")
         return self.specs[name]
 
-    def check(self, train: TrainConfig) -> None:
-        """Validate every point of every sweep, so a bad last value fails before the first fit."""
+    def check(self, train: TrainConfig, kinds: dict[str, str] | None = None) -> None:
+        """Validate every point of every sweep, so a bad last value fails before the first fit;
+        with ``kinds`` (task -> kind), every task a sweep lists must be one of them."""
         for name, spec in self.specs.items():
             for task in spec.tasks:
-                self.configs(name, self.inherited(name, train, task), task)
+                if kinds is not None:
+                    _choice(f"sweep.{name}", "tasks", task, kinds)
+                kind = (kinds or {}).get(task)
+                self.configs(name, self.inherited(name, train, task, kind), task, kind)
             spec.kind  # noqa: B018  (a grid that no figure or comparison reads fails here, before any fit)
 
-    def inherited(self, name: str, train: TrainConfig, task: str) -> dict[str, Any]:
+    def inherited(self, name: str, train: TrainConfig, task: str, kind: str | None = None) -> dict[str, Any]:
         """The train settings sweep ``name`` takes from ``train`` on ``task``: train.* with the
         task's overrides, less the keys its grid and ``fixed`` set. All a sweep depends on in the
         train section, so that a change to any other key (``train.lr`` when the grid sets lr)
         re-runs no sweep: the settings stage writes these, ``sweep@<name>`` reads them."""
         spec = self.spec(name)
-        base = train.for_task(task)
+        base = train.for_task(task, kind)
         if spec.fixed:  # validated under the fixed keys' own name
-            base.varied(spec.fixed, f"sweep.{name}.fixed").for_task(task)
+            base.varied(spec.fixed, f"sweep.{name}.fixed").for_task(task, kind)
         return {key: value for key, value in base.as_params().items() if key not in spec.grid and key not in spec.fixed}
 
-    def configs(self, name: str, inherited: dict, task: str) -> list[tuple[dict, TrainConfig]]:
+    def configs(self, name: str, inherited: dict, task: str, kind: str | None = None) -> list[tuple[dict, TrainConfig]]:
         """(point, TrainConfig) for every point of sweep ``name`` on ``task``: the ``inherited``
         train settings, the sweep's fixed keys, then the point's values."""
         spec = self.spec(name)
         return [
-            (point, build(TrainConfig, f"sweep.{name}.grid", inherited | spec.fixed | point).for_task(task))
+            (point, build(TrainConfig, f"sweep.{name}.grid", inherited | spec.fixed | point).for_task(task, kind))
             for point in spec.points()
         ]
 
@@ -558,16 +686,27 @@ def section(params: dict, name: str) -> Any:
 
 
 def load_data(params: dict) -> DataConfig:
-    return build(DataConfig, "data", section(params, "data"))
+    return DataConfig.from_params(section(params, "data"))
+
+
+def load_kinds(params: dict) -> dict[str, str]:
+    """Every task's name -> its kind (regression, classification), in params order."""
+    return load_data(params).kinds
 
 
 def load_train(params: dict) -> TrainConfig:
-    return build(TrainConfig, "train", section(params, "train"))
+    train = build(TrainConfig, "train", section(params, "train"))
+    if "data" in params:  # an override names a task, and checks against its kind
+        kinds = load_kinds(params)
+        for task in train.overrides:
+            _choice("train.overrides", "<task>", task, kinds)
+            train.for_task(task, kinds[task])
+    return train
 
 
 def load_sweep(params: dict) -> SweepConfig:
     sweep = SweepConfig.from_params(section(params, "sweep"))
-    sweep.check(load_train(params))
+    sweep.check(load_train(params), load_kinds(params) if "data" in params else None)
     return sweep
 
 

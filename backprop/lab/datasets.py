@@ -37,6 +37,7 @@ class Dataset:
     roles: np.ndarray  # (repeats, folds, n): TRAIN, VAL or TEST
     with_accuracy: bool
     scale_target: bool = False
+    kind: str = "regression"  # the task's kind: its head, loss, metrics and baselines
 
     @property
     def folds(self) -> list[tuple[int, int]]:
@@ -59,6 +60,23 @@ class Prepared:
     with_accuracy: bool
     target_scale: tuple[float, float] | None = None
     rows: dict[str, np.ndarray] | None = None  # split -> row numbers in the table
+
+
+def friedman1(rows: int, noise: float, seed: int, target: str) -> pd.DataFrame:
+    """Friedman #1 (scikit-learn's ``make_friedman1``): 10 uniform features, of which 5 enter
+    y = 10 sin(π x₀ x₁) + 20 (x₂ − ½)² + 10 x₃ + 5 x₄ + noise·N(0, 1). Nonlinear (a product
+    inside a sine, a square), with 5 features that carry nothing: a table where width, a
+    nonlinearity and the activation matter, and where the MSE cannot go below noise²."""
+    from sklearn.datasets import make_friedman1
+
+    X, y = make_friedman1(n_samples=rows, n_features=10, noise=noise, random_state=seed)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    frame[target] = y
+    return frame
+
+
+# How a generated task's table is made: name -> (rows, noise, seed, target) -> table.
+GENERATORS = {"friedman1": friedman1}
 
 
 def check_header(names: list[str], *, source: str) -> None:
@@ -166,7 +184,13 @@ def prepare(
         )
     roles = fold_roles(y, folds=folds, repeats=repeats, val_size=val_size, seed=seed, stratify=task == "classification")
     dataset = Dataset(
-        features, X, y, roles, with_accuracy=task == "classification" or accuracy == "mape", scale_target=scale_target
+        features,
+        X,
+        y,
+        roles,
+        with_accuracy=task == "classification" or accuracy == "mape",
+        scale_target=scale_target,
+        kind=task,
     )
     for repeat in range(repeats):
         for fold in range(folds):
@@ -274,11 +298,16 @@ def all_rows(dataset: Dataset) -> Prepared:
     )
 
 
-def schema(dataset: Dataset, *, source: str, target: str, task: str, sha256: str) -> dict:
-    """What a reader needs to trust the arrays: where they came from, what is in them, the folds."""
+def schema(
+    dataset: Dataset, *, source: str, target: str, task: str, sha256: str, noise_floor: float | None = None
+) -> dict:
+    """What a reader needs to trust the arrays: where they came from, what is in them, the folds;
+    for a generated table, the MSE no model can beat (its noise variance)."""
     repeats, folds, _ = dataset.roles.shape
+    floor = {} if noise_floor is None else {"noise_floor": noise_floor}
     return {
         "task": task,
+        "kind": dataset.kind,
         "source": source,
         "sha256": sha256,
         "target": target,
@@ -295,7 +324,7 @@ def schema(dataset: Dataset, *, source: str, target: str, task: str, sha256: str
             "min": float(dataset.y.min()),
             "max": float(dataset.y.max()),
         },
-    }
+    } | floor
 
 
 def fold_rows(dataset: Dataset) -> dict[str, list[int]]:
@@ -314,6 +343,7 @@ def to_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
         "roles": dataset.roles,
         "with_accuracy": np.array(dataset.with_accuracy),
         "scale_target": np.array(dataset.scale_target),
+        "kind": np.array(dataset.kind),
     }
 
 
@@ -325,4 +355,5 @@ def from_arrays(arrays) -> Dataset:
         roles=arrays["roles"],
         with_accuracy=bool(arrays["with_accuracy"]),
         scale_target=bool(arrays["scale_target"]),
+        kind=str(arrays["kind"]) if "kind" in arrays else "regression",
     )

@@ -115,19 +115,30 @@ def _mark_outcomes(axis, xs: Sequence[float], counts: Sequence[dict[str, int]]) 
 
 
 def learning_curves(
-    history: pd.DataFrame, *, title: str, loss: str, best_epoch: int | None = None, accuracy: str = "accuracy"
+    history: pd.DataFrame,
+    *,
+    title: str,
+    loss: str,
+    best_epoch: int | None = None,
+    accuracy: str = "accuracy",
+    floor: float | None = None,
 ) -> plt.Figure:
     """Loss and accuracy per epoch for train, val and test; a line at the best epoch, whose
     weights early stopping restored (none when training ran its epochs without stopping).
-    ``accuracy`` labels the accuracy axis (regression's is 1 - MAPE)."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    for axis, metric in zip(axes, [loss, "accuracy"], strict=True):
+    ``accuracy`` labels the accuracy axis (regression's is 1 - MAPE); ``floor``, a generated
+    table's noise variance, is drawn on the loss axis: no model's expected MSE goes below it."""
+    # A table without accuracy (``accuracy: none``) gets the loss panel alone.
+    metrics = [loss, "accuracy"] if history.filter(regex="_accuracy$").shape[1] else [loss]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), layout="constrained", squeeze=False)
+    for axis, metric in zip(axes[0], metrics, strict=True):
         for split, style in SPLIT_STYLE.items():
             column = f"{split}_{metric}"
             if column in history:
                 axis.plot(history["epoch"], history[column], style, color=SPLIT_COLOUR[split], label=split)
         if best_epoch is not None:
             axis.axvline(best_epoch, color="0.3", linewidth=0.9, label=f"{BEST_EPOCH_LABEL}: {best_epoch}")
+        if floor is not None and metric == loss:
+            axis.axhline(floor, color="0.2", linestyle=":", linewidth=1.2, label=f"noise floor (noise²): {floor:g}")
         axis.set_xlabel("epoch (updates)")
         axis.set_ylabel(_label(metric) if metric == loss else accuracy)
         if metric == loss and (history.filter(regex=f"_{loss}$") > 0).all().all():

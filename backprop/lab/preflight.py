@@ -14,7 +14,6 @@ from pathlib import Path
 
 from backprop.lab.config import ConfigError, load_data, read_params
 from backprop.lab.datasets import DataError
-from backprop.losses import TASKS
 
 
 def check_data_paths(params: dict) -> None:
@@ -22,8 +21,10 @@ def check_data_paths(params: dict) -> None:
     from backprop.lab.io import _not_a_file as not_a_file
 
     data = load_data(params)
-    for task in TASKS:
-        path = Path(data.task(task).path)
+    for task, spec in data.tasks.items():
+        if spec.path is None:  # a generated table: no file to hash
+            continue
+        path = Path(spec.path)
         if not path.is_file():
             raise DataError(
                 f"data.{task}.path: {path} {not_a_file(path)}; DVC would hash it before any stage runs "

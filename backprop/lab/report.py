@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backprop.activations import LEAKY_SLOPE
-from backprop.lab import answers
+from backprop.lab import answers, control
 from backprop.lab.blocks import code, is_reference_data, markdown_blocks, paragraph, section, table
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -110,10 +110,17 @@ def build(inputs: ReportInputs) -> dict:
     for question in questions[1:]:  # each section ends with its answer(s), whatever came between
         final = [b for b in question["blocks"] if b["kind"] == "p" and b["text"].startswith(answers.ANSWER_MARK)]
         question["blocks"] = [b for b in question["blocks"] if not any(b is f for f in final)] + final
+    controls = control.control_tasks(inputs.schemas)
+    settings = control.headline_settings(
+        configs.get(controls[0]) if controls else None, inputs.overrides.get(controls[0]) if controls else None
+    )
+    add_control(questions, comparison, inputs.schemas, settings)
+    add_rate_units(questions, inputs.sweep_specs)
     appendix = [block for s in questions for block in s["appendix"]]
     sections = [
         answers.answers_section(questions),
         *questions,
+        *control.control_section(comparison, inputs.schemas, settings=settings),
         *other_sweeps_section(summaries, inputs.sweep_specs),
         provenance_section(inputs.provenance),
     ]
@@ -123,6 +130,48 @@ def build(inputs: ReportInputs) -> dict:
         "title": "backprop-lab report: a 3-layer network trained by hand-written backpropagation",
         "sections": sections,
     }
+
+
+def add_control(questions: list[dict], comparison: dict, schemas: dict, settings: str = "") -> None:
+    """The control task beside each answer: a cell in the answers table (on the rows that are not
+    about the classifier) and a closing paragraph in the question's section."""
+    cells = control.answer_cells(comparison, schemas, settings)
+    closing = control.section_paragraphs(comparison, schemas, settings)
+    for question in questions:
+        for row in question["answers"]:
+            if row["anchor"] in cells and "classification" not in row["question"]:
+                row["control"] = cells[row["anchor"]]
+                cells.pop(row["anchor"])  # once per question
+        if question["anchor"] in closing:
+            question["blocks"].append(closing[question["anchor"]])
+
+
+# The question each sweep answers, for saying where its rates are in units of the limit.
+SWEEP_QUESTION = {"lr": "q23", "activation": "q25", "hidden": "q24", "capacity": "q24", "loss": "loss"}
+
+
+def add_rate_units(questions: list[dict], specs: dict) -> None:
+    """Where a sweep's rates are multiples of each network's own limit (``lr_unit: limit``), its
+    section says so before its answer: there "lr 0.5" means half the width's stable step."""
+    by_anchor = {question["anchor"]: question for question in questions}
+    for name, spec in specs.items():
+        anchor = SWEEP_QUESTION.get(name)
+        if spec.fixed.get("lr_unit") != "limit" or anchor not in by_anchor:
+            continue
+        grid = ", ".join(str(value) for value in spec.grid.get("lr", []))
+        for row in by_anchor[anchor]["answers"]:
+            if "(lr: a multiple of" not in row["answer"]:
+                row["answer"] += " (lr: a multiple of each width's own stable limit)"
+        by_anchor[anchor]["blocks"].insert(
+            0,
+            paragraph(
+                f"**Rates in units of the limit.** In the `{name}` sweep every rate is a multiple c of the "
+                f"network's own stable step 2/λ_max at its initial weights, measured on each fold's training rows "
+                f"before training (c in {grid}; `lr_applied` in `sweeps/{name}/results.csv` is the step itself): "
+                "each width trains at the same stability, so a wide layer is not put past its limit by a rate "
+                "that suits a narrow one. Where this section says lr c, read c × that width's limit."
+            ),
+        )
 
 
 # The sweeps the numbered answers read; any other sweep in params.yaml is reported in its own section.

@@ -41,8 +41,8 @@ def sweep_jobs(
     handle of its dataset."""
     jobs = []
     for task in sweep.spec(name).tasks:
-        folds = datasets[task].roles.shape[1]
-        for index, (point, config) in enumerate(sweep.configs(name, inherited[task], task)):
+        folds, kind = datasets[task].roles.shape[1], datasets[task].kind
+        for index, (point, config) in enumerate(sweep.configs(name, inherited[task], task, kind)):
             for repeat, fold in datasets[task].folds:
                 seeded = fold_config(config, repeat, fold, folds)
                 where = ", ".join(f"{key}={value}" for key, value in point.items())
@@ -51,7 +51,7 @@ def sweep_jobs(
                     Job(
                         key=("fit", task, index, repeat, fold),
                         fn=fit_fold,
-                        args=(shared[task], task, seeded, repeat, fold),
+                        args=(shared[task], kind, seeded, repeat, fold),
                         describe=f"{where}; {describe_config(seeded)})",
                     )
                 )
@@ -65,9 +65,9 @@ def limit_jobs(
     differ only in lr, epochs or patience share their network, hence their limit."""
     jobs, seen = [], set()
     for task in sweep.spec(name).tasks:
-        folds = datasets[task].roles.shape[1]
-        for _, config in sweep.configs(name, inherited[task], task):
-            network = limit_key(task, config)
+        folds, kind = datasets[task].roles.shape[1], datasets[task].kind
+        for _, config in sweep.configs(name, inherited[task], task, kind):
+            network = limit_key(task, config, kind)
             for repeat, fold in datasets[task].folds:
                 if (network, repeat, fold) in seen:
                     continue
@@ -77,15 +77,15 @@ def limit_jobs(
                     Job(
                         key=("limit", network, repeat, fold),
                         fn=initial_lr_limit,
-                        args=(shared[task], task, seeded, repeat, fold),
+                        args=(shared[task], kind, seeded, repeat, fold),
                         describe=f"lr limit of {describe_config(seeded)} repeat {repeat} fold {fold} on {task}",
                     )
                 )
     return jobs
 
 
-def limit_key(task: str, config: TrainConfig) -> tuple:
-    values = config.as_params() | {"loss": config.loss_for(task)}
+def limit_key(task: str, config: TrainConfig, kind: str | None = None) -> tuple:
+    values = config.as_params() | {"loss": config.loss_for(kind or task)}
     return (task, *(str(values[key]) for key in LIMIT_KEYS))
 
 
@@ -139,6 +139,7 @@ def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult
             "repeat": repeat,
             "fold": fold,
             "seed": result.config.seed,
+            "lr_applied": result.config.lr,  # the step itself: lr × the fold's limit when lr_unit is limit
             "epochs_run": history.epochs_run,
             "best_epoch": history.best_epoch,
             "still_improving": still_improving(history),

@@ -80,15 +80,17 @@ def cv_scores(rows: list[dict], task: str, test_train_ratio: float) -> dict:
     return {"folds": rows, "summary": summary, "outcomes": outcomes}
 
 
-def headline(task: str, scores: dict, overridden_lr: float | None = None) -> dict:
+def headline(task: str, scores: dict, overridden_lr: float | None = None, kind: str | None = None) -> dict:
     """metrics/<task>.json, the few numbers `dvc exp show` and `dvc metrics diff` compare: the
     cross-validated test scores (the loss with its interval), keyed by task so that the two
     tasks' files give distinct column names; and ``lr`` when a per-task override replaced
-    train.lr, so that the lr the task trained at stands beside train.lr (`make exps`)."""
-    loss, summary = DEFAULT_LOSS[task], scores["summary"]
+    train.lr, so that the lr the task trained at stands beside train.lr (`make exps`). ``kind``:
+    the task's kind, when its name is not one."""
+    kind = kind or task
+    loss, summary = DEFAULT_LOSS[kind], scores["summary"]
     values = {
         f"test_{metric}": summary[f"test_{metric}"]["mean"]
-        for metric in TASK_METRICS[task]
+        for metric in TASK_METRICS[kind]
         if f"test_{metric}" in summary
     }
     values |= {
@@ -139,7 +141,7 @@ def _fit_and_score(
         watch = {
             "X_val": X["val"],
             "y_val": y_fit["val"],
-            "patience": config.patience,
+            "patience": config.stopping_patience,
             "tol": config.tol,
             "monitor": {"test": (X["test"], y_fit["test"])} if test_curve else {},
         }
@@ -199,9 +201,10 @@ def describe_config(config: TrainConfig) -> str:
     return ", ".join(f"{key}={values[key]}" for key in ("lr", "hidden", "activation", "loss", "epochs", "seed"))
 
 
-def run_params(task: str, config: TrainConfig) -> dict:
-    """A training run's MLflow params, named as in params.yaml (``train.lr``), the loss resolved."""
-    return {"task": task, "train": config.as_params() | {"loss": config.loss_for(task)}}
+def run_params(task: str, config: TrainConfig, kind: str | None = None) -> dict:
+    """A training run's MLflow params, named as in params.yaml (``train.lr``), the loss resolved
+    (by the task's ``kind``, when its name is not one)."""
+    return {"task": task, "train": config.as_params() | {"loss": config.loss_for(kind or task)}}
 
 
 def fit_fold(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold: int, test_curve: bool = False):
@@ -209,6 +212,7 @@ def fit_fold(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold
     part, score all three; ``config.seed`` is the fold's own (``protocol.fit_seed``). The returned
     model's hidden units (saturated or dead) and its sharpness are measured on the training rows."""
     prepared = fold_data(dataset, repeat, fold)
+    config = in_absolute_units(prepared, task, config)
     result = train_model(prepared, task, config, test_curve=test_curve)
     if not result.history.diverged:  # a diverged fit's weights hold inf or NaN: nothing to measure
         result.measures = unit_measures(result.model, prepared.X["train"])
@@ -231,6 +235,30 @@ def returned_sharpness(result: RunResult, prepared: Prepared) -> float:
         probe.params[f"b{last}"][...] = (probe.params[f"b{last}"] - mean) / std
         y = (y - mean) / std
     return sharpness(probe, prepared.X["train"], y, rng=np.random.default_rng(result.config.seed))
+
+
+def in_absolute_units(prepared: Prepared, task: str, config: TrainConfig) -> TrainConfig:
+    """The settings with ``lr`` as the step itself: a rate in units of the limit (``lr_unit:
+    limit``) times this network's limit at its initial weights (the fold's seed) on the fold's
+    training rows, in the units it learns in. Measured before training, from nothing the fit sees
+    later, so every width and fold trains at the same multiple of its own stable step."""
+    if config.lr_unit == "absolute":
+        return config
+    limit = fold_lr_limit(prepared, task, config)
+    return dataclasses.replace(config, lr=config.lr * limit, lr_unit="absolute")
+
+
+def fold_lr_limit(prepared: Prepared, task: str, config: TrainConfig) -> float:
+    """2/λ_max of the network's training loss at its initial weights, on the (standardised, when
+    the target is scaled) training rows."""
+    from backprop.lab.curvature import lr_limit
+
+    y = prepared.y["train"]
+    if prepared.target_scale:
+        mean, std = prepared.target_scale
+        y = (y - mean) / std
+    model = build_model(len(prepared.features), task, config)
+    return lr_limit(model, prepared.X["train"], y, rng=np.random.default_rng(config.seed))
 
 
 def fit_all_rows(dataset: Dataset, task: str, config: TrainConfig) -> dict[str, float]:
@@ -288,13 +316,13 @@ def fit_estimates(fits: Sequence[tuple[Dataset, str, TrainConfig]]) -> list[floa
     measured, the others scaled from it by their epochs and weights (an epoch's products grow with
     the weights; fixed costs do not, so small fits come out a little low), so a sweep of many
     widths costs one measurement per task."""
-    largest: dict[str, tuple[int, Dataset, TrainConfig]] = {}
+    largest: dict[str, tuple[int, Dataset, TrainConfig]] = {}  # by task name; each fit by its kind
     for prepared, task, config in fits:
         weights = _weights(len(prepared.features), config.hidden)
         if task not in largest or weights > largest[task][0]:
             largest[task] = (weights, prepared, config)
     measured = {
-        task: (fit_seconds(fold_data(prepared, 0, 0), task, config) / weights / config.epochs)
+        task: (fit_seconds(fold_data(prepared, 0, 0), prepared.kind, config) / weights / config.epochs)
         for task, (weights, prepared, config) in largest.items()
     }
     return [
