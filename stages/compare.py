@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from backprop.lab.comparisons import against_baselines, best_vs_baseline, capacity, loss_mechanism, settings_compared
+from backprop.lab.comparisons import (
+    against_baselines,
+    best_vs_baseline,
+    capacity,
+    epochs_at_chosen_lr,
+    failures,
+    loss_mechanism,
+    settings_compared,
+)
 from backprop.lab.config import load_sweep, read_params
 from backprop.lab.io import read_csv, run_stage, staged_outputs
 from backprop.lab.protocol import overlap_ratio
@@ -42,6 +50,8 @@ def main() -> None:
             ratio = ratios[task]
             answer = settings_compared(results, task, spec.keys, ratio)
             answer["best_vs_linear"] = best_vs_baseline(results, answer, baselines, task, "linear", ratio)
+            answer["epochs_at_chosen_lr"] = epochs_at_chosen_lr(results, task, spec.keys, answer["best"], ratio)
+            answer["failures"] = failures(results, task, spec.keys)
             if spec.fixed.get("patience") == 0 and "hidden" in spec.keys:
                 answer["capacity"] = capacity(results, task, "hidden", ratio)
             for curve in spec.reach:
