@@ -25,7 +25,7 @@ from backprop.lab.blocks import (
     table,
 )
 from backprop.lab.mechanisms import SATURATION_SLOPE, SATURATION_Z
-from backprop.lab.protocol import OUTCOMES, mean_interval
+from backprop.lab.protocol import OUTCOMES, mean_interval, paired_difference
 from backprop.losses import DEFAULT_LOSS, TASKS
 
 # ---- words for numbers --------------------------------------------------------------------------
@@ -37,14 +37,32 @@ def number(stats: dict, key: str) -> float:
     return math.nan if value is None else float(value)
 
 
-def interval(stats: dict, digits: int = 4) -> str:
-    """``2939 (2569 to 3310)`` from a mean_interval / paired_difference dict."""
+def interval(stats: dict, digits: int = 4, bounds: tuple = (None, None)) -> str:
+    """``2939 (2569 to 3310)`` from a mean_interval / paired_difference dict; ``bounds``: the
+    metric's range (``metric_bounds``), to which the interval's ends are clipped."""
     mean, low, high = number(stats, "mean"), number(stats, "ci_low"), number(stats, "ci_high")
+    if bounds[0] is not None and math.isfinite(low):
+        low = max(low, bounds[0])
+    if bounds[1] is not None and math.isfinite(high):
+        high = min(high, bounds[1])
     if not math.isfinite(mean):
         return "n/a"
     if not math.isfinite(low):
         return fmt(mean, digits)
     return f"{fmt(mean, digits)} ({fmt(low, digits)} to {fmt(high, digits)})"
+
+
+def metric_bounds(metric: str, task: str) -> tuple:
+    """The range of a score: losses are ≥ 0, R² ≤ 1, accuracy ≤ 1 (and ≥ 0 for classification;
+    regression's 1 − MAPE can be negative). A t interval ignores it, so its ends are clipped."""
+    name = metric.split("_", 1)[1] if metric.split("_", 1)[0] in ("train", "val", "test") else metric
+    if name in ("mse", "rmse", "log_loss"):
+        return (0.0, None)
+    if name == "r2":
+        return (None, 1.0)
+    if name == "accuracy":
+        return (0.0 if task == "classification" else None, 1.0)
+    return (None, None)
 
 
 def verdict(difference: dict, *, lower: str, higher: str) -> str:
@@ -107,8 +125,28 @@ def outcome_text(counts: dict) -> str:
     return ", ".join(f"{int(counts[name])} {name}" for name in OUTCOMES if counts.get(name))
 
 
+def times(value: float) -> str:
+    """``62.9×`` or ``7.8×10⁵×``: a ratio of losses, readable across orders of magnitude."""
+    if not math.isfinite(value) or value < 1000:
+        return f"{fmt(value, 3)}×"
+    exponent = int(math.floor(math.log10(value)))
+    digits = str(exponent).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return f"{value / 10**exponent:.2g}×10{digits}×"
+
+
+# A fit whose training loss rose this far above its start before it stopped improving blew up,
+# whatever label (stalled, oscillating) its validation curve earned it.
+BLOW_UP = 100.0
+
+
 def summary_outcomes(row: pd.Series) -> str:
-    return outcome_text({name: row[name] for name in OUTCOMES})
+    """The outcome counts; beside stalled or oscillating fits the setting's largest peak training
+    loss over its start, since such a label may hide a blow-up short of the divergence threshold."""
+    text = outcome_text({name: row[name] for name in OUTCOMES})
+    peak = number({"v": row.get("peak_train_loss_ratio_max")}, "v")
+    if (row.get("stalled", 0) or row.get("oscillating", 0)) and math.isfinite(peak) and peak > 1.01:
+        text += f" (training loss peaked at up to {times(peak)} its start{': blew up' if peak > BLOW_UP else ''})"
+    return text
 
 
 HEATMAP_NOTE = (
@@ -125,7 +163,8 @@ def mean_ci(row: pd.Series, column: str) -> str:
     if learned < MIN_FITS_FOR_INTERVAL:
         mean = number({"mean": row.get(f"{column}_mean")}, "mean")
         return f"{fmt(mean)} (of {int(learned)})" if math.isfinite(mean) else "n/a"
-    return interval({k: row.get(f"{column}_{k}", math.nan) for k in ("mean", "ci_low", "ci_high")})
+    stats = {k: row.get(f"{column}_{k}", math.nan) for k in ("mean", "ci_low", "ci_high")}
+    return interval(stats, bounds=metric_bounds(column, str(row.get("task", ""))))
 
 
 def compared_settings(answer: dict, noun: str) -> str:
@@ -133,28 +172,24 @@ def compared_settings(answer: dict, noun: str) -> str:
     metric = LABELS[answer["metric"].removeprefix("test_")]
     best = point_text(answer["best"])
     parts = [
-        f"Chosen on validation ({answer['chosen_by'].replace('_', ' ')}, mean over folds, among {noun}s where every "
-        f"fold learned): **{best}**. Each other {noun} against it on the held-out folds (test {metric}, other − chosen)"
+        f"Best on validation ({answer['chosen_by'].replace('_', ' ')}, mean over folds, among {noun}s where every "
+        f"fold learned): **{best}**. Each other {noun} against it on the held-out folds (test {metric}, best on "
+        f"validation − other: negative means the best on validation had the lower {metric})"
     ]
     better, worse, ties = [], [], []
     for versus in answer["best_minus_other"]:
-        other = {
-            "mean": -number(versus, "mean"),
-            "ci_low": -number(versus, "ci_high"),
-            "ci_high": -number(versus, "ci_low"),
-        }
-        label = f"{point_text(versus['other'])}: {interval(other, 3)}"
-        low, high = other["ci_low"], other["ci_high"]
-        if math.isfinite(low) and high < 0:
+        label = f"{point_text(versus['other'])}: {interval(versus, 3)}"
+        low, high = number(versus, "ci_low"), number(versus, "ci_high")
+        if math.isfinite(low) and low > 0:
             better.append(label)
-        elif math.isfinite(low) and low > 0:
+        elif math.isfinite(low) and high < 0:
             worse.append(label)
         else:
-            ties.append(label)
+            ties.append(f"{label}, detectable {fmt(number(versus, 'mde'), 3)}")
     if worse:
         parts.append(f"detectably worse: {'; '.join(worse)}")
     if better:
-        parts.append(f"detectably better than the chosen one: {'; '.join(better)}")
+        parts.append(f"detectably better than the best on validation: {'; '.join(better)}")
     if ties:
         parts.append(f"no difference detected: {'; '.join(ties)}")
     grid = answer.get("grid_lr")
@@ -205,15 +240,16 @@ def protocol_paragraph(schemas: dict, comparison: dict) -> dict:
             else ""
         )
         + f". Every model below is fitted on the same folds, so each comparison is paired by fold. Intervals: "
-        f"{comparison['interval']}, (1/J + n_test/n_train)·s² for J folds with n_test/n_train = "
+        f"{comparison['interval']} (clipped to the metric's range: losses ≥ 0, accuracy ≤ 1), "
+        "(1/J + n_test/n_train)·s² for J folds with n_test/n_train = "
         + " and ".join(f"{fmt(r, 3)} ({task})" for task, r in comparison["n_test_over_n_train"].items())
         + ": the folds share training rows, so a plain t interval would be too narrow. With 5 folds such an "
         "interval is wide: a difference it calls a tie may still be real, it is just not shown by this run."
     )
 
 
-def _cv_cells(stats: dict, metrics: list[str]) -> list[str]:
-    return [interval(stats.get(f"test_{m}", {})) for m in metrics]
+def _cv_cells(stats: dict, metrics: list[str], task: str = "") -> list[str]:
+    return [interval(stats.get(f"test_{m}", {}), bounds=metric_bounds(m, task)) for m in metrics]
 
 
 def _fold_stats(rows: pd.DataFrame, metrics: list[str], ratio: float) -> dict:
@@ -241,7 +277,7 @@ def sweep_choices_differ(task: str, config: dict, comparison: dict) -> list[str]
         best = answer["best"]
         differs = {key: value for key, value in best.items() if key in config and _same(config[key]) != value}
         if differs and all(key in config for key in best):
-            notes.append(f"the {name} sweep's choice on validation differs: {short_point(best)}")
+            notes.append(f"the {name} sweep's best on validation differs: {short_point(best)}")
     return notes
 
 
@@ -266,12 +302,12 @@ def answer_21(
         sklearn = f"scikit-learn MLP{kind}, same settings and early stopping"
         folds = len(scores[task]["folds"])
         cv = f"held-out folds, mean (95% CI) over {folds}"
-        table_rows = [["this network", cv, *_cv_cells(scores[task]["summary"], metrics)]]
+        table_rows = [["this network", cv, *_cv_cells(scores[task]["summary"], metrics, task)]]
         names = {"linear": linear, "sklearn": sklearn, "constant": "constant (training mean / class prior)"}
         for model, label in names.items():
             fits = held_out[(held_out["task"] == task) & (held_out["model"] == model)]
             if len(fits):
-                table_rows.append([label, cv, *_cv_cells(_fold_stats(fits, metrics, ratios[task]), metrics)])
+                table_rows.append([label, cv, *_cv_cells(_fold_stats(fits, metrics, ratios[task]), metrics, task)])
         every = baselines["all_rows"][task]
         protocol = f"fit and scored on all {schema['rows']} rows"
         if reference:
@@ -292,7 +328,13 @@ def answer_21(
         )
         blocks.append(table(["model", "protocol", *[LABELS[m] for m in metrics]], table_rows))
         splits = [
-            [split, *[interval(scores[task]["summary"].get(f"{split}_{m}", {})) for m in metrics]]
+            [
+                split,
+                *[
+                    interval(scores[task]["summary"].get(f"{split}_{m}", {}), bounds=metric_bounds(m, task))
+                    for m in metrics
+                ],
+            ]
             for split in ("train", "val", "test")
         ]
         blocks.append(
@@ -310,8 +352,11 @@ def answer_21(
         )
         summary = scores[task]["summary"]
         versus = comparison[task].get("network_vs_linear", {})
-        shown = " and ".join(f"{LABELS[m]} {interval(summary.get(f'test_{m}', {}))}" for m in (loss, "accuracy")
-                             if m in metrics)  # fmt: skip
+        shown = " and ".join(
+            f"{LABELS[m]}{' (1 − MAPE)' if m == 'accuracy' and task == 'regression' else ''} "
+            f"{interval(summary.get(f'test_{m}', {}), bounds=metric_bounds(m, task))}"
+            for m in (loss, "accuracy") if m in metrics
+        )  # fmt: skip
         source = "params.yaml `train`"
         if overrides.get(task):
             keys = ", ".join(f"{key} {config[key]}" for key in overrides[task])
@@ -322,12 +367,12 @@ def answer_21(
             if is_tie(versus)
             else f"{found(versus, lower='lower', higher='higher')} than {against}"
         )
-        short = f"Held-out {shown}; {relation}. Settings: {source}" + (f"; {'; '.join(differ)}" if differ else "") + "."
+        short = f"Held-out {shown}; {relation}" + (f" ({'; '.join(differ)})" if differ else "") + "."
         sentence = (
             f"{task.capitalize()}: held-out {shown} (mean, 95% CI, over {folds} folds; "
             f"{outcome_text(scores[task]['outcomes'])}); against {linear.split(',')[0]}, "
             f"{verdict(versus, lower='lower', higher='higher')}; settings from {source}"
-            + (f"; {'; '.join(differ)}, the headline network did not" if differ else "")
+            + (f"; {'; '.join(differ)}; the headline network keeps the settings above" if differ else "")
             + "."
         )
         blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
@@ -350,7 +395,7 @@ def answer_21(
                 f"error{', as in the reference hand-in' if reference else ''}. It is not a probability (it can be "
                 "negative), it weighs an error of 30 on a target of 50 six times more than the same error on 300, "
                 "and the constant model already scores "
-                f"{interval(_fold_stats(constant, ['accuracy'], ratios['regression'])['test_accuracy'])}. "
+                f"{interval(_fold_stats(constant, ['accuracy'], ratios['regression'])['test_accuracy'], bounds=(None, 1.0))}. "
                 "MSE and R² are the honest measures; R² is 1 − MSE / variance of y."
             )
         )
@@ -372,18 +417,66 @@ def answer_21(
 # ---- 2.2 ------------------------------------------------------------------------------------------
 
 
+# history.csv keeps 6 significant digits: epochs whose values agree to this relative tolerance are
+# one minimum "within rounding", whatever the engine's full-precision argmin was.
+ROUNDING = 1e-6
+
+
+def lowest_epochs(curve: pd.Series) -> tuple[int, int]:
+    """The first and last epoch at which ``curve`` is at its minimum within the CSV's rounding."""
+    low = float(curve.min())
+    at = np.flatnonzero(np.abs(curve.to_numpy() - low) <= ROUNDING * abs(low))
+    return int(at[0]), int(at[-1])
+
+
 def curve_facts(history: pd.DataFrame, loss: str, best: int | None) -> dict:
-    """Where the shipped fit's validation and held-out curves bottom out, and train against
-    validation at the epoch early stopping kept (its last epoch without early stopping)."""
+    """Where the shipped fit's validation and held-out curves bottom out (within the CSV's
+    rounding; a minimum at the last epoch is censored: the curve was still falling), and train
+    against validation at the epoch early stopping kept (its last epoch without early stopping)."""
     val, train = history[f"val_{loss}"], history[f"train_{loss}"]
     kept = len(history) - 1 if best is None else int(best)
-    facts = {"val_low": int(val.idxmin()), "kept": kept, "train": float(train.iloc[kept]), "val": float(val.iloc[kept])}
+    facts = {
+        "val_low": lowest_epochs(val),
+        "kept": kept,
+        "train": float(train.iloc[kept]),
+        "val": float(val.iloc[kept]),
+    }
+    facts["last"] = len(history) - 1
     if f"test_{loss}" in history:
-        facts["test_low"] = int(history[f"test_{loss}"].idxmin())
+        test = history[f"test_{loss}"]
+        facts["test_low"] = lowest_epochs(test)
+        facts["test_at_low"], facts["test_at_kept"] = float(test.min()), float(test.iloc[kept])
     return facts
 
 
-def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
+def epochs_text(span: tuple[int, int]) -> str:
+    return f"epoch {span[0]}" if span[0] == span[1] else f"epochs {span[0]}–{span[1]} (equal within rounding)"
+
+
+def where_lowest(facts: dict, loss: str) -> str:
+    """Where fold 0's validation and held-out curves bottom out, in words, with the size of the
+    held-out loss missed at the kept epoch."""
+    label = LABELS[loss]
+    text = f"validation {label} lowest at {epochs_text(facts['val_low'])}, kept {facts['kept']}"
+    if "test_low" not in facts:
+        return text
+    if facts["test_low"][1] == facts["last"]:
+        return text + f"; held-out {label} still falling when training stopped (epoch {facts['last']})"
+    missed = facts["test_at_kept"] - facts["test_at_low"]
+    return text + (
+        f"; held-out {label} lowest at {epochs_text(facts['test_low'])}, only {fmt(missed, 3)} "
+        f"({fmt(100 * missed / facts['test_at_low'], 2)}%) below the kept epoch's"
+    )
+
+
+def gap_across_folds(folds: list[dict], loss: str, ratio: float) -> dict:
+    """Validation − train loss at each fold's returned weights, paired by fold, with its interval."""
+    val = [f.get(f"val_{loss}", math.nan) if f.get("outcome", "learned") == "learned" else math.nan for f in folds]
+    train = [f.get(f"train_{loss}", math.nan) for f in folds]
+    return paired_difference(val, train, test_train_ratio=ratio)
+
+
+def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None = None) -> dict:
     blocks, rows = [], []
     for task in TASKS:
         history, folds = histories[task], scores[task]["folds"]
@@ -420,25 +513,37 @@ def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
         epochs = [f["best_epoch"] if f["best_epoch"] is not None else f["epochs_run"] - 1 for f in folds]
         # Epochs are not scores: a t interval of 5 of them can leave the range; the folds' range is the spread.
         spread = (
-            f"median {fmt(float(np.median(epochs)), 3)} (range {min(epochs)} to {max(epochs)} over {len(epochs)} folds)"
+            f"median {fmt(float(np.median(epochs)), 6).removesuffix('.0')} (range {min(epochs)} to {max(epochs)} over "
+            f"{len(epochs)} folds)"
         )
-        where = f"validation {LABELS[loss]} is lowest at epoch {facts['val_low']}"
-        if "test_low" in facts:
-            where += f" and held-out {LABELS[loss]} at epoch {facts['test_low']}"
-        gap = facts["val"] - facts["train"]
+        gap = gap_across_folds(folds, loss, (ratios or {}).get(task, 0.0))
         budget = f"{len(capped)} of {len(folds)} folds still improving at the {configs[task]['epochs']}-epoch budget"
+        if capped:
+            budget += " (their kept epoch is a lower bound)"
+        gap_words = found(gap, lower="validation detectably lower", higher="validation detectably higher")
         short = (
-            f"On fold 0 {where}; early stopping keeps epoch {facts['kept']}, where validation − train is "
-            f"{fmt(gap, 3)} ({fmt(100 * gap / facts['train'], 2)}% of train); {budget}."
+            f"Fold 0 ([loss and accuracy curves](#q22)): {where_lowest(facts, loss)}. Validation − train at the "
+            f"kept epoch, over the folds: {gap_words.replace('no difference', 'no gap')}; {budget}."
         )
-        sentence = f"{task.capitalize()}: the epoch early stopping keeps is {spread}. {short}"
+        gap_number = f"validation − train {LABELS[loss]}: {interval(gap, 3)}"
+        sentence = (
+            f"{task.capitalize()}: the epoch early stopping keeps is {spread}. {short} ({gap_number}"
+            + (f"; {tie_cell(gap)}" if is_tie(gap) else "")
+            + ")"
+        )
         blocks += [
             paragraph(text),
             figure(f"history_{task}.png", f"{task}: loss and accuracy per epoch, train/val/test"),
             paragraph(f"**Answer ({task}):** {sentence}"),
         ]
         rows.append(
-            answer_row(f"2.2 loss and accuracy against iterations, {task}", "q22", short, f"epoch kept: {spread}")
+            answer_row(
+                f"2.2 loss and accuracy against iterations, {task}",
+                "q22",
+                short,
+                f"{gap_number}; epoch kept: {spread}",
+                tie_cell(gap),
+            )
         )
     blocks.append(
         paragraph(
@@ -529,9 +634,9 @@ def speed_sentence(summary: pd.DataFrame, task: str) -> str:
 
 
 def headline_comparison(answer: dict, headline: dict) -> tuple[str, dict] | None:
-    """The number a sweep's answer rests on: the headline setting (params.yaml `train`, matched on
-    the sweep's keys other than lr) minus the setting chosen on validation, paired by fold; when
-    the headline setting is the chosen one, the runner-up on validation minus it."""
+    """The number a sweep's answer rests on: the setting best on validation minus the headline
+    setting (params.yaml `train`, matched on the sweep's keys other than lr), paired by fold; when
+    the headline setting is the best, minus the runner-up on validation."""
     chosen = answer["best"]
     keys = [key for key in chosen if key != "lr" or list(chosen) == ["lr"]]
     target = {key: _same(headline[key]) for key in keys if key in headline}
@@ -544,7 +649,7 @@ def headline_comparison(answer: dict, headline: dict) -> tuple[str, dict] | None
     if not versus:
         return None
     other = versus[0]
-    return f"{point_text(other['other'])} ({label}) − {point_text(chosen)} (chosen)", flipped(other)
+    return f"{short_point(chosen)} (best on validation) − {short_point(other['other'])} ({label})", other
 
 
 def short_point(point: dict) -> str:
@@ -560,26 +665,69 @@ def comparison_cells(pair: tuple[str, dict] | None, metric: str) -> tuple[str, s
     if pair is None:
         return "no other setting learned in every fold", "", "no other setting to compare"
     label, difference = pair
-    words = found(difference, lower="detectably lower", higher="detectably higher")
+    words = found(
+        difference, lower="best on validation detectably lower", higher="best on validation detectably higher"
+    )
     return f"{label}, test {metric}: {interval(difference, 3)}", tie_cell(difference), f"{label}: {words}"
 
 
 def versus_words(pair: tuple[str, dict] | None) -> str:
-    """``no difference from hidden 16 (headline)`` / ``better than …``: the short form."""
+    """``no difference detected between hidden 4 at lr 0.3 (best on validation) and hidden 16 at
+    lr 0.1 (headline hidden)``: a tie names no winner; else which had the lower loss."""
     if pair is None:
         return "nothing else learned in every fold"
     label, difference = pair
-    other = label.split(" − ")[0]
+    best, other = label.split(" − ")
     if is_tie(difference):
-        return f"no difference detected from {other}"
-    return f"{'worse' if number(difference, 'ci_high') < 0 else 'better'} than {other}"
+        return f"no difference detected between {best} and {other}"
+    return f"{best} {'lower' if number(difference, 'ci_high') < 0 else 'higher'} than {other}"
 
 
-def failure_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
+def failed_fits_text(entry: dict, task: str) -> str:
+    """One point where not every fold learned (comparison.json's ``failures``): its outcomes, how
+    far the training loss of the fits that did not learn rose first, and their hidden units,
+    measured only on the fits whose returned weights moved (a stalled fit returns its start)."""
+    text = f"{point_text(entry['point'])}: {outcome_text(entry['outcomes'])}"
+    low, high = entry.get("peak_ratio_min", math.nan), entry.get("peak_ratio_max", math.nan)
+    if math.isfinite(high) and high > 1.01:
+        span = times(low) if low == high else f"{times(low).removesuffix('×')} to {times(high)}"
+        text += f"; training loss of the fits that did not diverge first rose {span} its start"
+        if low > BLOW_UP:
+            text += " (blow-ups that stopped short of the divergence threshold, labelled by where they ended)"
+    moved = entry.get("moved", 0)
+    if not moved:
+        return text + "; no fit that did not learn moved from its start, so no unit measure"
+    measures = [
+        f"{fmt(100 * entry[key], 2)}% of units {word}"
+        for key, word in (("saturated_units_moved_mean", "saturated"), ("dead_units_moved_mean", "dead"))
+        if math.isfinite(entry.get(key, math.nan))
+    ]
+    if measures:
+        text += f"; in the {moved} that did not learn and whose weights moved: {', '.join(measures)}"
+    sharp = entry.get("sharpness_end_moved_mean", math.nan)
+    if task == "regression" and math.isfinite(sharp) and sharp < 2.05:
+        text += (
+            f", λ_max {fmt(sharp, 3)} at the returned weights: the output bias's curvature alone (λ_max ≥ 2(1 + ‖ā‖²)), "
+            "so the hidden layer is off and the network is the constant model"
+        )
+    return text
+
+
+def failure_sentence(summary: pd.DataFrame, task: str, group: list[str], failed_fits: list | None = None) -> str:
     """The points where not every fold learned, with how their hidden units ended (saturated or
-    dead, mean over the folds), beside the same measure where every fold learned."""
+    dead, mean over the folds), beside the same measure where every fold learned. With
+    ``failed_fits`` (comparison.json's ``failures``) each point is described by its fits that did
+    not learn, measured only where their weights moved."""
     rows = summary[summary["task"] == task]
     parts = []
+    if failed_fits is not None:
+        parts = [failed_fits_text(entry, task) for entry in failed_fits]
+        for measure, word in (("saturated_units_mean", "saturated"), ("dead_units_mean", "dead")):
+            complete = rows[(rows["learned"] == rows["fits"]) & rows[measure].notna()] if measure in rows else []
+            if len(parts) and len(complete):
+                low, high = fmt(100 * complete[measure].min(), 2), fmt(100 * complete[measure].max(), 2)
+                parts.append(f"where every fold learned, {low if low == high else f'{low}–{high}'}% {word}")
+        return "; ".join(parts)
     for measure, word in (("saturated_units_mean", "saturated"), ("dead_units_mean", "dead")):
         if measure not in rows or rows[measure].isna().all():
             continue
@@ -601,8 +749,8 @@ def failure_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
 SATURATION_RULE = (
     f"a sigmoid or tanh unit is saturated when its slope g′(z) is below {fmt(SATURATION_SLOPE)} of its peak "
     f"(|z| > {fmt(SATURATION_Z['sigmoid'], 3)} for sigmoid, {fmt(SATURATION_Z['tanh'], 3)} for tanh) on most "
-    "training rows; a ReLU unit is dead when z ≤ 0 on every training row (measured on the returned weights; a "
-    "setting's share is the mean over its fits that did not diverge)"
+    "training rows, a strict rule: a unit pushed part of the way towards off does not count; a ReLU unit is dead "
+    "when z ≤ 0 on every training row (measured on the returned weights, so only on fits whose weights moved)"
 )
 
 
@@ -610,7 +758,7 @@ SATURATION_RULE = (
 # best epoch, its starting weights, whatever the units did later in training.
 STALL_CAVEAT = (
     "A stalled fit returns its starting weights (its best validation epoch is the first), so its units are "
-    "measured as they started: saturation that set in later in training does not show here."
+    "not measured: saturation that set in later in training does not show here."
 )
 
 
@@ -652,7 +800,8 @@ def answer_23(
             "`backprop/lab/curvature.py`): the largest step at which full-batch gradient descent on a quadratic "
             "with that curvature would not diverge, mean over folds. Its **closed form**, 2/(c(1 + ‖ā‖²)) from the "
             "output layer's curvature and the mean hidden activation ā (section 1; "
-            "`backprop/lab/mechanisms.py`), is in `summary.csv` beside it."
+            "`backprop/lab/mechanisms.py`), is in `summary.csv` beside it; it holds for sigmoid only (for tanh and ReLU it "
+            "leaves out the hidden layer's curvature and overstates the limit: read that column only for sigmoid)."
         ),
         paragraph(compared_settings(answer, "learning rate")),
         paragraph("Against the limit: " + limit_sentence(summary, "regression", []) + "."),
@@ -660,10 +809,14 @@ def answer_23(
     ]
     facts = catapult_facts(summary, "regression")
     limit = facts["limit"]
-    mechanism = f"the limit 2/λ_max at initialisation is {fmt(limit, 3)} (closed form {fmt(facts['closed_form'], 3)})"
+    sigmoid = config.get("activation", "sigmoid") == "sigmoid"
+    mechanism = f"the limit 2/λ_max at initialisation is {fmt(limit, 3)}" + (
+        f" (closed form {fmt(facts['closed_form'], 3)})" if sigmoid else ""
+    )
     if "largest" in facts:
         mechanism += (
-            f"; every fold learned up to lr {fmt(facts['largest'])}, {fmt(facts['largest'] / limit, 2)}× the limit"
+            f"; every fold learned at lr {fmt(facts['largest'])}, {fmt(facts['largest'] / limit, 2)}× the limit, the "
+            "largest rate of the grid that did"
         )
     if "peak" in facts and facts["peak"] > 1.01:
         mechanism += (
@@ -674,7 +827,12 @@ def answer_23(
     if "first_broken" in facts:
         broken = facts["first_broken"]
         mechanism += f"; lr {fmt(broken)} ({fmt(broken / limit, 2)}× the limit) did not learn in every fold"
-    failures = failure_sentence(summary, "regression", [])
+        if "largest" in facts and facts["largest"] < broken:
+            mechanism += "; the boundary lies between the two, and this grid does not locate it"
+    bound = activation_bound(facts, config)
+    if bound:
+        mechanism += f"; {bound}"
+    failures = failure_sentence(summary, "regression", [], answer.get("failures"))
     blocks.append(
         paragraph(
             f"**Mechanism.** {mechanism[0].upper() + mechanism[1:]}. "
@@ -693,28 +851,33 @@ def answer_23(
         span = f" (y from {stats['min']:g} to {stats['max']:g})" if "min" in stats else ""
         blocks.append(
             paragraph(
-                f"**What standardising the target changes**: the same network's limit on the raw target{span} "
-                f"is {fmt(row['lr_limit_unscaled'], 3)}, against {fmt(row['lr_limit'], 3)} on the "
-                f"standardised one: an estimated stable step {fmt(row['lr_limit'] / row['lr_limit_unscaled'], 2)}× "
-                "larger (both from the curvature at initialisation; this run trains no network on the raw target, "
-                "so the ratio is an estimate, not a measured range)."
+                f"**The raw target at the first step**: at the initial weights, 2/λ_max of the loss on the raw "
+                f"target{span} is {fmt(row['lr_limit_unscaled'], 3)}, against {fmt(row['lr_limit'], 3)} on the "
+                "standardised one. This is the curvature at the first step only: it changes as soon as the output "
+                "bias moves, and this run trains no network on the raw target, so it says nothing about the rate "
+                "that would train there."
             )
         )
     pair = headline_comparison(answer, config)
     number, tie, words = comparison_cells(pair, "MSE")
-    sentence = f"Chosen on validation: lr {fmt(answer['best']['lr'])}; {words}; {mechanism}."
-    short = f"lr {fmt(answer['best']['lr'])} chosen; {versus_words(pair)}."
+    sentence = f"Best on validation: lr {fmt(answer['best']['lr'])}; {words}; {mechanism}."
+    short = f"{upper_first(versus_words(pair))}."
     if "largest" in facts:
-        short += f" Trains up to {fmt(facts['largest'] / limit, 2)}× the stable limit {fmt(limit, 3)}"
+        short += (
+            f" Every fold learned at lr {fmt(facts['largest'])}, {fmt(facts['largest'] / limit, 2)}× the stable limit "
+            f"{fmt(limit, 3)}"
+        )
         if facts.get("peak", 1.0) > 1.01:
-            short += f" (catapult: loss rose {fmt(facts['peak'], 3)}× first"
-            if math.isfinite(facts.get("sharpness_end", math.nan)):
-                short += f", then λ_max fell from {fmt(2 / limit, 3)} to {fmt(facts['sharpness_end'], 3)}"
-            short += ")"
-        short += "."
+            short += f" (a catapult: training loss first rose up to {times(facts['peak'])}, then fell)"
     if "first_broken" in facts:
         broken = facts["first_broken"]
-        short += f" lr {fmt(broken)} fails ({why_failed(summary, 'regression', {'lr': broken})})."
+        short += (
+            f"{';' if 'largest' in facts else ''} at lr {fmt(broken)} ({fmt(broken / limit, 2)}×): "
+            f"{why_failed(summary, 'regression', {'lr': broken})}"
+        )
+        if "largest" in facts and facts["largest"] < broken:
+            short += "; the grid does not locate the boundary between"
+    short += "." if "largest" in facts or "first_broken" in facts else ""
     blocks += [
         figure("sweep_lr.png", "val and test MSE against the learning rate, with the lr limit at initialisation"),
         figure(
@@ -727,6 +890,32 @@ def answer_23(
     appendix = [titled(summary_table(summary, ["lr"], "regression"), "2.3 learning rate")]
     rows = [answer_row("2.3 the effect of the learning rate", "q23", short, number, tie)]
     return section("2.3 The effect of the learning rate", blocks, "q23", answers=rows, appendix=appendix)
+
+
+def activation_bound(facts: dict, config: dict) -> str:
+    """What λ_max at the returned weights bounds. For MSE on an identity output the output layer's
+    Hessian block is exactly (2/n)[a 1]ᵀ[a 1], so λ_max ≥ 2(1 + ‖ā‖²) at any weights, and the
+    RMS mean hidden activation is at most √((λ_max/2 − 1)/h); for sigmoid the closed-form limit
+    gives ‖ā‖² at initialisation. Stated only when the bound sits below the starting value."""
+    hidden = config.get("hidden")
+    width = hidden[0] if isinstance(hidden, list | tuple) and len(hidden) == 1 else hidden
+    end, closed = facts.get("sharpness_end", math.nan), facts.get("closed_form", math.nan)
+    if config.get("activation") != "sigmoid" or not isinstance(width, int) or not (math.isfinite(end) and end > 2):
+        return ""
+    if facts.get("peak", 1.0) <= 1.01 or facts.get("largest", 0.0) <= facts["limit"]:
+        return ""  # no catapult at that rate: nothing to explain
+    after = math.sqrt((end / 2 - 1) / width)
+    if not math.isfinite(closed) or closed <= 0:
+        return ""
+    before = math.sqrt(max(1 / closed - 1, 0.0) / width)  # closed form 2/(2(1 + ‖ā‖²)) at the initial weights
+    if after >= before:
+        return ""
+    return (
+        f"λ_max ≥ 2(1 + ‖ā‖²) (the output layer's block, exact for MSE) bounds the RMS mean hidden activation at the "
+        f"returned weights of lr {fmt(facts['largest'])} by {fmt(after, 2)} (mean λ_max over folds), against "
+        f"{fmt(before, 2)} at initialisation: the catapult lowered the curvature by pushing the sigmoid units "
+        "towards off"
+    )
 
 
 def why_failed(summary: pd.DataFrame, task: str, point: dict) -> str:
@@ -794,7 +983,7 @@ def above_limit_sentence(answer: dict, summary: pd.DataFrame, task: str, noun: s
     return (
         f"The best learning rate of the grid is past the lr limit at initialisation for: {'; '.join(past)}. "
         f"Those networks train in the unstable regime the grid offers them, so a tie between {noun}s does not show "
-        f"that the {noun} does not matter: a grid of rates scaled to each {noun}'s own limit would separate the two."
+        f"that the {noun} does not matter: a grid of rates scaled to each {noun}'s own limit could separate the two."
     )
 
 
@@ -858,13 +1047,45 @@ def capacity_words(steps: list[dict], capacity: pd.DataFrame) -> str:
     if over:
         text += f"; overfitting (train detectably lower, test detectably higher) at {', '.join(over)}"
     else:
-        text += "; no step where train is detectably lower and test detectably higher (no overfitting detected)"
+        mdes = [fmt(number(step["test_mse_wider_minus_narrower"], "mde"), 4) for step in steps]
+        text += (
+            "; no step where train is detectably lower and test detectably higher (no overfitting detected; the "
+            f"smallest test difference each step detects: {', '.join(mdes)})"
+        )
     return text
 
 
-def capacity_short(steps: list[dict], capacity: pd.DataFrame) -> str:
+def same_lr_short(ends: list[dict], limits: pd.DataFrame | None, epochs) -> str:
+    """The narrowest width against the one that fits its training rows best, at the same rate
+    (comparison.json's ``same_lr``), train and held-out, each with its interval; a tie with its
+    detectable size; the rate as a multiple of the wider layer's lr limit."""
+    parts = []
+    for end in ends:
+        wide, lr = end["to"]["hidden"], end["to"]["lr"]
+        train, test = end["train_mse_wider_minus_narrower"], end["test_mse_wider_minus_narrower"]
+        text = f"at lr {fmt(lr)}"
+        if limits is not None and "lr_limit" in limits:
+            match = limits[(limits["task"] == "regression") & (limits["hidden"] == wide)]
+            if len(match):
+                text += f" ({fmt(lr / float(match['lr_limit'].iloc[0]), 2)}× hidden {wide}'s limit)"
+        text += f" train {interval(train, 3)}{'' if is_tie(train) else ' detected'}, test {interval(test, 3)}" + (
+            f", not detected (detectable {fmt(number(test, 'mde'), 4)})" if is_tie(test) else " detected"
+        )
+        parts.append(text)
+    first = ends[0]
+    budget = f"{epochs} epochs" if epochs else "a fixed budget"
+    return (
+        f"Fixed budget ({budget}, no early stopping, unlike the headline), hidden {first['to']['hidden']} − hidden "
+        f"{first['from']['hidden']} MSE: " + "; ".join(parts) + "."
+    )
+
+
+def capacity_short(steps: list[dict], capacity: pd.DataFrame, limits=None, ends=None, epochs=None) -> str:
     """Train and test error from the narrowest layer to the one that fits its training rows best,
-    in a fixed budget: the shape of overfitting, in the means."""
+    in a fixed budget: paired at the same rate when ``ends`` (comparison.json's ``same_lr``) are
+    given, else the means (each width at its own rate), with overfitting named only where detected."""
+    if ends:
+        return same_lr_short(ends, limits, epochs)
     rows = capacity[capacity["task"] == "regression"]
     points = [steps[0]["from"]] + [step["to"] for step in steps] if steps else []
     found_rows = []
@@ -887,13 +1108,16 @@ def capacity_short(steps: list[dict], capacity: pd.DataFrame) -> str:
     over = overfitting_steps(steps)
     if over:
         text += f" (overfitting, detected at {', '.join(over)})"
-    elif b["train_mse_mean"] < a["train_mse_mean"] and b["test_mse_mean"] > a["test_mse_mean"]:
-        text += " (the shape of overfitting in the means; no single step detects both)"
+    else:
+        text += " (means without intervals, each width at its own rate: no overfitting detected)"
     return text + "."
 
 
-def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, configs: dict | None = None) -> dict:
+def answer_24(
+    hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, configs: dict | None = None, budget=None
+) -> dict:
     answer = comparison["regression"]["sweeps"]["hidden"]
+    ends = comparison["regression"]["sweeps"]["capacity"].get("capacity", {}).get("same_lr")
     config = (configs or {}).get("regression", {})
     blocks = [
         paragraph(
@@ -913,7 +1137,7 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, co
             f"val MSE per width and learning rate; hatched cells: not every fold learned{HEATMAP_NOTE}",
         ),
     ]
-    failures = failure_sentence(hidden, "regression", ["hidden"])
+    failures = failure_sentence(hidden, "regression", ["hidden"], answer.get("failures"))
     if failures:
         blocks.append(
             paragraph(
@@ -949,10 +1173,19 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, co
     ]
     pair = headline_comparison(answer, config)
     number, tie, words = comparison_cells(pair, "MSE")
-    sentence = f"Chosen on validation: {point_text(answer['best'])}; {words}"
+    sentence = f"Best on validation: {point_text(answer['best'])}; {words}"
     shape = capacity_words(steps, capacity)
     sentence += (f"; {shape}" if shape else "") + "."
-    short = f"{short_point(answer['best'])} chosen; {versus_words(pair)}. {capacity_short(steps, capacity)}".strip()
+    if ends:
+        sentence += (
+            " "
+            + same_lr_short(ends, hidden, budget)
+            + (
+                " A rate past the wider layer's limit trains it in the catapult regime, so a difference at that rate "
+                "mixes width with the instability."
+            )
+        )
+    short = f"{upper_first(versus_words(pair))}. {capacity_short(steps, capacity, hidden, ends, budget)}".strip()
     blocks.append(paragraph(f"**Answer:** {sentence}"))
     appendix = [
         titled(summary_table(hidden, ["hidden", "lr"], "regression"), "2.4 width, early-stopped"),
@@ -986,8 +1219,30 @@ def unit_words(summary: pd.DataFrame, answer: dict, task: str) -> str:
     return "; ".join(parts)
 
 
+def epochs_short(answer: dict) -> str:
+    """Each other activation's best epoch minus the best one's, at the best one's rate, paired by
+    fold (comparison.json's ``epochs_at_chosen_lr``): intervals, and the detectable size of ties."""
+    versus = answer.get("epochs_at_chosen_lr") or []
+    if not versus:
+        return ""
+    best = answer["best"]
+    parts = [f"{v['other']['activation']} {interval(v, 3)}" for v in versus]
+    ties = [v for v in versus if is_tie(v)]
+    text = f"Best epoch, other − {best['activation']}, all at lr {fmt(best['lr'])}: {'; '.join(parts)}" + (
+        " (a fold stopped by the epoch budget counts its last epoch)" if any(v.get("capped") for v in versus) else ""
+    )
+    if len(ties) == len(versus):
+        mdes = [number(v, "mde") for v in ties]
+        return text + f"; no difference detected (detectable {fmt(min(mdes), 3)} to {fmt(max(mdes), 3)} epochs)."
+    detected = [v["other"]["activation"] for v in versus if not is_tie(v)]
+    return text + f"; detected for {', '.join(detected)} only."
+
+
 def units_short(summary: pd.DataFrame, answer: dict, task: str) -> str:
-    """Mean best epoch of each activation at its chosen rate, and dead ReLU units where any."""
+    """Best epochs paired at the best activation's rate when comparison.json has them; else the
+    mean best epoch of each activation at its chosen rate (a description, not a comparison)."""
+    if answer.get("epochs_at_chosen_lr"):
+        return epochs_short(answer)
     rows = summary[summary["task"] == task]
     parts = []
     for setting in answer["settings"]:
@@ -996,7 +1251,7 @@ def units_short(summary: pd.DataFrame, answer: dict, task: str) -> str:
             match = match[match[key] == value]
         if len(match):
             parts.append(f"{setting['point']['activation']} {fmt(match.iloc[0]['best_epoch_mean'], 3)}")
-    return f"Mean best epoch: {', '.join(parts)}." if parts else ""
+    return f"Mean best epoch (each at its own rate, no interval): {', '.join(parts)}." if parts else ""
 
 
 def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = None) -> dict:
@@ -1012,7 +1267,7 @@ def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = No
         if not answer:
             continue
         units = unit_words(summary, answer, task)
-        failures = failure_sentence(summary, task, ["activation"])
+        failures = failure_sentence(summary, task, ["activation"], answer.get("failures"))
         blocks += [
             paragraph(f"**{task.capitalize()}.** " + compared_settings(answer, "activation")),
             figure(
@@ -1029,8 +1284,8 @@ def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = No
         metric = LABELS[DEFAULT_LOSS[task]]
         pair = headline_comparison(answer, config)
         number, tie, words = comparison_cells(pair, metric)
-        sentence = f"{task.capitalize()}: chosen on validation {point_text(answer['best'])}; {words}; {units}."
-        short = f"{short_point(answer['best'])} chosen; {versus_words(pair)}. {units_short(summary, answer, task)}"
+        sentence = f"{task.capitalize()}: best on validation {point_text(answer['best'])}; {words}; {units}."
+        short = f"{upper_first(versus_words(pair))}. {units_short(summary, answer, task)}"
         blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
         rows.append(answer_row(f"2.5 the effect of the activation function, {task}", "q25", short, number, tie))
         appendix.append(titled(summary_table(summary, ["activation", "lr"], task), "2.5 activation"))
@@ -1110,8 +1365,9 @@ def mechanism_conclusion(mechanism: dict, what: str) -> str:
     return "; ".join(parts) + f". Over all {len(mechanism['pairs'])} pairs, " + "; ".join(held_out) + "."
 
 
-def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
+def answer_3(summaries: dict, comparison: dict, specs: dict, configs: dict | None = None) -> dict:
     sweeps = comparison["classification"]["sweeps"]
+    init = (configs or {}).get("classification", {}).get("init", "the configured")
     appendix, findings, numbers, shorts = [], [], [], []
     blocks = [
         paragraph(
@@ -1122,7 +1378,7 @@ def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
         )
     ]
     for name, start in (
-        ("loss", "**From the usual start** (glorot weights, ŷ near ½)"),
+        ("loss", f"**From the usual start** ({init} initial weights, ŷ near ½)"),
         (
             "saturated",
             "**From a confidently wrong start**: the same initial weights with the output bias moved so that every "
@@ -1152,9 +1408,12 @@ def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
             reached = pair["reached"]
             findings.append(
                 f"from {start_name}, log loss at lr {fmt(pair['log_loss_lr'])} against MSE at lr "
-                f"{fmt(pair['mse_lr'])} ({pair['kind']}) reached {what} "
-                + found(difference, lower="in fewer epochs", higher="in more epochs")
-                + " than MSE"
+                f"{fmt(pair['mse_lr'])} ({pair['kind']}): "
+                + found(
+                    difference,
+                    lower=f"log loss reached {what} in fewer epochs than MSE",
+                    higher=f"log loss reached {what} in more epochs than MSE",
+                ).replace("no difference detected", f"no difference detected in the epochs to reach {what}")
                 + f" (log loss − MSE {interval(difference, 3)} epochs; reached in {reached['log_loss']} and "
                 f"{reached['mse']} of {reached['of']} folds)"
             )
