@@ -129,7 +129,7 @@ def times(value: float) -> str:
     """``62.9×`` or ``7.8×10⁵×``: a ratio of losses, readable across orders of magnitude."""
     if not math.isfinite(value) or value < 1000:
         return f"{fmt(value, 3)}×"
-    exponent = int(math.floor(math.log10(value)))
+    exponent = math.floor(math.log10(value))
     digits = str(exponent).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
     return f"{value / 10**exponent:.2g}×10{digits}×"
 
@@ -389,13 +389,14 @@ def answer_21(
     reference = is_reference_data(schema)
     constant = held_out[(held_out["task"] == "regression") & (held_out["model"] == "constant")]
     if "accuracy" in constant:
+        constant_accuracy = _fold_stats(constant, ["accuracy"], ratios["regression"])["test_accuracy"]
         blocks.append(
             paragraph(
                 "**Accuracy for regression** is 1 − mean(|y − ŷ| / |y|), one minus the mean absolute percentage "
                 f"error{', as in the reference hand-in' if reference else ''}. It is not a probability (it can be "
                 "negative), it weighs an error of 30 on a target of 50 six times more than the same error on 300, "
                 "and the constant model already scores "
-                f"{interval(_fold_stats(constant, ['accuracy'], ratios['regression'])['test_accuracy'], bounds=(None, 1.0))}. "
+                f"{interval(constant_accuracy, bounds=(None, 1.0))}. "
                 "MSE and R² are the honest measures; R² is 1 − MSE / variance of y."
             )
         )
@@ -641,7 +642,7 @@ def headline_comparison(answer: dict, headline: dict) -> tuple[str, dict] | None
     keys = [key for key in chosen if key != "lr" or list(chosen) == ["lr"]]
     target = {key: _same(headline[key]) for key in keys if key in headline}
     versus = [v for v in answer["best_minus_other"] if all(v["other"].get(k) == x for k, x in target.items())]
-    label = "headline " + " and ".join(target) if target else "headline"
+    label = "headline"
     if not versus or all(chosen.get(k) == x for k, x in target.items()):
         val = {point_text(s["point"]): s["val_mean"] for s in answer["settings"] if s["every_fold_learned"]}
         ranked = sorted(answer["best_minus_other"], key=lambda v: val.get(point_text(v["other"]), math.inf))
@@ -707,7 +708,8 @@ def failed_fits_text(entry: dict, task: str) -> str:
     sharp = entry.get("sharpness_end_moved_mean", math.nan)
     if task == "regression" and math.isfinite(sharp) and sharp < 2.05:
         text += (
-            f", λ_max {fmt(sharp, 3)} at the returned weights: the output bias's curvature alone (λ_max ≥ 2(1 + ‖ā‖²)), "
+            f", λ_max {fmt(sharp, 3)} at the returned weights: the output bias's curvature alone "
+            "(λ_max ≥ 2(1 + ‖ā‖²)), "
             "so the hidden layer is off and the network is the constant model"
         )
     return text
@@ -800,7 +802,8 @@ def answer_23(
             "`backprop/lab/curvature.py`): the largest step at which full-batch gradient descent on a quadratic "
             "with that curvature would not diverge, mean over folds. Its **closed form**, 2/(c(1 + ‖ā‖²)) from the "
             "output layer's curvature and the mean hidden activation ā (section 1; "
-            "`backprop/lab/mechanisms.py`), is in `summary.csv` beside it; it holds for sigmoid only (for tanh and ReLU it "
+            "`backprop/lab/mechanisms.py`), is in `summary.csv` beside it; it holds for sigmoid only (for tanh and "
+            "ReLU it "
             "leaves out the hidden layer's curvature and overstates the limit: read that column only for sigmoid)."
         ),
         paragraph(compared_settings(answer, "learning rate")),
