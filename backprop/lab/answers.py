@@ -73,9 +73,11 @@ def verdict(difference: dict, *, lower: str, higher: str) -> str:
         finding = "no difference detected"
     else:
         finding = lower if high < 0 else higher
+    mde = number(difference, "mde")
+    detectable = f", detectable {fmt(mde, 3)}" if finding == "no difference detected" and math.isfinite(mde) else ""
     return (
-        f"{finding} (difference {fmt(number(difference, 'mean'), 3)}, 95% CI {fmt(low, 3)} to {fmt(high, 3)}; "
-        f"better in {difference['wins']} of {difference['n']} folds)"
+        f"{finding} (difference {fmt(number(difference, 'mean'), 3)}, 95% CI {fmt(low, 3)} to {fmt(high, 3)}"
+        f"{detectable}; better in {difference['wins']} of {difference['n']} folds)"
     )
 
 
@@ -669,6 +671,8 @@ def comparison_cells(pair: tuple[str, dict] | None, metric: str) -> tuple[str, s
     words = found(
         difference, lower="best on validation detectably lower", higher="best on validation detectably higher"
     )
+    if is_tie(difference):
+        words += f" ({interval(difference, 3)}, detectable {fmt(number(difference, 'mde'), 3)})"
     return f"{label}, test {metric}: {interval(difference, 3)}", tie_cell(difference), f"{label}: {words}"
 
 
@@ -708,7 +712,7 @@ def failed_fits_text(entry: dict, task: str) -> str:
     sharp = entry.get("sharpness_end_moved_mean", math.nan)
     if task == "regression" and math.isfinite(sharp) and sharp < 2.05:
         text += (
-            f", λ_max {fmt(sharp, 3)} at the returned weights: the output bias's curvature alone "
+            f", λ_max {sharp:.3f} at the returned weights: the output bias's curvature alone "
             "(λ_max ≥ 2(1 + ‖ā‖²)), "
             "so the hidden layer is off and the network is the constant model"
         )
@@ -1214,7 +1218,9 @@ def unit_words(summary: pd.DataFrame, answer: dict, task: str) -> str:
         if not len(match):
             continue
         row = match.iloc[0]
-        text = f"{point['activation']} mean best epoch {fmt(row['best_epoch_mean'], 3)}"
+        text = point["activation"]
+        if not answer.get("epochs_at_chosen_lr"):  # else the paired comparison says it (epochs_short)
+            text += f" mean best epoch {fmt(row['best_epoch_mean'], 3)}"
         for measure, word in (("saturated_units_mean", "saturated"), ("dead_units_mean", "dead")):
             if measure in row and math.isfinite(number({"v": row[measure]}, "v")):
                 text += f", {fmt(100 * row[measure], 2)}% of units {word}"
@@ -1288,6 +1294,8 @@ def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = No
         pair = headline_comparison(answer, config)
         number, tie, words = comparison_cells(pair, metric)
         sentence = f"{task.capitalize()}: best on validation {point_text(answer['best'])}; {words}; {units}."
+        if answer.get("epochs_at_chosen_lr"):
+            sentence += " " + epochs_short(answer)
         short = f"{upper_first(versus_words(pair))}. {units_short(summary, answer, task)}"
         blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
         rows.append(answer_row(f"2.5 the effect of the activation function, {task}", "q25", short, number, tie))
@@ -1417,7 +1425,9 @@ def answer_3(summaries: dict, comparison: dict, specs: dict, configs: dict | Non
                     lower=f"log loss reached {what} in fewer epochs than MSE",
                     higher=f"log loss reached {what} in more epochs than MSE",
                 ).replace("no difference detected", f"no difference detected in the epochs to reach {what}")
-                + f" (log loss − MSE {interval(difference, 3)} epochs; reached in {reached['log_loss']} and "
+                + f" (log loss − MSE {interval(difference, 3)} epochs"
+                + (f", detectable {fmt(number(difference, 'mde'), 3)}" if is_tie(difference) else "")
+                + f"; reached in {reached['log_loss']} and "
                 f"{reached['mse']} of {reached['of']} folds)"
             )
             shorts.append(
