@@ -65,6 +65,19 @@ def metric_bounds(metric: str, task: str) -> tuple:
     return (None, None)
 
 
+def whole(value: float) -> str:
+    """A number for the answers table: whole above 100 (an MSE, an epoch count), else 3 digits."""
+    return f"{value:.0f}" if math.isfinite(value) and abs(value) >= 100 else fmt(value, 3)
+
+
+def short_interval(stats: dict) -> str:
+    """``-589 (-1258 to 80)``: ``interval`` with ``whole`` numbers, for the answers table."""
+    mean, low, high = number(stats, "mean"), number(stats, "ci_low"), number(stats, "ci_high")
+    if not math.isfinite(low):
+        return whole(mean)
+    return f"{whole(mean)} ({whole(low)} to {whole(high)})"
+
+
 def verdict(difference: dict, *, lower: str, higher: str) -> str:
     """A paired difference a − b in words: ``lower`` / ``higher`` only when its 95% interval
     excludes 0, else "no difference detected"; always with the interval and wins."""
@@ -453,7 +466,7 @@ def curve_facts(history: pd.DataFrame, loss: str, best: int | None) -> dict:
 
 
 def epochs_text(span: tuple[int, int]) -> str:
-    return f"epoch {span[0]}" if span[0] == span[1] else f"epochs {span[0]}–{span[1]} (equal within rounding)"
+    return f"epoch {span[0]}" if span[0] == span[1] else f"epochs {span[0]}–{span[1]} (equal to 6 digits)"
 
 
 def where_lowest(facts: dict, loss: str) -> str:
@@ -520,13 +533,13 @@ def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None 
             f"{len(epochs)} folds)"
         )
         gap = gap_across_folds(folds, loss, (ratios or {}).get(task, 0.0))
-        budget = f"{len(capped)} of {len(folds)} folds still improving at the {configs[task]['epochs']}-epoch budget"
+        budget = f"{len(capped)} of {len(folds)} folds still improving at the {configs[task]['epochs']}-epoch cap"
         if capped:
-            budget += " (their kept epoch is a lower bound)"
+            budget += " (a lower bound on their epoch)"
         gap_words = found(gap, lower="validation detectably lower", higher="validation detectably higher")
         short = (
-            f"Fold 0 ([loss and accuracy curves](#q22)): {where_lowest(facts, loss)}. Validation − train at the "
-            f"kept epoch, over the folds: {gap_words.replace('no difference', 'no gap')}; {budget}."
+            f"Fold 0 ([loss and accuracy curves](#q22)): {where_lowest(facts, loss)}. Validation − train, all "
+            f"folds: {gap_words.replace('no difference', 'no gap')}; {budget}."
         )
         gap_number = f"validation − train {LABELS[loss]}: {interval(gap, 3)}"
         sentence = (
@@ -871,11 +884,13 @@ def answer_23(
     short = f"{upper_first(versus_words(pair))}."
     if "largest" in facts:
         short += (
-            f" Every fold learned at lr {fmt(facts['largest'])}, {fmt(facts['largest'] / limit, 2)}× the stable limit "
+            f" Learned at lr {fmt(facts['largest'])} ({fmt(facts['largest'] / limit, 2)}× the stable limit "
             f"{fmt(limit, 3)}"
         )
         if facts.get("peak", 1.0) > 1.01:
-            short += f" (a catapult: training loss first rose up to {times(facts['peak'])}, then fell)"
+            short += f"; a catapult: loss first rose up to {times(facts['peak'])})"
+        else:
+            short += ")"
     if "first_broken" in facts:
         broken = facts["first_broken"]
         short += (
@@ -883,7 +898,7 @@ def answer_23(
             f"{why_failed(summary, 'regression', {'lr': broken})}"
         )
         if "largest" in facts and facts["largest"] < broken:
-            short += "; the grid does not locate the boundary between"
+            short += "; the grid does not locate the boundary"
     short += "." if "largest" in facts or "first_broken" in facts else ""
     blocks += [
         figure("sweep_lr.png", "val and test MSE against the learning rate, with the lr limit at initialisation"),
@@ -1070,20 +1085,38 @@ def same_lr_short(ends: list[dict], limits: pd.DataFrame | None, epochs) -> str:
     for end in ends:
         wide, lr = end["to"]["hidden"], end["to"]["lr"]
         train, test = end["train_mse_wider_minus_narrower"], end["test_mse_wider_minus_narrower"]
-        text = f"at lr {fmt(lr)}"
+        text = f"lr {fmt(lr)}"
         if limits is not None and "lr_limit" in limits:
             match = limits[(limits["task"] == "regression") & (limits["hidden"] == wide)]
             if len(match):
                 text += f" ({fmt(lr / float(match['lr_limit'].iloc[0]), 2)}× hidden {wide}'s limit)"
-        text += f" train {interval(train, 3)}{'' if is_tie(train) else ' detected'}, test {interval(test, 3)}" + (
-            f", not detected (detectable {fmt(number(test, 'mde'), 4)})" if is_tie(test) else " detected"
+        text += f": train {short_interval(train)}, test {short_interval(test)}" + (
+            f", detectable {whole(number(test, 'mde'))}" if is_tie(test) else ""
         )
         parts.append(text)
     first = ends[0]
-    budget = f"{epochs} epochs" if epochs else "a fixed budget"
+    budget = f"{epochs} epochs" if epochs else "budget"
+    lower = all(
+        not is_tie(e["train_mse_wider_minus_narrower"]) and number(e["train_mse_wider_minus_narrower"], "ci_high") < 0
+        for e in ends
+    )
+    rises = [
+        e
+        for e in ends
+        if not is_tie(e["test_mse_wider_minus_narrower"]) and number(e["test_mse_wider_minus_narrower"], "ci_low") > 0
+    ]
+    if lower and rises:
+        rates = ", ".join(fmt(e["to"]["lr"]) for e in rises)
+        verdict_text = f"overfitting: train detectably lower, test detectably higher at lr {rates}"
+    elif lower:
+        verdict_text = "no overfitting detected"
+    else:
+        verdict_text = "no overfitting detected"
     return (
-        f"Fixed budget ({budget}, no early stopping, unlike the headline), hidden {first['to']['hidden']} − hidden "
-        f"{first['from']['hidden']} MSE: " + "; ".join(parts) + "."
+        f"Fixed {budget}, no early stopping (unlike the headline), hidden "
+        f"{first['to']['hidden']} − {first['from']['hidden']} MSE at one rate: "
+        + "; ".join(parts)
+        + f"; {verdict_text}."
     )
 
 
@@ -1235,14 +1268,14 @@ def epochs_short(answer: dict) -> str:
     if not versus:
         return ""
     best = answer["best"]
-    parts = [f"{v['other']['activation']} {interval(v, 3)}" for v in versus]
+    parts = [f"{v['other']['activation']} {short_interval(v)}" for v in versus]
     ties = [v for v in versus if is_tie(v)]
     text = f"Best epoch, other − {best['activation']}, all at lr {fmt(best['lr'])}: {'; '.join(parts)}" + (
         " (a fold stopped by the epoch budget counts its last epoch)" if any(v.get("capped") for v in versus) else ""
     )
     if len(ties) == len(versus):
         mdes = [number(v, "mde") for v in ties]
-        return text + f"; no difference detected (detectable {fmt(min(mdes), 3)} to {fmt(max(mdes), 3)} epochs)."
+        return text + f"; no difference detected (detectable {whole(min(mdes))} to {whole(max(mdes))} epochs)."
     detected = [v["other"]["activation"] for v in versus if not is_tie(v)]
     return text + f"; detected for {', '.join(detected)} only."
 
@@ -1460,14 +1493,14 @@ def answer_3(summaries: dict, comparison: dict, specs: dict, configs: dict | Non
 def update_rule_row() -> dict:
     """The derivation's answer: not measured, derived (and checked against finite differences)."""
     sentence = (
-        "Only the output error differs: δ₂ = (2/n)(ŷ − y) for MSE on an identity output, (1/n)(ŷ − y) for log "
-        "loss on a sigmoid output; everything from δ₂ back is the same (the 2 acts as a factor 2 in the rate)."
+        "Only δ₂ differs: (2/n)(ŷ − y) for MSE on an identity output, (1/n)(ŷ − y) for log loss on a sigmoid "
+        "output; everything from δ₂ back is the same."
     )
     return answer_row(
         "the update rule, MSE against log loss",
         "derivation",
         sentence,
-        "derived, not measured; gradients match finite differences to < 1e-6 (`tests/test_gradients.py`)",
+        "derived; gradients match finite differences (< 1e-6)",
     )
 
 
@@ -1475,12 +1508,42 @@ ANSWER_MARK = "**Answer"  # how a section's own answer paragraph begins
 ANSWER_HEADER = [
     "question",
     "answer (from this run)",
-    "the number it rests on, mean (95% CI)",
-    "if a tie: where any difference lies; the smallest difference detectable with 80% power",
+    "the number it rests on: a − b, mean (95% CI)",
+    "tie: where a difference lies; detectable (80% power)",
 ]
 
 
-def answers_section(sections: list[dict]) -> dict:
+def answers_intro(schemas: dict, configs: dict) -> dict:
+    """The lines above the answers table: the data by name, the protocol, the headline networks'
+    actual settings, and how to read a difference, so the first screen reads on its own."""
+    data = ", ".join(f"{task} `{schema['source']}` ({schema['rows']} rows)" for task, schema in schemas.items())
+    reg = schemas["regression"]
+    repeats = f" repeated {reg['repeats']}×" if reg.get("repeats", 1) > 1 else ""
+    words = {
+        "hidden": lambda v: f"hidden {v[0] if len(v) == 1 else v}",
+        "activation": str,
+        "lr": lambda v: f"lr {fmt(v)}",
+        "epochs": lambda v: f"≤ {v} epochs",
+        "patience": lambda v: f"early stopping (patience {v})",
+    }
+    first = next(iter(configs.values()))
+    shared = [words[key](first[key]) for key in words if all(c[key] == first[key] for c in configs.values())]
+    differ = [
+        f"{task} {words[key](config[key])}"
+        for key in words
+        if not all(c[key] == first[key] for c in configs.values())
+        for task, config in configs.items()
+    ]
+    settings = ", ".join(shared) + (f" ({', '.join(differ)})" if differ else "")
+    return paragraph(
+        f"**Data**: {data}. **Protocol**: {reg['folds']}-fold cross-validation{repeats}; means over the held-out "
+        "folds with 95% intervals, comparisons paired by fold; settings are picked on validation rows. **Headline "
+        f"networks**: {settings}. **a − b < 0** means a had the lower loss (better). A **tie** (interval contains "
+        "0) has no winner."
+    )
+
+
+def answers_section(sections: list[dict], intro: dict | None = None) -> dict:
     """The report's opening: every section's answer rows in one table, each linking to its section.
     A row is a dict (``blocks.answer_row``): a second task answering the same question (a control
     table) adds a key to its rows and a column here."""
@@ -1490,10 +1553,9 @@ def answers_section(sections: list[dict]) -> dict:
         for row in s["answers"]
     ]
     note = paragraph(
-        "Each answer is generated from this run's paired comparisons over the held-out folds (95% t intervals "
-        "with Nadeau and Bengio's correction for folds that share training rows; differences are other − chosen, "
-        "so a positive one means the chosen setting did better). A difference whose interval contains 0 is a tie, "
-        "never a ranking: the last column says how large a difference could still hide in it. The detectable size "
-        "is (t₀.₉₇₅ + t₀.₈) times the same corrected standard error."
+        "Each answer is generated from this run's paired comparisons over the held-out folds: 95% t intervals "
+        "with Nadeau and Bengio's correction for folds that share training rows, clipped to the metric's range. "
+        '"Best on validation" is the setting with the lowest mean validation loss, not a winner on the test '
+        "folds. The detectable size is (t₀.₉₇₅ + t₀.₈) times the same corrected standard error."
     )
-    return section("Answers", [table(ANSWER_HEADER, rows), note], "answers")
+    return section("Answers", [*([intro] if intro else []), table(ANSWER_HEADER, rows), note], "answers")

@@ -119,7 +119,8 @@ def build(inputs: ReportInputs) -> dict:
         final = [b for b in question["blocks"] if b["kind"] == "p" and b["text"].startswith(answers.ANSWER_MARK)]
         question["blocks"] = [b for b in question["blocks"] if not any(b is f for f in final)] + final
     appendix = [block for s in questions for block in s["appendix"]]
-    sections = [answers.answers_section(questions), *questions, provenance_section(inputs.provenance)]
+    intro = answers.answers_intro(inputs.schemas, configs)
+    sections = [answers.answers_section(questions, intro), *questions, provenance_section(inputs.provenance)]
     if appendix:
         sections.append(section("Appendix: every setting of every sweep", appendix, "appendix") | {"collapsible": True})
     return {
