@@ -573,10 +573,14 @@ def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None 
 # ---- 2.3–2.5 --------------------------------------------------------------------------------------
 
 
-def summary_table(summary: pd.DataFrame, keys: list[str], task: str, limit: bool = True) -> dict:
+def summary_table(
+    summary: pd.DataFrame, keys: list[str], task: str, limit: bool = True, improving: str = "validation"
+) -> dict:
+    """``improving``: the loss whose fall at the last epoch marks a fit cut by the budget
+    (validation with early stopping; train without)."""
     loss = DEFAULT_LOSS[task]
     rows = summary[summary["task"] == task]
-    header = [*keys, "folds by outcome", "still improving at the last epoch", "mean best epoch"]
+    header = [*keys, "folds by outcome", f"{improving} loss still falling at the last epoch", "mean best epoch"]
     header += [f"train {LABELS[loss]}", f"val {LABELS[loss]}", f"test {LABELS[loss]}"]
     if limit and "lr_limit" in rows:
         header.append("lr limit at init")
@@ -670,7 +674,9 @@ def headline_comparison(answer: dict, headline: dict) -> tuple[str, dict] | None
 
 def short_point(point: dict) -> str:
     """``hidden 4 at lr 0.3``: a point with its rate last."""
-    rest = ", ".join(f"{key} {value}" for key, value in point.items() if key != "lr")
+    rest = ", ".join(
+        str(value) if key == "activation" else f"{key} {value}" for key, value in point.items() if key != "lr"
+    )
     if "lr" not in point:
         return rest
     return f"{rest} at lr {fmt(point['lr'])}" if rest else f"lr {fmt(point['lr'])}"
@@ -1230,7 +1236,9 @@ def answer_24(
     appendix = [
         titled(summary_table(hidden, ["hidden", "lr"], "regression"), "2.4 width, early-stopped"),
         titled(
-            summary_table(capacity, [key for key in ("hidden", "lr") if key in capacity], "regression"),
+            summary_table(
+                capacity, [key for key in ("hidden", "lr") if key in capacity], "regression", improving="train"
+            ),
             "2.4 width, fixed budget",
         ),
     ]
@@ -1329,7 +1337,13 @@ def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = No
         sentence = f"{task.capitalize()}: best on validation {point_text(answer['best'])}; {words}; {units}."
         if answer.get("epochs_at_chosen_lr"):
             sentence += " " + epochs_short(answer)
-        short = f"{upper_first(versus_words(pair))}. {units_short(summary, answer, task)}"
+        grid = answer.get("grid_lr") or []
+        edge = (
+            f" (lr {fmt(answer['best']['lr'])} is an end of the grid)"
+            if answer["best"].get("lr") in grid[:1] + grid[-1:]
+            else ""
+        )
+        short = f"{upper_first(versus_words(pair))}{edge}. {units_short(summary, answer, task)}"
         blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
         rows.append(answer_row(f"2.5 the effect of the activation function, {task}", "q25", short, number, tie))
         appendix.append(titled(summary_table(summary, ["activation", "lr"], task), "2.5 activation"))
