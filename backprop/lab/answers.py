@@ -132,6 +132,11 @@ def flipped(difference: dict) -> dict:
     }
 
 
+def _plain(value):
+    """A pandas cell as the plain Python value comparison.json holds."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def point_text(point: dict) -> str:
     return ", ".join(f"{key} {value}" for key, value in point.items())
 
@@ -154,13 +159,17 @@ def times(value: float) -> str:
 BLOW_UP = 100.0
 
 
-def summary_outcomes(row: pd.Series) -> str:
-    """The outcome counts; beside stalled or oscillating fits the setting's largest peak training
-    loss over its start, since such a label may hide a blow-up short of the divergence threshold."""
+def summary_outcomes(row: pd.Series, failed: dict | None = None) -> str:
+    """The outcome counts; with ``failed`` (the point's entry of comparison.json's ``failures``)
+    beside stalled or oscillating fits how far their training loss rose above its start, since
+    such a label may hide a blow-up short of the divergence threshold."""
     text = outcome_text({name: row[name] for name in OUTCOMES})
-    peak = number({"v": row.get("peak_train_loss_ratio_max")}, "v")
+    peak = number(failed or {}, "peak_ratio_max")
     if (row.get("stalled", 0) or row.get("oscillating", 0)) and math.isfinite(peak) and peak > 1.01:
-        text += f" (training loss peaked at up to {times(peak)} its start{': blew up' if peak > BLOW_UP else ''})"
+        low = number(failed, "peak_ratio_min")
+        span = times(peak) if low == peak else f"{times(low).removesuffix('×')} to {times(peak)}"
+        text += f" (training loss of those that did not learn rose {span} its start"
+        text += ": blew up)" if low > BLOW_UP else ")"
     return text
 
 
@@ -539,7 +548,7 @@ def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None 
         gap_words = found(gap, lower="validation detectably lower", higher="validation detectably higher")
         short = (
             f"Fold 0 ([loss and accuracy curves](#q22)): {where_lowest(facts, loss)}. Validation − train, all "
-            f"folds: {gap_words.replace('no difference', 'no gap')}; {budget}."
+            f"folds: {gap_words}; {budget}."
         )
         gap_number = f"validation − train {LABELS[loss]}: {interval(gap, 3)}"
         sentence = (
@@ -574,10 +583,16 @@ def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None 
 
 
 def summary_table(
-    summary: pd.DataFrame, keys: list[str], task: str, limit: bool = True, improving: str = "validation"
+    summary: pd.DataFrame,
+    keys: list[str],
+    task: str,
+    limit: bool = True,
+    improving: str = "validation",
+    failed: list | None = None,
 ) -> dict:
     """``improving``: the loss whose fall at the last epoch marks a fit cut by the budget
-    (validation with early stopping; train without)."""
+    (validation with early stopping; train without); ``failed``: comparison.json's ``failures``."""
+    failed_at = {point_text(entry["point"]): entry for entry in failed or []}
     loss = DEFAULT_LOSS[task]
     rows = summary[summary["task"] == task]
     header = [*keys, "folds by outcome", f"{improving} loss still falling at the last epoch", "mean best epoch"]
@@ -586,7 +601,8 @@ def summary_table(
         header.append("lr limit at init")
     body = []
     for _, row in rows.iterrows():
-        cells = [str(row[key]) for key in keys] + [summary_outcomes(row)]
+        point = point_text({key: _plain(row[key]) for key in keys})
+        cells = [str(row[key]) for key in keys] + [summary_outcomes(row, failed_at.get(point))]
         cells += [str(int(row.get("capped", 0))), fmt(row.get("best_epoch_mean"), 3)]
         cells += [mean_ci(row, f"{split}_{loss}") for split in ("train", "val", "test")]
         if limit and "lr_limit" in rows:
@@ -915,7 +931,9 @@ def answer_23(
         ),
         paragraph(f"**Answer:** {sentence}"),
     ]
-    appendix = [titled(summary_table(summary, ["lr"], "regression"), "2.3 learning rate")]
+    appendix = [
+        titled(summary_table(summary, ["lr"], "regression", failed=answer.get("failures")), "2.3 learning rate")
+    ]
     rows = [answer_row("2.3 the effect of the learning rate", "q23", short, number, tie)]
     return section("2.3 The effect of the learning rate", blocks, "q23", answers=rows, appendix=appendix)
 
@@ -1234,7 +1252,10 @@ def answer_24(
     short = f"{upper_first(versus_words(pair))}. {capacity_short(steps, capacity, hidden, ends, budget)}".strip()
     blocks.append(paragraph(f"**Answer:** {sentence}"))
     appendix = [
-        titled(summary_table(hidden, ["hidden", "lr"], "regression"), "2.4 width, early-stopped"),
+        titled(
+            summary_table(hidden, ["hidden", "lr"], "regression", failed=answer.get("failures")),
+            "2.4 width, early-stopped",
+        ),
         titled(
             summary_table(
                 capacity, [key for key in ("hidden", "lr") if key in capacity], "regression", improving="train"
@@ -1346,7 +1367,9 @@ def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = No
         short = f"{upper_first(versus_words(pair))}{edge}. {units_short(summary, answer, task)}"
         blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
         rows.append(answer_row(f"2.5 the effect of the activation function, {task}", "q25", short, number, tie))
-        appendix.append(titled(summary_table(summary, ["activation", "lr"], task), "2.5 activation"))
+        appendix.append(
+            titled(summary_table(summary, ["activation", "lr"], task, failed=answer.get("failures")), "2.5 activation")
+        )
     return section("2.5 The effect of the activation function", blocks, "q25", answers=rows, appendix=appendix)
 
 
