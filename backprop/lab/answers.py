@@ -283,8 +283,8 @@ def _fold_stats(rows: pd.DataFrame, metrics: list[str], ratio: float) -> dict:
 def settings_text(task: str, config: dict, overrides: dict) -> str:
     """A task's headline network and where its settings come from (params.yaml)."""
     text = (
-        f"hidden {config['hidden']}, {config['activation']}, lr {config['lr']}, at most {config['epochs']} epochs, "
-        f"batch {config['batch_size'] or 'full'}, patience {config['patience']}, from params.yaml `train`"
+        f"hidden {_same(config['hidden'])}, {config['activation']}, lr {config['lr']}, at most {config['epochs']} "
+        f"epochs, batch {config['batch_size'] or 'full'}, patience {config['patience']}, from params.yaml `train`"
     )
     keys = overrides.get(task, [])
     if keys:
@@ -392,6 +392,11 @@ def answer_21(
             else f"{found(versus, lower='lower', higher='higher')} than {against}"
         )
         short = f"Held-out {shown}; {relation}" + (f" ({'; '.join(differ)})" if differ else "") + "."
+        if reference:
+            short += (
+                f" The reference hand-in's {fmt(REFERENCE_HAND_IN['mse'])} was scored on the rows it was fitted to: "
+                "not comparable."
+            )
         sentence = (
             f"{task.capitalize()}: held-out {shown} (mean, 95% CI, over {folds} folds; "
             f"{outcome_text(scores[task]['outcomes'])}); against {linear.split(',')[0]}, "
