@@ -645,7 +645,7 @@ def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
             if peak > 1.01:
                 text += (
                     f"; above the limit, at the rates where every fold learned, the training loss first rose to up "
-                    f"to {fmt(peak, 3)}× its start before it fell (a catapult: a quadratic model predicts divergence)"
+                    f"to {times(peak)} its start before it fell (a catapult: a quadratic model predicts divergence)"
                 )
         parts.append(text)
     return "; ".join(parts)
