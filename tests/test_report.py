@@ -429,7 +429,10 @@ def test_blow_ups_show_how_far_the_loss_rose_and_units_count_only_moved_fits():
     assert "in the 2 that did not learn and whose weights moved: 100.0% of units saturated" in width
     assert "λ_max 2.003 at the returned weights" in width and "constant model" in width
     appendix = _section(markdown, "Appendix")
-    assert "(training loss of those that did not learn rose 9×10⁴ to 7.8×10⁵× its start: blew up)" in appendix
+    assert (
+        "(training loss of the fits that neither learned nor diverged rose 9×10⁴ to 7.8×10⁵× its start: blew up)"
+        in appendix
+    )
 
 
 def test_the_learning_rate_answer_does_not_claim_a_boundary_the_grid_cannot_locate():

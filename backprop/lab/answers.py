@@ -168,7 +168,7 @@ def summary_outcomes(row: pd.Series, failed: dict | None = None) -> str:
     if (row.get("stalled", 0) or row.get("oscillating", 0)) and math.isfinite(peak) and peak > 1.01:
         low = number(failed, "peak_ratio_min")
         span = times(peak) if low == peak else f"{times(low).removesuffix('×')} to {times(peak)}"
-        text += f" (training loss of those that did not learn rose {span} its start"
+        text += f" (training loss of the fits that neither learned nor diverged rose {span} its start"
         text += ": blew up)" if low > BLOW_UP else ")"
     return text
 
@@ -736,7 +736,7 @@ def failed_fits_text(entry: dict, task: str) -> str:
     low, high = entry.get("peak_ratio_min", math.nan), entry.get("peak_ratio_max", math.nan)
     if math.isfinite(high) and high > 1.01:
         span = times(low) if low == high else f"{times(low).removesuffix('×')} to {times(high)}"
-        text += f"; training loss of the fits that did not diverge first rose {span} its start"
+        text += f"; training loss of the fits that neither learned nor diverged first rose {span} its start"
         if low > BLOW_UP:
             text += " (blow-ups that stopped short of the divergence threshold, labelled by where they ended)"
     moved = entry.get("moved", 0)
