@@ -1579,9 +1579,9 @@ def answers_intro(schemas: dict, configs: dict) -> dict:
     settings = ", ".join(shared) + (f" ({', '.join(differ)})" if differ else "")
     return paragraph(
         f"**Data**: {data}. **Protocol**: {reg['folds']}-fold cross-validation{repeats}; means over the held-out "
-        "folds with 95% intervals, comparisons paired by fold; settings are picked on validation rows. **Headline "
-        f"networks**: {settings}. **a − b < 0** means a had the lower loss (better). A **tie** (interval contains "
-        "0) has no winner."
+        "folds with 95% intervals, comparisons paired by fold; sweeps pick settings on validation rows. **Headline "
+        f"networks** (from params.yaml): {settings}. **a − b < 0** means a is lower (a lower loss, or fewer epochs, "
+        "is better). A **tie** (interval contains 0) has no winner."
     )
 
 
