@@ -394,7 +394,7 @@ def test_the_answers_first_screen_states_data_protocol_settings_and_the_sign_rul
     regression, classification = inputs.train_config["regression"], inputs.train_config["classification"]
     assert f"hidden {regression['hidden'][0]}" in opening and f"≤ {regression['epochs']} epochs" in opening
     assert f"classification lr {fmt(classification['lr'])}" in opening  # the override, by its value
-    assert "params.yaml" not in opening
+    assert "train.overrides" not in opening  # the values, not the config keys
     rows = _answers(markdown)
     assert all("chosen" not in row[1] for row in rows), [row[1] for row in rows]
     regression_row = next(row for row in rows if row[0].startswith("[2.1") and "regression" in row[0])
