@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backprop.lab.answers import curve_facts, interval, lowest_epochs, metric_bounds, verdict, where_lowest
+from backprop.lab.answers import (
+    activation_rms,
+    curve_facts,
+    interval,
+    lowest_epochs,
+    metric_bounds,
+    verdict,
+    where_lowest,
+)
 from backprop.lab.blocks import REFERENCE_DATA_SHA256, REFERENCE_HAND_IN, code, fmt, paragraph, section, table
 from backprop.lab.comparisons import (
     against_baselines,
@@ -509,3 +517,14 @@ def test_generated_sentences_are_grammatical_and_take_the_init_from_params():
     assert "would separate" not in markdown
     inputs.train_config["classification"] = inputs.train_config["classification"] | {"init": "he"}
     assert "(he initial weights, ŷ near ½)" in render_markdown(build(inputs), "figures")
+
+
+def test_the_catapult_bound_on_the_hidden_activation():
+    """λ_max ≥ 2(1 + ‖ā‖²): λ_max 3.05 at 16 units bounds the RMS mean activation by √(0.525/16);
+    the closed-form limit 0.2 means ‖ā‖² = 4 at the start (0.5 per unit). No catapult, no claim."""
+    facts = {"sharpness_end": 3.05, "closed_form": 0.2, "peak": 62.9, "largest": 0.3, "limit": 0.195}
+    after, before = activation_rms(facts, 16)
+    assert after == pytest.approx((0.525 / 16) ** 0.5) and before == pytest.approx(0.5)
+    assert activation_rms(facts | {"peak": 1.0}, 16) is None
+    assert activation_rms(facts | {"largest": 0.1}, 16) is None  # below the limit
+    assert activation_rms(facts | {"sharpness_end": 12.0}, 16) is None  # not below the start

@@ -943,29 +943,63 @@ def answer_23(
     return section("2.3 The effect of the learning rate", blocks, "q23", answers=rows, appendix=appendix)
 
 
+def activation_rms(facts: dict, width) -> tuple[float, float] | None:
+    """For MSE on an identity output the output layer's Hessian block is exactly (2/n)[a 1]ᵀ[a 1],
+    so λ_max ≥ 2(1 + ‖ā‖²) at any weights and the RMS mean hidden activation is at most
+    √((λ_max/2 − 1)/h); for sigmoid the closed-form limit 2/(2(1 + ‖ā‖²)) gives its value at
+    initialisation. Both, when the fits past the limit had a catapult and the bound sits below
+    the start; else None."""
+    end, closed = facts.get("sharpness_end", math.nan), facts.get("closed_form", math.nan)
+    if not isinstance(width, int | np.integer) or not (math.isfinite(end) and end > 2):
+        return None
+    if facts.get("peak", 1.0) <= 1.01 or facts.get("largest", 0.0) <= facts["limit"]:
+        return None  # no catapult at that rate: nothing to explain
+    if not math.isfinite(closed) or closed <= 0:
+        return None
+    after, before = math.sqrt((end / 2 - 1) / width), math.sqrt(max(1 / closed - 1, 0.0) / width)
+    return (after, before) if after < before else None
+
+
 def activation_bound(facts: dict, config: dict) -> str:
-    """What λ_max at the returned weights bounds. For MSE on an identity output the output layer's
-    Hessian block is exactly (2/n)[a 1]ᵀ[a 1], so λ_max ≥ 2(1 + ‖ā‖²) at any weights, and the
-    RMS mean hidden activation is at most √((λ_max/2 − 1)/h); for sigmoid the closed-form limit
-    gives ‖ā‖² at initialisation. Stated only when the bound sits below the starting value."""
+    """What λ_max at the returned weights of the largest rate that learned bounds (``activation_rms``)."""
     hidden = config.get("hidden")
     width = hidden[0] if isinstance(hidden, list | tuple) and len(hidden) == 1 else hidden
-    end, closed = facts.get("sharpness_end", math.nan), facts.get("closed_form", math.nan)
-    if config.get("activation") != "sigmoid" or not isinstance(width, int) or not (math.isfinite(end) and end > 2):
+    found_rms = activation_rms(facts, width) if config.get("activation") == "sigmoid" else None
+    if not found_rms:
         return ""
-    if facts.get("peak", 1.0) <= 1.01 or facts.get("largest", 0.0) <= facts["limit"]:
-        return ""  # no catapult at that rate: nothing to explain
-    after = math.sqrt((end / 2 - 1) / width)
-    if not math.isfinite(closed) or closed <= 0:
-        return ""
-    before = math.sqrt(max(1 / closed - 1, 0.0) / width)  # closed form 2/(2(1 + ‖ā‖²)) at the initial weights
-    if after >= before:
-        return ""
+    after, before = found_rms
     return (
         f"λ_max ≥ 2(1 + ‖ā‖²) (the output layer's block, exact for MSE) bounds the RMS mean hidden activation at the "
         f"returned weights of lr {fmt(facts['largest'])} by {fmt(after, 2)} (mean λ_max over folds), against "
         f"{fmt(before, 2)} at initialisation: the catapult lowered the curvature by pushing the sigmoid units "
         "towards off"
+    )
+
+
+def width_bounds(summary: pd.DataFrame, config: dict) -> str:
+    """``activation_rms`` for each width of the hidden sweep whose largest rate that learned in
+    every fold is past its limit after a catapult (sigmoid only)."""
+    if config.get("activation", "sigmoid") != "sigmoid" or "hidden" not in summary:
+        return ""
+    rows = summary[summary["task"] == "regression"]
+    parts = []
+    for width, part in rows.groupby("hidden", sort=True):
+        facts = catapult_facts(part, "regression")
+        found_rms = activation_rms(facts, _plain(width))
+        if found_rms:
+            parts.append(
+                f"hidden {width} at lr {fmt(facts['largest'])}: at most {fmt(found_rms[0], 2)}, against "
+                f"{fmt(found_rms[1], 2)} at initialisation"
+            )
+    if not parts:
+        return ""
+    return (
+        "**What the catapults did to the units.** λ_max ≥ 2(1 + ‖ā‖²) (the output layer's Hessian block, exact for "
+        "MSE on an identity output) bounds the RMS mean hidden activation at the returned weights by "
+        "√((λ_max/2 − 1)/h), with λ_max the mean over folds: "
+        + "; ".join(parts)
+        + ". The catapults lowered the curvature by pushing the sigmoid units towards off, further than the "
+        "saturation share (a strict rule) shows."
     )
 
 
@@ -1206,6 +1240,9 @@ def answer_24(
             f"val MSE per width and learning rate; hatched cells: not every fold learned{HEATMAP_NOTE}",
         ),
     ]
+    bounds = width_bounds(hidden, config)
+    if bounds:
+        blocks.append(paragraph(bounds))
     failures = failure_sentence(hidden, "regression", ["hidden"], answer.get("failures"))
     if failures:
         blocks.append(
