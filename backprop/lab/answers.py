@@ -740,8 +740,10 @@ def failed_fits_text(entry: dict, task: str) -> str:
         if low > BLOW_UP:
             text += " (blow-ups that stopped short of the divergence threshold, labelled by where they ended)"
     moved = entry.get("moved", 0)
+    if set(entry["outcomes"]) == {"diverged"}:
+        return text
     if not moved:
-        return text + "; no fit that did not learn moved from its start, so no unit measure"
+        return text + "; the others returned their starting weights, so their units are not measured"
     measures = [
         f"{fmt(100 * entry[key], 2)}% of units {word}"
         for key, word in (("saturated_units_moved_mean", "saturated"), ("dead_units_moved_mean", "dead"))
