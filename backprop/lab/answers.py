@@ -743,7 +743,7 @@ def failed_fits_text(entry: dict, task: str) -> str:
     if set(entry["outcomes"]) == {"diverged"}:
         return text
     if not moved:
-        return text + "; the others returned their starting weights, so their units are not measured"
+        return text + "; those fits returned their starting weights, so their units are not measured"
     measures = [
         f"{fmt(100 * entry[key], 2)}% of units {word}"
         for key, word in (("saturated_units_moved_mean", "saturated"), ("dead_units_moved_mean", "dead"))
