@@ -12,6 +12,8 @@ from backprop.lab.comparisons import (
     against_baselines,
     best_vs_baseline,
     capacity,
+    epochs_at_chosen_lr,
+    failures,
     headline_vs_tuned,
     loss_mechanism,
     settings_compared,
@@ -50,6 +52,8 @@ def main() -> None:
             answer = settings_compared(results, task, spec.keys, ratio, kind)
             answer["best_vs_linear"] = best_vs_baseline(results, answer, baselines, task, "linear", ratio)
             answer["headline_vs_best"] = headline_vs_tuned(networks[task], results, task, answer, ratio)
+            answer["epochs_at_chosen_lr"] = epochs_at_chosen_lr(results, task, spec.keys, answer["best"], ratio)
+            answer["failures"] = failures(results, task, spec.keys)
             if spec.kind == "capacity":
                 answer["capacity"] = capacity(results, task, "hidden", ratio, kind)
             for curve in spec.reach:

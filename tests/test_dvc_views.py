@@ -164,7 +164,7 @@ def test_verify_passes_on_unchanged_outputs():
 def test_verify_fails_on_a_changed_choice_and_names_it():
     files = committed_outputs()
     comparison = json.loads(files["metrics/comparison.json"])
-    comparison["regression"]["sweeps"]["lr"]["best"]["lr"] = 0.3
+    comparison["regression"]["sweeps"]["lr"]["best"]["lr"] = 123.0  # no grid has it
     fresh = files | {"metrics/comparison.json": json.dumps(comparison)}
     result = verify(files, fresh)
     assert not result.passed

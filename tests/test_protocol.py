@@ -143,8 +143,8 @@ def test_a_setting_better_on_test_than_the_chosen_one_is_named():
         {0.01: [20.0, 21.0, 22.0, 20.5, 21.0], 0.1: [30.0, 31.0, 32.5, 30.5, 31.0], 0.3: [10.0, 11.0, 10.5, 10.0, 10.5]}
     )
     text = compared_settings(settings_compared(rows, "regression", ["lr"], 0.25), "learning rate")
-    assert "detectably better than the chosen one: lr 0.3: -10.5" in text
-    assert "detectably worse: lr 0.1: 10.1" in text
+    assert "detectably better than the best on validation: lr 0.3: 10.5" in text
+    assert "detectably worse: lr 0.1: -10.1" in text
 
 
 def test_each_setting_is_compared_at_its_own_best_lr():

@@ -10,9 +10,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backprop.lab.answers import interval, verdict
+from backprop.lab.answers import (
+    activation_rms,
+    curve_facts,
+    interval,
+    lowest_epochs,
+    metric_bounds,
+    verdict,
+    where_lowest,
+)
 from backprop.lab.blocks import REFERENCE_DATA_SHA256, REFERENCE_HAND_IN, code, fmt, paragraph, section, table
-from backprop.lab.comparisons import against_baselines, best_vs_baseline, capacity, loss_mechanism, settings_compared
+from backprop.lab.comparisons import (
+    against_baselines,
+    best_vs_baseline,
+    capacity,
+    epochs_at_chosen_lr,
+    failures,
+    loss_mechanism,
+    settings_compared,
+)
 from backprop.lab.config import load_sweep, load_train, read_params
 from backprop.lab.protocol import mean_interval, overlap_ratio
 from backprop.lab.report import ReportInputs, build, render_html, render_markdown
@@ -110,9 +126,15 @@ def test_every_number_in_the_21_table_comes_from_this_run(tiny_repo):
     cv = f"held-out folds, mean (95% CI) over {folds}"
     metrics = ("mse", "accuracy", "r2")
     expected = {
-        ("this network", cv): [interval(scores["summary"][f"test_{m}"]) for m in metrics],
+        ("this network", cv): [
+            interval(scores["summary"][f"test_{m}"], bounds=metric_bounds(m, "regression")) for m in metrics
+        ],
         ("ordinary least squares", cv): [
-            interval(mean_interval(linear[f"test_{m}"], overlap_ratio(schema["fold_rows"]))) for m in metrics
+            interval(
+                mean_interval(linear[f"test_{m}"], overlap_ratio(schema["fold_rows"])),
+                bounds=metric_bounds(m, "regression"),
+            )
+            for m in metrics
         ],
         ("this network (no early stopping)", "fit and scored on all 442 rows"): [
             fmt(every_row["ours"][m]) for m in metrics
@@ -205,10 +227,28 @@ def _fit_row(task, point, fold, rng, effect, reach=()):
     return row | _metrics(task, rng, 3000.0, effect)
 
 
-def crafted_inputs(*, sha256: str, effect: float = 0.0, seed: int = 0) -> ReportInputs:
+def _fail(row: dict, fold: int, name: str, point: dict, top: dict) -> dict:
+    """``crafted_inputs(failing=True)``: the lr sweep learns at its second-largest rate after a
+    catapult and diverges at its largest; the hidden sweep's widest layer at its largest rate blows
+    up (2 stalled at their start, 2 moved and collapsed to the constant model, 1 diverged)."""
+    if name == "lr" and point["lr"] == top["lr"]:
+        return row | {"outcome": "diverged", "diverged_epoch": 3, "best_epoch": None, "saturated_units": np.nan}
+    if name == "lr" and point["lr"] == top["lr_below"]:
+        return row | {"peak_train_loss_ratio": 40.0 + fold, "peak_train_loss_epoch": 4}
+    if name == "hidden" and point["hidden"] == top["hidden"] and point["lr"] == top["lr"]:
+        if fold < 2:
+            return row | {"outcome": "stalled", "best_epoch": 0, "peak_train_loss_ratio": 7.8e5 - fold * 1e5}
+        if fold < 4:
+            return row | {"outcome": "no_better_than_constant", "best_epoch": 40, "peak_train_loss_ratio": 9e4,
+                          "saturated_units": 1.0, "sharpness_end": 2.003}  # fmt: skip
+        return row | {"outcome": "diverged", "diverged_epoch": 2, "best_epoch": None, "saturated_units": np.nan}
+    return row
+
+
+def crafted_inputs(*, sha256: str, effect: float = 0.0, seed: int = 0, failing: bool = False) -> ReportInputs:
     """Every input of ``report.build``, made by the pipeline's own pure functions from crafted
     fits: 5 folds, each sweep of params.yaml; ``effect`` scales how much the settings differ
-    (0: every difference is noise, a tie)."""
+    (0: every difference is noise, a tie); ``failing``: some fits blow up (``_fail``)."""
     rng = np.random.default_rng(seed)
     params = read_params(PARAMS)
     train, sweep = load_train(params), load_sweep(params)
@@ -246,12 +286,19 @@ def crafted_inputs(*, sha256: str, effect: float = 0.0, seed: int = 0) -> Report
     summaries = {}
     for name, spec in sweep.specs.items():
         rows = []
+        grid = spec.grid
+        rates = sorted(grid.get("lr", [0.0]))
+        top = {"lr": rates[-1], "lr_below": rates[-2] if len(rates) > 1 else None,
+               "hidden": max(grid.get("hidden", [0]))}  # fmt: skip
         tasks = [task for task in spec.tasks if task in TASKS]  # the control task is test_control.py's
         for task in tasks:
             for index, (point, _) in enumerate(sweep.configs(name, sweep.inherited(name, train, task), task)):
                 point = {key: cell(value) for key, value in point.items()}
                 size = effect * (index % 7) / 7
-                rows += [_fit_row(task, point, fold, rng, size, spec.reach) for fold in folds]
+                fits = [_fit_row(task, point, fold, rng, size, spec.reach) for fold in folds]
+                if failing and task == "regression":
+                    fits = [_fail(row, fold, name, point, top) for fold, row in enumerate(fits)]
+                rows += fits
         results = pd.DataFrame(rows)
         summary = summarise(results, spec.keys, SUMMARY_METRICS, ratios)
         summary["lr_limit"], summary["lr_limit_closed_form"] = 0.2, 0.21
@@ -260,6 +307,8 @@ def crafted_inputs(*, sha256: str, effect: float = 0.0, seed: int = 0) -> Report
         for task in tasks:
             answer = settings_compared(results, task, spec.keys, ratios[task])
             answer["best_vs_linear"] = best_vs_baseline(results, answer, frame, task, "linear", ratios[task])
+            answer["epochs_at_chosen_lr"] = epochs_at_chosen_lr(results, task, spec.keys, answer["best"], ratios[task])
+            answer["failures"] = failures(results, task, spec.keys)
             if spec.fixed.get("patience") == 0 and "hidden" in spec.keys:
                 answer["capacity"] = capacity(results, task, "hidden", ratios[task])
             for curve in spec.reach:
@@ -318,7 +367,7 @@ def test_a_crafted_tie_states_where_the_difference_lies_and_ranks_nothing():
     assert len(ties) >= 6
     for row in ties:
         assert re.search(r"lies between -?[\d.e+-]+ and -?[\d.e+-]+; detectable: [\d.e+-]+", row[3]), row
-        assert "no difference" in row[1]
+        assert "no difference" in row[1].lower()
         assert not re.search(r"\b(better|worse) than\b|detectably", row[1]), row[1]
 
 
@@ -335,3 +384,154 @@ def test_the_derivation_is_a_template_whose_displays_become_equations():
     kinds = [block["kind"] for block in blocks]
     assert kinds.count("eq") >= 10 and kinds[0] == "p"
     assert all("$$" not in block.get("text", "") for block in blocks)
+
+
+# ---- what the report may claim (the skeptical review's findings) --------------------------------
+
+
+def _section(markdown: str, heading: str) -> str:
+    return markdown.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_answers_first_screen_states_data_protocol_settings_and_the_sign_rule():
+    inputs = crafted_inputs(sha256="1" * 64, effect=0.0)
+    markdown = render_markdown(build(inputs), "figures")
+    opening = _section(markdown, "Answers").split("\n|", 1)[0]  # the lines above the table
+    for schema in inputs.schemas.values():
+        assert f"`{schema['source']}` ({schema['rows']} rows)" in opening
+    assert "5-fold cross-validation" in opening and "a − b < 0" in opening and "no winner" in opening
+    regression, classification = inputs.train_config["regression"], inputs.train_config["classification"]
+    assert f"hidden {regression['hidden'][0]}" in opening and f"≤ {regression['epochs']} epochs" in opening
+    assert f"classification lr {fmt(classification['lr'])}" in opening  # the override, by its value
+    assert "train.overrides" not in opening  # the values, not the config keys
+    rows = _answers(markdown)
+    assert all("chosen" not in row[1] for row in rows), [row[1] for row in rows]
+    regression_row = next(row for row in rows if row[0].startswith("[2.1") and "regression" in row[0])
+    assert "accuracy (1 − MAPE)" in regression_row[1]
+    assert "](#q22)" in next(row for row in rows if row[0].startswith("[2.2"))[1]  # links to the curves
+    # one direction: every difference in the table names its a − b
+    for row in rows[1:]:
+        assert " − " in row[2], row[2]
+
+
+def test_every_tie_in_the_sweep_sections_carries_its_detectable_size():
+    """An interval that contains 0 is a tie: the rest of its sentence says what the design detects."""
+    markdown = render_markdown(build(crafted_inputs(sha256="1" * 64, effect=0.0)), "figures")
+    ties = 0
+    for heading in ("2.3", "2.4", "2.5"):
+        for text in _section(markdown, heading).split("\n\n"):
+            if text.startswith(("|", "*", "![")):
+                continue  # tables (per-setting means) and captions
+            for match in re.finditer(r"(-?\d[\d.]*) to (-?\d[\d.]*)", text):
+                if float(match[1]) <= 0 <= float(match[2]):
+                    ties += 1
+                    assert "detectable" in text[match.end() :].split(". ")[0], (heading, text[match.start() :][:160])
+    assert ties >= 6
+
+
+def test_blow_ups_show_how_far_the_loss_rose_and_units_count_only_moved_fits():
+    markdown = render_markdown(build(crafted_inputs(sha256="1" * 64, failing=True)), "figures")
+    width = _section(markdown, "2.4 The effect")
+    assert "2 no_better_than_constant, 2 stalled, 1 diverged" in width
+    assert "rose 9×10⁴ to 7.8×10⁵× its start (blow-ups" in width
+    # measured on the 2 fits that moved (100% saturated), not averaged with the 2 stalled at their start
+    assert "in the 2 that did not learn and whose weights moved: 100.0% of units saturated" in width
+    assert "λ_max 2.003 at the returned weights" in width and "constant model" in width
+    appendix = _section(markdown, "Appendix")
+    assert (
+        "(training loss of the fits that neither learned nor diverged rose 9×10⁴ to 7.8×10⁵× its start: blew up)"
+        in appendix
+    )
+
+
+def test_the_learning_rate_answer_does_not_claim_a_boundary_the_grid_cannot_locate():
+    rows = _answers(render_markdown(build(crafted_inputs(sha256="1" * 64, failing=True)), "figures"))
+    row = next(row for row in rows if row[0].startswith("[2.3"))[1]
+    assert "Learned at lr 0.3 (1.5× the stable limit 0.2; a catapult: loss first rose up to 44×)" in row
+    assert "at lr 1 (5×): 5 diverged; the grid does not locate the boundary" in row
+    assert "up to 1.5×" not in row and "Trains up to" not in row
+
+
+def test_no_raw_target_stable_step_is_claimed():
+    markdown = render_markdown(build(crafted_inputs(sha256="1" * 64)), "figures")
+    rate = _section(markdown, "2.3")
+    assert "stable step" not in rate.split("**The raw target")[1].split("\n\n")[0]
+    assert "curvature at the first step only" in rate and "× larger" not in rate
+
+
+def test_the_closed_form_limit_is_stated_for_sigmoid_only():
+    inputs = crafted_inputs(sha256="1" * 64)
+    assert "(closed form 0.21)" in _section(render_markdown(build(inputs), "figures"), "2.3")
+    inputs.train_config["regression"] = inputs.train_config["regression"] | {"activation": "tanh"}
+    assert "closed form 0.21" not in _section(render_markdown(build(inputs), "figures"), "2.3")
+
+
+def test_width_and_activation_answers_rest_on_pairs_at_one_rate():
+    inputs = crafted_inputs(sha256="1" * 64, effect=0.0, seed=1)  # a draw where a wider width fits best
+    lrs = [
+        f"lr {end['from']['lr']:g}"
+        for end in inputs.comparison["regression"]["sweeps"]["capacity"]["capacity"]["same_lr"]
+    ]
+    assert len(lrs) == 2
+    rows = _answers(render_markdown(build(inputs), "figures"))
+    width = next(row for row in rows if row[0].startswith("[2.4"))[1]
+    assert re.search(rf"hidden \d+ − 1 MSE at one rate: {lrs[0]}\b", width) and f"; {lrs[1]}" in width, width
+    assert re.search(r"test -?\d[\d.]* \(-?[\d.]+ to -?[\d.]+\), detectable \d", width), width
+    assert "shape of overfitting" not in width
+    for row in (row for row in rows if row[0].startswith("[2.5")):
+        assert "Mean best epoch" not in row[1]
+        assert re.search(r"Best epoch, other − \w+, all at lr [\d.]+: \w+ -?[\d.]+ \(", row[1]), row[1]
+
+
+def test_curve_minima_within_rounding_and_censored_at_the_last_epoch():
+    epochs = np.arange(20, dtype=float)
+    plateau = [2.43733, 2.4373301, 2.43733, 2.4373302, 2.43733, 2.43733]  # 6 digits, as history.csv keeps
+    val = pd.Series(np.r_[np.linspace(5, 2.44, 7), plateau, np.linspace(2.45, 3, 7)])
+    assert lowest_epochs(val) == (7, 12)  # equal to 6 digits: one minimum, whatever the argmin
+    history = pd.DataFrame({"train_mse": 3 - epochs / 20, "val_mse": val, "test_mse": 3 - epochs / 40})
+    facts = curve_facts(history, "mse", 9)
+    text = where_lowest(facts, "mse")
+    assert "epochs 7–12 (equal to 6 digits), kept 9" in text
+    assert "held-out MSE still falling when training stopped (epoch 19)" in text
+    history["test_mse"] = (epochs - 4) ** 2 + 10.0
+    text = where_lowest(curve_facts(history, "mse", 9), "mse")
+    assert "held-out MSE lowest at epoch 4, only 25 (250.0%) below the kept epoch's" in text
+
+
+def test_the_22_gap_is_across_folds_with_its_interval():
+    rows = _answers(render_markdown(build(crafted_inputs(sha256="1" * 64)), "figures"))
+    for row in (row for row in rows if row[0].startswith("[2.2")):
+        assert re.search(r"validation − train [\w ]+: -?[\d.e-]+ \(-?[\d.e-]+ to -?[\d.e-]+\)", row[2]), row[2]
+        assert "% of train" not in row[1]
+
+
+def test_intervals_are_clipped_to_the_metrics_range():
+    assert interval({"mean": 0.97, "ci_low": 0.94, "ci_high": 1.007}, bounds=metric_bounds("test_accuracy", "x")) == (
+        "0.97 (0.94 to 1)"
+    )
+    assert interval({"mean": 0.02, "ci_low": -0.01, "ci_high": 0.05}, bounds=metric_bounds("val_log_loss", "c")) == (
+        "0.02 (0 to 0.05)"
+    )
+    assert metric_bounds("accuracy", "regression") == (None, 1.0)  # 1 − MAPE can be negative
+    assert metric_bounds("accuracy", "classification") == (0.0, 1.0)
+
+
+def test_generated_sentences_are_grammatical_and_take_the_init_from_params():
+    inputs = crafted_inputs(sha256="1" * 64)
+    markdown = render_markdown(build(inputs), "figures")
+    assert "the headline network did not" not in markdown
+    assert not re.search(r"no difference detected than", markdown)
+    assert "would separate" not in markdown
+    inputs.train_config["classification"] = inputs.train_config["classification"] | {"init": "he"}
+    assert "(he initial weights, ŷ near ½)" in render_markdown(build(inputs), "figures")
+
+
+def test_the_catapult_bound_on_the_hidden_activation():
+    """λ_max ≥ 2(1 + ‖ā‖²): λ_max 3.05 at 16 units bounds the RMS mean activation by √(0.525/16);
+    the closed-form limit 0.2 means ‖ā‖² = 4 at the start (0.5 per unit). No catapult, no claim."""
+    facts = {"sharpness_end": 3.05, "closed_form": 0.2, "peak": 62.9, "largest": 0.3, "limit": 0.195}
+    after, before = activation_rms(facts, 16)
+    assert after == pytest.approx((0.525 / 16) ** 0.5) and before == pytest.approx(0.5)
+    assert activation_rms(facts | {"peak": 1.0}, 16) is None
+    assert activation_rms(facts | {"largest": 0.1}, 16) is None  # below the limit
+    assert activation_rms(facts | {"sharpness_end": 12.0}, 16) is None  # not below the start

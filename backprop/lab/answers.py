@@ -9,6 +9,8 @@ section ends with its answer, which is also its row of the answers table that op
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +27,7 @@ from backprop.lab.blocks import (
     table,
 )
 from backprop.lab.mechanisms import SATURATION_SLOPE, SATURATION_Z
-from backprop.lab.protocol import OUTCOMES, mean_interval
+from backprop.lab.protocol import OUTCOMES, mean_interval, paired_difference
 from backprop.losses import DEFAULT_LOSS, TASKS
 
 # ---- words for numbers --------------------------------------------------------------------------
@@ -37,14 +39,45 @@ def number(stats: dict, key: str) -> float:
     return math.nan if value is None else float(value)
 
 
-def interval(stats: dict, digits: int = 4) -> str:
-    """``2939 (2569 to 3310)`` from a mean_interval / paired_difference dict."""
+def interval(stats: dict, digits: int = 4, bounds: tuple = (None, None)) -> str:
+    """``2939 (2569 to 3310)`` from a mean_interval / paired_difference dict; ``bounds``: the
+    metric's range (``metric_bounds``), to which the interval's ends are clipped."""
     mean, low, high = number(stats, "mean"), number(stats, "ci_low"), number(stats, "ci_high")
+    if bounds[0] is not None and math.isfinite(low):
+        low = max(low, bounds[0])
+    if bounds[1] is not None and math.isfinite(high):
+        high = min(high, bounds[1])
     if not math.isfinite(mean):
         return "n/a"
     if not math.isfinite(low):
         return fmt(mean, digits)
     return f"{fmt(mean, digits)} ({fmt(low, digits)} to {fmt(high, digits)})"
+
+
+def metric_bounds(metric: str, task: str) -> tuple:
+    """The range of a score: losses are ≥ 0, R² ≤ 1, accuracy ≤ 1 (and ≥ 0 for classification;
+    regression's 1 − MAPE can be negative). A t interval ignores it, so its ends are clipped."""
+    name = metric.split("_", 1)[1] if metric.split("_", 1)[0] in ("train", "val", "test") else metric
+    if name in ("mse", "rmse", "log_loss"):
+        return (0.0, None)
+    if name == "r2":
+        return (None, 1.0)
+    if name == "accuracy":
+        return (0.0 if task == "classification" else None, 1.0)
+    return (None, None)
+
+
+def whole(value: float) -> str:
+    """A number for the answers table: whole above 100 (an MSE, an epoch count), else 3 digits."""
+    return f"{value:.0f}" if math.isfinite(value) and abs(value) >= 100 else fmt(value, 3)
+
+
+def short_interval(stats: dict) -> str:
+    """``-589 (-1258 to 80)``: ``interval`` with ``whole`` numbers, for the answers table."""
+    mean, low, high = number(stats, "mean"), number(stats, "ci_low"), number(stats, "ci_high")
+    if not math.isfinite(low):
+        return whole(mean)
+    return f"{whole(mean)} ({whole(low)} to {whole(high)})"
 
 
 def verdict(difference: dict, *, lower: str, higher: str) -> str:
@@ -55,9 +88,11 @@ def verdict(difference: dict, *, lower: str, higher: str) -> str:
         finding = "no difference detected"
     else:
         finding = lower if high < 0 else higher
+    mde = number(difference, "mde")
+    detectable = f", detectable {fmt(mde, 3)}" if finding == "no difference detected" and math.isfinite(mde) else ""
     return (
-        f"{finding} (difference {fmt(number(difference, 'mean'), 3)}, 95% CI {fmt(low, 3)} to {fmt(high, 3)}; "
-        f"better in {difference['wins']} of {difference['n']} folds)"
+        f"{finding} (difference {fmt(number(difference, 'mean'), 3)}, 95% CI {fmt(low, 3)} to {fmt(high, 3)}"
+        f"{detectable}; better in {difference['wins']} of {difference['n']} folds)"
     )
 
 
@@ -99,6 +134,11 @@ def flipped(difference: dict) -> dict:
     }
 
 
+def _plain(value):
+    """A pandas cell as the plain Python value comparison.json holds."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def point_text(point: dict) -> str:
     return ", ".join(f"{key} {value}" for key, value in point.items())
 
@@ -107,8 +147,32 @@ def outcome_text(counts: dict) -> str:
     return ", ".join(f"{int(counts[name])} {name}" for name in OUTCOMES if counts.get(name))
 
 
-def summary_outcomes(row: pd.Series) -> str:
-    return outcome_text({name: row[name] for name in OUTCOMES})
+def times(value: float) -> str:
+    """``62.9×`` or ``7.8×10⁵×``: a ratio of losses, readable across orders of magnitude."""
+    if not math.isfinite(value) or value < 1000:
+        return f"{fmt(value, 3)}×"
+    exponent = math.floor(math.log10(value))
+    digits = str(exponent).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return f"{value / 10**exponent:.2g}×10{digits}×"
+
+
+# A fit whose training loss rose this far above its start before it stopped improving blew up,
+# whatever label (stalled, oscillating) its validation curve earned it.
+BLOW_UP = 100.0
+
+
+def summary_outcomes(row: pd.Series, failed: dict | None = None) -> str:
+    """The outcome counts; with ``failed`` (the point's entry of comparison.json's ``failures``)
+    beside stalled or oscillating fits how far their training loss rose above its start, since
+    such a label may hide a blow-up short of the divergence threshold."""
+    text = outcome_text({name: row[name] for name in OUTCOMES})
+    peak = number(failed or {}, "peak_ratio_max")
+    if (row.get("stalled", 0) or row.get("oscillating", 0)) and math.isfinite(peak) and peak > 1.01:
+        low = number(failed or {}, "peak_ratio_min")
+        span = times(peak) if low == peak else f"{times(low).removesuffix('×')} to {times(peak)}"
+        text += f" (training loss of the fits that neither learned nor diverged rose {span} its start"
+        text += ": blew up)" if low > BLOW_UP else ")"
+    return text
 
 
 HEATMAP_NOTE = (
@@ -125,7 +189,8 @@ def mean_ci(row: pd.Series, column: str) -> str:
     if learned < MIN_FITS_FOR_INTERVAL:
         mean = number({"mean": row.get(f"{column}_mean")}, "mean")
         return f"{fmt(mean)} (of {int(learned)})" if math.isfinite(mean) else "n/a"
-    return interval({k: row.get(f"{column}_{k}", math.nan) for k in ("mean", "ci_low", "ci_high")})
+    stats = {k: row.get(f"{column}_{k}", math.nan) for k in ("mean", "ci_low", "ci_high")}
+    return interval(stats, bounds=metric_bounds(column, str(row.get("task", ""))))
 
 
 def compared_settings(answer: dict, noun: str) -> str:
@@ -133,28 +198,24 @@ def compared_settings(answer: dict, noun: str) -> str:
     metric = LABELS[answer["metric"].removeprefix("test_")]
     best = point_text(answer["best"])
     parts = [
-        f"Chosen on validation ({answer['chosen_by'].replace('_', ' ')}, mean over folds, among {noun}s where every "
-        f"fold learned): **{best}**. Each other {noun} against it on the held-out folds (test {metric}, other − chosen)"
+        f"Best on validation ({answer['chosen_by'].replace('_', ' ')}, mean over folds, among {noun}s where every "
+        f"fold learned): **{best}**. Each other {noun} against it on the held-out folds (test {metric}, best on "
+        f"validation − other: negative means the best on validation had the lower {metric})"
     ]
     better, worse, ties = [], [], []
     for versus in answer["best_minus_other"]:
-        other = {
-            "mean": -number(versus, "mean"),
-            "ci_low": -number(versus, "ci_high"),
-            "ci_high": -number(versus, "ci_low"),
-        }
-        label = f"{point_text(versus['other'])}: {interval(other, 3)}"
-        low, high = other["ci_low"], other["ci_high"]
-        if math.isfinite(low) and high < 0:
+        label = f"{point_text(versus['other'])}: {interval(versus, 3)}"
+        low, high = number(versus, "ci_low"), number(versus, "ci_high")
+        if math.isfinite(low) and low > 0:
             better.append(label)
-        elif math.isfinite(low) and low > 0:
+        elif math.isfinite(low) and high < 0:
             worse.append(label)
         else:
-            ties.append(label)
+            ties.append(f"{label}, detectable {fmt(number(versus, 'mde'), 3)}")
     if worse:
         parts.append(f"detectably worse: {'; '.join(worse)}")
     if better:
-        parts.append(f"detectably better than the chosen one: {'; '.join(better)}")
+        parts.append(f"detectably better than the best on validation: {'; '.join(better)}")
     if ties:
         parts.append(f"no difference detected: {'; '.join(ties)}")
     grid = answer.get("grid_lr")
@@ -205,15 +266,16 @@ def protocol_paragraph(schemas: dict, comparison: dict) -> dict:
             else ""
         )
         + f". Every model below is fitted on the same folds, so each comparison is paired by fold. Intervals: "
-        f"{comparison['interval']}, (1/J + n_test/n_train)·s² for J folds with n_test/n_train = "
+        f"{comparison['interval']} (clipped to the metric's range: losses ≥ 0, accuracy ≤ 1), "
+        "(1/J + n_test/n_train)·s² for J folds with n_test/n_train = "
         + " and ".join(f"{fmt(r, 3)} ({task})" for task, r in comparison["n_test_over_n_train"].items())
         + ": the folds share training rows, so a plain t interval would be too narrow. With 5 folds such an "
         "interval is wide: a difference it calls a tie may still be real, it is just not shown by this run."
     )
 
 
-def _cv_cells(stats: dict, metrics: list[str]) -> list[str]:
-    return [interval(stats.get(f"test_{m}", {})) for m in metrics]
+def _cv_cells(stats: dict, metrics: list[str], task: str = "") -> list[str]:
+    return [interval(stats.get(f"test_{m}", {}), bounds=metric_bounds(m, task)) for m in metrics]
 
 
 def _fold_stats(rows: pd.DataFrame, metrics: list[str], ratio: float) -> dict:
@@ -223,8 +285,8 @@ def _fold_stats(rows: pd.DataFrame, metrics: list[str], ratio: float) -> dict:
 def settings_text(task: str, config: dict, overrides: dict) -> str:
     """A task's headline network and where its settings come from (params.yaml)."""
     text = (
-        f"hidden {config['hidden']}, {config['activation']}, lr {config['lr']}, at most {config['epochs']} epochs, "
-        f"batch {config['batch_size'] or 'full'}, patience {config['patience']}, from params.yaml `train`"
+        f"hidden {_same(config['hidden'])}, {config['activation']}, lr {config['lr']}, at most {config['epochs']} "
+        f"epochs, batch {config['batch_size'] or 'full'}, patience {config['patience']}, from params.yaml `train`"
     )
     keys = overrides.get(task, [])
     if keys:
@@ -241,7 +303,7 @@ def sweep_choices_differ(task: str, config: dict, comparison: dict) -> list[str]
         best = answer["best"]
         differs = {key: value for key, value in best.items() if key in config and _same(config[key]) != value}
         if differs and all(key in config for key in best):
-            notes.append(f"the {name} sweep's choice on validation differs: {short_point(best)}")
+            notes.append(f"the {name} sweep's best on validation differs: {short_point(best)}")
     return notes
 
 
@@ -266,12 +328,12 @@ def answer_21(
         sklearn = f"scikit-learn MLP{kind}, same settings and early stopping"
         folds = len(scores[task]["folds"])
         cv = f"held-out folds, mean (95% CI) over {folds}"
-        table_rows = [["this network", cv, *_cv_cells(scores[task]["summary"], metrics)]]
+        table_rows = [["this network", cv, *_cv_cells(scores[task]["summary"], metrics, task)]]
         names = {"linear": linear, "sklearn": sklearn, "constant": "constant (training mean / class prior)"}
         for model, label in names.items():
             fits = held_out[(held_out["task"] == task) & (held_out["model"] == model)]
             if len(fits):
-                table_rows.append([label, cv, *_cv_cells(_fold_stats(fits, metrics, ratios[task]), metrics)])
+                table_rows.append([label, cv, *_cv_cells(_fold_stats(fits, metrics, ratios[task]), metrics, task)])
         every = baselines["all_rows"][task]
         protocol = f"fit and scored on all {schema['rows']} rows"
         if reference:
@@ -292,7 +354,13 @@ def answer_21(
         )
         blocks.append(table(["model", "protocol", *[LABELS[m] for m in metrics]], table_rows))
         splits = [
-            [split, *[interval(scores[task]["summary"].get(f"{split}_{m}", {})) for m in metrics]]
+            [
+                split,
+                *[
+                    interval(scores[task]["summary"].get(f"{split}_{m}", {}), bounds=metric_bounds(m, task))
+                    for m in metrics
+                ],
+            ]
             for split in ("train", "val", "test")
         ]
         blocks.append(
@@ -310,8 +378,11 @@ def answer_21(
         )
         summary = scores[task]["summary"]
         versus = comparison[task].get("network_vs_linear", {})
-        shown = " and ".join(f"{LABELS[m]} {interval(summary.get(f'test_{m}', {}))}" for m in (loss, "accuracy")
-                             if m in metrics)  # fmt: skip
+        shown = " and ".join(
+            f"{LABELS[m]}{' (1 − MAPE)' if m == 'accuracy' and task == 'regression' else ''} "
+            f"{interval(summary.get(f'test_{m}', {}), bounds=metric_bounds(m, task))}"
+            for m in (loss, "accuracy") if m in metrics
+        )  # fmt: skip
         source = "params.yaml `train`"
         if overrides.get(task):
             keys = ", ".join(f"{key} {config[key]}" for key in overrides[task])
@@ -322,12 +393,17 @@ def answer_21(
             if is_tie(versus)
             else f"{found(versus, lower='lower', higher='higher')} than {against}"
         )
-        short = f"Held-out {shown}; {relation}. Settings: {source}" + (f"; {'; '.join(differ)}" if differ else "") + "."
+        short = f"Held-out {shown}; {relation}" + (f" ({'; '.join(differ)})" if differ else "") + "."
+        if reference:
+            short += (
+                f" The reference hand-in's {fmt(REFERENCE_HAND_IN['mse'])} was scored on the rows it was fitted to: "
+                "not comparable."
+            )
         sentence = (
             f"{task.capitalize()}: held-out {shown} (mean, 95% CI, over {folds} folds; "
             f"{outcome_text(scores[task]['outcomes'])}); against {linear.split(',')[0]}, "
             f"{verdict(versus, lower='lower', higher='higher')}; settings from {source}"
-            + (f"; {'; '.join(differ)}, the headline network did not" if differ else "")
+            + (f"; {'; '.join(differ)}; the headline network keeps the settings above" if differ else "")
             + "."
         )
         blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
@@ -344,13 +420,14 @@ def answer_21(
     reference = is_reference_data(schema)
     constant = held_out[(held_out["task"] == "regression") & (held_out["model"] == "constant")]
     if "accuracy" in constant:
+        constant_accuracy = _fold_stats(constant, ["accuracy"], ratios["regression"])["test_accuracy"]
         blocks.append(
             paragraph(
                 "**Accuracy for regression** is 1 − mean(|y − ŷ| / |y|), one minus the mean absolute percentage "
                 f"error{', as in the reference hand-in' if reference else ''}. It is not a probability (it can be "
                 "negative), it weighs an error of 30 on a target of 50 six times more than the same error on 300, "
                 "and the constant model already scores "
-                f"{interval(_fold_stats(constant, ['accuracy'], ratios['regression'])['test_accuracy'])}. "
+                f"{interval(constant_accuracy, bounds=(None, 1.0))}. "
                 "MSE and R² are the honest measures; R² is 1 − MSE / variance of y."
             )
         )
@@ -372,18 +449,66 @@ def answer_21(
 # ---- 2.2 ------------------------------------------------------------------------------------------
 
 
+# history.csv keeps 6 significant digits: epochs whose values agree to this relative tolerance are
+# one minimum "within rounding", whatever the engine's full-precision argmin was.
+ROUNDING = 1e-6
+
+
+def lowest_epochs(curve: pd.Series) -> tuple[int, int]:
+    """The first and last epoch at which ``curve`` is at its minimum within the CSV's rounding."""
+    low = float(curve.min())
+    at = np.flatnonzero(np.abs(curve.to_numpy() - low) <= ROUNDING * abs(low))
+    return int(at[0]), int(at[-1])
+
+
 def curve_facts(history: pd.DataFrame, loss: str, best: int | None) -> dict:
-    """Where the shipped fit's validation and held-out curves bottom out, and train against
-    validation at the epoch early stopping kept (its last epoch without early stopping)."""
+    """Where the shipped fit's validation and held-out curves bottom out (within the CSV's
+    rounding; a minimum at the last epoch is censored: the curve was still falling), and train
+    against validation at the epoch early stopping kept (its last epoch without early stopping)."""
     val, train = history[f"val_{loss}"], history[f"train_{loss}"]
     kept = len(history) - 1 if best is None else int(best)
-    facts = {"val_low": int(val.idxmin()), "kept": kept, "train": float(train.iloc[kept]), "val": float(val.iloc[kept])}
+    facts = {
+        "val_low": lowest_epochs(val),
+        "kept": kept,
+        "train": float(train.iloc[kept]),
+        "val": float(val.iloc[kept]),
+    }
+    facts["last"] = len(history) - 1
     if f"test_{loss}" in history:
-        facts["test_low"] = int(history[f"test_{loss}"].idxmin())
+        test = history[f"test_{loss}"]
+        facts["test_low"] = lowest_epochs(test)
+        facts["test_at_low"], facts["test_at_kept"] = float(test.min()), float(test.iloc[kept])
     return facts
 
 
-def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
+def epochs_text(span: tuple[int, int]) -> str:
+    return f"epoch {span[0]}" if span[0] == span[1] else f"epochs {span[0]}–{span[1]} (equal to 6 digits)"
+
+
+def where_lowest(facts: dict, loss: str) -> str:
+    """Where fold 0's validation and held-out curves bottom out, in words, with the size of the
+    held-out loss missed at the kept epoch."""
+    label = LABELS[loss]
+    text = f"validation {label} lowest at {epochs_text(facts['val_low'])}, kept {facts['kept']}"
+    if "test_low" not in facts:
+        return text
+    if facts["test_low"][1] == facts["last"]:
+        return text + f"; held-out {label} still falling when training stopped (epoch {facts['last']})"
+    missed = facts["test_at_kept"] - facts["test_at_low"]
+    return text + (
+        f"; held-out {label} lowest at {epochs_text(facts['test_low'])}, only {fmt(missed, 3)} "
+        f"({fmt(100 * missed / facts['test_at_low'], 2)}%) below the kept epoch's"
+    )
+
+
+def gap_across_folds(folds: list[dict], loss: str, ratio: float) -> dict:
+    """Validation − train loss at each fold's returned weights, paired by fold, with its interval."""
+    val = [f.get(f"val_{loss}", math.nan) if f.get("outcome", "learned") == "learned" else math.nan for f in folds]
+    train = [f.get(f"train_{loss}", math.nan) for f in folds]
+    return paired_difference(val, train, test_train_ratio=ratio)
+
+
+def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None = None) -> dict:
     blocks, rows = [], []
     for task in TASKS:
         history, folds = histories[task], scores[task]["folds"]
@@ -420,25 +545,37 @@ def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
         epochs = [f["best_epoch"] if f["best_epoch"] is not None else f["epochs_run"] - 1 for f in folds]
         # Epochs are not scores: a t interval of 5 of them can leave the range; the folds' range is the spread.
         spread = (
-            f"median {fmt(float(np.median(epochs)), 3)} (range {min(epochs)} to {max(epochs)} over {len(epochs)} folds)"
+            f"median {fmt(float(np.median(epochs)), 6).removesuffix('.0')} (range {min(epochs)} to {max(epochs)} over "
+            f"{len(epochs)} folds)"
         )
-        where = f"validation {LABELS[loss]} is lowest at epoch {facts['val_low']}"
-        if "test_low" in facts:
-            where += f" and held-out {LABELS[loss]} at epoch {facts['test_low']}"
-        gap = facts["val"] - facts["train"]
-        budget = f"{len(capped)} of {len(folds)} folds still improving at the {configs[task]['epochs']}-epoch budget"
+        gap = gap_across_folds(folds, loss, (ratios or {}).get(task, 0.0))
+        budget = f"{len(capped)} of {len(folds)} folds still improving at the {configs[task]['epochs']}-epoch cap"
+        if capped:
+            budget += " (a lower bound on their epoch)"
+        gap_words = found(gap, lower="validation detectably lower", higher="validation detectably higher")
         short = (
-            f"On fold 0 {where}; early stopping keeps epoch {facts['kept']}, where validation − train is "
-            f"{fmt(gap, 3)} ({fmt(100 * gap / facts['train'], 2)}% of train); {budget}."
+            f"Fold 0 ([loss and accuracy curves](#q22)): {where_lowest(facts, loss)}. Validation − train, all "
+            f"folds: {gap_words}; {budget}."
         )
-        sentence = f"{task.capitalize()}: the epoch early stopping keeps is {spread}. {short}"
+        gap_number = f"validation − train {LABELS[loss]}: {interval(gap, 3)}"
+        sentence = (
+            f"{task.capitalize()}: the epoch early stopping keeps is {spread}. {short} ({gap_number}"
+            + (f"; {tie_cell(gap)}" if is_tie(gap) else "")
+            + ")"
+        )
         blocks += [
             paragraph(text),
             figure(f"history_{task}.png", f"{task}: loss and accuracy per epoch, train/val/test"),
             paragraph(f"**Answer ({task}):** {sentence}"),
         ]
         rows.append(
-            answer_row(f"2.2 loss and accuracy against iterations, {task}", "q22", short, f"epoch kept: {spread}")
+            answer_row(
+                f"2.2 loss and accuracy against iterations, {task}",
+                "q22",
+                short,
+                f"{gap_number}; epoch kept: {spread}",
+                tie_cell(gap),
+            )
         )
     blocks.append(
         paragraph(
@@ -452,16 +589,27 @@ def answer_22(histories: dict, scores: dict, configs: dict) -> dict:
 # ---- 2.3–2.5 --------------------------------------------------------------------------------------
 
 
-def summary_table(summary: pd.DataFrame, keys: list[str], task: str, limit: bool = True) -> dict:
+def summary_table(
+    summary: pd.DataFrame,
+    keys: list[str],
+    task: str,
+    limit: bool = True,
+    improving: str = "validation",
+    failed: list | None = None,
+) -> dict:
+    """``improving``: the loss whose fall at the last epoch marks a fit cut by the budget
+    (validation with early stopping; train without); ``failed``: comparison.json's ``failures``."""
+    failed_at = {point_text(entry["point"]): entry for entry in failed or []}
     loss = DEFAULT_LOSS[task]
     rows = summary[summary["task"] == task]
-    header = [*keys, "folds by outcome", "still improving at the last epoch", "mean best epoch"]
+    header = [*keys, "folds by outcome", f"{improving} loss still falling at the last epoch", "mean best epoch"]
     header += [f"train {LABELS[loss]}", f"val {LABELS[loss]}", f"test {LABELS[loss]}"]
     if limit and "lr_limit" in rows:
         header.append("lr limit at init")
     body = []
     for _, row in rows.iterrows():
-        cells = [str(row[key]) for key in keys] + [summary_outcomes(row)]
+        point = point_text({key: _plain(row[key]) for key in keys})
+        cells = [str(row[key]) for key in keys] + [summary_outcomes(row, failed_at.get(point))]
         cells += [str(int(row.get("capped", 0))), fmt(row.get("best_epoch_mean"), 3)]
         cells += [mean_ci(row, f"{split}_{loss}") for split in ("train", "val", "test")]
         if limit and "lr_limit" in rows:
@@ -499,7 +647,7 @@ def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
             if peak > 1.01:
                 text += (
                     f"; above the limit, at the rates where every fold learned, the training loss first rose to up "
-                    f"to {fmt(peak, 3)}× its start before it fell (a catapult: a quadratic model predicts divergence)"
+                    f"to {times(peak)} its start before it fell (a catapult: a quadratic model predicts divergence)"
                 )
         parts.append(text)
     return "; ".join(parts)
@@ -529,14 +677,14 @@ def speed_sentence(summary: pd.DataFrame, task: str) -> str:
 
 
 def headline_comparison(answer: dict, headline: dict) -> tuple[str, dict] | None:
-    """The number a sweep's answer rests on: the headline setting (params.yaml `train`, matched on
-    the sweep's keys other than lr) minus the setting chosen on validation, paired by fold; when
-    the headline setting is the chosen one, the runner-up on validation minus it."""
+    """The number a sweep's answer rests on: the setting best on validation minus the headline
+    setting (params.yaml `train`, matched on the sweep's keys other than lr), paired by fold; when
+    the headline setting is the best, minus the runner-up on validation."""
     chosen = answer["best"]
     keys = [key for key in chosen if key != "lr" or list(chosen) == ["lr"]]
     target = {key: _same(headline[key]) for key in keys if key in headline}
     versus = [v for v in answer["best_minus_other"] if all(v["other"].get(k) == x for k, x in target.items())]
-    label = "headline " + " and ".join(target) if target else "headline"
+    label = "headline"
     if not versus or all(chosen.get(k) == x for k, x in target.items()):
         val = {point_text(s["point"]): s["val_mean"] for s in answer["settings"] if s["every_fold_learned"]}
         ranked = sorted(answer["best_minus_other"], key=lambda v: val.get(point_text(v["other"]), math.inf))
@@ -544,12 +692,14 @@ def headline_comparison(answer: dict, headline: dict) -> tuple[str, dict] | None
     if not versus:
         return None
     other = versus[0]
-    return f"{point_text(other['other'])} ({label}) − {point_text(chosen)} (chosen)", flipped(other)
+    return f"{short_point(chosen)} (best on validation) − {short_point(other['other'])} ({label})", other
 
 
 def short_point(point: dict) -> str:
     """``hidden 4 at lr 0.3``: a point with its rate last."""
-    rest = ", ".join(f"{key} {value}" for key, value in point.items() if key != "lr")
+    rest = ", ".join(
+        str(value) if key == "activation" else f"{key} {value}" for key, value in point.items() if key != "lr"
+    )
     if "lr" not in point:
         return rest
     return f"{rest} at lr {fmt(point['lr'])}" if rest else f"lr {fmt(point['lr'])}"
@@ -560,26 +710,76 @@ def comparison_cells(pair: tuple[str, dict] | None, metric: str) -> tuple[str, s
     if pair is None:
         return "no other setting learned in every fold", "", "no other setting to compare"
     label, difference = pair
-    words = found(difference, lower="detectably lower", higher="detectably higher")
+    words = found(
+        difference, lower="best on validation detectably lower", higher="best on validation detectably higher"
+    )
+    if is_tie(difference):
+        words += f" ({interval(difference, 3)}, detectable {fmt(number(difference, 'mde'), 3)})"
     return f"{label}, test {metric}: {interval(difference, 3)}", tie_cell(difference), f"{label}: {words}"
 
 
 def versus_words(pair: tuple[str, dict] | None) -> str:
-    """``no difference from hidden 16 (headline)`` / ``better than …``: the short form."""
+    """``no difference detected between hidden 4 at lr 0.3 (best on validation) and hidden 16 at
+    lr 0.1 (headline hidden)``: a tie names no winner; else which had the lower loss."""
     if pair is None:
         return "nothing else learned in every fold"
     label, difference = pair
-    other = label.split(" − ")[0]
+    best, other = label.split(" − ")
     if is_tie(difference):
-        return f"no difference detected from {other}"
-    return f"{'worse' if number(difference, 'ci_high') < 0 else 'better'} than {other}"
+        return f"no difference detected between {best} and {other}"
+    return f"{best} {'lower' if number(difference, 'ci_high') < 0 else 'higher'} than {other}"
 
 
-def failure_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
+def failed_fits_text(entry: dict, task: str) -> str:
+    """One point where not every fold learned (comparison.json's ``failures``): its outcomes, how
+    far the training loss of the fits that did not learn rose first, and their hidden units,
+    measured only on the fits whose returned weights moved (a stalled fit returns its start)."""
+    text = f"{point_text(entry['point'])}: {outcome_text(entry['outcomes'])}"
+    low, high = entry.get("peak_ratio_min", math.nan), entry.get("peak_ratio_max", math.nan)
+    if math.isfinite(high) and high > 1.01:
+        span = times(low) if low == high else f"{times(low).removesuffix('×')} to {times(high)}"
+        text += f"; training loss of the fits that neither learned nor diverged first rose {span} its start"
+        if low > BLOW_UP:
+            text += " (blow-ups that stopped short of the divergence threshold, labelled by where they ended)"
+    moved = entry.get("moved", 0)
+    if set(entry["outcomes"]) == {"diverged"}:
+        return text
+    if not moved:
+        return text + "; those fits returned their starting weights, so their units are not measured"
+    measures = [
+        f"{fmt(100 * entry[key], 2)}% of units {word}"
+        for key, word in (("saturated_units_moved_mean", "saturated"), ("dead_units_moved_mean", "dead"))
+        if math.isfinite(entry.get(key, math.nan))
+    ]
+    if measures:
+        text += f"; in the {moved} that did not learn and whose weights moved: {', '.join(measures)}"
+    sharp = entry.get("sharpness_end_moved_mean", math.nan)
+    if task == "regression" and math.isfinite(sharp) and sharp < 2.05:
+        text += (
+            f", λ_max {sharp:.3f} at the returned weights: the output bias's curvature alone "
+            "(λ_max ≥ 2(1 + ‖ā‖²)), "
+            "so the hidden layer is off and the network is the constant model"
+        )
+    return text
+
+
+def failure_sentence(summary: pd.DataFrame, task: str, group: list[str], failed_fits: list | None = None) -> str:
     """The points where not every fold learned, with how their hidden units ended (saturated or
-    dead, mean over the folds), beside the same measure where every fold learned."""
+    dead, mean over the folds), beside the same measure where every fold learned. With
+    ``failed_fits`` (comparison.json's ``failures``) each point is described by its fits that did
+    not learn, measured only where their weights moved."""
     rows = summary[summary["task"] == task]
     parts = []
+    if failed_fits is not None:
+        parts = [failed_fits_text(entry, task) for entry in failed_fits]
+        for measure, word in (("saturated_units_mean", "saturated"), ("dead_units_mean", "dead")):
+            complete = (
+                rows[(rows["learned"] == rows["fits"]) & rows[measure].notna()] if measure in rows else rows.iloc[:0]
+            )
+            if len(parts) and len(complete):
+                low, high = fmt(100 * complete[measure].min(), 2), fmt(100 * complete[measure].max(), 2)
+                parts.append(f"where every fold learned, {low if low == high else f'{low}–{high}'}% {word}")
+        return "; ".join(parts)
     for measure, word in (("saturated_units_mean", "saturated"), ("dead_units_mean", "dead")):
         if measure not in rows or rows[measure].isna().all():
             continue
@@ -601,8 +801,8 @@ def failure_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
 SATURATION_RULE = (
     f"a sigmoid or tanh unit is saturated when its slope g′(z) is below {fmt(SATURATION_SLOPE)} of its peak "
     f"(|z| > {fmt(SATURATION_Z['sigmoid'], 3)} for sigmoid, {fmt(SATURATION_Z['tanh'], 3)} for tanh) on most "
-    "training rows; a ReLU unit is dead when z ≤ 0 on every training row (measured on the returned weights; a "
-    "setting's share is the mean over its fits that did not diverge)"
+    "training rows, a strict rule: a unit pushed part of the way towards off does not count; a ReLU unit is dead "
+    "when z ≤ 0 on every training row (measured on the returned weights, so only on fits whose weights moved)"
 )
 
 
@@ -610,7 +810,7 @@ SATURATION_RULE = (
 # best epoch, its starting weights, whatever the units did later in training.
 STALL_CAVEAT = (
     "A stalled fit returns its starting weights (its best validation epoch is the first), so its units are "
-    "measured as they started: saturation that set in later in training does not show here."
+    "not measured: saturation that set in later in training does not show here."
 )
 
 
@@ -652,7 +852,9 @@ def answer_23(
             "`backprop/lab/curvature.py`): the largest step at which full-batch gradient descent on a quadratic "
             "with that curvature would not diverge, mean over folds. Its **closed form**, 2/(c(1 + ‖ā‖²)) from the "
             "output layer's curvature and the mean hidden activation ā (section 1; "
-            "`backprop/lab/mechanisms.py`), is in `summary.csv` beside it."
+            "`backprop/lab/mechanisms.py`), is in `summary.csv` beside it; it holds for sigmoid only (for tanh and "
+            "ReLU it "
+            "leaves out the hidden layer's curvature and overstates the limit: read that column only for sigmoid)."
         ),
         paragraph(compared_settings(answer, "learning rate")),
         paragraph("Against the limit: " + limit_sentence(summary, "regression", []) + "."),
@@ -660,10 +862,14 @@ def answer_23(
     ]
     facts = catapult_facts(summary, "regression")
     limit = facts["limit"]
-    mechanism = f"the limit 2/λ_max at initialisation is {fmt(limit, 3)} (closed form {fmt(facts['closed_form'], 3)})"
+    sigmoid = config.get("activation", "sigmoid") == "sigmoid"
+    mechanism = f"the limit 2/λ_max at initialisation is {fmt(limit, 3)}" + (
+        f" (closed form {fmt(facts['closed_form'], 3)})" if sigmoid else ""
+    )
     if "largest" in facts:
         mechanism += (
-            f"; every fold learned up to lr {fmt(facts['largest'])}, {fmt(facts['largest'] / limit, 2)}× the limit"
+            f"; every fold learned at lr {fmt(facts['largest'])}, {fmt(facts['largest'] / limit, 2)}× the limit, the "
+            "largest rate of the grid that did"
         )
     if "peak" in facts and facts["peak"] > 1.01:
         mechanism += (
@@ -674,7 +880,12 @@ def answer_23(
     if "first_broken" in facts:
         broken = facts["first_broken"]
         mechanism += f"; lr {fmt(broken)} ({fmt(broken / limit, 2)}× the limit) did not learn in every fold"
-    failures = failure_sentence(summary, "regression", [])
+        if "largest" in facts and facts["largest"] < broken:
+            mechanism += "; the boundary lies between the two, and this grid does not locate it"
+    bound = activation_bound(facts, config)
+    if bound:
+        mechanism += f"; {bound}"
+    failures = failure_sentence(summary, "regression", [], answer.get("failures"))
     blocks.append(
         paragraph(
             f"**Mechanism.** {mechanism[0].upper() + mechanism[1:]}. "
@@ -693,28 +904,35 @@ def answer_23(
         span = f" (y from {stats['min']:g} to {stats['max']:g})" if "min" in stats else ""
         blocks.append(
             paragraph(
-                f"**What standardising the target changes**: the same network's limit on the raw target{span} "
-                f"is {fmt(row['lr_limit_unscaled'], 3)}, against {fmt(row['lr_limit'], 3)} on the "
-                f"standardised one: an estimated stable step {fmt(row['lr_limit'] / row['lr_limit_unscaled'], 2)}× "
-                "larger (both from the curvature at initialisation; this run trains no network on the raw target, "
-                "so the ratio is an estimate, not a measured range)."
+                f"**The raw target at the first step**: at the initial weights, 2/λ_max of the loss on the raw "
+                f"target{span} is {fmt(row['lr_limit_unscaled'], 3)}, against {fmt(row['lr_limit'], 3)} on the "
+                "standardised one. This is the curvature at the first step only: it changes as soon as the output "
+                "bias moves, and this run trains no network on the raw target, so it says nothing about the rate "
+                "that would train there."
             )
         )
     pair = headline_comparison(answer, config)
     number, tie, words = comparison_cells(pair, "MSE")
-    sentence = f"Chosen on validation: lr {fmt(answer['best']['lr'])}; {words}; {mechanism}."
-    short = f"lr {fmt(answer['best']['lr'])} chosen; {versus_words(pair)}."
+    sentence = f"Best on validation: lr {fmt(answer['best']['lr'])}; {words}; {mechanism}."
+    short = f"{upper_first(versus_words(pair))}."
     if "largest" in facts:
-        short += f" Trains up to {fmt(facts['largest'] / limit, 2)}× the stable limit {fmt(limit, 3)}"
+        short += (
+            f" Learned at lr {fmt(facts['largest'])} ({fmt(facts['largest'] / limit, 2)}× the stable limit "
+            f"{fmt(limit, 3)}"
+        )
         if facts.get("peak", 1.0) > 1.01:
-            short += f" (catapult: loss rose {fmt(facts['peak'], 3)}× first"
-            if math.isfinite(facts.get("sharpness_end", math.nan)):
-                short += f", then λ_max fell from {fmt(2 / limit, 3)} to {fmt(facts['sharpness_end'], 3)}"
+            short += f"; a catapult: loss first rose up to {times(facts['peak'])})"
+        else:
             short += ")"
-        short += "."
     if "first_broken" in facts:
         broken = facts["first_broken"]
-        short += f" lr {fmt(broken)} fails ({why_failed(summary, 'regression', {'lr': broken})})."
+        short += (
+            f"{';' if 'largest' in facts else ''} at lr {fmt(broken)} ({fmt(broken / limit, 2)}×): "
+            f"{why_failed(summary, 'regression', {'lr': broken})}"
+        )
+        if "largest" in facts and facts["largest"] < broken:
+            short += "; the grid does not locate the boundary"
+    short += "." if "largest" in facts or "first_broken" in facts else ""
     blocks += [
         figure("sweep_lr.png", "val and test MSE against the learning rate, with the lr limit at initialisation"),
         figure(
@@ -724,9 +942,71 @@ def answer_23(
         ),
         paragraph(f"**Answer:** {sentence}"),
     ]
-    appendix = [titled(summary_table(summary, ["lr"], "regression"), "2.3 learning rate")]
+    appendix = [
+        titled(summary_table(summary, ["lr"], "regression", failed=answer.get("failures")), "2.3 learning rate")
+    ]
     rows = [answer_row("2.3 the effect of the learning rate", "q23", short, number, tie)]
     return section("2.3 The effect of the learning rate", blocks, "q23", answers=rows, appendix=appendix)
+
+
+def activation_rms(facts: dict, width) -> tuple[float, float] | None:
+    """For MSE on an identity output the output layer's Hessian block is exactly (2/n)[a 1]ᵀ[a 1],
+    so λ_max ≥ 2(1 + ‖ā‖²) at any weights and the RMS mean hidden activation is at most
+    √((λ_max/2 − 1)/h); for sigmoid the closed-form limit 2/(2(1 + ‖ā‖²)) gives its value at
+    initialisation. Both, when the fits past the limit had a catapult and the bound sits below
+    the start; else None."""
+    end, closed = facts.get("sharpness_end", math.nan), facts.get("closed_form", math.nan)
+    if not isinstance(width, int | np.integer) or not (math.isfinite(end) and end > 2):
+        return None
+    if facts.get("peak", 1.0) <= 1.01 or facts.get("largest", 0.0) <= facts["limit"]:
+        return None  # no catapult at that rate: nothing to explain
+    if not math.isfinite(closed) or closed <= 0:
+        return None
+    after, before = math.sqrt((end / 2 - 1) / width), math.sqrt(max(1 / closed - 1, 0.0) / width)
+    return (after, before) if after < before else None
+
+
+def activation_bound(facts: dict, config: dict) -> str:
+    """What λ_max at the returned weights of the largest rate that learned bounds (``activation_rms``)."""
+    hidden = config.get("hidden")
+    width = hidden[0] if isinstance(hidden, list | tuple) and len(hidden) == 1 else hidden
+    found_rms = activation_rms(facts, width) if config.get("activation") == "sigmoid" else None
+    if not found_rms:
+        return ""
+    after, before = found_rms
+    return (
+        f"λ_max ≥ 2(1 + ‖ā‖²) (the output layer's block, exact for MSE) bounds the RMS mean hidden activation at the "
+        f"returned weights of lr {fmt(facts['largest'])} by {fmt(after, 2)} (mean λ_max over folds), against "
+        f"{fmt(before, 2)} at initialisation: the catapult lowered the curvature by pushing the sigmoid units "
+        "towards off"
+    )
+
+
+def width_bounds(summary: pd.DataFrame, config: dict) -> str:
+    """``activation_rms`` for each width of the hidden sweep whose largest rate that learned in
+    every fold is past its limit after a catapult (sigmoid only)."""
+    if config.get("activation", "sigmoid") != "sigmoid" or "hidden" not in summary:
+        return ""
+    rows = summary[summary["task"] == "regression"]
+    parts = []
+    for width, part in rows.groupby("hidden", sort=True):
+        facts = catapult_facts(part, "regression")
+        found_rms = activation_rms(facts, _plain(width))
+        if found_rms:
+            parts.append(
+                f"hidden {width} at lr {fmt(facts['largest'])}: at most {fmt(found_rms[0], 2)}, against "
+                f"{fmt(found_rms[1], 2)} at initialisation"
+            )
+    if not parts:
+        return ""
+    return (
+        "**What the catapults did to the units.** λ_max ≥ 2(1 + ‖ā‖²) (the output layer's Hessian block, exact for "
+        "MSE on an identity output) bounds the RMS mean hidden activation at the returned weights by "
+        "√((λ_max/2 − 1)/h), with λ_max the mean over folds: "
+        + "; ".join(parts)
+        + ". The catapults lowered the curvature by pushing the sigmoid units towards off, further than the "
+        "saturation share (a strict rule) shows."
+    )
 
 
 def why_failed(summary: pd.DataFrame, task: str, point: dict) -> str:
@@ -794,7 +1074,7 @@ def above_limit_sentence(answer: dict, summary: pd.DataFrame, task: str, noun: s
     return (
         f"The best learning rate of the grid is past the lr limit at initialisation for: {'; '.join(past)}. "
         f"Those networks train in the unstable regime the grid offers them, so a tie between {noun}s does not show "
-        f"that the {noun} does not matter: a grid of rates scaled to each {noun}'s own limit would separate the two."
+        f"that the {noun} does not matter: a grid of rates scaled to each {noun}'s own limit could separate the two."
     )
 
 
@@ -858,13 +1138,63 @@ def capacity_words(steps: list[dict], capacity: pd.DataFrame) -> str:
     if over:
         text += f"; overfitting (train detectably lower, test detectably higher) at {', '.join(over)}"
     else:
-        text += "; no step where train is detectably lower and test detectably higher (no overfitting detected)"
+        mdes = [fmt(number(step["test_mse_wider_minus_narrower"], "mde"), 4) for step in steps]
+        text += (
+            "; no step where train is detectably lower and test detectably higher (no overfitting detected; the "
+            f"smallest test difference each step detects: {', '.join(mdes)})"
+        )
     return text
 
 
-def capacity_short(steps: list[dict], capacity: pd.DataFrame) -> str:
+def same_lr_short(ends: list[dict], limits: pd.DataFrame | None, epochs) -> str:
+    """The narrowest width against the one that fits its training rows best, at the same rate
+    (comparison.json's ``same_lr``), train and held-out, each with its interval; a tie with its
+    detectable size; the rate as a multiple of the wider layer's lr limit."""
+    parts = []
+    for end in ends:
+        wide, lr = end["to"]["hidden"], end["to"]["lr"]
+        train, test = end["train_mse_wider_minus_narrower"], end["test_mse_wider_minus_narrower"]
+        text = f"lr {fmt(lr)}"
+        if limits is not None and "lr_limit" in limits:
+            match = limits[(limits["task"] == "regression") & (limits["hidden"] == wide)]
+            if len(match):
+                text += f" ({fmt(lr / float(match['lr_limit'].iloc[0]), 2)}× hidden {wide}'s limit)"
+        text += f": train {short_interval(train)}, test {short_interval(test)}" + (
+            f", detectable {whole(number(test, 'mde'))}" if is_tie(test) else ""
+        )
+        parts.append(text)
+    first = ends[0]
+    budget = f"{epochs} epochs" if epochs else "budget"
+    lower = all(
+        not is_tie(e["train_mse_wider_minus_narrower"]) and number(e["train_mse_wider_minus_narrower"], "ci_high") < 0
+        for e in ends
+    )
+    rises = [
+        e
+        for e in ends
+        if not is_tie(e["test_mse_wider_minus_narrower"]) and number(e["test_mse_wider_minus_narrower"], "ci_low") > 0
+    ]
+    if lower and rises:
+        rates = ", ".join(fmt(e["to"]["lr"]) for e in rises)
+        verdict_text = f"overfitting: train detectably lower, test detectably higher at lr {rates}"
+    elif lower:
+        verdict_text = "no overfitting detected"
+    else:
+        verdict_text = "no overfitting detected"
+    return (
+        f"Fixed {budget}, no early stopping (unlike the headline), hidden "
+        f"{first['to']['hidden']} − {first['from']['hidden']} MSE at one rate: "
+        + "; ".join(parts)
+        + f"; {verdict_text}."
+    )
+
+
+def capacity_short(steps: list[dict], capacity: pd.DataFrame, limits=None, ends=None, epochs=None) -> str:
     """Train and test error from the narrowest layer to the one that fits its training rows best,
-    in a fixed budget: the shape of overfitting, in the means."""
+    in a fixed budget: paired at the same rate when ``ends`` (comparison.json's ``same_lr``) are
+    given, else the means (each width at its own rate), with overfitting named only where detected."""
+    if ends:
+        return same_lr_short(ends, limits, epochs)
     rows = capacity[capacity["task"] == "regression"]
     points = [steps[0]["from"]] + [step["to"] for step in steps] if steps else []
     found_rows = []
@@ -887,13 +1217,16 @@ def capacity_short(steps: list[dict], capacity: pd.DataFrame) -> str:
     over = overfitting_steps(steps)
     if over:
         text += f" (overfitting, detected at {', '.join(over)})"
-    elif b["train_mse_mean"] < a["train_mse_mean"] and b["test_mse_mean"] > a["test_mse_mean"]:
-        text += " (the shape of overfitting in the means; no single step detects both)"
+    else:
+        text += " (means without intervals, each width at its own rate: no overfitting detected)"
     return text + "."
 
 
-def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, configs: dict | None = None) -> dict:
+def answer_24(
+    hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, configs: dict | None = None, budget=None
+) -> dict:
     answer = comparison["regression"]["sweeps"]["hidden"]
+    ends = comparison["regression"]["sweeps"]["capacity"].get("capacity", {}).get("same_lr")
     config = (configs or {}).get("regression", {})
     blocks = [
         paragraph(
@@ -913,7 +1246,10 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, co
             f"val MSE per width and learning rate; hatched cells: not every fold learned{HEATMAP_NOTE}",
         ),
     ]
-    failures = failure_sentence(hidden, "regression", ["hidden"])
+    bounds = width_bounds(hidden, config)
+    if bounds:
+        blocks.append(paragraph(bounds))
+    failures = failure_sentence(hidden, "regression", ["hidden"], answer.get("failures"))
     if failures:
         blocks.append(
             paragraph(
@@ -949,15 +1285,29 @@ def answer_24(hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, co
     ]
     pair = headline_comparison(answer, config)
     number, tie, words = comparison_cells(pair, "MSE")
-    sentence = f"Chosen on validation: {point_text(answer['best'])}; {words}"
+    sentence = f"Best on validation: {point_text(answer['best'])}; {words}"
     shape = capacity_words(steps, capacity)
     sentence += (f"; {shape}" if shape else "") + "."
-    short = f"{short_point(answer['best'])} chosen; {versus_words(pair)}. {capacity_short(steps, capacity)}".strip()
+    if ends:
+        sentence += (
+            " "
+            + same_lr_short(ends, hidden, budget)
+            + (
+                " A rate past the wider layer's limit trains it in the catapult regime, so a difference at that rate "
+                "mixes width with the instability."
+            )
+        )
+    short = f"{upper_first(versus_words(pair))}. {capacity_short(steps, capacity, hidden, ends, budget)}".strip()
     blocks.append(paragraph(f"**Answer:** {sentence}"))
     appendix = [
-        titled(summary_table(hidden, ["hidden", "lr"], "regression"), "2.4 width, early-stopped"),
         titled(
-            summary_table(capacity, [key for key in ("hidden", "lr") if key in capacity], "regression"),
+            summary_table(hidden, ["hidden", "lr"], "regression", failed=answer.get("failures")),
+            "2.4 width, early-stopped",
+        ),
+        titled(
+            summary_table(
+                capacity, [key for key in ("hidden", "lr") if key in capacity], "regression", improving="train"
+            ),
             "2.4 width, fixed budget",
         ),
     ]
@@ -978,7 +1328,9 @@ def unit_words(summary: pd.DataFrame, answer: dict, task: str) -> str:
         if not len(match):
             continue
         row = match.iloc[0]
-        text = f"{point['activation']} mean best epoch {fmt(row['best_epoch_mean'], 3)}"
+        text = point["activation"]
+        if not answer.get("epochs_at_chosen_lr"):  # else the paired comparison says it (epochs_short)
+            text += f" mean best epoch {fmt(row['best_epoch_mean'], 3)}"
         for measure, word in (("saturated_units_mean", "saturated"), ("dead_units_mean", "dead")):
             if measure in row and math.isfinite(number({"v": row[measure]}, "v")):
                 text += f", {fmt(100 * row[measure], 2)}% of units {word}"
@@ -986,8 +1338,30 @@ def unit_words(summary: pd.DataFrame, answer: dict, task: str) -> str:
     return "; ".join(parts)
 
 
+def epochs_short(answer: dict) -> str:
+    """Each other activation's best epoch minus the best one's, at the best one's rate, paired by
+    fold (comparison.json's ``epochs_at_chosen_lr``): intervals, and the detectable size of ties."""
+    versus = answer.get("epochs_at_chosen_lr") or []
+    if not versus:
+        return ""
+    best = answer["best"]
+    parts = [f"{v['other']['activation']} {short_interval(v)}" for v in versus]
+    ties = [v for v in versus if is_tie(v)]
+    text = f"Best epoch, other − {best['activation']}, all at lr {fmt(best['lr'])}: {'; '.join(parts)}" + (
+        " (a fold stopped by the epoch budget counts its last epoch)" if any(v.get("capped") for v in versus) else ""
+    )
+    if len(ties) == len(versus):
+        mdes = [number(v, "mde") for v in ties]
+        return text + f"; no difference detected (detectable {whole(min(mdes))} to {whole(max(mdes))} epochs)."
+    detected = [v["other"]["activation"] for v in versus if not is_tie(v)]
+    return text + f"; detected for {', '.join(detected)} only."
+
+
 def units_short(summary: pd.DataFrame, answer: dict, task: str) -> str:
-    """Mean best epoch of each activation at its chosen rate, and dead ReLU units where any."""
+    """Best epochs paired at the best activation's rate when comparison.json has them; else the
+    mean best epoch of each activation at its chosen rate (a description, not a comparison)."""
+    if answer.get("epochs_at_chosen_lr"):
+        return epochs_short(answer)
     rows = summary[summary["task"] == task]
     parts = []
     for setting in answer["settings"]:
@@ -996,7 +1370,7 @@ def units_short(summary: pd.DataFrame, answer: dict, task: str) -> str:
             match = match[match[key] == value]
         if len(match):
             parts.append(f"{setting['point']['activation']} {fmt(match.iloc[0]['best_epoch_mean'], 3)}")
-    return f"Mean best epoch: {', '.join(parts)}." if parts else ""
+    return f"Mean best epoch (each at its own rate, no interval): {', '.join(parts)}." if parts else ""
 
 
 def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = None) -> dict:
@@ -1012,7 +1386,7 @@ def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = No
         if not answer:
             continue
         units = unit_words(summary, answer, task)
-        failures = failure_sentence(summary, task, ["activation"])
+        failures = failure_sentence(summary, task, ["activation"], answer.get("failures"))
         blocks += [
             paragraph(f"**{task.capitalize()}.** " + compared_settings(answer, "activation")),
             figure(
@@ -1029,11 +1403,21 @@ def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = No
         metric = LABELS[DEFAULT_LOSS[task]]
         pair = headline_comparison(answer, config)
         number, tie, words = comparison_cells(pair, metric)
-        sentence = f"{task.capitalize()}: chosen on validation {point_text(answer['best'])}; {words}; {units}."
-        short = f"{short_point(answer['best'])} chosen; {versus_words(pair)}. {units_short(summary, answer, task)}"
+        sentence = f"{task.capitalize()}: best on validation {point_text(answer['best'])}; {words}; {units}."
+        if answer.get("epochs_at_chosen_lr"):
+            sentence += " " + epochs_short(answer)
+        grid = answer.get("grid_lr") or []
+        edge = (
+            f" (lr {fmt(answer['best']['lr'])} is an end of the grid)"
+            if answer["best"].get("lr") in grid[:1] + grid[-1:]
+            else ""
+        )
+        short = f"{upper_first(versus_words(pair))}{edge}. {units_short(summary, answer, task)}"
         blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
         rows.append(answer_row(f"2.5 the effect of the activation function, {task}", "q25", short, number, tie))
-        appendix.append(titled(summary_table(summary, ["activation", "lr"], task), "2.5 activation"))
+        appendix.append(
+            titled(summary_table(summary, ["activation", "lr"], task, failed=answer.get("failures")), "2.5 activation")
+        )
     return section("2.5 The effect of the activation function", blocks, "q25", answers=rows, appendix=appendix)
 
 
@@ -1110,8 +1494,9 @@ def mechanism_conclusion(mechanism: dict, what: str) -> str:
     return "; ".join(parts) + f". Over all {len(mechanism['pairs'])} pairs, " + "; ".join(held_out) + "."
 
 
-def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
+def answer_3(summaries: dict, comparison: dict, specs: dict, configs: dict | None = None) -> dict:
     sweeps = comparison["classification"]["sweeps"]
+    init = (configs or {}).get("classification", {}).get("init", "the configured")
     appendix, findings, numbers, shorts = [], [], [], []
     blocks = [
         paragraph(
@@ -1122,7 +1507,7 @@ def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
         )
     ]
     for name, start in (
-        ("loss", "**From the usual start** (glorot weights, ŷ near ½)"),
+        ("loss", f"**From the usual start** ({init} initial weights, ŷ near ½)"),
         (
             "saturated",
             "**From a confidently wrong start**: the same initial weights with the output bias moved so that every "
@@ -1152,10 +1537,15 @@ def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
             reached = pair["reached"]
             findings.append(
                 f"from {start_name}, log loss at lr {fmt(pair['log_loss_lr'])} against MSE at lr "
-                f"{fmt(pair['mse_lr'])} ({pair['kind']}) reached {what} "
-                + found(difference, lower="in fewer epochs", higher="in more epochs")
-                + " than MSE"
-                + f" (log loss − MSE {interval(difference, 3)} epochs; reached in {reached['log_loss']} and "
+                f"{fmt(pair['mse_lr'])} ({pair['kind']}): "
+                + found(
+                    difference,
+                    lower=f"log loss reached {what} in fewer epochs than MSE",
+                    higher=f"log loss reached {what} in more epochs than MSE",
+                ).replace("no difference detected", f"no difference detected in the epochs to reach {what}")
+                + f" (log loss − MSE {interval(difference, 3)} epochs"
+                + (f", detectable {fmt(number(difference, 'mde'), 3)}" if is_tie(difference) else "")
+                + f"; reached in {reached['log_loss']} and "
                 f"{reached['mse']} of {reached['of']} folds)"
             )
             shorts.append(
@@ -1188,14 +1578,14 @@ def answer_3(summaries: dict, comparison: dict, specs: dict) -> dict:
 def update_rule_row() -> dict:
     """The derivation's answer: not measured, derived (and checked against finite differences)."""
     sentence = (
-        "Only the output error differs: δ₂ = (2/n)(ŷ − y) for MSE on an identity output, (1/n)(ŷ − y) for log "
-        "loss on a sigmoid output; everything from δ₂ back is the same (the 2 acts as a factor 2 in the rate)."
+        "Only δ₂ differs: (2/n)(ŷ − y) for MSE on an identity output, (1/n)(ŷ − y) for log loss on a sigmoid "
+        "output; everything from δ₂ back is the same."
     )
     return answer_row(
         "the update rule, MSE against log loss",
         "derivation",
         sentence,
-        "derived, not measured; gradients match finite differences to < 1e-6 (`tests/test_gradients.py`)",
+        "derived; gradients match finite differences (< 1e-6)",
     )
 
 
@@ -1203,12 +1593,42 @@ ANSWER_MARK = "**Answer"  # how a section's own answer paragraph begins
 ANSWER_HEADER = [
     "question",
     "answer (from this run)",
-    "the number it rests on, mean (95% CI)",
-    "if a tie: where any difference lies; the smallest difference detectable with 80% power",
+    "the number it rests on: a − b, mean (95% CI)",
+    "tie: where a difference lies; detectable (80% power)",
 ]
 
 
-def answers_section(sections: list[dict]) -> dict:
+def answers_intro(schemas: dict, configs: dict) -> dict:
+    """The lines above the answers table: the data by name, the protocol, the headline networks'
+    actual settings, and how to read a difference, so the first screen reads on its own."""
+    data = ", ".join(f"{task} `{schema['source']}` ({schema['rows']} rows)" for task, schema in schemas.items())
+    reg = schemas["regression"]
+    repeats = f" repeated {reg['repeats']}×" if reg.get("repeats", 1) > 1 else ""
+    words: dict[str, Callable[[Any], str]] = {
+        "hidden": lambda v: f"hidden {v[0] if len(v) == 1 else v}",
+        "activation": str,
+        "lr": lambda v: f"lr {fmt(v)}",
+        "epochs": lambda v: f"≤ {v} epochs",
+        "patience": lambda v: f"early stopping (patience {v})",
+    }
+    first = next(iter(configs.values()))
+    shared = [words[key](first[key]) for key in words if all(c[key] == first[key] for c in configs.values())]
+    differ = [
+        f"{task} {words[key](config[key])}"
+        for key in words
+        if not all(c[key] == first[key] for c in configs.values())
+        for task, config in configs.items()
+    ]
+    settings = ", ".join(shared) + (f" ({', '.join(differ)})" if differ else "")
+    return paragraph(
+        f"**Data**: {data}. **Protocol**: {reg['folds']}-fold cross-validation{repeats}; means over the held-out "
+        "folds with 95% intervals, comparisons paired by fold; sweeps pick settings on validation rows. **Headline "
+        f"networks** (from params.yaml): {settings}. **a − b < 0** means a is lower (a lower loss, or fewer epochs, "
+        "is better). A **tie** (interval contains 0) has no winner."
+    )
+
+
+def answers_section(sections: list[dict], intro: dict | None = None) -> dict:
     """The report's opening: every section's answer rows in one table, each linking to its section.
     A row is a dict (``blocks.answer_row``): a second task answering the same question (a control
     table) adds a key to its rows and a column here."""
@@ -1222,13 +1642,12 @@ def answers_section(sections: list[dict]) -> dict:
         header = [*ANSWER_HEADER, "the control task: is the same effect detected? (difference, 95% CI)"]
         rows = [[*cells, row.get("control") or "—"] for cells, row in zip(rows, _rows(sections), strict=True)]
     note = paragraph(
-        "Each answer is generated from this run's paired comparisons over the held-out folds (95% t intervals "
-        "with Nadeau and Bengio's correction for folds that share training rows; differences are other − chosen, "
-        "so a positive one means the chosen setting did better). A difference whose interval contains 0 is a tie, "
-        "never a ranking: the last column says how large a difference could still hide in it. The detectable size "
-        "is (t₀.₉₇₅ + t₀.₈) times the same corrected standard error."
+        "Each answer is generated from this run's paired comparisons over the held-out folds: 95% t intervals "
+        "with Nadeau and Bengio's correction for folds that share training rows, clipped to the metric's range. "
+        '"Best on validation" is the setting with the lowest mean validation loss, not a winner on the test '
+        "folds. The detectable size is (t₀.₉₇₅ + t₀.₈) times the same corrected standard error."
     )
-    return section("Answers", [table(header, rows), note], "answers")
+    return section("Answers", [*([intro] if intro else []), table(header, rows), note], "answers")
 
 
 def _rows(sections: list[dict]) -> list[dict]:

@@ -148,7 +148,83 @@ def capacity(results: pd.DataFrame, task: str, key: str, ratio: float, kind: str
                 for split in ("train", "test")
             }
         )
-    return {"key": key, "chosen_by": f"train_{loss}", "steps": steps}
+    return {"key": key, "chosen_by": f"train_{loss}", "steps": steps, "same_lr": same_lr_ends(rows, key, fits, ratio)}
+
+
+def same_lr_ends(rows: pd.DataFrame, key: str, fits: dict, ratio: float) -> list[dict]:
+    """The narrowest width against the one that fits its training rows best, at every rate both
+    ran (wider − narrower, train and held-out loss, paired by fold): a step between two widths at
+    their own rates mixes width with learning rate."""
+    if "lr" not in rows or len(fits) < 2:
+        return []
+    loss = next(c.removeprefix("train_") for c in ("train_mse", "train_log_loss") if c in rows)
+    narrow = next(iter(fits))
+    wide = min(fits, key=lambda width: fits[width][f"train_{loss}"].mean())
+    if wide == narrow:
+        return []
+    ends = []
+    for lr in sorted(set(rows["lr"])):
+        a, b = rows[(rows[key] == narrow) & (rows["lr"] == lr)], rows[(rows[key] == wide) & (rows["lr"] == lr)]
+        if not (len(a) and len(b)):
+            continue
+        ends.append(
+            {"from": {key: _plain(narrow), "lr": _plain(lr)}, "to": {key: _plain(wide), "lr": _plain(lr)}}
+            | {
+                f"{split}_{loss}_wider_minus_narrower": paired(
+                    by_fold(b, f"{split}_{loss}"), by_fold(a, f"{split}_{loss}"), ratio
+                )
+                for split in ("train", "test")
+            }
+        )
+    return ends
+
+
+def epochs_at_chosen_lr(results: pd.DataFrame, task: str, keys: list[str], best: dict, ratio: float) -> list[dict]:
+    """Each other setting's best epoch minus the chosen one's at the chosen setting's learning
+    rate, paired by fold (a fit stopped by the epoch budget counts with its last epoch: a lower
+    bound); mean best epochs at different rates mix the setting with the rate."""
+    rows = results[results["task"] == task]
+    if "lr" not in best or len(keys) < 2:
+        return []
+    at = rows[rows["lr"] == best["lr"]]
+    others = [key for key in keys if key != "lr"]
+    mine = at.loc[(at[others] == pd.Series({k: best[k] for k in others})).all(axis=1)]
+    versus = []
+    for values, fits in at.groupby(others, sort=False):
+        point = dict(zip(others, values if isinstance(values, tuple) else (values,), strict=True))
+        point = {k: _plain(v) for k, v in point.items()}
+        if all(point[k] == best[k] for k in others):
+            continue
+        capped = int(fits["still_improving"].fillna(False).astype(bool).sum())
+        versus.append(
+            {"other": point | {"lr": best["lr"]}, "capped": capped}
+            | paired(by_fold(fits, "best_epoch"), by_fold(mine, "best_epoch"), ratio)
+        )
+    return versus
+
+
+def failures(results: pd.DataFrame, task: str, keys: list[str]) -> list[dict]:
+    """Every point where not every fold learned: its outcomes, how far the training loss of the
+    fits that did not learn rose above its start (a blow-up short of the divergence threshold
+    is labelled by where it ended, stalled or oscillating), and their hidden units measured only
+    on fits whose returned weights moved (best epoch > 0: a stalled fit returns its start)."""
+    rows = results[results["task"] == task]
+    found = []
+    for values, fits in rows.groupby(keys, sort=False):
+        failed = fits[fits["outcome"] != "learned"]
+        if not len(failed):
+            continue
+        point = {k: _plain(v) for k, v in zip(keys, values if isinstance(values, tuple) else (values,), strict=True)}
+        measured = failed[(failed["outcome"] != "diverged") & (failed["best_epoch"].fillna(0) > 0)]
+        peak = failed.loc[failed["outcome"] != "diverged", "peak_train_loss_ratio"].dropna()
+        entry = {"point": point, "outcomes": failed["outcome"].value_counts().to_dict(), "moved": len(measured)}
+        if len(peak):
+            entry["peak_ratio_min"], entry["peak_ratio_max"] = float(peak.min()), float(peak.max())
+        for column in ("saturated_units", "dead_units", "sharpness_end"):
+            if column in measured and measured[column].notna().any():
+                entry[f"{column}_moved_mean"] = float(measured[column].mean())
+        found.append(entry)
+    return found
 
 
 def loss_mechanism(results: pd.DataFrame, reach: str, ratio: float) -> dict:

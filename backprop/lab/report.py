@@ -92,6 +92,12 @@ class ReportInputs:
     overrides: dict = field(default_factory=dict)  # task -> the train keys train.overrides.<task> sets
 
 
+def _fixed(specs: dict, name: str):
+    """The epoch budget a sweep fixes for every fit (None when it does not)."""
+    spec = specs.get(name)
+    return getattr(spec, "fixed", {}).get("epochs") if spec is not None else None
+
+
 def build(inputs: ReportInputs) -> dict:
     summaries, comparison, configs = inputs.summaries, inputs.comparison, inputs.train_config
     reference = is_reference_data(inputs.schemas["regression"])
@@ -100,11 +106,13 @@ def build(inputs: ReportInputs) -> dict:
         answers.answer_21(
             inputs.scores, inputs.baselines, comparison, inputs.schemas, configs, inputs.ratios, inputs.overrides
         ),
-        answers.answer_22(inputs.histories, inputs.scores, configs),
+        answers.answer_22(inputs.histories, inputs.scores, configs, inputs.ratios),
         answers.answer_23(summaries["lr"], comparison, configs, inputs.schemas),
-        answers.answer_24(summaries["hidden"], summaries["capacity"], comparison, configs),
+        answers.answer_24(
+            summaries["hidden"], summaries["capacity"], comparison, configs, _fixed(inputs.sweep_specs, "capacity")
+        ),
         answers.answer_25(summaries["activation"], comparison, configs),
-        answers.answer_3(summaries, comparison, inputs.sweep_specs),
+        answers.answer_3(summaries, comparison, inputs.sweep_specs, configs),
     ]
     questions[0]["answers"] = [answers.update_rule_row()]
     for question in questions[1:]:  # each section ends with its answer(s), whatever came between
@@ -117,8 +125,9 @@ def build(inputs: ReportInputs) -> dict:
     add_control(questions, comparison, inputs.schemas, settings)
     add_rate_units(questions, inputs.sweep_specs)
     appendix = [block for s in questions for block in s["appendix"]]
+    intro = answers.answers_intro(inputs.schemas, configs)
     sections = [
-        answers.answers_section(questions),
+        answers.answers_section(questions, intro),
         *questions,
         *control.control_section(comparison, inputs.schemas, settings=settings),
         *other_sweeps_section(summaries, inputs.sweep_specs),
