@@ -25,6 +25,16 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """For pytest-xdist's ``--dist loadgroup`` (``make test`` runs two workers): the tests on the
+    session's tiny repo run in one worker, which reproduces it once, and every other module runs
+    whole in one worker, which starts its module's servers and cluster once."""
+    for item in items:
+        group = "tiny_repo" if "tiny_repo" in item.fixturenames else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def diabetes():
     """All 442 rows, features standardised, target unscaled: the reference hand-in's protocol."""

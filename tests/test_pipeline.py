@@ -110,7 +110,8 @@ def test_repro_writes_every_declared_output(tiny_repo):
     # committed stage removes its folder, and the root one when it was the last.
     assert not (tiny_repo / STAGING_DIR).exists(), "staged outputs left behind"
     outputs = ("data/prepared", "models", "metrics", "plots", "sweeps", "report", "runs")
-    assert not [p for name in outputs for p in (tiny_repo / name).rglob(".*")], "hidden files among the outputs"
+    hidden = [p for name in outputs for p in (tiny_repo / name).rglob(".*") if p.name != ".gitignore"]  # DVC's
+    assert not hidden, "hidden files among the outputs"
 
 
 def test_a_diverging_learning_rate_is_a_result(tiny_repo):
@@ -179,7 +180,7 @@ def test_every_run_is_in_the_project_store(tiny_repo):
     assert (parent_artifacts / "results.csv").is_file() and (parent_artifacts / "figures/sweep_lr.png").is_file()
 
 
-def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
+def test_the_logged_model_loads_and_predicts_offline(tiny_repo, tmp_path):
     import mlflow.pyfunc
 
     from backprop import MLP
@@ -190,7 +191,8 @@ def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
     mlflow_uri = f"sqlite:///{tiny_repo / 'mlflow.db'}"
     mlflow.set_tracking_uri(mlflow_uri)
     try:
-        model = mlflow.pyfunc.load_model(f"models:/{model_id}")
+        # Into a folder of its own: a local store's model loads in place, and MLflow writes beside it.
+        model = mlflow.pyfunc.load_model(f"models:/{model_id}", dst_path=str(tmp_path))
     finally:
         mlflow.set_tracking_uri(None)
     raw = pd.read_csv(tiny_repo / "data" / "diabetes.csv").drop(columns="progression").head(5).astype(float)
