@@ -29,12 +29,12 @@ repro: install
 	@echo "Figures: report/figures/"
 	@echo "Runs:    make ui, then open http://127.0.0.1:5000"
 
-# Two workers (the tests on the one tiny repo in one of them), in a random order (pytest-randomly
-# prints its seed; `-p randomly --randomly-seed=N` repeats that order), the slowest 20 listed.
+# Two workers, each test file whole in one (its servers start once), in a random order
+# (pytest-randomly prints its seed; `--randomly-seed=N` repeats that order); the slowest 20 listed.
 test: install
 	ruff check .
 	ruff format --check .
-	python -m pytest -q -n 2 --dist loadgroup --durations=20
+	python -m pytest -n 2 --dist loadfile --durations=20
 
 lint: install
 	ruff check --fix .

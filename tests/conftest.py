@@ -2,6 +2,7 @@ import contextlib
 import fcntl
 import hashlib
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -23,16 +25,6 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """For pytest-xdist's ``--dist loadgroup`` (``make test`` runs two workers): the tests on the
-    session's tiny repo run in one worker, which reproduces it once, and every other module runs
-    whole in one worker, which starts its module's servers and cluster once."""
-    for item in items:
-        group = "tiny_repo" if "tiny_repo" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -131,20 +123,41 @@ def copy_repo(dest: Path, params: dict | None = None) -> Path:
     return dest
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name``, made by ``build`` once per test run. With pytest-xdist (``make test``)
+    the workers share it: the first that needs it builds it while any other waits for it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory):
-    """A fresh copy with tiny params after one `dvc repro`: the session's one whole pipeline run.
+    """A fresh copy with tiny params after one `dvc repro`: the run's one whole pipeline run.
 
     Read-only: tests look at it (DVC's own scratch space, .dvc/tmp, is DVC's business); a test
     that changes files, params, the store or git takes ``tiny_copy``. The session's end checks
     that nothing changed, so no test can depend on another's side effects through it."""
-    repo = copy_repo(tmp_path_factory.mktemp("pipeline"), TINY)
-    result = run(["dvc", "repro"], repo)
-    # What the user saw, beside the repo (not in it), for the console checks.
-    repro_log(repo).write_text(result.stdout + result.stderr)
-    before = snapshot(repo)
+
+    def reproduce(repo: Path) -> None:
+        copy_repo(repo, TINY)
+        result = run(["dvc", "repro"], repo)
+        # What the user saw, beside the repo (not in it), for the console checks.
+        repro_log(repo).write_text(result.stdout + result.stderr)
+        repo.with_name("tiny-repo-snapshot.json").write_text(json.dumps(snapshot(repo)))
+
+    repo = built_once(tmp_path_factory, "tiny-repo", reproduce)
     yield repo
-    after = snapshot(repo)
+    before, after = json.loads(repo.with_name("tiny-repo-snapshot.json").read_text()), snapshot(repo)
     changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
     assert not changed, f"tests changed the read-only tiny_repo (use tiny_copy): {changed[:20]}"
 
@@ -200,28 +213,33 @@ def empty_store(tmp_path_factory) -> Path:
     """An MLflow SQLite store with its tables made and no run. Making one runs MLflow's migrations
     (seconds), which scratch folders and test servers skip; a new store's first use is tested where
     it matters (the pipeline copies, ``test_a_new_store_survives_concurrent_first_use``)."""
-    folder = tmp_path_factory.mktemp("empty-store")
-    MlflowClient(f"sqlite:///{folder / 'migrated.db'}").search_experiments()
-    with contextlib.closing(sqlite3.connect(folder / "migrated.db")) as db:
-        db.execute(f"VACUUM INTO '{folder / 'mlflow.db'}'")  # one self-contained file, whatever the journal mode
-    return folder / "mlflow.db"
+
+    def make(folder: Path) -> None:
+        MlflowClient(f"sqlite:///{folder / 'migrated.db'}").search_experiments()
+        with contextlib.closing(sqlite3.connect(folder / "migrated.db")) as db:
+            db.execute(f"VACUUM INTO '{folder / 'mlflow.db'}'")  # one self-contained file, whatever the journal mode
+
+    return built_once(tmp_path_factory, "empty-store", make) / "mlflow.db"
 
 
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory, empty_store) -> Path:
-    folder = tmp_path_factory.mktemp("prepared")
-    (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    (folder / "data").symlink_to(ROOT / "data", target_is_directory=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.prepare", "--out", str(folder / "out")],
-        cwd=folder,
-        env=pipeline_env(PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    shutil.copyfile(empty_store, folder / EMPTY_STORE)
-    return folder / "out"
+    """The prepared data of this checkout's params.yaml, beside an empty store (``scratch``)."""
+
+    def prepare(folder: Path) -> None:
+        (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+        (folder / "data").symlink_to(ROOT / "data", target_is_directory=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "stages.prepare", "--out", str(folder / "out")],
+            cwd=folder,
+            env=pipeline_env(PYTHONPATH=str(ROOT)),
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        shutil.copyfile(empty_store, folder / EMPTY_STORE)
+
+    return built_once(tmp_path_factory, "prepared", prepare) / "out"
 
 
 EMPTY_STORE = "empty-mlflow.db"  # beside the session's prepared data
@@ -315,13 +333,12 @@ def sigint_as_in_a_terminal():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.fixture(scope="module")
-def tracking_server(tmp_path_factory, empty_store):
-    """A real ``mlflow server`` on 127.0.0.1, one per test module: (its URL, its artifact folder).
-    Tests in a module share it, so each logs to an experiment of its own (``use_experiment``)
-    or checks only what holds whatever else the server has."""
-    tmp_path = tmp_path_factory.mktemp("mlflow-server")
-    shutil.copyfile(empty_store, tmp_path / "server.db")
+@contextlib.contextmanager
+def mlflow_server(folder: Path, store: Path | None = None):
+    """A real ``mlflow server`` on 127.0.0.1 with its store and artifacts in ``folder`` (its store
+    a copy of ``store`` when given): yields its URL and artifact root; stopped by its process group."""
+    if store is not None:
+        shutil.copyfile(store, folder / "server.db")
     port = free_port()
     server = subprocess.Popen(
         [
@@ -332,13 +349,13 @@ def tracking_server(tmp_path_factory, empty_store):
             "--port",
             str(port),
             "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
+            f"sqlite:///{folder / 'server.db'}",
             "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
+            str(folder / "server-artifacts"),
             "--workers",
             "1",
         ],
-        cwd=tmp_path,
+        cwd=folder,
         env=pipeline_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -348,9 +365,18 @@ def tracking_server(tmp_path_factory, empty_store):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_answers(f"{url}/health", server, "mlflow server")
-        yield url, tmp_path / "server-artifacts"
+        yield url, folder / "server-artifacts"
     finally:
         stop(server)
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory, empty_store):
+    """One ``mlflow_server`` per test module, on a copy of the empty store: (URL, artifact root).
+    Tests in a module share it, so each logs to an experiment of its own (``use_experiment``) or
+    checks only what holds whatever else the server has."""
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server"), empty_store) as served:
+        yield served
 
 
 def stop(server: subprocess.Popen, grace: float = 3) -> None:
