@@ -132,6 +132,13 @@ def staged(folder: Path, name: str) -> bool:
     return any((folder / STAGING_DIR).rglob(name))
 
 
+def only_classification_left(folder: Path, folds: int) -> bool:
+    """Regression's outputs are staged and each of its folds' runs has ended: the stage does
+    nothing but train classification."""
+    finished = [r for r in runs_in(folder) if r.data.tags.get("task") == "regression" and "fold" in r.data.tags]
+    return staged(folder, "history.csv") and [r.info.status for r in finished] == ["FINISHED"] * folds
+
+
 # Regression trains in a moment, so its outputs are staged, while classification trains on.
 ONE_TASK_RUNS_ON = {"overrides": {"classification": {"lr": 0.3, "epochs": 10_000_000}}}
 
@@ -150,10 +157,11 @@ def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, p
         preexec_fn=sigint_as_in_a_terminal,
     )
     try:
+        folds = json.loads((prepared / "regression" / "schema.json").read_text())["folds"]
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not staged(folder, "history.csv"):
+        while time.monotonic() < deadline and not only_classification_left(folder, folds):
             time.sleep(0.2)
-        assert staged(folder, "history.csv"), "regression's outputs were never staged"
+        assert only_classification_left(folder, folds), "regression's outputs were never staged"
         assert any(r.info.status == "RUNNING" for r in runs_in(folder)), "classification is not training"
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
@@ -302,9 +310,9 @@ def test_after_an_interrupted_dvc_repro_the_next_one_completes(tiny_copy):
     )
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not staged(repo, "history.csv"):
+        while time.monotonic() < deadline and not only_classification_left(repo, TINY["data"]["folds"]):
             time.sleep(0.3)
-        assert staged(repo, "history.csv"), "regression's outputs were never staged"
+        assert only_classification_left(repo, TINY["data"]["folds"]), "regression's outputs were never staged"
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group
         process.communicate(timeout=120)
     finally:
