@@ -65,15 +65,15 @@ BAD_TRAIN_PARAMS = [
 
 
 @pytest.mark.parametrize("changes, message", BAD_TRAIN_PARAMS)
-def test_bad_train_params_stop_the_stage_before_anything_is_written(tmp_path, prepared, monkeypatch, changes, message):
-    """The train stage's main() in this process: each bad key is one line naming it, before any
-    output or run exists."""
-    folder = scratch(tmp_path, prepared, **changes)
+def test_bad_train_params_stop_the_stage_before_anything_is_written(tmp_path, monkeypatch, changes, message):
+    """The train stage's main() in this process: each bad key is one line naming it, before the
+    data is read (there is none here) and before any output or store exists."""
+    folder = scratch(tmp_path, tmp_path / "no-prepared-data", **changes)
     with pytest.raises(ConfigError) as error:
         call_stage("stages.train", TRAIN[2:], folder, monkeypatch)
     assert message in str(error.value) and "\n" not in str(error.value)
     assert not any((folder / name).exists() for name in OUTPUTS)
-    assert not (folder / STAGING_DIR).exists() and runs_in(folder) == []
+    assert not (folder / STAGING_DIR).exists() and not (folder / "mlflow.db").exists()
 
 
 @pytest.mark.e2e
