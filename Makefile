@@ -40,11 +40,13 @@ repro: install
 	@echo "  make exps                       # the experiments side by side, in 120 columns"
 	@echo "  make ui PORT=$(PORT)               # the MLflow UI on http://127.0.0.1:$(PORT)"
 
+# Two workers, each test file whole in one (its servers start once), in a random order
+# (pytest-randomly prints its seed; `--randomly-seed=N` repeats that order); the slowest 20 listed.
 test: install
 	ruff check .
 	ruff format --check .
 	mypy
-	python -m pytest -q
+	python -m pytest -n 2 --dist loadfile --durations=20
 
 lint: install
 	ruff check --fix .

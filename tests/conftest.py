@@ -1,13 +1,18 @@
 import contextlib
 import fcntl
+import hashlib
+import importlib
+import json
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -121,46 +126,158 @@ def copy_repo(dest: Path, params: dict | None = None) -> Path:
     return dest
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name``, made by ``build`` once per test run. With pytest-xdist (``make test``)
+    the workers share it: the first that needs it builds it while any other waits for it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory):
-    """A fresh copy with tiny params after one `dvc repro`."""
-    repo = copy_repo(tmp_path_factory.mktemp("pipeline"), TINY)
-    result = run(["dvc", "repro"], repo)
-    # What the user saw, beside the repo (not in it), for the console checks.
-    repro_log(repo).write_text(result.stdout + result.stderr)
-    return repo
+    """A fresh copy with tiny params after one `dvc repro`: the run's one whole pipeline run.
+
+    Read-only: tests look at it (DVC's own scratch space, .dvc/tmp, is DVC's business); a test
+    that changes files, params, the store or git takes ``tiny_copy``. The session's end checks
+    that nothing changed, so no test can depend on another's side effects through it."""
+
+    def reproduce(repo: Path) -> None:
+        copy_repo(repo, TINY)
+        result = run(["dvc", "repro"], repo)
+        # What the user saw, beside the repo (not in it), for the console checks.
+        repro_log(repo).write_text(result.stdout + result.stderr)
+        repo.with_name("tiny-repo-snapshot.json").write_text(json.dumps(snapshot(repo)))
+
+    repo = built_once(tmp_path_factory, "tiny-repo", reproduce)
+    yield repo
+    before, after = json.loads(repo.with_name("tiny-repo-snapshot.json").read_text()), snapshot(repo)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert not changed, f"tests changed the read-only tiny_repo (use tiny_copy): {changed[:20]}"
 
 
 def repro_log(repo: Path) -> Path:
     return repo.parent / f"{repo.name}-repro.log"
 
 
+# Not part of a repo's state: DVC's scratch space, interpreter caches, SQLite's companions of an
+# open store and the lock readers take, and git's index, which `git status` refreshes.
+SCRATCH = {".dvc/tmp", ".git/index", "mlflow.db-wal", "mlflow.db-shm", "mlflow.db.lock"}
+
+
+def snapshot(repo: Path) -> dict[str, str]:
+    """Every file's digest (a symlink's target), but scratch; and git's refs, experiments' too."""
+    digests = {}
+    for path in sorted(repo.rglob("*")):
+        name = path.relative_to(repo).as_posix()
+        if "__pycache__" in path.parts or any(name == s or name.startswith(f"{s}/") for s in SCRATCH):
+            continue
+        if path.is_symlink():
+            digests[name] = f"-> {os.readlink(path)}"
+        elif path.is_file():
+            digests[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    digests["git refs"] = run(["git", "show-ref"], repo, check=False).stdout
+    return digests
+
+
+def copy_of(repo: Path, dest: Path) -> Path:
+    """A copy of a reproduced repo, as its owner has it on another path: git, params, outputs and
+    DVC's cache. Not its MLflow store: the store's experiment records its artifact folder by
+    absolute path, so a copy would log into the original's; a run in the copy starts a new one."""
+
+    def leave_out(folder: str, names: list[str]) -> set[str]:
+        store = {n for n in names if n.startswith("mlflow.db") or n == "mlartifacts"} if folder == str(repo) else set()
+        return store | ({"tmp"} if Path(folder).name == ".dvc" else set())
+
+    shutil.copytree(repo, dest, symlinks=True, ignore=leave_out)
+    return dest
+
+
+@pytest.fixture
+def tiny_copy(tiny_repo, tmp_path) -> Path:
+    """This test's own copy of ``tiny_repo`` (without its store): change it at will."""
+    return copy_of(tiny_repo, tmp_path / "repo")
+
+
 # ---- one stage at a time: a scratch folder with params.yaml and prepared data ------------------
 
 
 @pytest.fixture(scope="session")
-def prepared(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("prepared")
-    (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    (folder / "data").symlink_to(ROOT / "data", target_is_directory=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.prepare", "--out", str(folder / "out")],
-        cwd=folder,
-        env=pipeline_env(PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    return folder / "out"
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its tables made and no run. Making one runs MLflow's migrations
+    (seconds), which scratch folders and test servers skip; a new store's first use is tested where
+    it matters (the pipeline copies, ``test_a_new_store_survives_concurrent_first_use``)."""
+
+    def make(folder: Path) -> None:
+        MlflowClient(f"sqlite:///{folder / 'migrated.db'}").search_experiments()
+        with contextlib.closing(sqlite3.connect(folder / "migrated.db")) as db:
+            db.execute(f"VACUUM INTO '{folder / 'mlflow.db'}'")  # one self-contained file, whatever the journal mode
+
+    return built_once(tmp_path_factory, "empty-store", make) / "mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, empty_store) -> Path:
+    """The prepared data of this checkout's params.yaml, beside an empty store (``scratch``)."""
+
+    def prepare(folder: Path) -> None:
+        (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+        (folder / "data").symlink_to(ROOT / "data", target_is_directory=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "stages.prepare", "--out", str(folder / "out")],
+            cwd=folder,
+            env=pipeline_env(PYTHONPATH=str(ROOT)),
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        shutil.copyfile(empty_store, folder / EMPTY_STORE)
+
+    return built_once(tmp_path_factory, "prepared", prepare) / "out"
+
+
+EMPTY_STORE = "empty-mlflow.db"  # beside the session's prepared data
 
 
 def scratch(tmp_path: Path, prepared: Path, **train_changes) -> Path:
+    """A folder to run one stage in: params.yaml with TINY's train settings and ``train_changes``,
+    data/prepared linked to ``prepared``; with the session's prepared data, an empty MLflow store."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     deep_update(params, {"train": {**TINY["train"], **train_changes}, "tracking": TINY["tracking"]})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "prepared").symlink_to(prepared, target_is_directory=True)
+    if (prepared.parent / EMPTY_STORE).is_file():
+        shutil.copyfile(prepared.parent / EMPTY_STORE, tmp_path / "mlflow.db")
     return tmp_path
+
+
+def use_experiment(folder: Path, name: str) -> Path:
+    """Point a scratch folder's stages at MLflow experiment ``name``: a test's own runs on a
+    shared tracking server."""
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    params["tracking"]["experiment"] = name
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return folder
+
+
+def call_stage(module: str, args: list[str], folder: Path, monkeypatch) -> None:
+    """A stage's main() in this process, run in ``folder`` with command-line ``args``: bad input
+    raises here the error that ``run_stage`` prints as its one line and exit 2 (a real
+    subprocess checks that mapping once per kind of error). Seconds cheaper than a subprocess."""
+    main = importlib.import_module(module).main
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "argv", [module, *args])
+    main()
 
 
 def stage(folder: Path, args: list[str], **env) -> subprocess.CompletedProcess:
@@ -220,10 +337,13 @@ def sigint_as_in_a_terminal():
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path, admin_password: str | None = None):
-    """A real `mlflow server` on 127.0.0.1 with its store and artifacts in ``folder``: yields its URL
-    and artifact root; stopped by its process group's id. With ``admin_password``, MLflow's
-    basic-auth app guards it, its one user ``admin`` with that password."""
+def mlflow_server(folder: Path, store: Path | None = None, admin_password: str | None = None):
+    """A real ``mlflow server`` on 127.0.0.1 with its store and artifacts in ``folder`` (its store
+    a copy of ``store`` when given): yields its URL and artifact root; stopped by its process group.
+    With ``admin_password``, MLflow's basic-auth app guards it, its one user ``admin`` with that
+    password."""
+    if store is not None:
+        shutil.copyfile(store, folder / "server.db")
     port = free_port()
     auth, env = [], pipeline_env()
     if admin_password is not None:
@@ -266,11 +386,24 @@ def mlflow_server(folder: Path, admin_password: str | None = None):
         wait_until_answers(f"{url}/health", server, "mlflow server")
         yield url, folder / "server-artifacts"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)
 
 
-@pytest.fixture
-def tracking_server(tmp_path):
-    with mlflow_server(tmp_path) as served:
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory, empty_store):
+    """One ``mlflow_server`` per test module, on a copy of the empty store: (URL, artifact root).
+    Tests in a module share it, so each logs to an experiment of its own (``use_experiment``) or
+    checks only what holds whatever else the server has."""
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server"), empty_store) as served:
         yield served
+
+
+def stop(server: subprocess.Popen, grace: float = 3) -> None:
+    """End a server and its workers (its process group): SIGTERM, and SIGKILL past ``grace``
+    seconds, which a server spends waiting for clients' idle connections to close."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)

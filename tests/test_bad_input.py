@@ -6,9 +6,10 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, pipeline_env
+from conftest import ROOT, call_stage, pipeline_env
 
 from backprop.lab.config import ConfigError, load_data, load_sweep, load_train, read_params
+from backprop.lab.io import STAGING_DIR
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 DIABETES_HEADER = "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6,progression\n"
@@ -194,22 +195,42 @@ def test_params_file_problems_name_line_column_and_key(tmp_path, text, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def run_prepare(tmp_path, csv_text: str | None, task: str = "regression", **data_changes):
-    """The real stage in a scratch folder whose params point ``task`` at our CSV (bad.csv)."""
+def prepare_folder(tmp_path, csv_text: str | None, task: str = "regression", **data_changes):
+    """A scratch folder whose params point ``task`` at our CSV (bad.csv)."""
     params = with_changes("data", **data_changes)
     for name, source in (("regression", "diabetes.csv"), ("classification", "breast_cancer.csv")):
         params["data"][name]["path"] = "bad.csv" if name == task else str(ROOT / "data" / source)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     if csv_text is not None:
         (tmp_path / "bad.csv").write_text(csv_text)
+    return tmp_path
+
+
+def run_prepare(tmp_path, csv_text: str | None, task: str = "regression", **data_changes):
+    """The real stage, in a subprocess, in a scratch folder whose params point ``task`` at bad.csv."""
     result = subprocess.run(
         [sys.executable, "-m", "stages.prepare", "--out", "prepared"],
-        cwd=tmp_path,
+        cwd=prepare_folder(tmp_path, csv_text, task, **data_changes),
         env=pipeline_env(PYTHONPATH=str(ROOT)),
         capture_output=True,
         text=True,
     )
     return result, tmp_path / "prepared"
+
+
+def prepare_error(tmp_path, monkeypatch, csv_text: str | None, task: str = "regression", **data_changes) -> str:
+    """The prepare stage's main() in this process: the message of the error it stops with, which
+    ``run_stage`` prints as the one line (``test_a_bad_table_ends_the_stage_with_exit_2_and_one_line``),
+    after checking that it left nothing behind."""
+    folder = prepare_folder(tmp_path, csv_text, task, **data_changes)
+    with pytest.raises(ValueError) as error:  # DataError and ConfigError: what run_stage prints as is
+        call_stage("stages.prepare", ["--out", "prepared"], folder, monkeypatch)
+    out = folder / "prepared"
+    assert not out.exists() or not any(out.rglob("*")), "partial outputs left behind"
+    assert not (folder / STAGING_DIR).exists(), "staged outputs left behind"
+    message = str(error.value)
+    assert message and "\n" not in message, message
+    return message
 
 
 BAD_TABLES = [
@@ -288,41 +309,45 @@ BAD_TABLES = [
 
 
 @pytest.mark.parametrize("csv_text, data_changes, message", BAD_TABLES)
-def test_prepare_rejects_bad_tables_with_one_clear_line(tmp_path, csv_text, data_changes, message):
-    result, out = run_prepare(tmp_path, csv_text, **data_changes)
+def test_prepare_rejects_bad_tables_with_one_clear_line(tmp_path, monkeypatch, csv_text, data_changes, message):
+    assert message in prepare_error(tmp_path, monkeypatch, csv_text, **data_changes)
+
+
+@pytest.mark.e2e
+def test_a_bad_table_ends_the_stage_with_exit_2_and_one_line(tmp_path):
+    """The real stage in a subprocess: the error above is its whole stderr, exit 2, nothing written."""
+    csv_text, _, message = BAD_TABLES[4]  # a value that is not a number
+    result, out = run_prepare(tmp_path, csv_text)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip().removeprefix('error: ')}"]
     assert message in result.stderr
     assert not out.exists() or not any(out.rglob("*")), "partial outputs left behind"
+    assert not (tmp_path / STAGING_DIR).exists(), "staged outputs left behind"
 
 
-def test_classification_target_must_be_binary(tmp_path):
+def test_classification_target_must_be_binary(tmp_path, monkeypatch):
     lines = (ROOT / "data" / "breast_cancer.csv").read_text().splitlines()
     lines[1] = lines[1].rsplit(",", 1)[0] + ",2"
-    result, out = run_prepare(tmp_path, "\n".join(lines) + "\n", task="classification")
-    assert result.returncode == 2
+    message = prepare_error(tmp_path, monkeypatch, "\n".join(lines) + "\n", task="classification")
     assert (
-        "bad.csv: target 'malignant' must be binary (0/1) for classification, found values [0.0, 1.0, 2.0]"
-        in result.stderr
+        "bad.csv: target 'malignant' must be binary (0/1) for classification, found values [0.0, 1.0, 2.0]" in message
     )
-    assert not out.exists() or not any(out.rglob("*"))
 
 
-def test_zero_targets_are_fine_when_accuracy_is_not_requested(tmp_path):
+def test_zero_targets_are_fine_when_accuracy_is_not_requested(tmp_path, monkeypatch):
     rows = GOOD_ROWS + "1,0,21,80,150,90,40,1,4,80,0\n"
-    result, out = run_prepare(
+    folder = prepare_folder(
         tmp_path,
         DIABETES_HEADER + rows,
         regression={"path": "bad.csv", "target": "progression", "accuracy": "none"},
     )
-    assert result.returncode == 0, result.stderr
-    assert (out / "regression" / "arrays.npz").is_file()
+    call_stage("stages.prepare", ["--out", "prepared"], folder, monkeypatch)
+    assert (folder / "prepared" / "regression" / "arrays.npz").is_file()
+    assert not (folder / STAGING_DIR).exists(), "a committed stage leaves no staging behind"
 
 
 @pytest.mark.parametrize("kind, message", [("directory", "is a directory, not a CSV file"), ("fifo", "is a FIFO")])
-def test_a_data_path_that_is_not_a_file_says_what_it_is(tmp_path, kind, message):
+def test_a_data_path_that_is_not_a_file_says_what_it_is(tmp_path, monkeypatch, kind, message):
     (tmp_path / "bad.csv").mkdir() if kind == "directory" else os.mkfifo(tmp_path / "bad.csv")
-    result, _ = run_prepare(tmp_path, None)
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"error: bad.csv {message}" or message in result.stderr, result.stderr
-    assert result.stderr.count("\n") == 1 and "does not exist" not in result.stderr
+    error = prepare_error(tmp_path, monkeypatch, None)
+    assert error.startswith(f"bad.csv {message}") and "does not exist" not in error, error

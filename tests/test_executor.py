@@ -19,6 +19,7 @@ import psutil
 import pytest
 import yaml
 from conftest import ROOT, free_port, pipeline_env, runs_in, scratch, sigint_as_in_a_terminal, stage
+from distributed import Client
 
 from backprop.lab.config import load_sweep, load_train
 from backprop.lab.executor import (
@@ -39,6 +40,7 @@ SWEEP = [
 OUTPUTS = ("sweeps/lr/results.csv", "sweeps/lr/curves.csv", "sweeps/lr/summary.csv", "runs/lr.json")
 # Fifteen fits (3 rates × 5 folds), five of which diverge: enough to interleave on two workers in a few seconds.
 SMALL = {"grid": {"lr": [0.003, 0.03, 100000.0]}, "tasks": ["regression"]}
+LONG_FITS = 3000  # epochs: fits that last long enough for a worker to be killed while others train
 
 
 def sweep_folder(tmp_path: Path, prepared: Path, name: str, *, epochs: int = 40) -> Path:
@@ -87,37 +89,64 @@ def finished_children(folder: Path) -> int:
 
 # ---- a Dask cluster on 127.0.0.1 -----------------------------------------------------------------
 
+CLUSTER_WORKERS = 2
 
-@contextlib.contextmanager
-def dask_cluster(workers: int = 2):
+
+class DaskCluster:
     """``dask scheduler`` and ``dask worker`` processes (one thread each), as a user starts them;
     the workers import the project from this checkout, as an installed copy would."""
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = pipeline_env(PYTHONPATH=str(ROOT))
-    dask = str(Path(sys.executable).parent / "dask")
-    common = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
-    scheduler = subprocess.Popen(
-        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **common
-    )
-    processes = [scheduler]
-    try:
-        wait_for(lambda: _listening(port), 60, "the Dask scheduler")
-        for _ in range(workers):
-            worker = [dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"]
-            processes.append(subprocess.Popen([*worker, "--host", "127.0.0.1"], **common))
-        from distributed import Client
 
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(workers, timeout=60)
-        yield address, processes[1:]
-    finally:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
+    def __init__(self):
+        port = free_port()
+        self.address = f"tcp://127.0.0.1:{port}"
+        self._dask = str(Path(sys.executable).parent / "dask")
+        self._popen = {
+            "env": pipeline_env(PYTHONPATH=str(ROOT)),
+            "stdout": subprocess.DEVNULL,
+            "stderr": subprocess.DEVNULL,
+            "start_new_session": True,
+        }
+        self.scheduler = subprocess.Popen(
+            [self._dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **self._popen
+        )
+        self.workers: list[subprocess.Popen] = []
+        self._stopped: list[subprocess.Popen] = []
+        wait_for(lambda: _listening(port), 60, "the Dask scheduler")
+
+    def keep_workers(self, count: int = CLUSTER_WORKERS) -> None:
+        """``count`` live workers, and the scheduler knows no others: a test that killed one
+        leaves the next test the cluster it would have had on its own."""
+        self._stopped += [w for w in self.workers if w.poll() is not None]
+        self.workers = [w for w in self.workers if w.poll() is None]
+        while len(self.workers) < count:
+            worker = [self._dask, "worker", self.address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"]
+            self.workers.append(subprocess.Popen([*worker, "--host", "127.0.0.1"], **self._popen))
+        with Client(self.address, timeout="30s") as client:
+            wait_for(lambda: len(client.scheduler_info()["workers"]) == count, 60, f"{count} Dask workers")
+
+    def stop(self) -> None:
+        for process in [*self.workers, *self._stopped, self.scheduler]:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 for child in psutil.Process(process.pid).children(recursive=True):
                     child.kill()
             process.kill()
             process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def dask_scheduler():
+    """One Dask cluster for the module; ``cluster`` hands it to each test with its workers."""
+    cluster = DaskCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster(dask_scheduler) -> DaskCluster:
+    dask_scheduler.keep_workers()
+    return dask_scheduler
 
 
 def _listening(port: int) -> bool:
@@ -127,12 +156,13 @@ def _listening(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory, prepared):
-    """The sweep run in this process (BACKPROP_WORKERS=1): what every other executor must match."""
+    """The sweep run in this process (BACKPROP_WORKERS=1): what every other executor must match.
+    Its budget is too small for its fits, so it warns (``test_a_stage_warns_past_its_budget``)."""
     folder = sweep_folder(tmp_path_factory.mktemp("reference"), prepared, "one")
-    result = stage(folder, SWEEP, BACKPROP_WORKERS="1")
+    result = stage(folder, SWEEP, BACKPROP_WORKERS="1", BACKPROP_STAGE_BUDGET="1e-9")
     assert result.returncode == 0, result.stderr
     assert "in this process" in result.stdout
-    return folder
+    return folder, result
 
 
 # ---- unit: the pool itself -----------------------------------------------------------------------
@@ -180,43 +210,64 @@ def test_a_bad_worker_count_is_one_clear_error(monkeypatch, value):
 # ---- the same outputs wherever the fits ran ------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_two_local_workers_give_byte_identical_outputs(tmp_path, prepared, local_reference):
     folder = sweep_folder(tmp_path, prepared, "two")
     result = stage(folder, SWEEP, BACKPROP_WORKERS="2")
     assert result.returncode == 0, result.stderr
-    assert "15 fits on 2 local worker processes" in result.stdout
+    # The stage says how many fits, where, and how long they take; within its budget, no warning.
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("sweep lr: 15 fits")]
+    assert line.startswith("sweep lr: 15 fits on 2 local worker processes, about ") and line.endswith(" at most")
+    assert "warning" not in result.stderr
     # The stage closed its store before skipping the exit's collection: the log is folded in.
     assert (folder / "mlflow.db").exists() and not (folder / "mlflow.db-wal").exists()
-    assert outputs_of(folder) == outputs_of(local_reference)
+    assert outputs_of(folder) == outputs_of(local_reference[0])
     assert finished_children(folder) == 15  # every fit has its run, logged by the stage alone
 
 
-def test_a_dask_cluster_gives_byte_identical_outputs(tmp_path, prepared, local_reference):
+@pytest.mark.e2e
+def test_a_stage_warns_past_its_budget_and_still_runs(local_reference):
+    """The reference sweep had a budget its fits exceed: a warning that says what to do, and the
+    outputs every other executor matches."""
+    folder, result = local_reference
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning")]
+    assert "over the 0 s budget (BACKPROP_STAGE_BUDGET)" in warning
+    assert "train.batch_size" in warning and "DASK_SCHEDULER_ADDRESS" in warning
+    assert all((folder / name).is_file() for name in OUTPUTS)
+
+
+def test_a_bad_budget_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("BACKPROP_STAGE_BUDGET", "an hour")
+    with pytest.raises(ExecutorError, match="BACKPROP_STAGE_BUDGET must be a number of seconds, got 'an hour'"):
+        Pool(InProcessExecutor(), "in this process", 1).announce("sweep lr", [1.0])
+
+
+@pytest.mark.e2e
+def test_a_dask_cluster_gives_byte_identical_outputs(tmp_path, prepared, local_reference, cluster):
     folder = sweep_folder(tmp_path, prepared, "dask")
-    with dask_cluster() as (address, _):
-        result = stage(folder, SWEEP, DASK_SCHEDULER_ADDRESS=address)
+    result = stage(folder, SWEEP, DASK_SCHEDULER_ADDRESS=cluster.address)
     assert result.returncode == 0, result.stderr
-    assert f"15 fits on Dask cluster at {address} (2 workers)" in result.stdout
-    assert outputs_of(folder) == outputs_of(local_reference)
+    assert f"15 fits on Dask cluster at {cluster.address} (2 workers)" in result.stdout
+    assert outputs_of(folder) == outputs_of(local_reference[0])
     assert finished_children(folder) == 15
 
 
-def test_a_dask_worker_killed_mid_sweep_changes_nothing(tmp_path, prepared):
+@pytest.mark.e2e
+def test_a_dask_worker_killed_mid_sweep_changes_nothing(tmp_path, prepared, cluster):
     # Long enough fits that the kill lands while others still train.
-    reference = sweep_folder(tmp_path, prepared, "reference", epochs=3000)
+    reference = sweep_folder(tmp_path, prepared, "reference", epochs=LONG_FITS)
     assert stage(reference, SWEEP, BACKPROP_WORKERS="2").returncode == 0
-    folder = sweep_folder(tmp_path, prepared, "killed", epochs=3000)
-    with dask_cluster() as (address, workers):
-        process = start_sweep(folder, DASK_SCHEDULER_ADDRESS=address)
-        try:
-            wait_for(lambda: finished_children(folder) >= 1, 120, "the first fit")
-            victim = psutil.Process(workers[0].pid)
-            for child in victim.children(recursive=True):
-                child.kill()
-            victim.kill()
-            _, stderr = process.communicate(timeout=300)
-        finally:
-            process.kill()
+    folder = sweep_folder(tmp_path, prepared, "killed", epochs=LONG_FITS)
+    process = start_sweep(folder, DASK_SCHEDULER_ADDRESS=cluster.address)
+    try:
+        wait_for(lambda: finished_children(folder) >= 1, 120, "the first fit")
+        victim = psutil.Process(cluster.workers[0].pid)
+        for child in victim.children(recursive=True):
+            child.kill()
+        victim.kill()
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
     assert process.returncode == 0, stderr
     assert outputs_of(folder) == outputs_of(reference)
     statuses = [r.info.status for r in runs_in(folder)]
@@ -226,6 +277,7 @@ def test_a_dask_worker_killed_mid_sweep_changes_nothing(tmp_path, prepared):
 # ---- faults --------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_an_unreachable_scheduler_is_one_line_within_30_seconds(tmp_path, prepared):
     folder = sweep_folder(tmp_path, prepared, "unreachable")
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
@@ -251,6 +303,7 @@ def _workers(pid: int) -> list[psutil.Process]:
     return []
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_an_interrupted_parallel_sweep_leaves_no_process_and_no_running_run(tmp_path, prepared, signum):
     folder = sweep_folder(tmp_path, prepared, "interrupted", epochs=10_000_000)
@@ -272,6 +325,7 @@ def test_an_interrupted_parallel_sweep_leaves_no_process_and_no_running_run(tmp_
     assert not any((folder / name).exists() for name in OUTPUTS)
 
 
+@pytest.mark.e2e
 def test_a_local_worker_that_dies_ends_the_stage_in_one_line(tmp_path, prepared):
     folder = sweep_folder(tmp_path, prepared, "dead-worker", epochs=10_000_000)
     process = start_sweep(folder, BACKPROP_WORKERS="2")
@@ -288,19 +342,3 @@ def test_a_local_worker_that_dies_ends_the_stage_in_one_line(tmp_path, prepared)
     assert len(errors) == 1 and "a worker process died" in errors[0] and "lr=" in errors[0], stderr
     assert not any((folder / name).exists() for name in OUTPUTS)
     assert [r.info.status for r in runs_in(folder)] == ["FAILED"] * 4  # the sweep's parent and its 3 points
-
-
-def test_a_stage_says_how_long_its_fits_take_and_warns_past_its_budget(tmp_path, prepared):
-    folder = sweep_folder(tmp_path, prepared, "budget", epochs=2000)
-    quiet = stage(folder, SWEEP, BACKPROP_WORKERS="2")
-    assert quiet.returncode == 0 and "warning" not in quiet.stderr
-    (line,) = [line for line in quiet.stdout.splitlines() if line.startswith("sweep lr: 15 fits")]
-    assert line.startswith("sweep lr: 15 fits on 2 local worker processes, about ") and line.endswith(" at most")
-    # The same fits with a budget they exceed: the stage warns, says what to do, and still runs.
-    over = stage(folder, SWEEP, BACKPROP_WORKERS="2", BACKPROP_STAGE_BUDGET="0.01")
-    assert over.returncode == 0, over.stderr
-    (warning,) = [line for line in over.stderr.splitlines() if line.startswith("warning")]
-    assert "over the 0 s budget (BACKPROP_STAGE_BUDGET)" in warning
-    assert "train.batch_size" in warning and "DASK_SCHEDULER_ADDRESS" in warning
-    bad = stage(folder, SWEEP, BACKPROP_STAGE_BUDGET="an hour")
-    assert bad.returncode == 2 and "BACKPROP_STAGE_BUDGET must be a number of seconds, got 'an hour'" in bad.stderr

@@ -19,15 +19,19 @@ import yaml
 from conftest import (
     ROOT,
     TINY,
-    copy_repo,
+    call_stage,
     pipeline_env,
     run,
     runs_in,
     scratch,
     sigint_as_in_a_terminal,
     stage,
+    use_experiment,
 )
 from mlflow import MlflowClient
+
+from backprop.lab.config import ConfigError
+from backprop.lab.io import STAGING_DIR
 
 TRAIN = [
     "-m",
@@ -45,25 +49,37 @@ TRAIN = [
 ]
 OUTPUTS = ("models", "metrics", "plots", "runs")
 
-pytestmark = pytest.mark.e2e  # real stages in subprocesses: seconds each
-
 
 # ---- 1. bad input --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "changes, message",
-    [
-        ({"activation": "softplus"}, "train.activation must be one of"),
-        ({"lr": -0.1}, "train.lr must be > 0, got -0.1"),
-        ({"lr": 0}, "train.lr must be > 0, got 0"),
-        ({"hidden": [0]}, "train.hidden sizes must be integers >= 1, got [0]"),
-        ({"hidden": []}, "train.hidden must be a non-empty list of layer sizes"),
-        ({"epochs": 0}, "train.epochs must be >= 1, got 0"),
-        ({"lrr": 0.1}, "train.lrr is not a known key"),
-    ],
-)
-def test_bad_train_params_fail_cleanly(tmp_path, prepared, changes, message):
+BAD_TRAIN_PARAMS = [
+    ({"activation": "softplus"}, "train.activation must be one of"),
+    ({"lr": -0.1}, "train.lr must be > 0, got -0.1"),
+    ({"lr": 0}, "train.lr must be > 0, got 0"),
+    ({"hidden": [0]}, "train.hidden sizes must be integers >= 1, got [0]"),
+    ({"hidden": []}, "train.hidden must be a non-empty list of layer sizes"),
+    ({"epochs": 0}, "train.epochs must be >= 1, got 0"),
+    ({"lrr": 0.1}, "train.lrr is not a known key"),
+]
+
+
+@pytest.mark.parametrize("changes, message", BAD_TRAIN_PARAMS)
+def test_bad_train_params_stop_the_stage_before_anything_is_written(tmp_path, monkeypatch, changes, message):
+    """The train stage's main() in this process: each bad key is one line naming it, before the
+    data is read (there is none here) and before any output or store exists."""
+    folder = scratch(tmp_path, tmp_path / "no-prepared-data", **changes)
+    with pytest.raises(ConfigError) as error:
+        call_stage("stages.train", TRAIN[2:], folder, monkeypatch)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert not any((folder / name).exists() for name in OUTPUTS)
+    assert not (folder / STAGING_DIR).exists() and not (folder / "mlflow.db").exists()
+
+
+@pytest.mark.e2e
+def test_bad_train_params_fail_cleanly(tmp_path, prepared):
+    """The real stage: exit 2, one line on stderr, no outputs, no run left RUNNING."""
+    changes, message = BAD_TRAIN_PARAMS[1]
     folder = scratch(tmp_path, prepared, **changes)
     result = stage(folder, TRAIN)
     assert result.returncode == 2
@@ -72,6 +88,7 @@ def test_bad_train_params_fail_cleanly(tmp_path, prepared, changes, message):
     assert all(r.info.status != "RUNNING" for r in runs_in(folder))
 
 
+@pytest.mark.e2e
 def test_a_failure_inside_a_run_marks_it_failed(tmp_path, prepared):
     """Prepared data that is missing a split fails mid-stage: the run is FAILED, not RUNNING."""
     broken = tmp_path / "broken"
@@ -92,6 +109,7 @@ def test_a_failure_inside_a_run_marks_it_failed(tmp_path, prepared):
 # ---- 2. divergence -------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_diverging_run_is_recorded_and_the_stage_succeeds(tmp_path, prepared):
     folder = scratch(tmp_path, prepared, lr=1e5)
     result = stage(folder, TRAIN)
@@ -109,9 +127,26 @@ def test_a_diverging_run_is_recorded_and_the_stage_succeeds(tmp_path, prepared):
 # ---- 3. interruption -----------------------------------------------------------------------------
 
 
+def staged(folder: Path, name: str) -> bool:
+    """Whether a stage running in ``folder`` has staged an output called ``name`` yet."""
+    return any((folder / STAGING_DIR).rglob(name))
+
+
+def only_classification_left(folder: Path, folds: int) -> bool:
+    """Regression's outputs are staged and each of its folds' runs has ended: the stage does
+    nothing but train classification."""
+    finished = [r for r in runs_in(folder) if r.data.tags.get("task") == "regression" and "fold" in r.data.tags]
+    return staged(folder, "history.csv") and [r.info.status for r in finished] == ["FINISHED"] * folds
+
+
+# Regression trains in a moment, so its outputs are staged, while classification trains on.
+ONE_TASK_RUNS_ON = {"overrides": {"classification": {"lr": 0.3, "epochs": 10_000_000}}}
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, prepared, signum):
-    folder = scratch(tmp_path, prepared, epochs=10_000_000, patience=0)
+    folder = scratch(tmp_path, prepared, patience=0, **ONE_TASK_RUNS_ON)
     process = subprocess.Popen(
         [sys.executable, *TRAIN],
         cwd=folder,
@@ -122,21 +157,25 @@ def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, p
         preexec_fn=sigint_as_in_a_terminal,
     )
     try:
+        folds = json.loads((prepared / "regression" / "schema.json").read_text())["folds"]
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(r.info.status == "RUNNING" for r in runs_in(folder)):
+        while time.monotonic() < deadline and not only_classification_left(folder, folds):
             time.sleep(0.2)
-        assert any(r.info.status == "RUNNING" for r in runs_in(folder)), "training never started"
-        time.sleep(0.5)
+        assert only_classification_left(folder, folds), "regression's outputs were never staged"
+        assert any(r.info.status == "RUNNING" for r in runs_in(folder)), "classification is not training"
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()  # a stage that ignored the signal must not outlive the test
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr
-    # Both tasks train at once, each with its run: both end KILLED.
-    assert [r.info.status for r in runs_in(folder)] == ["KILLED", "KILLED"]
+    # Both tasks' runs stay open until the stage ends: both end KILLED; regression's folds, trained, FINISHED.
+    runs = runs_in(folder)
+    assert sorted(r.info.status for r in runs if "fold" not in r.data.tags) == ["KILLED", "KILLED"]
+    assert {r.data.tags["task"] for r in runs if "fold" in r.data.tags} <= {"regression"}
+    assert "RUNNING" not in {r.info.status for r in runs}
     assert not any((folder / name).exists() for name in OUTPUTS)
-    assert not list(folder.rglob(".partial-*")) and not (folder / ".backprop-staging").exists()
+    assert not (folder / STAGING_DIR).exists(), "the staged outputs were left behind"
 
 
 # ---- 4. a new SQLite store, first used by several processes at once -----------------------------
@@ -155,6 +194,7 @@ FIRST_USE = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_a_new_store_survives_concurrent_first_use(tmp_path):
     start = time.time() + 4  # every worker is imported and waiting by then
     workers = [
@@ -194,39 +234,33 @@ def test_a_new_store_survives_concurrent_first_use(tmp_path):
 # ---- 5. determinism and 3. the next dvc repro -----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def hardening_repo(tmp_path_factory):
-    repo = copy_repo(tmp_path_factory.mktemp("hardening"), TINY)
-    run(["dvc", "repro"], repo)
-    return repo
-
-
 def lock_outputs(text: str) -> dict[str, str]:
     """Every output's md5 in a dvc.lock."""
     stages = yaml.safe_load(text)["stages"]
     return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
 
 
-def test_two_forced_repros_give_byte_identical_results(hardening_repo):
+@pytest.mark.e2e
+def test_two_forced_repros_give_byte_identical_results(tiny_copy):
     """Commit what the first `dvc repro` wrote, as a user does, then run every stage again (what
-    `make repro` does on a fresh clone of that commit, at another commit): git status stays clean,
-    so every tracked output and dvc.lock, with it the md5 of every cached output (models, runs,
-    prepared data), are byte-identical. No run id, model id, commit or time is in any of them."""
-    files = sorted(hardening_repo.glob("metrics/*.json")) + sorted(hardening_repo.glob("sweeps/*/results.csv"))
+    `make repro` does on a fresh clone of that commit, at another commit, on another path, with a
+    new store): git status stays clean, so every tracked output and dvc.lock, with it the md5 of
+    every cached output (models, runs, prepared data), are byte-identical. No run id, model id,
+    commit, path or time is in any of them."""
+    repo = tiny_copy
+    files = sorted(repo.glob("metrics/*.json")) + sorted(repo.glob("sweeps/*/results.csv"))
     assert len(files) == 6 + 6  # headline, scores, baselines, comparison; one table per sweep
     before = {path: path.read_bytes() for path in files}
-    run(["git", "add", "-A"], hardening_repo)
-    run(
-        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "outputs"], hardening_repo
-    )
-    run(["dvc", "repro", "--force"], hardening_repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "outputs"], repo)
+    run(["dvc", "repro", "--force"], repo)
     after = {path: path.read_bytes() for path in files}
     assert before == after
-    status = run(["git", "status", "--porcelain"], hardening_repo).stdout
-    committed = lock_outputs(run(["git", "show", "HEAD:dvc.lock"], hardening_repo).stdout)
-    now = lock_outputs((hardening_repo / "dvc.lock").read_text())
+    status = run(["git", "status", "--porcelain"], repo).stdout
+    committed = lock_outputs(run(["git", "show", "HEAD:dvc.lock"], repo).stdout)
+    now = lock_outputs((repo / "dvc.lock").read_text())
     changed = sorted(path for path, md5 in now.items() if committed.get(path) != md5)
-    diff = run(["git", "diff", "--unified=0", "--", ".", ":!dvc.lock"], hardening_repo).stdout
+    diff = run(["git", "diff", "--unified=0", "--", ".", ":!dvc.lock"], repo).stdout
     assert status == "", f"{status}\noutputs whose md5 changed: {changed}\n{diff[:3000]}"
 
 
@@ -242,6 +276,7 @@ def one_ulp_away(prepared: Path, folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.e2e
 def test_one_ulp_of_input_noise_leaves_the_tracked_outputs_byte_identical(tmp_path, prepared):
     # Early stopping on: the best epoch is where noise could move a result.
     outputs = {}
@@ -255,15 +290,17 @@ def test_one_ulp_of_input_noise_leaves_the_tracked_outputs_byte_identical(tmp_pa
     assert len(outputs["as is"]) == 6 and outputs["as is"] == outputs["moved"]  # 2 × (headline, scores, curves)
 
 
-def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
-    params_path = hardening_repo / "params.yaml"
+@pytest.mark.e2e
+def test_after_an_interrupted_dvc_repro_the_next_one_completes(tiny_copy):
+    repo = tiny_copy
+    params_path = repo / "params.yaml"
     original = params_path.read_text()
     params = yaml.safe_load(original)
-    params["train"]["epochs"] = 10_000_000
+    params["train"]["overrides"]["classification"]["epochs"] = 10_000_000
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     process = subprocess.Popen(
         ["dvc", "repro", "train"],
-        cwd=hardening_repo,
+        cwd=repo,
         env=pipeline_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -273,10 +310,9 @@ def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
     )
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not any(
-            r.info.status == "RUNNING" and r.data.tags.get("stage") == "train" for r in runs_in(hardening_repo)
-        ):
+        while time.monotonic() < deadline and not only_classification_left(repo, TINY["data"]["folds"]):
             time.sleep(0.3)
+        assert only_classification_left(repo, TINY["data"]["folds"]), "regression's outputs were never staged"
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group
         process.communicate(timeout=120)
     finally:
@@ -285,13 +321,13 @@ def test_after_an_interrupted_dvc_repro_the_next_one_completes(hardening_repo):
             process.wait()
         params_path.write_text(original)
     assert process.returncode != 0
-    assert not any(r.info.status == "RUNNING" for r in runs_in(hardening_repo))
-    assert "KILLED" in {r.info.status for r in runs_in(hardening_repo)}
-    assert not list(hardening_repo.rglob(".partial-*")) and not (hardening_repo / ".backprop-staging").exists()
-    run(["dvc", "repro"], hardening_repo)
-    assert json.loads(run(["dvc", "status", "--json"], hardening_repo).stdout) == {}
+    assert not any(r.info.status == "RUNNING" for r in runs_in(repo))
+    assert "KILLED" in {r.info.status for r in runs_in(repo)}
+    assert not (repo / STAGING_DIR).exists(), "the staged outputs were left behind"
+    run(["dvc", "repro"], repo)
+    assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}
     assert (
-        json.loads((hardening_repo / "metrics" / "regression-scores.json").read_text())["folds"][0]["epochs_run"]
+        json.loads((repo / "metrics" / "regression-scores.json").read_text())["folds"][0]["epochs_run"]
         == TINY["train"]["epochs"]
     )
 
@@ -318,6 +354,7 @@ AUDITED = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_a_training_run_makes_no_network_connection(tmp_path, prepared):
     folder = scratch(tmp_path, prepared)
     # One worker: every fit runs in the audited process.
@@ -352,16 +389,18 @@ def test_weights_are_loaded_without_pickle():
 # ---- 8. a real tracking server ----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_runs_go_to_a_tracking_server_when_its_uri_is_set(tmp_path, prepared, tracking_server):
     url, artifact_root = tracking_server
     (tmp_path / "work").mkdir()
-    folder = scratch(tmp_path / "work", prepared)
+    folder = use_experiment(scratch(tmp_path / "work", prepared), "runs-go-to-the-server")
+    (folder / "mlflow.db").unlink(missing_ok=True)  # no local store: the stage must not make one
     result = stage(folder, TRAIN, MLFLOW_TRACKING_URI=url)
     assert result.returncode == 0, result.stderr[-2000:]
     assert not (folder / "mlflow.db").exists() and not (folder / "mlartifacts").exists()
 
     client = MlflowClient(url)
-    experiment = client.get_experiment_by_name("backprop-lab")
+    experiment = client.get_experiment_by_name("runs-go-to-the-server")
     runs = [r for r in client.search_runs([experiment.experiment_id]) if "task" in r.data.tags]
     runs = [r for r in runs if "fold" not in r.data.tags]  # each task's run; its folds are its children
     assert sorted(r.data.tags["task"] for r in runs) == ["classification", "regression"]
@@ -373,4 +412,4 @@ def test_runs_go_to_a_tracking_server_when_its_uri_is_set(tmp_path, prepared, tr
         assert "history.csv" in listed and r.outputs.model_outputs  # the model is a LoggedModel of the run
         local = client.download_artifacts(r.info.run_id, "history.csv", str(tmp_path))
         assert Path(local).read_text().startswith("epoch,")
-    assert list(artifact_root.rglob("MLmodel")), "artifacts did not reach the server's destination"
+    assert list((artifact_root / experiment.experiment_id).rglob("MLmodel")), "artifacts missed the server's folder"

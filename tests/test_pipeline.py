@@ -13,6 +13,7 @@ import yaml
 from conftest import TINY, run
 from mlflow import MlflowClient
 
+from backprop.lab.io import STAGING_DIR
 from backprop.lab.protocol import OUTCOMES
 
 pytestmark = pytest.mark.e2e
@@ -114,9 +115,21 @@ def test_repro_writes_every_declared_output(tiny_repo):
     comparison = json.loads((tiny_repo / "metrics" / "comparison.json").read_text())
     for task in TASKS:
         for versus in ("linear", "sklearn", "constant"):
-            keys = {"metric", "mean", "ci_low", "ci_high", "wins", "n", "mde"}
-            assert set(comparison[task][f"network_vs_{versus}"]) == keys
-    assert not list(tiny_repo.rglob(".partial-*")), "staged outputs left behind"
+            assert set(comparison[task][f"network_vs_{versus}"]) == {
+                "metric",
+                "mean",
+                "ci_low",
+                "ci_high",
+                "wins",
+                "n",
+                "mde",
+            }
+    # Outputs are staged under .backprop-staging/<pid>/ at the root and moved into place; a
+    # committed stage removes its folder, and the root one when it was the last.
+    assert not (tiny_repo / STAGING_DIR).exists(), "staged outputs left behind"
+    outputs = ("data/prepared", "models", "metrics", "plots", "sweeps", "report", "runs")
+    hidden = [p for name in outputs for p in (tiny_repo / name).rglob(".*") if p.name != ".gitignore"]  # DVC's
+    assert not hidden, "hidden files among the outputs"
 
 
 def test_a_diverging_learning_rate_is_a_result(tiny_repo):
@@ -197,7 +210,7 @@ def test_every_run_is_in_the_project_store(tiny_repo):
     assert (parent_artifacts / "results.csv").is_file() and (parent_artifacts / "figures/sweep_lr.png").is_file()
 
 
-def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
+def test_the_logged_model_loads_and_predicts_offline(tiny_repo, tmp_path):
     import mlflow.pyfunc
 
     from backprop import MLP
@@ -208,7 +221,8 @@ def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
     mlflow_uri = f"sqlite:///{tiny_repo / 'mlflow.db'}"
     mlflow.set_tracking_uri(mlflow_uri)
     try:
-        model = mlflow.pyfunc.load_model(f"models:/{model_id}")
+        # Into a folder of its own: a local store's model loads in place, and MLflow writes beside it.
+        model = mlflow.pyfunc.load_model(f"models:/{model_id}", dst_path=str(tmp_path))
     finally:
         mlflow.set_tracking_uri(None)
     raw = pd.read_csv(tiny_repo / "data" / "diabetes.csv").drop(columns="progression").head(5).astype(float)
@@ -221,7 +235,7 @@ def test_the_logged_model_loads_and_predicts_offline(tiny_repo):
     assert 25 < predicted.mean() < 346  # in the target's units: the standardisation is undone
 
 
-def test_dvc_metrics_exp_show_and_plots(tiny_repo):
+def test_dvc_metrics_exp_show_and_plots(tiny_repo, tmp_path):
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], tiny_repo).stdout)
     (workspace,) = metrics.values()
     # Only the two headline files are metrics; the baselines table and every split's scores are not.
@@ -247,23 +261,19 @@ def test_dvc_metrics_exp_show_and_plots(tiny_repo):
     }
     headline = files["metrics/classification.json"]["data"]["classification"]
     assert {"test_log_loss", "test_accuracy", "val_log_loss", "learned_folds"} <= set(headline)
-    run(["dvc", "plots", "show", "-o", "dvc_plots"], tiny_repo)
-    assert (tiny_repo / "dvc_plots" / "index.html").is_file()
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "dvc_plots")], tiny_repo)
+    assert (tmp_path / "dvc_plots" / "index.html").is_file()
 
 
-def test_changing_one_sweep_reruns_only_that_sweep_and_what_follows(tiny_repo):
-    params_path = tiny_repo / "params.yaml"
-    original = params_path.read_text()
-    params = yaml.safe_load(original)
+def test_changing_one_sweep_reruns_only_that_sweep_and_what_follows(tiny_copy):
+    assert json.loads(run(["dvc", "status", "--json"], tiny_copy).stdout) == {}  # the copy is up to date
+    params_path = tiny_copy / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
     params["sweep"]["hidden"]["grid"]["hidden"] = [2, 8]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
-        status = json.loads(run(["dvc", "status", "--json"], tiny_repo).stdout)
-    finally:
-        params_path.write_text(original)
+    status = json.loads(run(["dvc", "status", "--json"], tiny_copy).stdout)
     assert "sweep@hidden" in status
     assert set(status) <= {"settings", "sweep@hidden", "compare", "plot", "report"}
-    assert json.loads(run(["dvc", "status", "--json"], tiny_repo).stdout) == {}
 
 
 def wait_for_queue(repo: Path, timeout: float = 600) -> str:
@@ -276,48 +286,56 @@ def wait_for_queue(repo: Path, timeout: float = 600) -> str:
     raise AssertionError(f"queue did not drain in {timeout}s:\n{status}")
 
 
-def test_queued_experiments_land_in_the_one_project_store(tiny_repo):
-    """A 2 × 2 grid queued the DVC way and drained by four workers: every run, curve and artifact
-    ends up in the project's store, none in DVC's temporary copies of the repo."""
-    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.02,0.03", "-S", "train.hidden=[4],[8]"], tiny_repo)
-    grid = {("0.02", "[4]"), ("0.02", "[8]"), ("0.03", "[4]"), ("0.03", "[8]")}
-    run(["dvc", "queue", "start", "-j", "4"], tiny_repo)
-    status = wait_for_queue(tiny_repo)
-    assert status.count("Success") == len(grid), status
+def test_queued_experiments_land_in_the_one_project_store(tiny_copy):
+    """Two experiments on the train stage, queued the DVC way and drained by two workers: every
+    run, curve and artifact ends up in the project's store, none in DVC's temporary copies of the
+    repo; they add model versions but never make one the champion."""
+    repo = tiny_copy
+    rates = {"0.02", "0.03"}
+    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.02,0.03", "train"], repo)
+    run(["dvc", "queue", "start", "-j", "2"], repo)
+    status = wait_for_queue(repo)
+    assert status.count("Success") == len(rates), status
 
-    client = store(tiny_repo)
+    client = store(repo)
     runs = [r for r in all_runs(client) if r.data.tags.get("dvc_exp")]
     assert {r.info.status for r in runs} == {"FINISHED"}
     train_runs = [r for r in runs if r.data.tags.get("stage") == "train" and "fold" not in r.data.tags]
-    assert len(train_runs) == len(TASKS) * len(grid) and len({r.data.tags["dvc_exp"] for r in train_runs}) == len(grid)
+    assert len(train_runs) == len(TASKS) * len(rates) and len({r.data.tags["dvc_exp"] for r in train_runs}) == len(
+        rates
+    )
     regression_runs = [r for r in train_runs if r.data.tags["task"] == "regression"]
-    assert {(r.data.params["train.lr"], r.data.params["train.hidden"]) for r in regression_runs} == grid
+    assert {r.data.params["train.lr"] for r in regression_runs} == rates
     for train_run in train_runs:
         artifacts = Path(train_run.info.artifact_uri.removeprefix("file://"))
-        assert artifacts.is_relative_to(tiny_repo / "mlartifacts")
+        assert artifacts.is_relative_to(repo / "mlartifacts")
         assert (artifacts / "history.csv").is_file() and train_run.outputs.model_outputs
         loss = "mse" if KIND[train_run.data.tags["task"]] == "regression" else "log_loss"
         assert len(client.get_metric_history(train_run.info.run_id, f"train_{loss}")) > 2
-    sweep_children = [r for r in runs if "fold" in r.data.tags and "sweep" in r.data.tags]
+        folds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == train_run.info.run_id]
+        assert len(folds) == FOLDS  # the fold runs nest under their task's run in the same store
     pipelines = [r for r in runs if "backprop.pipeline" in r.data.tags]
     assert sorted(r.data.tags["dvc_exp"] for r in pipelines) == sorted({r.data.tags["dvc_exp"] for r in train_runs})
-    assert len(sweep_children) == len(grid) * sum(fits_of(TINY["sweep"][name]) for name in SWEEPS)
-    assert not list((tiny_repo / ".dvc" / "tmp").rglob("mlflow.db")), "a store inside DVC's temporary copies"
-    shown = run(["dvc", "exp", "show", "--csv"], tiny_repo).stdout.splitlines()
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db")), "a store inside DVC's temporary copies"
+    for name in json.loads((repo / "runs" / "train.json").read_text())["models"].values():
+        assert len(client.search_model_versions(f"name = '{name}'")) == len(rates)
+        assert client.get_registered_model(name).aliases == {}, "an experiment made its model the champion"
+    shown = run(["dvc", "exp", "show", "--csv"], repo).stdout.splitlines()
     experiments = [line for line in shown if ",branch_" in line]
-    assert len(experiments) == len(grid)
+    assert len(experiments) == len(rates)
     first, second = (line.split(",")[0] for line in experiments[:2])
-    run(["dvc", "plots", "diff", first, second, "-o", "plots_diff"], tiny_repo)
-    page = (tiny_repo / "plots_diff" / "index.html").read_text()
+    run(["dvc", "plots", "diff", first, second, "-o", "plots_diff"], repo)
+    page = (repo / "plots_diff" / "index.html").read_text()
     assert first in page and second in page
 
 
-def test_a_temp_experiment_lands_in_the_project_store(tiny_repo):
-    run(["dvc", "exp", "run", "--temp", "-S", "train.lr=0.07", "train"], tiny_repo)
+def test_a_temp_experiment_lands_in_the_project_store(tiny_copy):
+    run(["dvc", "exp", "run", "--temp", "-S", "train.lr=0.07", "train"], tiny_copy)
     runs = [
-        r for r in all_runs(store(tiny_repo)) if r.data.params.get("train.lr") == "0.07" and "fold" not in r.data.tags
+        r for r in all_runs(store(tiny_copy)) if r.data.params.get("train.lr") == "0.07" and "fold" not in r.data.tags
     ]
     assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.tags.get("dvc_exp")
     artifacts = Path(runs[0].info.artifact_uri.removeprefix("file://"))
-    assert artifacts.is_relative_to(tiny_repo / "mlartifacts") and runs[0].outputs.model_outputs
-    assert json.loads(run(["dvc", "status", "--json"], tiny_repo).stdout) == {}
+    assert artifacts.is_relative_to(tiny_copy / "mlartifacts") and runs[0].outputs.model_outputs
+    assert not list((tiny_copy / ".dvc" / "tmp").rglob("mlflow.db")), "a store inside DVC's temporary copy"
+    assert json.loads(run(["dvc", "status", "--json"], tiny_copy).stdout) == {}

@@ -104,9 +104,9 @@ def test_the_input_example_is_real_training_rows(tiny_repo):
     assert len(frame) == 5 and (merged["_merge"] == "both").all(), frame
 
 
-def test_the_champion_is_the_main_branch_model(tiny_repo):
-    """`dvc repro` on main registered both models and made them champion; experiments (the queue
-    and --temp tests, when they ran first) add versions but never move the alias."""
+def test_the_champion_is_the_main_branch_model(tiny_repo, tmp_path):
+    """`dvc repro` on main registered both models and made them champion (that experiments never
+    do is checked by the queue test)."""
     import mlflow.pyfunc
 
     record = json.loads((tiny_repo / "runs" / "train.json").read_text())
@@ -121,7 +121,8 @@ def test_the_champion_is_the_main_branch_model(tiny_repo):
         assert champion.run_id == latest.info.run_id and champion.source == f"models:/{output.model_id}"
     mlflow.set_tracking_uri(f"sqlite:///{tiny_repo / 'mlflow.db'}")
     try:
-        model = mlflow.pyfunc.load_model("models:/backprop-lab-regression@champion")
+        # Into a folder of its own: a local store's model loads in place, and MLflow writes beside it.
+        model = mlflow.pyfunc.load_model("models:/backprop-lab-regression@champion", dst_path=str(tmp_path))
     finally:
         mlflow.set_tracking_uri(None)
     raw = raw_rows(tiny_repo)

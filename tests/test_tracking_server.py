@@ -37,8 +37,8 @@ def readme_query() -> tuple[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with mlflow_server(tmp_path_factory.mktemp("server")) as (url, _):
+def server(tmp_path_factory, empty_store):
+    with mlflow_server(tmp_path_factory.mktemp("server"), empty_store) as (url, _):
         yield url
 
 
@@ -100,9 +100,9 @@ def test_each_grid_point_is_a_run_with_its_cross_validated_metrics(served):
 
 
 @pytest.fixture(scope="module")
-def guarded_server(tmp_path_factory):
+def guarded_server(tmp_path_factory, empty_store):
     """A second real server, behind MLflow's basic-auth app (user admin)."""
-    with mlflow_server(tmp_path_factory.mktemp("guarded"), admin_password=ADMIN_PASSWORD) as (url, _):
+    with mlflow_server(tmp_path_factory.mktemp("guarded"), empty_store, admin_password=ADMIN_PASSWORD) as (url, _):
         yield url
 
 
