@@ -468,3 +468,35 @@ def test_the_readme_describes_divergence_as_recorded_and_a_private_dask_schedule
     assert schedulers and all("0.0.0.0" not in line for line in schedulers)
     assert "unauthenticated pickle" in recipe and "--protocol tls" in recipe and "--tls-ca-file" in recipe
     assert "python -m backprop.lab.preflight" in (ROOT / "Makefile").read_text()
+
+
+# ---- an interrupt while a run is created or ended ----------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["create_run", "set_terminated"])
+def test_an_interrupt_inside_the_call_that_creates_or_ends_a_run_leaves_it_ended(tmp_path, monkeypatch, call):
+    """Ctrl-C that lands while MLflow writes the run's row (sent from inside the real call, after
+    it wrote): the run ends KILLED, or FINISHED once its end was written, never RUNNING."""
+    from mlflow import MlflowClient
+
+    from backprop.lab.tracking import Tracker
+
+    monkeypatch.chdir(tmp_path)
+    tracker = Tracker("interrupted", uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracker.pipeline_run()  # the run that groups the stage's: made before the interrupt is armed
+    real = getattr(tracker.client, call)
+
+    def then_ctrl_c(*args, **kwargs):
+        result = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # where the handler would run without the deferral
+        return result
+
+    monkeypatch.setattr(tracker.client, call, then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt), tracker.run("fit", {"stage": "train"}):
+        pass
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("interrupted").experiment_id])
+    (fit,) = [r for r in runs if "backprop.pipeline" not in r.data.tags]
+    assert fit.info.status == ("KILLED" if call == "create_run" else "FINISHED")
+    assert "RUNNING" not in {r.info.status for r in runs}  # nor the pipeline run that groups it

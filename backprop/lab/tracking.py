@@ -17,9 +17,11 @@ import http.client
 import logging
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -72,6 +74,36 @@ def _spent_in_mlflow(opening: bool = False) -> Iterator[None]:
             time_opening_mlflow, cpu_opening_mlflow = time_opening_mlflow + wall, cpu_opening_mlflow + cpu
         else:
             time_in_mlflow, cpu_in_mlflow = time_in_mlflow + wall, cpu_in_mlflow + cpu
+
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _defer_interrupts() -> tuple[dict, list] | None:
+    """Hold Ctrl-C and SIGTERM back: their handlers only note them until ``_resume_interrupts``.
+    (A signal mask would not do: the kernel hands a process's signal to any thread that does not
+    block it, and MLflow runs threads of its own.) None outside the main thread, where Python
+    delivers no signal anyway."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    caught: list[int] = []
+    previous = {number: signal.signal(number, lambda got, _frame: caught.append(got)) for number in INTERRUPTS}
+    return previous, caught
+
+
+def _resume_interrupts(held: tuple[dict, list] | None) -> None:
+    """Put the handlers back and pass on the first signal that came meanwhile, as if it came now."""
+    if held is None:
+        return
+    previous, caught = held
+    for number, handler in previous.items():
+        signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    if caught:
+        handler = previous[caught[0]]
+        if callable(handler):
+            handler(caught[0], None)
+        elif handler in (signal.SIG_DFL, None):
+            os.kill(os.getpid(), caught[0])
 
 
 def quiet_mlflow() -> None:
@@ -388,7 +420,10 @@ class Tracker:
         created (already FINISHED: it holds no data, and no stage has to remember to end it)."""
         if self._pipeline is None:
             key, name = pipeline_key()
-            with _spent_in_mlflow(), self._locked():  # two stages starting at once must not make two
+            deferred = _defer_interrupts()  # created and ended at once: never left RUNNING
+            with _spent_in_mlflow(), self._locked(), contextlib.ExitStack() as resume:
+                resume.callback(_resume_interrupts, deferred)
+                # two stages starting at once must not make two
                 found = self.client.search_runs(
                     [self.experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{key}'", max_results=1
                 )
@@ -412,11 +447,19 @@ class Tracker:
         all_tags |= {"mlflow.parentRunId": parent_id or self.pipeline_run(), KEY_TAG: name}
         if "stage" in all_tags:
             all_tags[DIGEST_TAG] = stage_digest(all_tags["stage"])
-        run = self._call("create_run", self.experiment_id, tags=all_tags, run_name=f"{name} ({self.label})")
+        # Ctrl-C or SIGTERM (which a stage turns into Ctrl-C) inside the call that creates the run,
+        # after its row is written, would leave it RUNNING: they wait, and are raised inside the try.
+        deferred = _defer_interrupts()
+        try:
+            run = self._call("create_run", self.experiment_id, tags=all_tags, run_name=f"{name} ({self.label})")
+        except BaseException:
+            _resume_interrupts(deferred)
+            raise
         runs_created += 1
         run_id = run.info.run_id
         self._created[run_id] = (name, all_tags.get(DIGEST_TAG, ""))
         try:
+            _resume_interrupts(deferred)
             yield run_id
         except KeyboardInterrupt:
             self._end_failed(run_id, "KILLED")
@@ -424,7 +467,11 @@ class Tracker:
         except BaseException:
             self._end_failed(run_id, "FAILED")
             raise
-        self._call("set_terminated", run_id, "FINISHED")
+        deferred = _defer_interrupts()
+        try:
+            self._call("set_terminated", run_id, "FINISHED")
+        finally:
+            _resume_interrupts(deferred)
 
     def _reserve_space(self) -> None:
         """Keep ``RESERVE_BYTES`` of the store's disk in a file beside it, so that a stage that
