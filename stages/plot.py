@@ -86,37 +86,36 @@ def sweep_figures(name: str, spec, folder: Path, kinds: dict[str, str]) -> dict:
     summary = pd.read_csv(folder / "summary.csv")
     drawn = {}
     for task in spec.tasks:
-        suffix = f"_{task}" if len(spec.tasks) > 1 else ""
+        files = spec.figure_files(name, task)
         metric = DEFAULT_LOSS[kinds[task]]
         if kind == "heatmap":
             row_key = next(key for key in spec.keys if key != "lr")
-            drawn[f"sweep_{name}_{task}.png"] = (
+            drawn[files[0]] = (
                 figures.grid_heatmap,
                 {"summary": summary, "task": task, "row_key": row_key, "metric": metric},
             )
         elif kind == "lr":
             results = pd.read_csv(folder / "results.csv")
-            drawn[f"sweep_{name}{suffix}.png"] = (
+            drawn[files[0]] = (
                 figures.lr_figure,
                 {"summary": summary, "results": results, "task": task, "metric": metric},
             )
-            drawn[f"sweep_{name}{suffix}_curves.png"] = (
+            drawn[files[1]] = (
                 figures.lr_curves,
                 {"curves": pd.read_csv(folder / "curves.csv"), "task": task, "metric": metric},
             )
         elif kind == "capacity":
             fixed = ", ".join(f"{key} {value}" for key, value in spec.fixed.items() if key != "patience")
             title = f"{task}: {figures.METRIC_NAME.get(metric, metric)} vs width ({fixed}, no early stopping)"
-            drawn[f"sweep_{name}{suffix}.png"] = (
+            drawn[files[0]] = (
                 figures.capacity_figure,
                 {"summary": summary[summary["task"] == task], "metric": metric, "title": title},
             )
         else:
             curves = pd.read_csv(folder / "curves.csv")
             pairs = [(point.get("loss"), point.get("lr")) for point in spec.points()]
-            for curve, level in spec.reach.items():
-                extra = f"_{curve}" if len(spec.reach) > 1 else ""
-                drawn[f"sweep_{name}{suffix}{extra}.png"] = (
+            for file, (curve, level) in zip(files, spec.reach.items(), strict=True):
+                drawn[file] = (
                     figures.loss_curves,
                     {
                         "curves": curves[curves["task"] == task],

@@ -25,6 +25,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tasks of the project's params.yaml (every key of `data` but the protocol's), which scratch folders train.
+TASK_NAMES = [
+    name for name, spec in yaml.safe_load((ROOT / "params.yaml").read_text())["data"].items() if isinstance(spec, dict)
+]
 
 
 @pytest.fixture(scope="session")
@@ -278,6 +282,22 @@ def call_stage(module: str, args: list[str], folder: Path, monkeypatch) -> None:
     monkeypatch.chdir(folder)
     monkeypatch.setattr(sys, "argv", [module, *args])
     main()
+
+
+def with_sweeps(folder: Path, sweeps: dict) -> dict:
+    """Give a scratch folder the sweep section ``sweeps`` (curves of 10 points) and each sweep's
+    settings file, as the settings stage writes it; returns the params."""
+    from backprop.lab.config import load_sweep, load_train
+
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    params["sweep"], params["curves"] = sweeps, {"points": 10}
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    train, sweep = load_train(params), load_sweep(params)
+    (folder / "settings").mkdir(exist_ok=True)
+    for name, spec in sweep.specs.items():
+        settings = {task: sweep.inherited(name, train, task) for task in spec.tasks}
+        (folder / "settings" / f"{name}.json").write_text(json.dumps(settings))
+    return params
 
 
 def stage(folder: Path, args: list[str], **env) -> subprocess.CompletedProcess:

@@ -6,7 +6,6 @@ scheduler with two workers started here on 127.0.0.1 and stopped by their PIDs.
 
 import concurrent.futures as cf
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -17,11 +16,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
-from conftest import ROOT, free_port, pipeline_env, runs_in, scratch, sigint_as_in_a_terminal, stage
+from conftest import ROOT, free_port, pipeline_env, runs_in, scratch, sigint_as_in_a_terminal, stage, with_sweeps
 from distributed import Client
 
-from backprop.lab.config import load_sweep, load_train
 from backprop.lab.executor import (
     WORKER_NICENESS,
     ExecutorError,
@@ -47,12 +44,7 @@ def sweep_folder(tmp_path: Path, prepared: Path, name: str, *, epochs: int = 40)
     folder = tmp_path / name
     folder.mkdir()
     scratch(folder, prepared, epochs=epochs)
-    params = yaml.safe_load((folder / "params.yaml").read_text())
-    params["sweep"], params["curves"] = {"lr": SMALL}, {"points": 10}
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    train, sweep = load_train(params), load_sweep(params)  # what the settings stage would write
-    (folder / "settings").mkdir()
-    (folder / "settings" / "lr.json").write_text(json.dumps({"regression": sweep.inherited("lr", train, "regression")}))
+    with_sweeps(folder, {"lr": SMALL})
     return folder
 
 

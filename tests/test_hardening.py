@@ -18,6 +18,7 @@ import pytest
 import yaml
 from conftest import (
     ROOT,
+    TASK_NAMES,
     TINY,
     call_stage,
     pipeline_env,
@@ -169,10 +170,10 @@ def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, p
         process.kill()  # a stage that ignored the signal must not outlive the test
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr
-    # Both tasks' runs stay open until the stage ends: both end KILLED; regression's folds, trained, FINISHED.
+    # Every task's run stays open until the stage ends: each ends KILLED; the folds that trained, FINISHED.
     runs = runs_in(folder)
-    assert sorted(r.info.status for r in runs if "fold" not in r.data.tags) == ["KILLED", "KILLED"]
-    assert {r.data.tags["task"] for r in runs if "fold" in r.data.tags} <= {"regression"}
+    assert sorted(r.info.status for r in runs if "fold" not in r.data.tags) == ["KILLED"] * len(TASK_NAMES)
+    assert {r.data.tags["task"] for r in runs if "fold" in r.data.tags} <= set(TASK_NAMES) - {"classification"}
     assert "RUNNING" not in {r.info.status for r in runs}
     assert not any((folder / name).exists() for name in OUTPUTS)
     assert not (folder / STAGING_DIR).exists(), "the staged outputs were left behind"
@@ -249,7 +250,8 @@ def test_two_forced_repros_give_byte_identical_results(tiny_copy):
     commit, path or time is in any of them."""
     repo = tiny_copy
     files = sorted(repo.glob("metrics/*.json")) + sorted(repo.glob("sweeps/*/results.csv"))
-    assert len(files) == 6 + 6  # headline, scores, baselines, comparison; one table per sweep
+    tasks = sum(isinstance(spec, dict) for spec in yaml.safe_load((repo / "params.yaml").read_text())["data"].values())
+    assert len(files) == 2 * tasks + 2 + 6  # headline and scores per task, baselines, comparison; a table per sweep
     before = {path: path.read_bytes() for path in files}
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "outputs"], repo)
@@ -267,7 +269,7 @@ def test_two_forced_repros_give_byte_identical_results(tiny_copy):
 def one_ulp_away(prepared: Path, folder: Path) -> Path:
     """A copy of the prepared data with every feature value moved by one ulp: what another CPU's
     arithmetic does to the standardised inputs."""
-    for task in ("regression", "classification"):
+    for task in TASK_NAMES:
         (folder / task).mkdir(parents=True)
         with np.load(prepared / task / "arrays.npz") as arrays:
             moved = {k: np.nextafter(v, np.inf) if k.startswith("X_") else v for k, v in arrays.items()}
@@ -287,7 +289,9 @@ def test_one_ulp_of_input_noise_leaves_the_tracked_outputs_byte_identical(tmp_pa
         assert result.returncode == 0, result.stderr
         tracked = sorted(folder.glob("metrics/*.json")) + sorted(folder.glob("plots/*/history.csv"))
         outputs[name] = {path.relative_to(folder): path.read_bytes() for path in tracked}
-    assert len(outputs["as is"]) == 6 and outputs["as is"] == outputs["moved"]  # 2 × (headline, scores, curves)
+    assert (
+        len(outputs["as is"]) == 3 * len(TASK_NAMES) and outputs["as is"] == outputs["moved"]
+    )  # headline, scores, curves
 
 
 @pytest.mark.e2e
@@ -403,10 +407,10 @@ def test_runs_go_to_a_tracking_server_when_its_uri_is_set(tmp_path, prepared, tr
     experiment = client.get_experiment_by_name("runs-go-to-the-server")
     runs = [r for r in client.search_runs([experiment.experiment_id]) if "task" in r.data.tags]
     runs = [r for r in runs if "fold" not in r.data.tags]  # each task's run; its folds are its children
-    assert sorted(r.data.tags["task"] for r in runs) == ["classification", "regression"]
+    assert sorted(r.data.tags["task"] for r in runs) == sorted(TASK_NAMES)
     for r in runs:
         assert r.info.status == "FINISHED"
-        loss = "mse" if r.data.tags["task"] == "regression" else "log_loss"
+        loss = "log_loss" if r.data.tags["task"] == "classification" else "mse"
         assert len(client.get_metric_history(r.info.run_id, f"train_{loss}")) > 2
         listed = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert "history.csv" in listed and r.outputs.model_outputs  # the model is a LoggedModel of the run

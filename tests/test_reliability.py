@@ -18,7 +18,7 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT, free_port, pipeline_env, runs_in, scratch, stage
+from conftest import ROOT, TASK_NAMES, free_port, pipeline_env, runs_in, scratch, stage
 from test_hardening import TRAIN
 
 from backprop.lab import io
@@ -152,8 +152,8 @@ def test_after_kill_9_no_staging_is_left_under_outputs_and_the_next_run_cleans_u
     assert not (folder / io.STAGING_DIR).exists()
     assert not [p for name in OUTPUTS for p in (folder / name).rglob(".*")]
     killed = [r for r in runs_in(folder) if r.data.tags.get("pid") == str(process.pid) and "fold" not in r.data.tags]
-    # Both tasks' runs stay open until the stage ends, so the kill leaves both RUNNING: both FAILED now.
-    assert sorted(r.info.status for r in killed) == ["FAILED", "FAILED"]
+    # Every task's run stays open until the stage ends, so the kill leaves them RUNNING: FAILED now.
+    assert sorted(r.info.status for r in killed) == ["FAILED"] * len(TASK_NAMES)
 
 
 PARENT = """
@@ -189,7 +189,7 @@ def test_a_stage_whose_parent_dies_ends_itself(tmp_path, prepared):
             os.kill(child, signal.SIGKILL)
         parent.kill()
         parent.wait()
-    assert [r.info.status for r in runs_in(folder)] == ["KILLED", "KILLED"]  # both tasks train at once
+    assert [r.info.status for r in runs_in(folder)] == ["KILLED"] * len(TASK_NAMES)  # every task trains at once
     assert not (folder / io.STAGING_DIR).exists()
 
 

@@ -50,7 +50,8 @@ def network_predictions(repo: Path, frame: pd.DataFrame) -> np.ndarray:
 def test_no_versioned_file_holds_a_path_of_this_machine(tiny_repo):
     tracked = run(["git", "ls-files"], tiny_repo).stdout.split()
     outputs = [p for name in DVC_OUTPUTS for p in [tiny_repo / name, *(tiny_repo / name).rglob("*")]]
-    files = {tiny_repo / name for name in tracked} | {p for p in outputs if p.is_file()}
+    # A committed figure of a task the tiny params leave out is not in the tiny repro.
+    files = {p for p in (tiny_repo / name for name in tracked) if p.is_file()} | {p for p in outputs if p.is_file()}
     assert len(files) > 100 and tiny_repo / "models" / "regression" / "MLmodel" in files
     holders = sorted(str(p.relative_to(tiny_repo)) for p in files if str(tiny_repo).encode() in p.read_bytes())
     assert holders == []

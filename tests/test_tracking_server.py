@@ -22,7 +22,7 @@ from backprop.lab.tracking import KIND, KIND_TAG, Tracker, cv_metrics
 pytestmark = pytest.mark.e2e
 
 FOLDS = TINY["data"]["folds"]
-LOSS = {"regression": "mse", "classification": "log_loss"}
+LOSS = {"regression": "mse", "classification": "log_loss", "control": "mse"}
 ADMIN_PASSWORD = "a-long-test-password-42"
 SWEEPS = [name for name, spec in TINY["sweep"].items() if isinstance(spec, dict)]
 

@@ -459,6 +459,15 @@ class SweepSpec:
     def kind(self) -> str:
         return sweep_kind(self.grid, self.fixed, self.reach, self._section)
 
+    def figure_files(self, name: str, task: str) -> list[str]:
+        """The PNG files the plot stage draws for sweep ``name`` on ``task`` (report/figures/)."""
+        suffix = f"_{task}" if self.kind == "heatmap" or len(self.tasks) > 1 else ""
+        if self.kind == "lr":
+            return [f"sweep_{name}{suffix}.png", f"sweep_{name}{suffix}_curves.png"]
+        if self.kind == "loss_curves" and len(self.reach) > 1:
+            return [f"sweep_{name}{suffix}_{curve}.png" for curve in self.reach]
+        return [f"sweep_{name}{suffix}.png"]
+
     def points(self) -> list[dict]:
         """Every combination, the first key varying slowest: [{key: value, ...}, ...]."""
         return [dict(zip(self.grid, values, strict=True)) for values in itertools.product(*self.grid.values())]

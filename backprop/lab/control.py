@@ -9,7 +9,7 @@ answers on the data set.
 from __future__ import annotations
 
 from backprop.lab.answers import flipped, fmt, interval, is_tie, number, upper_first
-from backprop.lab.blocks import paragraph, section, table
+from backprop.lab.blocks import figure, paragraph, section, table
 
 
 def control_tasks(schemas: dict) -> list[str]:
@@ -148,8 +148,11 @@ def section_paragraphs(comparison: dict, schemas: dict, settings: str = "") -> d
     }
 
 
-def control_section(comparison: dict, schemas: dict, data_task: str = "regression", settings: str = "") -> list[dict]:
-    """Each effect on the data set beside the control, and the control's best MSE against its floor."""
+def control_section(
+    comparison: dict, schemas: dict, data_task: str = "regression", settings: str = "", sweep_specs: dict | None = None
+) -> list[dict]:
+    """Each effect on the data set beside the control, the control's best MSE against its floor,
+    and the control's own figures (its curves, with the floor drawn, and every sweep it ran in)."""
     tasks = control_tasks(schemas)
     if not tasks:
         return []
@@ -181,4 +184,10 @@ def control_section(comparison: dict, schemas: dict, data_task: str = "regressio
     reach = headline_reach(comparison, task, settings)
     if reach:
         blocks.append(paragraph(f"**Default recipe.** {upper_first(reach)}."))
+    blocks.append(
+        figure(f"history_{task}.png", f"{task}: loss and accuracy per epoch, train/val/test; the noise floor")
+    )
+    for name, spec in (sweep_specs or {}).items():
+        if task in spec.tasks:
+            blocks += [figure(file, f"{task}: sweep {name}") for file in spec.figure_files(name, task)]
     return [section("The control task: the same questions where the effects are real", blocks, "control")]

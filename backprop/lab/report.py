@@ -129,7 +129,7 @@ def build(inputs: ReportInputs) -> dict:
     sections = [
         answers.answers_section(questions, intro),
         *questions,
-        *control.control_section(comparison, inputs.schemas, settings=settings),
+        *control.control_section(comparison, inputs.schemas, settings=settings, sweep_specs=inputs.sweep_specs),
         *other_sweeps_section(summaries, inputs.sweep_specs),
         provenance_section(inputs.provenance),
     ]

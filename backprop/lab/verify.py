@@ -2,7 +2,7 @@
 are identical to the stored digits, which differ and why, and which conclusions of the report
 differ. Pure: it takes the files' texts (path -> text) and returns a Verification.
 
-What holds where (README, Determinism): on the same machine every fit is identical. On another
+What holds where (docs/determinism.md): on the same machine every fit is identical. On another
 CPU a fit's last bits move (another BLAS kernel); the stored 6 digits hide that except where a
 fit amplifies it: an oscillating fit, a rate past the lr limit, a model with no finite optimum.
 The conclusions (a chosen setting, a detected difference, an outcome count) must not move, and
