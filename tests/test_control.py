@@ -161,10 +161,10 @@ def test_the_report_says_beside_each_answer_whether_the_control_detects_it():
     }
     schemas = {"regression": {"source": "data/diabetes.csv"}, "control": {"noise_floor": 1.0, "source": "generated"}}
     cells = answer_cells(comparison, schemas)
-    assert "hidden 1 − hidden 16 (chosen): detected: 5.28 (4.21 to 6.36)" in cells["q24"]
-    assert "least squares: detected: -1.66 (-2.24 to -1.08)" in cells["q21"]
+    assert "hidden 1 − hidden 16: **detected** 5.28 (4.21 to 6.36)" in cells["q24"]
+    assert "least squares: **detected** -1.66 (-2.24 to -1.08)" in cells["q21"]
     assert "best test MSE 1.34 (1.21 to 1.46)" in cells["q21"] and "noise floor 1" in cells["q21"]
-    assert "within the tuned MSE's reach" in cells["q22"]
+    assert "reaches the tuned MSE" in cells["q22"]
     schemas["control"] |= {"rows": 1000, "features": list(range(10))}
     (section,) = control_section(comparison, schemas)
     table = next(block for block in section["blocks"] if block["kind"] == "table")

@@ -1146,16 +1146,17 @@ def capacity_words(steps: list[dict], capacity: pd.DataFrame) -> str:
     return text
 
 
-def same_lr_short(ends: list[dict], limits: pd.DataFrame | None, epochs) -> str:
+def same_lr_short(ends: list[dict], limits: pd.DataFrame | None, epochs, in_units: bool = False) -> str:
     """The narrowest width against the one that fits its training rows best, at the same rate
     (comparison.json's ``same_lr``), train and held-out, each with its interval; a tie with its
-    detectable size; the rate as a multiple of the wider layer's lr limit."""
+    detectable size; the rate as a multiple of the wider layer's lr limit (``in_units``: the rates
+    are such multiples already, each width's own)."""
     parts = []
     for end in ends:
         wide, lr = end["to"]["hidden"], end["to"]["lr"]
         train, test = end["train_mse_wider_minus_narrower"], end["test_mse_wider_minus_narrower"]
-        text = f"lr {fmt(lr)}"
-        if limits is not None and "lr_limit" in limits:
+        text = f"lr {fmt(lr)}× each width's own limit" if in_units else f"lr {fmt(lr)}"
+        if not in_units and limits is not None and "lr_limit" in limits:
             match = limits[(limits["task"] == "regression") & (limits["hidden"] == wide)]
             if len(match):
                 text += f" ({fmt(lr / float(match['lr_limit'].iloc[0]), 2)}× hidden {wide}'s limit)"
@@ -1189,12 +1190,14 @@ def same_lr_short(ends: list[dict], limits: pd.DataFrame | None, epochs) -> str:
     )
 
 
-def capacity_short(steps: list[dict], capacity: pd.DataFrame, limits=None, ends=None, epochs=None) -> str:
+def capacity_short(
+    steps: list[dict], capacity: pd.DataFrame, limits=None, ends=None, epochs=None, in_units: bool = False
+) -> str:
     """Train and test error from the narrowest layer to the one that fits its training rows best,
     in a fixed budget: paired at the same rate when ``ends`` (comparison.json's ``same_lr``) are
     given, else the means (each width at its own rate), with overfitting named only where detected."""
     if ends:
-        return same_lr_short(ends, limits, epochs)
+        return same_lr_short(ends, limits, epochs, in_units)
     rows = capacity[capacity["task"] == "regression"]
     points = [steps[0]["from"]] + [step["to"] for step in steps] if steps else []
     found_rows = []
@@ -1223,11 +1226,17 @@ def capacity_short(steps: list[dict], capacity: pd.DataFrame, limits=None, ends=
 
 
 def answer_24(
-    hidden: pd.DataFrame, capacity: pd.DataFrame, comparison: dict, configs: dict | None = None, budget=None
+    hidden: pd.DataFrame,
+    capacity: pd.DataFrame,
+    comparison: dict,
+    configs: dict | None = None,
+    budget=None,
+    capacity_unit: str | None = None,
 ) -> dict:
     answer = comparison["regression"]["sweeps"]["hidden"]
     ends = comparison["regression"]["sweeps"]["capacity"].get("capacity", {}).get("same_lr")
     config = (configs or {}).get("regression", {})
+    in_units = (capacity_unit or config.get("lr_unit", "absolute")) == "limit"
     blocks = [
         paragraph(
             "Two experiments, because early stopping mixes two things. **Generalisation**: every width × learning "
@@ -1291,13 +1300,17 @@ def answer_24(
     if ends:
         sentence += (
             " "
-            + same_lr_short(ends, hidden, budget)
+            + same_lr_short(ends, hidden, budget, in_units)
             + (
-                " A rate past the wider layer's limit trains it in the catapult regime, so a difference at that rate "
-                "mixes width with the instability."
+                ""
+                if in_units
+                else " A rate past the wider layer's limit trains it in the catapult regime, so a difference at that "
+                "rate mixes width with the instability."
             )
         )
-    short = f"{upper_first(versus_words(pair))}. {capacity_short(steps, capacity, hidden, ends, budget)}".strip()
+    short = (
+        f"{upper_first(versus_words(pair))}. {capacity_short(steps, capacity, hidden, ends, budget, in_units)}".strip()
+    )
     blocks.append(paragraph(f"**Answer:** {sentence}"))
     appendix = [
         titled(
@@ -1345,11 +1358,17 @@ def epochs_short(answer: dict) -> str:
     if not versus:
         return ""
     best = answer["best"]
+    # A pair needs both sides learned in a fold: without one, that activation has no comparison here.
+    unpaired = [(v["other"]["activation"], v.get("n") or 0) for v in versus if (v.get("n") or 0) < 2]
+    versus = [v for v in versus if (v.get("n") or 0) >= 2]
     parts = [f"{v['other']['activation']} {short_interval(v)}" for v in versus]
+    parts += [f"{name}: {n} fold(s) where both learned at this rate, no interval" for name, n in unpaired]
     ties = [v for v in versus if is_tie(v)]
     text = f"Best epoch, other − {best['activation']}, all at lr {fmt(best['lr'])}: {'; '.join(parts)}" + (
         " (a fold stopped by the epoch budget counts its last epoch)" if any(v.get("capped") for v in versus) else ""
     )
+    if not versus:
+        return text + "."
     if len(ties) == len(versus):
         mdes = [number(v, "mde") for v in ties]
         return text + f"; no difference detected (detectable {whole(min(mdes))} to {whole(max(mdes))} epochs)."

@@ -118,20 +118,45 @@ def headline_settings(config: dict | None, overrides: list | None) -> str:
     return " (" + ", ".join(f"{key} {config[key]}" for key in overrides if key in config) + " from its override)"
 
 
+def _short_label(label: str) -> str:
+    return (
+        label.replace("network (headline settings)", "headline")
+        .replace("network (best width, chosen on val)", "best width")
+        .replace(" (chosen)", "")
+    )
+
+
+def _short_detected(difference: dict | None) -> str:
+    if not difference or not difference.get("n"):
+        return "no pairs"
+    if is_tie(difference):
+        return f"tie {interval(difference, 3)}, detectable {fmt(number(difference, 'mde'), 3)}"
+    return f"**detected** {interval(difference, 3)}"
+
+
 def answer_cells(comparison: dict, schemas: dict, settings: str = "") -> dict[str, str]:
-    """anchor -> the control column's text of the answers table (the first control task)."""
+    """anchor -> the control column's text of the answers table (the first control task): each
+    effect in a few words; its section's closing paragraph says it in full."""
     tasks = control_tasks(schemas)
     if not tasks:
         return {}
     task = tasks[0]
     cells: dict[str, list[str]] = {}
     for anchor, label, _, difference in effects(comparison, task):
-        cells.setdefault(anchor, []).append(f"{label}: {_detected(difference)}")
-    floor_text, _ = best_against_floor(comparison, schemas[task], task)
-    cells.setdefault("q21", []).append(floor_text)
-    reach = headline_reach(comparison, task, settings)
-    if reach:
-        cells.setdefault("q22", []).append(reach)
+        cells.setdefault(anchor, []).append(f"{_short_label(label)}: {_short_detected(difference)}")
+    _, tuned = best_against_floor(comparison, schemas[task], task)
+    floor = schemas[task]["noise_floor"]
+    if tuned is not None and floor > 0:
+        ratio = fmt(number(tuned, "mean") / floor, 3)
+        cells.setdefault("q21", []).append(
+            f"best test MSE {interval(tuned, 3)}: {ratio}× the noise floor {fmt(floor, 3)}"
+        )
+    found = _tuned(comparison, task)
+    if found is not None:
+        difference = found[1]["headline_minus_tuned"]
+        reached = is_tie(difference) or number(difference, "ci_high") < 0
+        verdict = "reaches the tuned MSE" if reached else "detectably worse than tuned"
+        cells.setdefault("q22", []).append(f"headline − tuned {interval(difference, 3)}: {verdict}")
     return {anchor: "; ".join(texts) for anchor, texts in cells.items()}
 
 

@@ -92,10 +92,10 @@ class ReportInputs:
     overrides: dict = field(default_factory=dict)  # task -> the train keys train.overrides.<task> sets
 
 
-def _fixed(specs: dict, name: str):
-    """The epoch budget a sweep fixes for every fit (None when it does not)."""
+def _fixed(specs: dict, name: str, key: str = "epochs"):
+    """The value a sweep fixes for every fit (the epoch budget by default; None when it does not)."""
     spec = specs.get(name)
-    return getattr(spec, "fixed", {}).get("epochs") if spec is not None else None
+    return getattr(spec, "fixed", {}).get(key) if spec is not None else None
 
 
 def build(inputs: ReportInputs) -> dict:
@@ -109,7 +109,12 @@ def build(inputs: ReportInputs) -> dict:
         answers.answer_22(inputs.histories, inputs.scores, configs, inputs.ratios),
         answers.answer_23(summaries["lr"], comparison, configs, inputs.schemas),
         answers.answer_24(
-            summaries["hidden"], summaries["capacity"], comparison, configs, _fixed(inputs.sweep_specs, "capacity")
+            summaries["hidden"],
+            summaries["capacity"],
+            comparison,
+            configs,
+            _fixed(inputs.sweep_specs, "capacity"),
+            _fixed(inputs.sweep_specs, "capacity", "lr_unit"),
         ),
         answers.answer_25(summaries["activation"], comparison, configs),
         answers.answer_3(summaries, comparison, inputs.sweep_specs, configs),
