@@ -303,7 +303,7 @@ def sweep_choices_differ(task: str, config: dict, comparison: dict) -> list[str]
         best = answer["best"]
         differs = {key: value for key, value in best.items() if key in config and _same(config[key]) != value}
         if differs and all(key in config for key in best):
-            notes.append(f"the {name} sweep's best on validation differs: {short_point(best)}")
+            notes.append(f"{name} sweep: {short_point(best)}")
     return notes
 
 
@@ -393,7 +393,15 @@ def answer_21(
             if is_tie(versus)
             else f"{found(versus, lower='lower', higher='higher')} than {against}"
         )
-        short = f"Held-out {shown}; {relation}" + (f" ({'; '.join(differ)})" if differ else "") + "."
+        short = (
+            f"Held-out {shown}; {relation}"
+            + (
+                f" (settings the sweeps picked on validation instead, not tested here: {'; '.join(differ)})"
+                if differ
+                else ""
+            )
+            + "."
+        )
         if reference:
             short += (
                 f" The reference hand-in's {fmt(REFERENCE_HAND_IN['mse'])} was scored on the rows it was fitted to: "
@@ -403,7 +411,12 @@ def answer_21(
             f"{task.capitalize()}: held-out {shown} (mean, 95% CI, over {folds} folds; "
             f"{outcome_text(scores[task]['outcomes'])}); against {linear.split(',')[0]}, "
             f"{verdict(versus, lower='lower', higher='higher')}; settings from {source}"
-            + (f"; {'; '.join(differ)}; the headline network keeps the settings above" if differ else "")
+            + (
+                f"; the sweeps picked other settings on validation ({'; '.join(differ)}); the headline network keeps "
+                "the settings above"
+                if differ
+                else ""
+            )
             + "."
         )
         blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
@@ -684,7 +697,11 @@ def headline_comparison(answer: dict, headline: dict) -> tuple[str, dict] | None
     keys = [key for key in chosen if key != "lr" or list(chosen) == ["lr"]]
     target = {key: _same(headline[key]) for key in keys if key in headline}
     versus = [v for v in answer["best_minus_other"] if all(v["other"].get(k) == x for k, x in target.items())]
-    label = "headline"
+    # Each setting is compared at its own best rate: the headline's width (or activation), not its lr.
+    words = {"hidden": "width"}
+    label = "headline " + " and ".join(words.get(key, key) for key in target) if target else "headline"
+    if target and "lr" in chosen and "lr" not in target:
+        label += ", at its best lr"
     if not versus or all(chosen.get(k) == x for k, x in target.items()):
         val = {point_text(s["point"]): s["val_mean"] for s in answer["settings"] if s["every_fold_learned"]}
         ranked = sorted(answer["best_minus_other"], key=lambda v: val.get(point_text(v["other"]), math.inf))
