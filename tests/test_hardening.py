@@ -235,37 +235,6 @@ def test_a_new_store_survives_concurrent_first_use(tmp_path):
 # ---- 5. determinism and 3. the next dvc repro -----------------------------------------------------
 
 
-def lock_outputs(text: str) -> dict[str, str]:
-    """Every output's md5 in a dvc.lock."""
-    stages = yaml.safe_load(text)["stages"]
-    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
-
-
-@pytest.mark.e2e
-def test_two_forced_repros_give_byte_identical_results(tiny_copy):
-    """Commit what the first `dvc repro` wrote, as a user does, then run every stage again (what
-    `make repro` does on a fresh clone of that commit, at another commit, on another path, with a
-    new store): git status stays clean, so every tracked output and dvc.lock, with it the md5 of
-    every cached output (models, runs, prepared data), are byte-identical. No run id, model id,
-    commit, path or time is in any of them."""
-    repo = tiny_copy
-    files = sorted(repo.glob("metrics/*.json")) + sorted(repo.glob("sweeps/*/results.csv"))
-    tasks = sum(isinstance(spec, dict) for spec in yaml.safe_load((repo / "params.yaml").read_text())["data"].values())
-    assert len(files) == 2 * tasks + 2 + 6  # headline and scores per task, baselines, comparison; a table per sweep
-    before = {path: path.read_bytes() for path in files}
-    run(["git", "add", "-A"], repo)
-    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "outputs"], repo)
-    run(["dvc", "repro", "--force"], repo)
-    after = {path: path.read_bytes() for path in files}
-    assert before == after
-    status = run(["git", "status", "--porcelain"], repo).stdout
-    committed = lock_outputs(run(["git", "show", "HEAD:dvc.lock"], repo).stdout)
-    now = lock_outputs((repo / "dvc.lock").read_text())
-    changed = sorted(path for path, md5 in now.items() if committed.get(path) != md5)
-    diff = run(["git", "diff", "--unified=0", "--", ".", ":!dvc.lock"], repo).stdout
-    assert status == "", f"{status}\noutputs whose md5 changed: {changed}\n{diff[:3000]}"
-
-
 def one_ulp_away(prepared: Path, folder: Path) -> Path:
     """A copy of the prepared data with every feature value moved by one ulp: what another CPU's
     arithmetic does to the standardised inputs."""

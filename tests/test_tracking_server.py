@@ -8,11 +8,12 @@ import json
 import math
 import os
 import re
+from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, copy_repo, mlflow_server, run
+from conftest import ROOT, TINY, copy_of, copy_repo, mlflow_server, run
 from mlflow import MlflowClient
 
 from backprop.lab.protocol import OUTCOMES
@@ -42,12 +43,44 @@ def server(tmp_path_factory, empty_store):
         yield url
 
 
+OUTPUTS = ("data/prepared", "settings", "models", "runs", "metrics", "plots", "sweeps", "report")
+
+
+def outputs_of(repo: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(repo).as_posix(): p.read_bytes()
+        for name in OUTPUTS
+        for p in (repo / name).rglob("*")
+        if p.is_file()
+    }
+
+
 @pytest.fixture(scope="module")
-def served(server, tmp_path_factory):
-    """A fresh copy after one whole `dvc repro` whose every run went to the server."""
-    repo = copy_repo(tmp_path_factory.mktemp("served"), TINY)
-    run(["dvc", "repro"], repo, MLFLOW_TRACKING_URI=server)
-    return repo, MlflowClient(server)
+def served(server, tiny_repo, tmp_path_factory):
+    """A copy of the tiny repro (its outputs made with the project's own store), reproduced whole
+    again (`dvc repro --force`: every stage, on another path, with a new store) with every run sent
+    to the server; and its outputs from before."""
+    repo = copy_of(tiny_repo, tmp_path_factory.mktemp("served") / "repo")
+    before = outputs_of(repo)
+    run(["dvc", "repro", "--force"], repo, MLFLOW_TRACKING_URI=server)
+    return repo, MlflowClient(server), before
+
+
+def test_a_forced_repro_against_a_server_changes_no_byte_but_where_the_runs_went(served):
+    """Every output, cached or tracked, is byte-identical to the first repro's; the runs files and
+    the report's provenance name the store the runs went to, and that alone differs."""
+    repo, client, before = served
+    after = outputs_of(repo)
+    assert len(before) > 100 and before.keys() == after.keys()
+    moved = sorted(path for path in before if before[path] != after[path])
+    assert moved and all(path.startswith(("runs/", "report/report.")) for path in moved), moved
+    for path in moved:
+        # The report's own digest covers its inputs, the runs files among them.
+        then, now = (
+            [line for line in text.splitlines() if b"own digest" not in line]
+            for text in (before[path], after[path].replace(client.tracking_uri.encode(), b"sqlite:///mlflow.db"))
+        )
+        assert now == then, (path, [(a[:200], b[:200]) for a, b in zip(then, now, strict=False) if a != b][:3])
 
 
 def all_runs(client: MlflowClient):
@@ -56,19 +89,21 @@ def all_runs(client: MlflowClient):
 
 
 def test_every_run_of_a_whole_repro_lands_finished_on_the_server(served):
-    repo, client = served
+    repo, client, _ = served
     runs = all_runs(client)
     assert runs and {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags.get("stage") for r in runs} >= {"train", "baselines"} | {f"sweep@{name}" for name in SWEEPS}
     assert not (repo / "mlflow.db").exists(), "a run went to the project's own store"
-    # Every run's name carries its pipeline: the branch and the pipeline run's digest here.
-    (pipeline,) = [r for r in runs if "backprop.pipeline" in r.data.tags]
+    # Every run's name carries its pipeline: the branch and the pipeline run's digest here (a DVC
+    # experiment another test of this module runs on the same server carries the experiment's name).
+    repro = [r for r in runs if "dvc_exp" not in r.data.tags]
+    (pipeline,) = [r for r in repro if "backprop.pipeline" in r.data.tags]
     label = f"main {pipeline.info.run_name.removeprefix('dvc repro ')}"
-    assert all(r.info.run_name.endswith(f" ({label})") for r in runs if r is not pipeline)
+    assert all(r.info.run_name.endswith(f" ({label})") for r in repro if r is not pipeline)
 
 
 def test_each_grid_point_is_a_run_with_its_cross_validated_metrics(served):
-    repo, client = served
+    repo, client, _ = served
     runs = all_runs(client)
     children = {}
     for r in runs:
@@ -135,7 +170,7 @@ def test_a_grid_of_layer_lists_logs_to_a_server_behind_basic_auth(guarded_server
 
 
 def test_the_readme_query_returns_the_chosen_point_first(served):
-    repo, client = served
+    repo, client, _ = served
     filter_string, order_by = readme_query()
     mlflow.set_tracking_uri(client.tracking_uri)
     try:
@@ -153,19 +188,19 @@ def test_the_readme_query_returns_the_chosen_point_first(served):
 
 
 def test_a_diverged_fit_logs_its_epoch_not_its_scores(served):
-    _, client = served
+    _, client, _ = served
     diverged = [r for r in all_runs(client) if r.data.tags.get("outcome") == "diverged"]
     assert diverged, "the tiny lr grid's 1e5 diverges"
     assert all(set(r.data.metrics) == {"diverged_epoch"} for r in diverged)
 
 
 def test_the_experiment_opens_on_runs(served):
-    _, client = served
+    _, client, _ = served
     assert client.get_experiment_by_name("backprop-lab").tags[KIND_TAG] == KIND
 
 
 def test_a_registry_version_says_which_experiment_made_it(served):
-    repo, client = served
+    repo, client, _ = served
     run(["dvc", "exp", "run", "--temp", "-n", "faster", "-S", "train.lr=0.05", "train"], repo,
         MLFLOW_TRACKING_URI=client.tracking_uri)  # fmt: skip
     for task in LOSS:
