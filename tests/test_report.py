@@ -468,14 +468,16 @@ def test_the_closed_form_limit_is_stated_for_sigmoid_only():
 
 def test_width_and_activation_answers_rest_on_pairs_at_one_rate():
     inputs = crafted_inputs(sha256="1" * 64, effect=0.0, seed=1)  # a draw where a wider width fits best
+    # the capacity sweep's rates are multiples of each width's own limit (lr_unit: limit)
     lrs = [
-        f"lr {end['from']['lr']:g}"
+        f"{end['from']['lr']:g}× each width's own limit"
         for end in inputs.comparison["regression"]["sweeps"]["capacity"]["capacity"]["same_lr"]
     ]
     assert len(lrs) == 2
     rows = _answers(render_markdown(build(inputs), "figures"))
     width = next(row for row in rows if row[0].startswith("[2.4"))[1]
-    assert re.search(rf"hidden \d+ − 1 MSE at one rate: {lrs[0]}\b", width) and f"; {lrs[1]}" in width, width
+    assert re.search(rf"hidden \d+ − 1 MSE at one multiple of each width's limit: {lrs[0]}", width), width
+    assert f"; {lrs[1]}" in width, width
     assert re.search(r"test -?\d[\d.]* \(-?[\d.]+ to -?[\d.]+\), detectable \d", width), width
     assert "shape of overfitting" not in width
     for row in (row for row in rows if row[0].startswith("[2.5")):
@@ -535,3 +537,65 @@ def test_the_catapult_bound_on_the_hidden_activation():
     assert activation_rms(facts | {"peak": 1.0}, 16) is None
     assert activation_rms(facts | {"largest": 0.1}, 16) is None  # below the limit
     assert activation_rms(facts | {"sharpness_end": 12.0}, 16) is None  # not below the start
+
+
+def _width_summary() -> pd.DataFrame:
+    """A hidden sweep in units of the limit: hidden 16 learns up to 1.5×, hidden 64 up to 0.5×."""
+    rows = []
+    for hidden, limit, learned in ((16, 0.195, {0.5: 5, 1.5: 5}), (64, 0.0584, {0.5: 5, 1.5: 2})):
+        for lr, count in learned.items():
+            rows.append(
+                {"task": "regression", "hidden": hidden, "lr": lr, "lr_limit": limit, "learned": count, "fits": 5}
+                | {"peak_train_loss_ratio_max": 51.0 if lr > 1 else 1.0}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_rates_in_units_of_the_limit_are_their_own_multiple():
+    """In a sweep with lr_unit: limit, lr 0.5 is 0.5× the width's limit, not 0.5 / limit; past the
+    limit means above 1, and no grid scaled to each width's limit is suggested (it is one)."""
+    from backprop.lab.answers import above_limit_sentence, limit_sentence
+
+    summary = _width_summary()
+    text = limit_sentence(summary, "regression", ["hidden"], in_units=True)
+    assert "largest lr that learned in every fold 1.5× the limit" in text
+    assert "hidden 64: limit 0.0584, largest lr that learned in every fold 0.5× the limit" in text
+    assert "smallest that did not 1.5× the limit" in text
+    assert "7.7×" not in text and "8.6×" not in text
+    answer = {"settings": [{"point": {"hidden": 16, "lr": 1.5}}, {"point": {"hidden": 64, "lr": 0.5}}]}
+    past = above_limit_sentence(answer, summary, "regression", "width", in_units=True)
+    assert "hidden 16, lr 1.5 (1.5× its own limit)" in past and "hidden 64" not in past
+    assert "scaled to each" not in past
+    # absolute rates: the old division still applies
+    absolute = limit_sentence(summary, "regression", ["hidden"])
+    assert "(7.7× the limit)" in absolute
+    assert "scaled to each" in above_limit_sentence(answer, summary, "regression", "width")
+
+
+def test_fixed_budget_in_units_is_one_multiple_and_an_unpaired_rate_is_not_compared():
+    from backprop.lab.answers import same_lr_short
+
+    paired = {"mean": -544.0, "ci_low": -669.0, "ci_high": -419.0, "mde": 167.0, "n": 5}
+    tie = {"mean": 145.0, "ci_low": -512.0, "ci_high": 801.0, "mde": 879.0, "n": 5}
+    empty = {"mean": None, "ci_low": None, "ci_high": None, "mde": None, "n": 0}
+    ends = [
+        {"from": {"hidden": 1, "lr": 0.5}, "to": {"hidden": 16, "lr": 0.5}}
+        | {"train_mse_wider_minus_narrower": paired, "test_mse_wider_minus_narrower": tie},
+        {"from": {"hidden": 1, "lr": 1.0}, "to": {"hidden": 16, "lr": 1.0}}
+        | {"train_mse_wider_minus_narrower": empty, "test_mse_wider_minus_narrower": empty},
+    ]
+    capacity = pd.DataFrame(
+        [
+            {"task": "regression", "hidden": h, "lr": lr, "lr_limit": 0.2, "learned": 5, "fits": 5, "capped": 5}
+            for h in (1, 16)
+            for lr in (0.5, 1.0)
+        ]
+    )
+    text = same_lr_short(ends, capacity, 2000, in_units=True, capacity=capacity)
+    assert "at one multiple of each width's limit" in text and "at one rate" not in text
+    assert "1× each width's own limit: not compared (a side did not learn in every fold" in text
+    assert "n/a" not in text
+    assert "no overfitting detected (at multiple 0.5)" in text
+    assert "hidden 1, lr 0.5: 5 of 5, hidden 16, lr 0.5: 5 of 5" in text
+    none = same_lr_short(ends[1:], capacity, 2000, in_units=True)
+    assert "no rate compared, so no conclusion" in none and "no overfitting detected" not in none

@@ -636,10 +636,16 @@ def summary_table(
     return table(header, body, caption)
 
 
-def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
-    """Where training broke against the lr limit at initialisation, per setting of ``group``."""
+def limit_sentence(summary: pd.DataFrame, task: str, group: list[str], in_units: bool = False) -> str:
+    """Where training broke against the lr limit at initialisation, per setting of ``group``.
+    ``in_units``: the sweep's rates are multiples of each network's own limit already (``lr_unit:
+    limit``), so the rate is its own multiple and "past the limit" means a rate above 1."""
     parts = []
     rows = summary[summary["task"] == task]
+
+    def multiple(lr: float, limit: float) -> str:
+        return f"{fmt(lr)}× the limit" if in_units else f"{fmt(lr)} ({fmt(lr / limit, 2)}× the limit)"
+
     for values, part in rows.groupby(group, sort=False) if group else [((), rows)]:
         limit = float(part["lr_limit"].iloc[0])
         complete = part[part["learned"] == part["fits"]]
@@ -651,10 +657,10 @@ def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
         if largest is None:
             text += ", no lr learned in every fold"
         else:
-            text += f", largest lr that learned in every fold {fmt(largest)} ({fmt(largest / limit, 2)}× the limit)"
+            text += f", largest lr that learned in every fold {multiple(largest, limit)}"
         if first_broken is not None:
-            text += f", smallest that did not {fmt(first_broken)} ({fmt(first_broken / limit, 2)}× the limit)"
-        above = complete[complete["lr"] > limit]
+            text += f", smallest that did not {multiple(first_broken, limit)}"
+        above = complete[complete["lr"] > (1.0 if in_units else limit)]
         if len(above) and "peak_train_loss_ratio_max" in above:
             peak = float(above["peak_train_loss_ratio_max"].max())
             if peak > 1.01:
@@ -1075,24 +1081,34 @@ def titled(block: dict, where: str) -> dict:
     return block | {"caption": caption, "summary": f"{where}: every setting"}
 
 
-def above_limit_sentence(answer: dict, summary: pd.DataFrame, task: str, noun: str) -> str:
+def above_limit_sentence(answer: dict, summary: pd.DataFrame, task: str, noun: str, in_units: bool = False) -> str:
     """The settings whose chosen learning rate is past their lr limit at initialisation: a
-    comparison between them and the others mixes the setting with training in the unstable regime."""
+    comparison between them and the others mixes the setting with training in the unstable regime.
+    ``in_units``: the rates are multiples of each setting's own limit already (past it: above 1),
+    so the grid is already scaled to each setting's limit and no other grid is suggested."""
     past = []
     for setting in answer["settings"]:
         point = setting["point"]
         match = summary[summary["task"] == task]
         for key, value in point.items():
             match = match[match[key] == value]
-        if "lr" in point and len(match) and "lr_limit" in match and point["lr"] > float(match["lr_limit"].iloc[0]):
-            past.append(f"{point_text(point)} ({fmt(point['lr'] / float(match['lr_limit'].iloc[0]), 2)}× its limit)")
+        if "lr" not in point or not len(match) or "lr_limit" not in match:
+            continue
+        limit = float(match["lr_limit"].iloc[0])
+        if in_units and point["lr"] > 1:
+            past.append(f"{point_text(point)} ({fmt(point['lr'])}× its own limit)")
+        elif not in_units and point["lr"] > limit:
+            past.append(f"{point_text(point)} ({fmt(point['lr'] / limit, 2)}× its limit)")
     if not past:
         return ""
-    return (
+    text = (
         f"The best learning rate of the grid is past the lr limit at initialisation for: {'; '.join(past)}. "
         f"Those networks train in the unstable regime the grid offers them, so a tie between {noun}s does not show "
-        f"that the {noun} does not matter: a grid of rates scaled to each {noun}'s own limit could separate the two."
+        f"that the {noun} does not matter"
     )
+    if in_units:
+        return text + f": the comparison mixes the {noun} with training past the limit."
+    return text + f": a grid of rates scaled to each {noun}'s own limit could separate the two."
 
 
 def grid_end_sentence(steps: list[dict], capacity: pd.DataFrame) -> str:
@@ -1163,47 +1179,100 @@ def capacity_words(steps: list[dict], capacity: pd.DataFrame) -> str:
     return text
 
 
-def same_lr_short(ends: list[dict], limits: pd.DataFrame | None, epochs, in_units: bool = False) -> str:
+def _paired(end: dict) -> bool:
+    """A same-rate end with a train and a held-out interval (two or more folds where both widths learned)."""
+    return all(
+        math.isfinite(number(end[key], "ci_low"))
+        for key in ("train_mse_wider_minus_narrower", "test_mse_wider_minus_narrower")
+    )
+
+
+def still_improving(ends: list[dict], capacity: pd.DataFrame | None) -> str:
+    """How many learned fits of each width at each compared rate still had a falling training loss
+    at the last epoch of the budget (summary.csv's ``capped``), or "" when the summary lacks it."""
+    if capacity is None or "capped" not in capacity or "hidden" not in capacity:
+        return ""
+    rows = capacity[capacity["task"] == "regression"] if "task" in capacity else capacity
+    parts: list[tuple[str, int, int]] = []
+    for end in ends:
+        if not _paired(end):
+            continue
+        for side in ("from", "to"):
+            match = rows
+            for key, value in end[side].items():
+                if key in match:
+                    match = match[match[key] == value]
+            if len(match) and "learned" in match:
+                row = match.iloc[0]
+                parts.append((point_text(end[side]), int(row["capped"]), int(row["learned"])))
+    if not parts:
+        return ""
+    if not any(capped for _, capped, _ in parts):
+        return "no learned fit was still improving at the budget's last epoch"
+    counts = [f"{point}: {capped} of {learned}" for point, capped, learned in parts]
+    return (
+        "learned fits whose training loss was still falling at the budget's last epoch (still improving): "
+        + ", ".join(counts)
+    )
+
+
+def same_lr_short(ends: list[dict], limits: pd.DataFrame | None, epochs, in_units: bool = False, capacity=None) -> str:
     """The narrowest width against the one that fits its training rows best, at the same rate
     (comparison.json's ``same_lr``), train and held-out, each with its interval; a tie with its
     detectable size; the rate as a multiple of the wider layer's lr limit (``in_units``: the rates
-    are such multiples already, each width's own)."""
+    are such multiples already, each width's own, so the widths train at one multiple of their
+    limits, not at one rate). A rate without pairs is said to be not compared, and no conclusion
+    is drawn from it; ``capacity`` (its summary.csv) adds how many fits were still improving."""
     parts = []
     for end in ends:
         wide, lr = end["to"]["hidden"], end["to"]["lr"]
         train, test = end["train_mse_wider_minus_narrower"], end["test_mse_wider_minus_narrower"]
-        text = f"lr {fmt(lr)}× each width's own limit" if in_units else f"lr {fmt(lr)}"
+        text = f"{fmt(lr)}× each width's own limit" if in_units else f"lr {fmt(lr)}"
         if not in_units and limits is not None and "lr_limit" in limits:
             match = limits[(limits["task"] == "regression") & (limits["hidden"] == wide)]
             if len(match):
                 text += f" ({fmt(lr / float(match['lr_limit'].iloc[0]), 2)}× hidden {wide}'s limit)"
-        text += f": train {short_interval(train)}, test {short_interval(test)}" + (
-            f", detectable {whole(number(test, 'mde'))}" if is_tie(test) else ""
-        )
+        if not _paired(end):
+            text += (
+                f": not compared (a side did not learn in every fold; {int(number(test, 'n') or 0)} paired folds)"
+                if math.isfinite(number(test, "n"))
+                else ": not compared (a side did not learn in every fold)"
+            )
+        else:
+            text += f": train {short_interval(train)}, test {short_interval(test)}" + (
+                f", detectable {whole(number(test, 'mde'))}" if is_tie(test) else ""
+            )
         parts.append(text)
     first = ends[0]
     budget = f"{epochs} epochs" if epochs else "budget"
-    lower = all(
+    compared = [e for e in ends if _paired(e)]
+    lower = bool(compared) and all(
         not is_tie(e["train_mse_wider_minus_narrower"]) and number(e["train_mse_wider_minus_narrower"], "ci_high") < 0
-        for e in ends
+        for e in compared
     )
     rises = [
         e
-        for e in ends
+        for e in compared
         if not is_tie(e["test_mse_wider_minus_narrower"]) and number(e["test_mse_wider_minus_narrower"], "ci_low") > 0
     ]
-    if lower and rises:
+    unit = "multiple" if in_units else "rate"
+    if not compared:
+        verdict_text = "no rate compared, so no conclusion on overfitting"
+    elif lower and rises:
         rates = ", ".join(fmt(e["to"]["lr"]) for e in rises)
-        verdict_text = f"overfitting: train detectably lower, test detectably higher at lr {rates}"
-    elif lower:
-        verdict_text = "no overfitting detected"
+        verdict_text = f"overfitting: train detectably lower, test detectably higher at {unit} {rates}"
     else:
-        verdict_text = "no overfitting detected"
+        rates = ", ".join(fmt(e["to"]["lr"]) for e in compared)
+        verdict_text = f"no overfitting detected (at {unit} {rates})"
+    shared = "at one multiple of each width's limit" if in_units else "at one rate"
+    improving = still_improving(ends, capacity)
     return (
         f"Fixed {budget}, no early stopping (unlike the headline), hidden "
-        f"{first['to']['hidden']} − {first['from']['hidden']} MSE at one rate: "
+        f"{first['to']['hidden']} − {first['from']['hidden']} MSE {shared}: "
         + "; ".join(parts)
-        + f"; {verdict_text}."
+        + f"; {verdict_text}"
+        + (f"; {improving}" if improving else "")
+        + "."
     )
 
 
@@ -1214,7 +1283,7 @@ def capacity_short(
     in a fixed budget: paired at the same rate when ``ends`` (comparison.json's ``same_lr``) are
     given, else the means (each width at its own rate), with overfitting named only where detected."""
     if ends:
-        return same_lr_short(ends, limits, epochs, in_units)
+        return same_lr_short(ends, limits, epochs, in_units, capacity)
     rows = capacity[capacity["task"] == "regression"]
     points = [steps[0]["from"]] + [step["to"] for step in steps] if steps else []
     found_rows = []
@@ -1249,11 +1318,14 @@ def answer_24(
     configs: dict | None = None,
     budget=None,
     capacity_unit: str | None = None,
+    hidden_unit: str | None = None,
 ) -> dict:
+    """``capacity_unit`` / ``hidden_unit``: the ``lr_unit`` each sweep fixes (None: train's)."""
     answer = comparison["regression"]["sweeps"]["hidden"]
     ends = comparison["regression"]["sweeps"]["capacity"].get("capacity", {}).get("same_lr")
     config = (configs or {}).get("regression", {})
     in_units = (capacity_unit or config.get("lr_unit", "absolute")) == "limit"
+    hidden_in_units = (hidden_unit or config.get("lr_unit", "absolute")) == "limit"
     blocks = [
         paragraph(
             "Two experiments, because early stopping mixes two things. **Generalisation**: every width × learning "
@@ -1263,9 +1335,9 @@ def answer_24(
         paragraph(compared_settings(answer, "width")),
         paragraph(
             "Against the lr limit at initialisation, per width: "
-            + limit_sentence(hidden, "regression", ["hidden"])
+            + limit_sentence(hidden, "regression", ["hidden"], hidden_in_units)
             + ". "
-            + above_limit_sentence(answer, hidden, "regression", "width")
+            + above_limit_sentence(answer, hidden, "regression", "width", hidden_in_units)
         ),
         figure(
             "sweep_hidden_regression.png",
@@ -1317,7 +1389,7 @@ def answer_24(
     if ends:
         sentence += (
             " "
-            + same_lr_short(ends, hidden, budget, in_units)
+            + same_lr_short(ends, hidden, budget, in_units, capacity)
             + (
                 ""
                 if in_units
@@ -1409,7 +1481,11 @@ def units_short(summary: pd.DataFrame, answer: dict, task: str) -> str:
     return f"Mean best epoch (each at its own rate, no interval): {', '.join(parts)}." if parts else ""
 
 
-def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = None) -> dict:
+def answer_25(
+    summary: pd.DataFrame, comparison: dict, configs: dict | None = None, activation_unit: str | None = None
+) -> dict:
+    """``activation_unit``: the ``lr_unit`` the activation sweep fixes (None: train's)."""
+    in_units = (activation_unit or (configs or {}).get("regression", {}).get("lr_unit", "absolute")) == "limit"
     blocks = [
         paragraph(
             "Every activation × learning rate on every fold, both tasks; each activation compared at its own best "
@@ -1429,7 +1505,9 @@ def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = No
                 f"sweep_activation_{task}.png",
                 f"{task}: val {LABELS[DEFAULT_LOSS[task]]} per activation and learning rate{HEATMAP_NOTE}",
             ),
-            paragraph(f"Against the lr limit at initialisation: {limit_sentence(summary, task, ['activation'])}."),
+            paragraph(
+                f"Against the lr limit at initialisation: {limit_sentence(summary, task, ['activation'], in_units)}."
+            ),
             paragraph(
                 f"**How each trained** ({SATURATION_RULE}), at its chosen rate: {units}."
                 + (f" Where not every fold learned: {failures}." if failures else "")

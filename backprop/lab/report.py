@@ -115,8 +115,11 @@ def build(inputs: ReportInputs) -> dict:
             configs,
             _fixed(inputs.sweep_specs, "capacity"),
             _fixed(inputs.sweep_specs, "capacity", "lr_unit"),
+            _fixed(inputs.sweep_specs, "hidden", "lr_unit"),
         ),
-        answers.answer_25(summaries["activation"], comparison, configs),
+        answers.answer_25(
+            summaries["activation"], comparison, configs, _fixed(inputs.sweep_specs, "activation", "lr_unit")
+        ),
         answers.answer_3(summaries, comparison, inputs.sweep_specs, configs),
     ]
     questions[0]["answers"] = [answers.update_rule_row()]
