@@ -599,3 +599,27 @@ def test_fixed_budget_in_units_is_one_multiple_and_an_unpaired_rate_is_not_compa
     assert "hidden 1, lr 0.5: 5 of 5, hidden 16, lr 0.5: 5 of 5" in text
     none = same_lr_short(ends[1:], capacity, 2000, in_units=True)
     assert "no rate compared, so no conclusion" in none and "no overfitting detected" not in none
+
+
+def test_the_report_prints_the_patience_early_stopping_used():
+    """The effective patience is max(patience, ⌈patience_share × epochs⌉), as TrainConfig says."""
+    from backprop.lab.answers import effective_patience, patience_text
+
+    config = {"patience": 100, "patience_share": 0.25, "epochs": 2000}
+    from backprop.lab.config import TrainConfig
+
+    trained = TrainConfig(hidden=(4,), activation="sigmoid", lr=0.1, epochs=2000, patience=100, patience_share=0.25)
+    assert effective_patience(config) == trained.stopping_patience == 500
+    assert patience_text(config) == (
+        "early stopping after 500 epochs without improvement (patience 100, at least 0.25 of the 2000-epoch budget)"
+    )
+    assert (
+        patience_text(config | {"epochs": 200}) == "early stopping after 100 epochs without improvement (patience 100)"
+    )
+    assert patience_text(config | {"patience": 0}) == "no early stopping"
+    inputs = crafted_inputs(sha256="1" * 64)
+    for task in inputs.train_config:
+        inputs.train_config[task] = inputs.train_config[task] | config
+    markdown = render_markdown(build(inputs), "figures")
+    assert "early stopping (patience 100)" not in markdown and "patience 100," in markdown
+    assert "early stopping after 500 epochs without improvement (patience 100" in markdown

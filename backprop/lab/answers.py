@@ -282,11 +282,50 @@ def _fold_stats(rows: pd.DataFrame, metrics: list[str], ratio: float) -> dict:
     return {f"test_{m}": mean_interval(rows[f"test_{m}"], ratio) for m in metrics if f"test_{m}" in rows}
 
 
+def effective_patience(config: dict) -> int:
+    """The patience early stopping used (``TrainConfig.stopping_patience``): ``patience``, but
+    never fewer than ``patience_share`` of the epoch budget; 0 stays off."""
+    patience = int(config.get("patience") or 0)
+    if not patience:
+        return 0
+    share = float(config.get("patience_share") or 0.0)
+    return max(patience, math.ceil(share * int(config.get("epochs") or 0)))
+
+
+def patience_text(config: dict) -> str:
+    """Early stopping as it ran: the effective patience, with the rule behind it when the share
+    of the budget raised it above ``patience``."""
+    patience = int(config.get("patience") or 0)
+    if not patience:
+        return "no early stopping"
+    effective = effective_patience(config)
+    if effective == patience:
+        return f"early stopping after {patience} epochs without improvement (patience {patience})"
+    return (
+        f"early stopping after {effective} epochs without improvement (patience {patience}, at least "
+        f"{fmt(config['patience_share'])} of the {config['epochs']}-epoch budget)"
+    )
+
+
+def intro_patience(configs: dict) -> str:
+    """Early stopping across the headline networks, each task's effective patience in brackets
+    where a share of the budget raised it above ``patience``."""
+    texts = {patience_text(config) for config in configs.values()}
+    if len(texts) == 1:
+        return next(iter(texts))
+    rules = {(config.get("patience"), config.get("patience_share")) for config in configs.values()}
+    if len(rules) > 1:
+        return "; ".join(f"{task} {patience_text(config)}" for task, config in configs.items())
+    patience, share = next(iter(rules))
+    each = ", ".join(f"{task} {effective_patience(config)}" for task, config in configs.items())
+    return f"early stopping after max({patience}, {fmt(share)} × the epoch budget) epochs without improvement ({each})"
+
+
 def settings_text(task: str, config: dict, overrides: dict) -> str:
     """A task's headline network and where its settings come from (params.yaml)."""
     text = (
         f"hidden {_same(config['hidden'])}, {config['activation']}, lr {config['lr']}, at most {config['epochs']} "
-        f"epochs, batch {config['batch_size'] or 'full'}, patience {config['patience']}, from params.yaml `train`"
+        f"epochs, batch {config['batch_size'] or 'full'}, {patience_text(config)}, from params.yaml `train`"
     )
     keys = overrides.get(task, [])
     if keys:
@@ -536,7 +575,7 @@ def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None 
         if shipped["best_epoch"] is not None:
             best = int(shipped["best_epoch"])
             text += (
-                f"; early stopping (patience {configs[task]['patience']}) restored the weights of epoch {best}, the "
+                f"; {patience_text(configs[task])} restored the weights of epoch {best}, the "
                 f"last epoch whose validation {LABELS[loss]} beat the best before it by more than the tolerance "
                 f"({fmt(float(val[best]))})"
             )
@@ -1719,21 +1758,20 @@ def answers_intro(schemas: dict, configs: dict) -> dict:
     reg = schemas["regression"]
     repeats = f" repeated {reg['repeats']}×" if reg.get("repeats", 1) > 1 else ""
     words: dict[str, Callable[[Any], str]] = {
-        "hidden": lambda v: f"hidden {v[0] if len(v) == 1 else v}",
-        "activation": str,
-        "lr": lambda v: f"lr {fmt(v)}",
-        "epochs": lambda v: f"≤ {v} epochs",
-        "patience": lambda v: f"early stopping (patience {v})",
+        "hidden": lambda c: f"hidden {c['hidden'][0] if len(c['hidden']) == 1 else c['hidden']}",
+        "activation": lambda c: str(c["activation"]),
+        "lr": lambda c: f"lr {fmt(c['lr'])}",
+        "epochs": lambda c: f"≤ {c['epochs']} epochs",
     }
     first = next(iter(configs.values()))
-    shared = [words[key](first[key]) for key in words if all(c[key] == first[key] for c in configs.values())]
+    shared = [words[key](first) for key in words if all(words[key](c) == words[key](first) for c in configs.values())]
     differ = [
-        f"{task} {words[key](config[key])}"
+        f"{task} {words[key](config)}"
         for key in words
-        if not all(c[key] == first[key] for c in configs.values())
+        if not all(words[key](c) == words[key](first) for c in configs.values())
         for task, config in configs.items()
     ]
-    settings = ", ".join(shared) + (f" ({', '.join(differ)})" if differ else "")
+    settings = ", ".join([*shared, intro_patience(configs)]) + (f" ({', '.join(differ)})" if differ else "")
     return paragraph(
         f"**Data**: {data}. **Protocol**: {reg['folds']}-fold cross-validation{repeats}; means over the held-out "
         "folds with 95% intervals, comparisons paired by fold; sweeps pick settings on validation rows. **Headline "
