@@ -130,14 +130,21 @@ def build(inputs: ReportInputs) -> dict:
     settings = control.headline_settings(
         configs.get(controls[0]) if controls else None, inputs.overrides.get(controls[0]) if controls else None
     )
-    add_control(questions, comparison, inputs.schemas, settings)
+    capped = (
+        control.headline_capped(inputs.scores.get(controls[0]), configs.get(controls[0], {}).get("epochs"))
+        if controls
+        else None
+    )
+    add_control(questions, comparison, inputs.schemas, settings, capped)
     add_rate_units(questions, inputs.sweep_specs)
     appendix = [block for s in questions for block in s["appendix"]]
     intro = answers.answers_intro(inputs.schemas, configs)
     sections = [
         answers.answers_section(questions, intro),
         *questions,
-        *control.control_section(comparison, inputs.schemas, settings=settings, sweep_specs=inputs.sweep_specs),
+        *control.control_section(
+            comparison, inputs.schemas, settings=settings, sweep_specs=inputs.sweep_specs, capped=capped
+        ),
         *other_sweeps_section(summaries, inputs.sweep_specs),
         provenance_section(inputs.provenance),
     ]
@@ -149,11 +156,13 @@ def build(inputs: ReportInputs) -> dict:
     }
 
 
-def add_control(questions: list[dict], comparison: dict, schemas: dict, settings: str = "") -> None:
+def add_control(
+    questions: list[dict], comparison: dict, schemas: dict, settings: str = "", capped: tuple[int, int] | None = None
+) -> None:
     """The control task beside each answer: a cell in the answers table (on the rows that are not
     about the classifier) and a closing paragraph in the question's section."""
-    cells = control.answer_cells(comparison, schemas, settings)
-    closing = control.section_paragraphs(comparison, schemas, settings)
+    cells = control.answer_cells(comparison, schemas, settings, capped)
+    closing = control.section_paragraphs(comparison, schemas, settings, capped)
     for question in questions:
         for row in question["answers"]:
             if row["anchor"] in cells and "classification" not in row["question"]:
