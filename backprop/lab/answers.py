@@ -548,8 +548,9 @@ def where_lowest(facts: dict, loss: str) -> str:
         return text + f"; held-out {label} still falling when training stopped (epoch {facts['last']})"
     missed = facts["test_at_kept"] - facts["test_at_low"]
     return text + (
-        f"; held-out {label} lowest at {epochs_text(facts['test_low'])}, only {fmt(missed, 3)} "
-        f"({fmt(100 * missed / facts['test_at_low'], 2)}%) below the kept epoch's"
+        f"; held-out {label} lowest at {epochs_text(facts['test_low'])}: the kept epoch's "
+        f"{fmt(facts['test_at_kept'], 3)} is {fmt(missed, 3)} ({fmt(100 * missed / facts['test_at_low'], 2)}%) above "
+        f"that minimum {fmt(facts['test_at_low'], 3)}"
     )
 
 
