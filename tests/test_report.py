@@ -625,3 +625,12 @@ def test_the_report_prints_the_patience_early_stopping_used():
     markdown = render_markdown(build(inputs), "figures")
     assert "early stopping (patience 100)" not in markdown and "patience 100," in markdown
     assert "early stopping after 500 epochs without improvement (patience 100" in markdown
+
+
+def test_rates_in_units_are_explained_once_per_section():
+    inputs = crafted_inputs(sha256="1" * 64)
+    in_units = [name for name, spec in inputs.sweep_specs.items() if spec.fixed.get("lr_unit") == "limit"]
+    assert {"hidden", "capacity"} <= set(in_units)  # both answer 2.4
+    markdown = render_markdown(build(inputs), "figures")
+    assert markdown.count("**Rates in units of the limit.**") == 1
+    assert "In the `hidden` and `capacity` sweeps every rate" in markdown

@@ -18,6 +18,7 @@ import functools
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from backprop.activations import LEAKY_SLOPE
 from backprop.lab import answers, control
@@ -178,22 +179,29 @@ SWEEP_QUESTION = {"lr": "q23", "activation": "q25", "hidden": "q24", "capacity":
 
 def add_rate_units(questions: list[dict], specs: dict) -> None:
     """Where a sweep's rates are multiples of each network's own limit (``lr_unit: limit``), its
-    section says so before its answer: there "lr 0.5" means half the width's stable step."""
+    section says so before its answer, once for all its sweeps in units: there "lr 0.5" means half
+    the width's stable step."""
     by_anchor = {question["anchor"]: question for question in questions}
+    in_units: dict[str, list[tuple[str, Any]]] = {}
     for name, spec in specs.items():
         anchor = SWEEP_QUESTION.get(name)
-        if spec.fixed.get("lr_unit") != "limit" or anchor not in by_anchor:
-            continue
-        grid = ", ".join(str(value) for value in spec.grid.get("lr", []))
+        if spec.fixed.get("lr_unit") == "limit" and anchor is not None and anchor in by_anchor:
+            in_units.setdefault(anchor, []).append((name, spec))
+    for anchor, named in in_units.items():
         for row in by_anchor[anchor]["answers"]:
             if "(lr: a multiple of" not in row["answer"]:
                 row["answer"] += " (lr: a multiple of each width's own stable limit)"
+        sweeps = " and ".join(f"`{name}`" for name, _ in named)
+        grids = "; ".join(
+            f"{name}: c in {', '.join(str(value) for value in spec.grid.get('lr', []))}" for name, spec in named
+        )
+        results = " and ".join(f"`sweeps/{name}/results.csv`" for name, _ in named)
         by_anchor[anchor]["blocks"].insert(
             0,
             paragraph(
-                f"**Rates in units of the limit.** In the `{name}` sweep every rate is a multiple c of the "
-                f"network's own stable step 2/λ_max at its initial weights, measured on each fold's training rows "
-                f"before training (c in {grid}; `lr_applied` in `sweeps/{name}/results.csv` is the step itself): "
+                f"**Rates in units of the limit.** In the {sweeps} sweep{'s' if len(named) > 1 else ''} every rate "
+                "is a multiple c of the network's own stable step 2/λ_max at its initial weights, measured on each "
+                f"fold's training rows before training ({grids}; `lr_applied` in {results} is the step itself): "
                 "each width trains at the same stability, so a wide layer is not put past its limit by a rate "
                 "that suits a narrow one. Where this section says lr c, read c × that width's limit."
             ),
