@@ -435,7 +435,7 @@ def test_blow_ups_show_how_far_the_loss_rose_and_units_count_only_moved_fits():
     assert "2 no_better_than_constant, 2 stalled, 1 diverged" in width
     assert "rose 9×10⁴ to 7.8×10⁵× its start (blow-ups" in width
     # measured on the 2 fits that moved (100% saturated), not averaged with the 2 stalled at their start
-    assert "in the 2 that did not learn and whose weights moved: 100.0% of units saturated" in width
+    assert "in the 2 fits that did not learn whose weights moved: 100.0% of units saturated" in width
     assert "λ_max 2.003 at the returned weights" in width and "constant model" in width
     appendix = _section(markdown, "Appendix")
     assert (
@@ -634,3 +634,12 @@ def test_rates_in_units_are_explained_once_per_section():
     markdown = render_markdown(build(inputs), "figures")
     assert markdown.count("**Rates in units of the limit.**") == 1
     assert "In the `hidden` and `capacity` sweeps every rate" in markdown
+
+
+def test_oscillating_fits_are_called_unstable_not_failed():
+    from backprop.lab.answers import failed_fits_text
+
+    entry = {"point": {"hidden": 4, "lr": 1.5}, "outcomes": {"learned": 1, "oscillating": 4}, "moved": 4}
+    text = failed_fits_text(entry | {"saturated_units_moved_mean": 0.0}, "classification")
+    assert "in the 4 unstable (oscillating) fits whose weights moved: 0% of units saturated" in text
+    assert "did not learn" not in text

@@ -655,7 +655,12 @@ def summary_table(
     failed_at = {point_text(entry["point"]): entry for entry in failed or []}
     loss = DEFAULT_LOSS[task]
     rows = summary[summary["task"] == task]
-    header = [*keys, "folds by outcome", f"{improving} loss still falling at the last epoch", "mean best epoch"]
+    header = [
+        *keys,
+        "folds by outcome",
+        f"{improving} loss still falling at the last epoch (of the learned fits)",
+        "mean best epoch",
+    ]
     header += [f"train {LABELS[loss]}", f"val {LABELS[loss]}", f"test {LABELS[loss]}"]
     if limit and "lr_limit" in rows:
         header.append("lr limit at init")
@@ -815,7 +820,10 @@ def failed_fits_text(entry: dict, task: str) -> str:
         if math.isfinite(entry.get(key, math.nan))
     ]
     if measures:
-        text += f"; in the {moved} that did not learn and whose weights moved: {', '.join(measures)}"
+        others = set(entry["outcomes"]) - {"learned", "diverged"}
+        # an oscillating fit's weights sit inside a zig-zag: unstable, which is not the same as not learning
+        kind = "unstable (oscillating) fits" if others == {"oscillating"} else "fits that did not learn"
+        text += f"; in the {moved} {kind} whose weights moved: {', '.join(measures)}"
     sharp = entry.get("sharpness_end_moved_mean", math.nan)
     if task == "regression" and math.isfinite(sharp) and sharp < 2.05:
         text += (
