@@ -643,3 +643,24 @@ def test_oscillating_fits_are_called_unstable_not_failed():
     text = failed_fits_text(entry | {"saturated_units_moved_mean": 0.0}, "classification")
     assert "in the 4 unstable (oscillating) fits whose weights moved: 0% of units saturated" in text
     assert "did not learn" not in text
+
+
+def test_section_3_ties_carry_their_detectable_size():
+    from backprop.lab.answers import mechanism_conclusion
+
+    def diff(mean, low, high, mde):
+        return {"mean": mean, "ci_low": low, "ci_high": high, "mde": mde, "n": 5, "wins": 3}
+
+    pair = {
+        "kind": "2× lr",
+        "log_loss_lr": 0.3,
+        "mse_lr": 0.6,
+        "reached": {"mse": 5, "log_loss": 5, "of": 5},
+        "epochs_log_loss_minus_mse": diff(-5.0, -15.8, 5.79, 14.5),
+        "test_log_loss_log_loss_minus_mse": diff(0.01, -0.03, 0.05, 0.0535),
+        "test_accuracy_log_loss_minus_mse": diff(0.0, -0.01, 0.01, 0.0104),
+    }
+    text = mechanism_conclusion({"pairs": [pair]}, "val accuracy ≥ 0.95")
+    assert "no difference detected in 1 (detectable 14.5 epochs)" in text
+    assert "held-out log loss: no difference detected in 1 (detectable 0.0535)" in text
+    assert "held-out accuracy: no difference detected in 1 (detectable 0.0104)" in text

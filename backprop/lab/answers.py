@@ -1616,6 +1616,15 @@ def mechanism_table(mechanism: dict, what: str) -> dict:
     return table(header, rows)
 
 
+def _tie_detectable(differences: list[dict]) -> str:
+    """`` (detectable 0.054 to 0.069)``: the detectable sizes of the ties among ``differences``."""
+    mdes = sorted(number(d, "mde") for d in differences if is_tie(d) and math.isfinite(number(d, "mde")))
+    if not mdes:
+        return ""
+    low, high = fmt(mdes[0], 3), fmt(mdes[-1], 3)
+    return f" (detectable {low if low == high else f'{low} to {high}'})"
+
+
 def mechanism_conclusion(mechanism: dict, what: str) -> str:
     """Which loss reached the level in fewer epochs, pair kind by pair kind, ties stated as ties."""
     parts = []
@@ -1627,9 +1636,10 @@ def mechanism_conclusion(mechanism: dict, what: str) -> str:
         lrs = ", ".join(f"{fmt(p['log_loss_lr'])}/{fmt(p['mse_lr'])}" for p in pairs)
         counts = {name: findings.count(name) for name in ("log loss", "MSE", "tie")}
         text = f"at the {kind} ({len(pairs)} pair(s), lr log loss/MSE {lrs}): "
+        ties = _tie_detectable([pair["epochs_log_loss_minus_mse"] for pair in pairs])
         text += ", ".join(
             f"{'no difference detected' if name == 'tie' else name + ' reached ' + what + ' in fewer epochs'} "
-            f"in {count}"
+            f"in {count}" + (f"{ties.removesuffix(')')} epochs)" if name == "tie" and ties else "")
             for name, count in counts.items()
             if count
         )
@@ -1652,8 +1662,16 @@ def mechanism_conclusion(mechanism: dict, what: str) -> str:
         findings = [_finding(pair[column]) for pair in mechanism["pairs"]]
         counts = {name: findings.count(name) for name in ("log loss", "MSE", "tie")}
         said = {"tie": "no difference detected"} | better
-        held_out.append(f"{label}: " + ", ".join(f"{said[n]} in {c}" for n, c in counts.items() if c))
-    return "; ".join(parts) + f". Over all {len(mechanism['pairs'])} pairs, " + "; ".join(held_out) + "."
+        ties = _tie_detectable([pair[column] for pair in mechanism["pairs"]])
+        held_out.append(
+            f"{label}: " + ", ".join(f"{said[n]} in {c}" + (ties if n == "tie" else "") for n, c in counts.items() if c)
+        )
+    return (
+        "; ".join(parts)
+        + f". Over all {len(mechanism['pairs'])} pairs (pairs share fits, so the counts are not independent), "
+        + "; ".join(held_out)
+        + "."
+    )
 
 
 def answer_3(summaries: dict, comparison: dict, specs: dict, configs: dict | None = None) -> dict:
