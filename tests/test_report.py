@@ -664,3 +664,13 @@ def test_section_3_ties_carry_their_detectable_size():
     assert "no difference detected in 1 (detectable 14.5 epochs)" in text
     assert "held-out log loss: no difference detected in 1 (detectable 0.0535)" in text
     assert "held-out accuracy: no difference detected in 1 (detectable 0.0104)" in text
+
+
+def test_a_sweep_choice_in_units_of_the_limit_says_so():
+    from backprop.lab.answers import sweep_choices_differ
+
+    comparison = {"regression": {"sweeps": {"hidden": {"best": {"hidden": 4, "lr": 0.25}}}}}
+    config = {"hidden": [16], "lr": 0.1}
+    assert sweep_choices_differ("regression", config, comparison) == ["hidden sweep: hidden 4 at lr 0.25"]
+    units = sweep_choices_differ("regression", config, comparison, frozenset({"hidden"}))
+    assert units == ["hidden sweep: hidden 4 at lr 0.25× its own limit"]

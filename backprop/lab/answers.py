@@ -333,8 +333,9 @@ def settings_text(task: str, config: dict, overrides: dict) -> str:
     return text
 
 
-def sweep_choices_differ(task: str, config: dict, comparison: dict) -> list[str]:
-    """Where a sweep, choosing on validation, picked other settings than the headline network's."""
+def sweep_choices_differ(task: str, config: dict, comparison: dict, in_units: frozenset = frozenset()) -> list[str]:
+    """Where a sweep, choosing on validation, picked other settings than the headline network's.
+    ``in_units``: the sweeps whose rates are multiples of each network's own limit, said so."""
     notes = []
     for name, answer in comparison[task]["sweeps"].items():
         if "capacity" in answer or "loss_mechanism" in answer:  # fixed budgets and reach levels: not a choice
@@ -342,7 +343,8 @@ def sweep_choices_differ(task: str, config: dict, comparison: dict) -> list[str]
         best = answer["best"]
         differs = {key: value for key, value in best.items() if key in config and _same(config[key]) != value}
         if differs and all(key in config for key in best):
-            notes.append(f"{name} sweep: {short_point(best)}")
+            unit = "× its own limit" if name in in_units and "lr" in best else ""
+            notes.append(f"{name} sweep: {short_point(best)}{unit}")
     return notes
 
 
@@ -352,8 +354,16 @@ def _same(value):
 
 
 def answer_21(
-    scores: dict, baselines: dict, comparison: dict, schemas: dict, configs: dict, ratios: dict, overrides=None
+    scores: dict,
+    baselines: dict,
+    comparison: dict,
+    schemas: dict,
+    configs: dict,
+    ratios: dict,
+    overrides=None,
+    in_units: frozenset = frozenset(),
 ) -> dict:
+    """``in_units``: the sweeps whose rates are multiples of each network's own limit."""
     overrides = overrides or {}
     blocks, rows = [protocol_paragraph(schemas, comparison)], []
     held_out = pd.DataFrame(baselines["held_out"])
@@ -382,7 +392,7 @@ def answer_21(
                              ("sklearn", "scikit-learn MLP (no early stopping)")):  # fmt: skip
             if model in every:
                 table_rows.append([label, protocol, *[fmt(every[model].get(m)) for m in metrics]])
-        differ = sweep_choices_differ(task, config, comparison)
+        differ = sweep_choices_differ(task, config, comparison, in_units)
         blocks.append(
             paragraph(
                 f"**{task.capitalize()}**: `{schema['source']}` ({schema['rows']} rows, {len(schema['features'])} "

@@ -105,7 +105,14 @@ def build(inputs: ReportInputs) -> dict:
     questions = [
         derivation_section(reference),
         answers.answer_21(
-            inputs.scores, inputs.baselines, comparison, inputs.schemas, configs, inputs.ratios, inputs.overrides
+            inputs.scores,
+            inputs.baselines,
+            comparison,
+            inputs.schemas,
+            configs,
+            inputs.ratios,
+            inputs.overrides,
+            frozenset(name for name in inputs.sweep_specs if _fixed(inputs.sweep_specs, name, "lr_unit") == "limit"),
         ),
         answers.answer_22(inputs.histories, inputs.scores, configs, inputs.ratios),
         answers.answer_23(summaries["lr"], comparison, configs, inputs.schemas),
