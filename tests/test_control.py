@@ -12,7 +12,7 @@ from conftest import ROOT, stage
 
 from backprop.lab.comparisons import settings_compared
 from backprop.lab.config import TrainConfig, load_data, read_params
-from backprop.lab.control import answer_cells, control_section
+from backprop.lab.control import answer_cells, control_section, headline_capped
 from backprop.lab.datasets import fold_data, fold_rows, friedman1, prepare
 from backprop.lab.protocol import fit_seed, overlap_ratio
 from backprop.lab.sweeps import fold_config, result_row
@@ -164,9 +164,23 @@ def test_the_report_says_beside_each_answer_whether_the_control_detects_it():
     assert "hidden 1 − hidden 16: **detected** 5.28 (4.21 to 6.36)" in cells["q24"]
     assert "least squares: **detected** -1.66 (-2.24 to -1.08)" in cells["q21"]
     assert "best test MSE 1.34 (1.21 to 1.46)" in cells["q21"] and "noise floor 1" in cells["q21"]
-    assert "reaches the tuned MSE" in cells["q22"]
+    # a tie between headline and tuned is worded as a tie, with its detectable size
+    assert cells["q22"] == "no difference detected: headline − tuned 0.06 (-0.1 to 0.22), detectable 1"
+    capped = answer_cells(comparison, schemas, capped=(3, 5))["q22"]
+    assert capped.endswith("; 3 of 5 headline fits still improving at the epoch budget")
+    assert headline_capped({"folds": [{"best_epoch": 2999}, {"best_epoch": 40}]}, 3000) == (1, 2)
     schemas["control"] |= {"rows": 1000, "features": list(range(10))}
     (section,) = control_section(comparison, schemas)
+    # the control's power, without claiming the data set has no effect
+    intro = section["blocks"][0]["text"]
+    assert "had the power" not in intro and "no such effect" not in intro
+    assert "effects beyond each interval's ends are excluded, smaller ones are not" in intro
+    comparison["control"]["sweeps"]["activation"] = {
+        "best": {"activation": "sigmoid", "lr": 0.3},
+        "best_minus_other": [{"other": {"activation": "relu", "lr": 0.03}} | _difference(-0.4, -1.2, 0.4)],
+    }
+    (section,) = control_section(comparison, schemas)
+    assert "Not detected on the control either: relu − sigmoid (detectable 1)" in section["blocks"][0]["text"]
     table = next(block for block in section["blocks"] if block["kind"] == "table")
     first = table["rows"][0]
     assert first[3].startswith("not detected: -21.1") and first[4].startswith("detected: -1.66")

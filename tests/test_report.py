@@ -435,7 +435,7 @@ def test_blow_ups_show_how_far_the_loss_rose_and_units_count_only_moved_fits():
     assert "2 no_better_than_constant, 2 stalled, 1 diverged" in width
     assert "rose 9×10⁴ to 7.8×10⁵× its start (blow-ups" in width
     # measured on the 2 fits that moved (100% saturated), not averaged with the 2 stalled at their start
-    assert "in the 2 that did not learn and whose weights moved: 100.0% of units saturated" in width
+    assert "in the 2 fits that did not learn whose weights moved: 100.0% of units saturated" in width
     assert "λ_max 2.003 at the returned weights" in width and "constant model" in width
     appendix = _section(markdown, "Appendix")
     assert (
@@ -468,14 +468,16 @@ def test_the_closed_form_limit_is_stated_for_sigmoid_only():
 
 def test_width_and_activation_answers_rest_on_pairs_at_one_rate():
     inputs = crafted_inputs(sha256="1" * 64, effect=0.0, seed=1)  # a draw where a wider width fits best
+    # the capacity sweep's rates are multiples of each width's own limit (lr_unit: limit)
     lrs = [
-        f"lr {end['from']['lr']:g}"
+        f"{end['from']['lr']:g}× each width's own limit"
         for end in inputs.comparison["regression"]["sweeps"]["capacity"]["capacity"]["same_lr"]
     ]
     assert len(lrs) == 2
     rows = _answers(render_markdown(build(inputs), "figures"))
     width = next(row for row in rows if row[0].startswith("[2.4"))[1]
-    assert re.search(rf"hidden \d+ − 1 MSE at one rate: {lrs[0]}\b", width) and f"; {lrs[1]}" in width, width
+    assert re.search(rf"hidden \d+ − 1 MSE at one multiple of each width's limit: {lrs[0]}", width), width
+    assert f"; {lrs[1]}" in width, width
     assert re.search(r"test -?\d[\d.]* \(-?[\d.]+ to -?[\d.]+\), detectable \d", width), width
     assert "shape of overfitting" not in width
     for row in (row for row in rows if row[0].startswith("[2.5")):
@@ -495,7 +497,9 @@ def test_curve_minima_within_rounding_and_censored_at_the_last_epoch():
     assert "held-out MSE still falling when training stopped (epoch 19)" in text
     history["test_mse"] = (epochs - 4) ** 2 + 10.0
     text = where_lowest(curve_facts(history, "mse", 9), "mse")
-    assert "held-out MSE lowest at epoch 4, only 25 (250.0%) below the kept epoch's" in text
+    # the percentage is against the minimum it is measured from, and nothing plays the gap down
+    assert "held-out MSE lowest at epoch 4: the kept epoch's 35 is 25 (250.0%) above that minimum 10" in text
+    assert "only" not in text
 
 
 def test_the_22_gap_is_across_folds_with_its_interval():
@@ -535,3 +539,138 @@ def test_the_catapult_bound_on_the_hidden_activation():
     assert activation_rms(facts | {"peak": 1.0}, 16) is None
     assert activation_rms(facts | {"largest": 0.1}, 16) is None  # below the limit
     assert activation_rms(facts | {"sharpness_end": 12.0}, 16) is None  # not below the start
+
+
+def _width_summary() -> pd.DataFrame:
+    """A hidden sweep in units of the limit: hidden 16 learns up to 1.5×, hidden 64 up to 0.5×."""
+    rows = []
+    for hidden, limit, learned in ((16, 0.195, {0.5: 5, 1.5: 5}), (64, 0.0584, {0.5: 5, 1.5: 2})):
+        for lr, count in learned.items():
+            rows.append(
+                {"task": "regression", "hidden": hidden, "lr": lr, "lr_limit": limit, "learned": count, "fits": 5}
+                | {"peak_train_loss_ratio_max": 51.0 if lr > 1 else 1.0}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_rates_in_units_of_the_limit_are_their_own_multiple():
+    """In a sweep with lr_unit: limit, lr 0.5 is 0.5× the width's limit, not 0.5 / limit; past the
+    limit means above 1, and no grid scaled to each width's limit is suggested (it is one)."""
+    from backprop.lab.answers import above_limit_sentence, limit_sentence
+
+    summary = _width_summary()
+    text = limit_sentence(summary, "regression", ["hidden"], in_units=True)
+    assert "largest lr that learned in every fold 1.5× the limit" in text
+    assert "hidden 64: limit 0.0584, largest lr that learned in every fold 0.5× the limit" in text
+    assert "smallest that did not 1.5× the limit" in text
+    assert "7.7×" not in text and "8.6×" not in text
+    answer = {"settings": [{"point": {"hidden": 16, "lr": 1.5}}, {"point": {"hidden": 64, "lr": 0.5}}]}
+    past = above_limit_sentence(answer, summary, "regression", "width", in_units=True)
+    assert "hidden 16, lr 1.5 (1.5× its own limit)" in past and "hidden 64" not in past
+    assert "scaled to each" not in past
+    # absolute rates: the old division still applies
+    absolute = limit_sentence(summary, "regression", ["hidden"])
+    assert "(7.7× the limit)" in absolute
+    assert "scaled to each" in above_limit_sentence(answer, summary, "regression", "width")
+
+
+def test_fixed_budget_in_units_is_one_multiple_and_an_unpaired_rate_is_not_compared():
+    from backprop.lab.answers import same_lr_short
+
+    paired = {"mean": -544.0, "ci_low": -669.0, "ci_high": -419.0, "mde": 167.0, "n": 5}
+    tie = {"mean": 145.0, "ci_low": -512.0, "ci_high": 801.0, "mde": 879.0, "n": 5}
+    empty = {"mean": None, "ci_low": None, "ci_high": None, "mde": None, "n": 0}
+    ends = [
+        {"from": {"hidden": 1, "lr": 0.5}, "to": {"hidden": 16, "lr": 0.5}}
+        | {"train_mse_wider_minus_narrower": paired, "test_mse_wider_minus_narrower": tie},
+        {"from": {"hidden": 1, "lr": 1.0}, "to": {"hidden": 16, "lr": 1.0}}
+        | {"train_mse_wider_minus_narrower": empty, "test_mse_wider_minus_narrower": empty},
+    ]
+    capacity = pd.DataFrame(
+        [
+            {"task": "regression", "hidden": h, "lr": lr, "lr_limit": 0.2, "learned": 5, "fits": 5, "capped": 5}
+            for h in (1, 16)
+            for lr in (0.5, 1.0)
+        ]
+    )
+    text = same_lr_short(ends, capacity, 2000, in_units=True, capacity=capacity)
+    assert "at one multiple of each width's limit" in text and "at one rate" not in text
+    assert "1× each width's own limit: not compared (a side did not learn in every fold" in text
+    assert "n/a" not in text
+    assert "no overfitting detected (at multiple 0.5)" in text
+    assert "hidden 1, lr 0.5: 5 of 5, hidden 16, lr 0.5: 5 of 5" in text
+    none = same_lr_short(ends[1:], capacity, 2000, in_units=True)
+    assert "no rate compared, so no conclusion" in none and "no overfitting detected" not in none
+
+
+def test_the_report_prints_the_patience_early_stopping_used():
+    """The effective patience is max(patience, ⌈patience_share × epochs⌉), as TrainConfig says."""
+    from backprop.lab.answers import effective_patience, patience_text
+
+    config = {"patience": 100, "patience_share": 0.25, "epochs": 2000}
+    from backprop.lab.config import TrainConfig
+
+    trained = TrainConfig(hidden=(4,), activation="sigmoid", lr=0.1, epochs=2000, patience=100, patience_share=0.25)
+    assert effective_patience(config) == trained.stopping_patience == 500
+    assert patience_text(config) == (
+        "early stopping after 500 epochs without improvement (patience 100, at least 0.25 of the 2000-epoch budget)"
+    )
+    assert (
+        patience_text(config | {"epochs": 200}) == "early stopping after 100 epochs without improvement (patience 100)"
+    )
+    assert patience_text(config | {"patience": 0}) == "no early stopping"
+    inputs = crafted_inputs(sha256="1" * 64)
+    for task in inputs.train_config:
+        inputs.train_config[task] = inputs.train_config[task] | config
+    markdown = render_markdown(build(inputs), "figures")
+    assert "early stopping (patience 100)" not in markdown and "patience 100," in markdown
+    assert "early stopping after 500 epochs without improvement (patience 100" in markdown
+
+
+def test_rates_in_units_are_explained_once_per_section():
+    inputs = crafted_inputs(sha256="1" * 64)
+    in_units = [name for name, spec in inputs.sweep_specs.items() if spec.fixed.get("lr_unit") == "limit"]
+    assert {"hidden", "capacity"} <= set(in_units)  # both answer 2.4
+    markdown = render_markdown(build(inputs), "figures")
+    assert markdown.count("**Rates in units of the limit.**") == 1
+    assert "In the `hidden` and `capacity` sweeps every rate" in markdown
+
+
+def test_oscillating_fits_are_called_unstable_not_failed():
+    from backprop.lab.answers import failed_fits_text
+
+    entry = {"point": {"hidden": 4, "lr": 1.5}, "outcomes": {"learned": 1, "oscillating": 4}, "moved": 4}
+    text = failed_fits_text(entry | {"saturated_units_moved_mean": 0.0}, "classification")
+    assert "in the 4 unstable (oscillating) fits whose weights moved: 0% of units saturated" in text
+    assert "did not learn" not in text
+
+
+def test_section_3_ties_carry_their_detectable_size():
+    from backprop.lab.answers import mechanism_conclusion
+
+    def diff(mean, low, high, mde):
+        return {"mean": mean, "ci_low": low, "ci_high": high, "mde": mde, "n": 5, "wins": 3}
+
+    pair = {
+        "kind": "2× lr",
+        "log_loss_lr": 0.3,
+        "mse_lr": 0.6,
+        "reached": {"mse": 5, "log_loss": 5, "of": 5},
+        "epochs_log_loss_minus_mse": diff(-5.0, -15.8, 5.79, 14.5),
+        "test_log_loss_log_loss_minus_mse": diff(0.01, -0.03, 0.05, 0.0535),
+        "test_accuracy_log_loss_minus_mse": diff(0.0, -0.01, 0.01, 0.0104),
+    }
+    text = mechanism_conclusion({"pairs": [pair]}, "val accuracy ≥ 0.95")
+    assert "no difference detected in 1 (detectable 14.5 epochs)" in text
+    assert "held-out log loss: no difference detected in 1 (detectable 0.0535)" in text
+    assert "held-out accuracy: no difference detected in 1 (detectable 0.0104)" in text
+
+
+def test_a_sweep_choice_in_units_of_the_limit_says_so():
+    from backprop.lab.answers import sweep_choices_differ
+
+    comparison = {"regression": {"sweeps": {"hidden": {"best": {"hidden": 4, "lr": 0.25}}}}}
+    config = {"hidden": [16], "lr": 0.1}
+    assert sweep_choices_differ("regression", config, comparison) == ["hidden sweep: hidden 4 at lr 0.25"]
+    units = sweep_choices_differ("regression", config, comparison, frozenset({"hidden"}))
+    assert units == ["hidden sweep: hidden 4 at lr 0.25× its own limit"]

@@ -282,11 +282,50 @@ def _fold_stats(rows: pd.DataFrame, metrics: list[str], ratio: float) -> dict:
     return {f"test_{m}": mean_interval(rows[f"test_{m}"], ratio) for m in metrics if f"test_{m}" in rows}
 
 
+def effective_patience(config: dict) -> int:
+    """The patience early stopping used (``TrainConfig.stopping_patience``): ``patience``, but
+    never fewer than ``patience_share`` of the epoch budget; 0 stays off."""
+    patience = int(config.get("patience") or 0)
+    if not patience:
+        return 0
+    share = float(config.get("patience_share") or 0.0)
+    return max(patience, math.ceil(share * int(config.get("epochs") or 0)))
+
+
+def patience_text(config: dict) -> str:
+    """Early stopping as it ran: the effective patience, with the rule behind it when the share
+    of the budget raised it above ``patience``."""
+    patience = int(config.get("patience") or 0)
+    if not patience:
+        return "no early stopping"
+    effective = effective_patience(config)
+    if effective == patience:
+        return f"early stopping after {patience} epochs without improvement (patience {patience})"
+    return (
+        f"early stopping after {effective} epochs without improvement (patience {patience}, at least "
+        f"{fmt(config['patience_share'])} of the {config['epochs']}-epoch budget)"
+    )
+
+
+def intro_patience(configs: dict) -> str:
+    """Early stopping across the headline networks, each task's effective patience in brackets
+    where a share of the budget raised it above ``patience``."""
+    texts = {patience_text(config) for config in configs.values()}
+    if len(texts) == 1:
+        return next(iter(texts))
+    rules = {(config.get("patience"), config.get("patience_share")) for config in configs.values()}
+    if len(rules) > 1:
+        return "; ".join(f"{task} {patience_text(config)}" for task, config in configs.items())
+    patience, share = next(iter(rules))
+    each = ", ".join(f"{task} {effective_patience(config)}" for task, config in configs.items())
+    return f"early stopping after max({patience}, {fmt(share)} × the epoch budget) epochs without improvement ({each})"
+
+
 def settings_text(task: str, config: dict, overrides: dict) -> str:
     """A task's headline network and where its settings come from (params.yaml)."""
     text = (
         f"hidden {_same(config['hidden'])}, {config['activation']}, lr {config['lr']}, at most {config['epochs']} "
-        f"epochs, batch {config['batch_size'] or 'full'}, patience {config['patience']}, from params.yaml `train`"
+        f"epochs, batch {config['batch_size'] or 'full'}, {patience_text(config)}, from params.yaml `train`"
     )
     keys = overrides.get(task, [])
     if keys:
@@ -294,8 +333,9 @@ def settings_text(task: str, config: dict, overrides: dict) -> str:
     return text
 
 
-def sweep_choices_differ(task: str, config: dict, comparison: dict) -> list[str]:
-    """Where a sweep, choosing on validation, picked other settings than the headline network's."""
+def sweep_choices_differ(task: str, config: dict, comparison: dict, in_units: frozenset = frozenset()) -> list[str]:
+    """Where a sweep, choosing on validation, picked other settings than the headline network's.
+    ``in_units``: the sweeps whose rates are multiples of each network's own limit, said so."""
     notes = []
     for name, answer in comparison[task]["sweeps"].items():
         if "capacity" in answer or "loss_mechanism" in answer:  # fixed budgets and reach levels: not a choice
@@ -303,7 +343,8 @@ def sweep_choices_differ(task: str, config: dict, comparison: dict) -> list[str]
         best = answer["best"]
         differs = {key: value for key, value in best.items() if key in config and _same(config[key]) != value}
         if differs and all(key in config for key in best):
-            notes.append(f"{name} sweep: {short_point(best)}")
+            unit = "× its own limit" if name in in_units and "lr" in best else ""
+            notes.append(f"{name} sweep: {short_point(best)}{unit}")
     return notes
 
 
@@ -313,8 +354,16 @@ def _same(value):
 
 
 def answer_21(
-    scores: dict, baselines: dict, comparison: dict, schemas: dict, configs: dict, ratios: dict, overrides=None
+    scores: dict,
+    baselines: dict,
+    comparison: dict,
+    schemas: dict,
+    configs: dict,
+    ratios: dict,
+    overrides=None,
+    in_units: frozenset = frozenset(),
 ) -> dict:
+    """``in_units``: the sweeps whose rates are multiples of each network's own limit."""
     overrides = overrides or {}
     blocks, rows = [protocol_paragraph(schemas, comparison)], []
     held_out = pd.DataFrame(baselines["held_out"])
@@ -343,7 +392,7 @@ def answer_21(
                              ("sklearn", "scikit-learn MLP (no early stopping)")):  # fmt: skip
             if model in every:
                 table_rows.append([label, protocol, *[fmt(every[model].get(m)) for m in metrics]])
-        differ = sweep_choices_differ(task, config, comparison)
+        differ = sweep_choices_differ(task, config, comparison, in_units)
         blocks.append(
             paragraph(
                 f"**{task.capitalize()}**: `{schema['source']}` ({schema['rows']} rows, {len(schema['features'])} "
@@ -509,8 +558,9 @@ def where_lowest(facts: dict, loss: str) -> str:
         return text + f"; held-out {label} still falling when training stopped (epoch {facts['last']})"
     missed = facts["test_at_kept"] - facts["test_at_low"]
     return text + (
-        f"; held-out {label} lowest at {epochs_text(facts['test_low'])}, only {fmt(missed, 3)} "
-        f"({fmt(100 * missed / facts['test_at_low'], 2)}%) below the kept epoch's"
+        f"; held-out {label} lowest at {epochs_text(facts['test_low'])}: the kept epoch's "
+        f"{fmt(facts['test_at_kept'], 3)} is {fmt(missed, 3)} ({fmt(100 * missed / facts['test_at_low'], 2)}%) above "
+        f"that minimum {fmt(facts['test_at_low'], 3)}"
     )
 
 
@@ -536,7 +586,7 @@ def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None 
         if shipped["best_epoch"] is not None:
             best = int(shipped["best_epoch"])
             text += (
-                f"; early stopping (patience {configs[task]['patience']}) restored the weights of epoch {best}, the "
+                f"; {patience_text(configs[task])} restored the weights of epoch {best}, the "
                 f"last epoch whose validation {LABELS[loss]} beat the best before it by more than the tolerance "
                 f"({fmt(float(val[best]))})"
             )
@@ -615,7 +665,12 @@ def summary_table(
     failed_at = {point_text(entry["point"]): entry for entry in failed or []}
     loss = DEFAULT_LOSS[task]
     rows = summary[summary["task"] == task]
-    header = [*keys, "folds by outcome", f"{improving} loss still falling at the last epoch", "mean best epoch"]
+    header = [
+        *keys,
+        "folds by outcome",
+        f"{improving} loss still falling at the last epoch (of the learned fits)",
+        "mean best epoch",
+    ]
     header += [f"train {LABELS[loss]}", f"val {LABELS[loss]}", f"test {LABELS[loss]}"]
     if limit and "lr_limit" in rows:
         header.append("lr limit at init")
@@ -636,10 +691,16 @@ def summary_table(
     return table(header, body, caption)
 
 
-def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
-    """Where training broke against the lr limit at initialisation, per setting of ``group``."""
+def limit_sentence(summary: pd.DataFrame, task: str, group: list[str], in_units: bool = False) -> str:
+    """Where training broke against the lr limit at initialisation, per setting of ``group``.
+    ``in_units``: the sweep's rates are multiples of each network's own limit already (``lr_unit:
+    limit``), so the rate is its own multiple and "past the limit" means a rate above 1."""
     parts = []
     rows = summary[summary["task"] == task]
+
+    def multiple(lr: float, limit: float) -> str:
+        return f"{fmt(lr)}× the limit" if in_units else f"{fmt(lr)} ({fmt(lr / limit, 2)}× the limit)"
+
     for values, part in rows.groupby(group, sort=False) if group else [((), rows)]:
         limit = float(part["lr_limit"].iloc[0])
         complete = part[part["learned"] == part["fits"]]
@@ -651,10 +712,10 @@ def limit_sentence(summary: pd.DataFrame, task: str, group: list[str]) -> str:
         if largest is None:
             text += ", no lr learned in every fold"
         else:
-            text += f", largest lr that learned in every fold {fmt(largest)} ({fmt(largest / limit, 2)}× the limit)"
+            text += f", largest lr that learned in every fold {multiple(largest, limit)}"
         if first_broken is not None:
-            text += f", smallest that did not {fmt(first_broken)} ({fmt(first_broken / limit, 2)}× the limit)"
-        above = complete[complete["lr"] > limit]
+            text += f", smallest that did not {multiple(first_broken, limit)}"
+        above = complete[complete["lr"] > (1.0 if in_units else limit)]
         if len(above) and "peak_train_loss_ratio_max" in above:
             peak = float(above["peak_train_loss_ratio_max"].max())
             if peak > 1.01:
@@ -769,7 +830,10 @@ def failed_fits_text(entry: dict, task: str) -> str:
         if math.isfinite(entry.get(key, math.nan))
     ]
     if measures:
-        text += f"; in the {moved} that did not learn and whose weights moved: {', '.join(measures)}"
+        others = set(entry["outcomes"]) - {"learned", "diverged"}
+        # an oscillating fit's weights sit inside a zig-zag: unstable, which is not the same as not learning
+        kind = "unstable (oscillating) fits" if others == {"oscillating"} else "fits that did not learn"
+        text += f"; in the {moved} {kind} whose weights moved: {', '.join(measures)}"
     sharp = entry.get("sharpness_end_moved_mean", math.nan)
     if task == "regression" and math.isfinite(sharp) and sharp < 2.05:
         text += (
@@ -1075,24 +1139,34 @@ def titled(block: dict, where: str) -> dict:
     return block | {"caption": caption, "summary": f"{where}: every setting"}
 
 
-def above_limit_sentence(answer: dict, summary: pd.DataFrame, task: str, noun: str) -> str:
+def above_limit_sentence(answer: dict, summary: pd.DataFrame, task: str, noun: str, in_units: bool = False) -> str:
     """The settings whose chosen learning rate is past their lr limit at initialisation: a
-    comparison between them and the others mixes the setting with training in the unstable regime."""
+    comparison between them and the others mixes the setting with training in the unstable regime.
+    ``in_units``: the rates are multiples of each setting's own limit already (past it: above 1),
+    so the grid is already scaled to each setting's limit and no other grid is suggested."""
     past = []
     for setting in answer["settings"]:
         point = setting["point"]
         match = summary[summary["task"] == task]
         for key, value in point.items():
             match = match[match[key] == value]
-        if "lr" in point and len(match) and "lr_limit" in match and point["lr"] > float(match["lr_limit"].iloc[0]):
-            past.append(f"{point_text(point)} ({fmt(point['lr'] / float(match['lr_limit'].iloc[0]), 2)}× its limit)")
+        if "lr" not in point or not len(match) or "lr_limit" not in match:
+            continue
+        limit = float(match["lr_limit"].iloc[0])
+        if in_units and point["lr"] > 1:
+            past.append(f"{point_text(point)} ({fmt(point['lr'])}× its own limit)")
+        elif not in_units and point["lr"] > limit:
+            past.append(f"{point_text(point)} ({fmt(point['lr'] / limit, 2)}× its limit)")
     if not past:
         return ""
-    return (
+    text = (
         f"The best learning rate of the grid is past the lr limit at initialisation for: {'; '.join(past)}. "
         f"Those networks train in the unstable regime the grid offers them, so a tie between {noun}s does not show "
-        f"that the {noun} does not matter: a grid of rates scaled to each {noun}'s own limit could separate the two."
+        f"that the {noun} does not matter"
     )
+    if in_units:
+        return text + f": the comparison mixes the {noun} with training past the limit."
+    return text + f": a grid of rates scaled to each {noun}'s own limit could separate the two."
 
 
 def grid_end_sentence(steps: list[dict], capacity: pd.DataFrame) -> str:
@@ -1163,47 +1237,100 @@ def capacity_words(steps: list[dict], capacity: pd.DataFrame) -> str:
     return text
 
 
-def same_lr_short(ends: list[dict], limits: pd.DataFrame | None, epochs, in_units: bool = False) -> str:
+def _paired(end: dict) -> bool:
+    """A same-rate end with a train and a held-out interval (two or more folds where both widths learned)."""
+    return all(
+        math.isfinite(number(end[key], "ci_low"))
+        for key in ("train_mse_wider_minus_narrower", "test_mse_wider_minus_narrower")
+    )
+
+
+def still_improving(ends: list[dict], capacity: pd.DataFrame | None) -> str:
+    """How many learned fits of each width at each compared rate still had a falling training loss
+    at the last epoch of the budget (summary.csv's ``capped``), or "" when the summary lacks it."""
+    if capacity is None or "capped" not in capacity or "hidden" not in capacity:
+        return ""
+    rows = capacity[capacity["task"] == "regression"] if "task" in capacity else capacity
+    parts: list[tuple[str, int, int]] = []
+    for end in ends:
+        if not _paired(end):
+            continue
+        for side in ("from", "to"):
+            match = rows
+            for key, value in end[side].items():
+                if key in match:
+                    match = match[match[key] == value]
+            if len(match) and "learned" in match:
+                row = match.iloc[0]
+                parts.append((point_text(end[side]), int(row["capped"]), int(row["learned"])))
+    if not parts:
+        return ""
+    if not any(capped for _, capped, _ in parts):
+        return "no learned fit was still improving at the budget's last epoch"
+    counts = [f"{point}: {capped} of {learned}" for point, capped, learned in parts]
+    return (
+        "learned fits whose training loss was still falling at the budget's last epoch (still improving): "
+        + ", ".join(counts)
+    )
+
+
+def same_lr_short(ends: list[dict], limits: pd.DataFrame | None, epochs, in_units: bool = False, capacity=None) -> str:
     """The narrowest width against the one that fits its training rows best, at the same rate
     (comparison.json's ``same_lr``), train and held-out, each with its interval; a tie with its
     detectable size; the rate as a multiple of the wider layer's lr limit (``in_units``: the rates
-    are such multiples already, each width's own)."""
+    are such multiples already, each width's own, so the widths train at one multiple of their
+    limits, not at one rate). A rate without pairs is said to be not compared, and no conclusion
+    is drawn from it; ``capacity`` (its summary.csv) adds how many fits were still improving."""
     parts = []
     for end in ends:
         wide, lr = end["to"]["hidden"], end["to"]["lr"]
         train, test = end["train_mse_wider_minus_narrower"], end["test_mse_wider_minus_narrower"]
-        text = f"lr {fmt(lr)}× each width's own limit" if in_units else f"lr {fmt(lr)}"
+        text = f"{fmt(lr)}× each width's own limit" if in_units else f"lr {fmt(lr)}"
         if not in_units and limits is not None and "lr_limit" in limits:
             match = limits[(limits["task"] == "regression") & (limits["hidden"] == wide)]
             if len(match):
                 text += f" ({fmt(lr / float(match['lr_limit'].iloc[0]), 2)}× hidden {wide}'s limit)"
-        text += f": train {short_interval(train)}, test {short_interval(test)}" + (
-            f", detectable {whole(number(test, 'mde'))}" if is_tie(test) else ""
-        )
+        if not _paired(end):
+            text += (
+                f": not compared (a side did not learn in every fold; {int(number(test, 'n') or 0)} paired folds)"
+                if math.isfinite(number(test, "n"))
+                else ": not compared (a side did not learn in every fold)"
+            )
+        else:
+            text += f": train {short_interval(train)}, test {short_interval(test)}" + (
+                f", detectable {whole(number(test, 'mde'))}" if is_tie(test) else ""
+            )
         parts.append(text)
     first = ends[0]
     budget = f"{epochs} epochs" if epochs else "budget"
-    lower = all(
+    compared = [e for e in ends if _paired(e)]
+    lower = bool(compared) and all(
         not is_tie(e["train_mse_wider_minus_narrower"]) and number(e["train_mse_wider_minus_narrower"], "ci_high") < 0
-        for e in ends
+        for e in compared
     )
     rises = [
         e
-        for e in ends
+        for e in compared
         if not is_tie(e["test_mse_wider_minus_narrower"]) and number(e["test_mse_wider_minus_narrower"], "ci_low") > 0
     ]
-    if lower and rises:
+    unit = "multiple" if in_units else "rate"
+    if not compared:
+        verdict_text = "no rate compared, so no conclusion on overfitting"
+    elif lower and rises:
         rates = ", ".join(fmt(e["to"]["lr"]) for e in rises)
-        verdict_text = f"overfitting: train detectably lower, test detectably higher at lr {rates}"
-    elif lower:
-        verdict_text = "no overfitting detected"
+        verdict_text = f"overfitting: train detectably lower, test detectably higher at {unit} {rates}"
     else:
-        verdict_text = "no overfitting detected"
+        rates = ", ".join(fmt(e["to"]["lr"]) for e in compared)
+        verdict_text = f"no overfitting detected (at {unit} {rates})"
+    shared = "at one multiple of each width's limit" if in_units else "at one rate"
+    improving = still_improving(ends, capacity)
     return (
         f"Fixed {budget}, no early stopping (unlike the headline), hidden "
-        f"{first['to']['hidden']} − {first['from']['hidden']} MSE at one rate: "
+        f"{first['to']['hidden']} − {first['from']['hidden']} MSE {shared}: "
         + "; ".join(parts)
-        + f"; {verdict_text}."
+        + f"; {verdict_text}"
+        + (f"; {improving}" if improving else "")
+        + "."
     )
 
 
@@ -1214,7 +1341,7 @@ def capacity_short(
     in a fixed budget: paired at the same rate when ``ends`` (comparison.json's ``same_lr``) are
     given, else the means (each width at its own rate), with overfitting named only where detected."""
     if ends:
-        return same_lr_short(ends, limits, epochs, in_units)
+        return same_lr_short(ends, limits, epochs, in_units, capacity)
     rows = capacity[capacity["task"] == "regression"]
     points = [steps[0]["from"]] + [step["to"] for step in steps] if steps else []
     found_rows = []
@@ -1249,11 +1376,14 @@ def answer_24(
     configs: dict | None = None,
     budget=None,
     capacity_unit: str | None = None,
+    hidden_unit: str | None = None,
 ) -> dict:
+    """``capacity_unit`` / ``hidden_unit``: the ``lr_unit`` each sweep fixes (None: train's)."""
     answer = comparison["regression"]["sweeps"]["hidden"]
     ends = comparison["regression"]["sweeps"]["capacity"].get("capacity", {}).get("same_lr")
     config = (configs or {}).get("regression", {})
     in_units = (capacity_unit or config.get("lr_unit", "absolute")) == "limit"
+    hidden_in_units = (hidden_unit or config.get("lr_unit", "absolute")) == "limit"
     blocks = [
         paragraph(
             "Two experiments, because early stopping mixes two things. **Generalisation**: every width × learning "
@@ -1263,9 +1393,9 @@ def answer_24(
         paragraph(compared_settings(answer, "width")),
         paragraph(
             "Against the lr limit at initialisation, per width: "
-            + limit_sentence(hidden, "regression", ["hidden"])
+            + limit_sentence(hidden, "regression", ["hidden"], hidden_in_units)
             + ". "
-            + above_limit_sentence(answer, hidden, "regression", "width")
+            + above_limit_sentence(answer, hidden, "regression", "width", hidden_in_units)
         ),
         figure(
             "sweep_hidden_regression.png",
@@ -1317,7 +1447,7 @@ def answer_24(
     if ends:
         sentence += (
             " "
-            + same_lr_short(ends, hidden, budget, in_units)
+            + same_lr_short(ends, hidden, budget, in_units, capacity)
             + (
                 ""
                 if in_units
@@ -1409,7 +1539,11 @@ def units_short(summary: pd.DataFrame, answer: dict, task: str) -> str:
     return f"Mean best epoch (each at its own rate, no interval): {', '.join(parts)}." if parts else ""
 
 
-def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = None) -> dict:
+def answer_25(
+    summary: pd.DataFrame, comparison: dict, configs: dict | None = None, activation_unit: str | None = None
+) -> dict:
+    """``activation_unit``: the ``lr_unit`` the activation sweep fixes (None: train's)."""
+    in_units = (activation_unit or (configs or {}).get("regression", {}).get("lr_unit", "absolute")) == "limit"
     blocks = [
         paragraph(
             "Every activation × learning rate on every fold, both tasks; each activation compared at its own best "
@@ -1429,7 +1563,9 @@ def answer_25(summary: pd.DataFrame, comparison: dict, configs: dict | None = No
                 f"sweep_activation_{task}.png",
                 f"{task}: val {LABELS[DEFAULT_LOSS[task]]} per activation and learning rate{HEATMAP_NOTE}",
             ),
-            paragraph(f"Against the lr limit at initialisation: {limit_sentence(summary, task, ['activation'])}."),
+            paragraph(
+                f"Against the lr limit at initialisation: {limit_sentence(summary, task, ['activation'], in_units)}."
+            ),
             paragraph(
                 f"**How each trained** ({SATURATION_RULE}), at its chosen rate: {units}."
                 + (f" Where not every fold learned: {failures}." if failures else "")
@@ -1490,6 +1626,15 @@ def mechanism_table(mechanism: dict, what: str) -> dict:
     return table(header, rows)
 
 
+def _tie_detectable(differences: list[dict]) -> str:
+    """`` (detectable 0.054 to 0.069)``: the detectable sizes of the ties among ``differences``."""
+    mdes = sorted(number(d, "mde") for d in differences if is_tie(d) and math.isfinite(number(d, "mde")))
+    if not mdes:
+        return ""
+    low, high = fmt(mdes[0], 3), fmt(mdes[-1], 3)
+    return f" (detectable {low if low == high else f'{low} to {high}'})"
+
+
 def mechanism_conclusion(mechanism: dict, what: str) -> str:
     """Which loss reached the level in fewer epochs, pair kind by pair kind, ties stated as ties."""
     parts = []
@@ -1501,9 +1646,10 @@ def mechanism_conclusion(mechanism: dict, what: str) -> str:
         lrs = ", ".join(f"{fmt(p['log_loss_lr'])}/{fmt(p['mse_lr'])}" for p in pairs)
         counts = {name: findings.count(name) for name in ("log loss", "MSE", "tie")}
         text = f"at the {kind} ({len(pairs)} pair(s), lr log loss/MSE {lrs}): "
+        ties = _tie_detectable([pair["epochs_log_loss_minus_mse"] for pair in pairs])
         text += ", ".join(
             f"{'no difference detected' if name == 'tie' else name + ' reached ' + what + ' in fewer epochs'} "
-            f"in {count}"
+            f"in {count}" + (f"{ties.removesuffix(')')} epochs)" if name == "tie" and ties else "")
             for name, count in counts.items()
             if count
         )
@@ -1526,8 +1672,16 @@ def mechanism_conclusion(mechanism: dict, what: str) -> str:
         findings = [_finding(pair[column]) for pair in mechanism["pairs"]]
         counts = {name: findings.count(name) for name in ("log loss", "MSE", "tie")}
         said = {"tie": "no difference detected"} | better
-        held_out.append(f"{label}: " + ", ".join(f"{said[n]} in {c}" for n, c in counts.items() if c))
-    return "; ".join(parts) + f". Over all {len(mechanism['pairs'])} pairs, " + "; ".join(held_out) + "."
+        ties = _tie_detectable([pair[column] for pair in mechanism["pairs"]])
+        held_out.append(
+            f"{label}: " + ", ".join(f"{said[n]} in {c}" + (ties if n == "tie" else "") for n, c in counts.items() if c)
+        )
+    return (
+        "; ".join(parts)
+        + f". Over all {len(mechanism['pairs'])} pairs (pairs share fits, so the counts are not independent), "
+        + "; ".join(held_out)
+        + "."
+    )
 
 
 def answer_3(summaries: dict, comparison: dict, specs: dict, configs: dict | None = None) -> dict:
@@ -1641,21 +1795,20 @@ def answers_intro(schemas: dict, configs: dict) -> dict:
     reg = schemas["regression"]
     repeats = f" repeated {reg['repeats']}×" if reg.get("repeats", 1) > 1 else ""
     words: dict[str, Callable[[Any], str]] = {
-        "hidden": lambda v: f"hidden {v[0] if len(v) == 1 else v}",
-        "activation": str,
-        "lr": lambda v: f"lr {fmt(v)}",
-        "epochs": lambda v: f"≤ {v} epochs",
-        "patience": lambda v: f"early stopping (patience {v})",
+        "hidden": lambda c: f"hidden {c['hidden'][0] if len(c['hidden']) == 1 else c['hidden']}",
+        "activation": lambda c: str(c["activation"]),
+        "lr": lambda c: f"lr {fmt(c['lr'])}",
+        "epochs": lambda c: f"≤ {c['epochs']} epochs",
     }
     first = next(iter(configs.values()))
-    shared = [words[key](first[key]) for key in words if all(c[key] == first[key] for c in configs.values())]
+    shared = [words[key](first) for key in words if all(words[key](c) == words[key](first) for c in configs.values())]
     differ = [
-        f"{task} {words[key](config[key])}"
+        f"{task} {words[key](config)}"
         for key in words
-        if not all(c[key] == first[key] for c in configs.values())
+        if not all(words[key](c) == words[key](first) for c in configs.values())
         for task, config in configs.items()
     ]
-    settings = ", ".join(shared) + (f" ({', '.join(differ)})" if differ else "")
+    settings = ", ".join([*shared, intro_patience(configs)]) + (f" ({', '.join(differ)})" if differ else "")
     return paragraph(
         f"**Data**: {data}. **Protocol**: {reg['folds']}-fold cross-validation{repeats}; means over the held-out "
         "folds with 95% intervals, comparisons paired by fold; sweeps pick settings on validation rows. **Headline "

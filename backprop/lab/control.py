@@ -93,21 +93,47 @@ def _tuned(comparison: dict, task: str) -> tuple[str, dict] | None:
     return min(found, key=lambda item: number(item[1]["tuned"], "mean"), default=None)
 
 
-def headline_reach(comparison: dict, task: str, settings: str = "") -> str:
+def headline_capped(scores: dict | None, epochs: int | None) -> tuple[int, int] | None:
+    """(headline fits still improving at the epoch budget, learned fits): a fit whose best epoch is
+    the budget's last was stopped by the budget, not by early stopping. None without the scores."""
+    if not scores or not epochs:
+        return None
+    learned = [f for f in scores.get("folds", []) if f.get("outcome", "learned") == "learned"]
+    capped = sum(1 for f in learned if f.get("best_epoch") is not None and int(f["best_epoch"]) >= int(epochs) - 1)
+    return capped, len(learned)
+
+
+def reach_words(difference: dict, capped: tuple[int, int] | None = None) -> str:
+    """headline − tuned in words: a tie with its detectable size, or the side detected; with the
+    headline fits the epoch budget cut short, where known."""
+    if is_tie(difference):
+        text = (
+            f"no difference detected: headline − tuned {interval(difference, 3)}, detectable "
+            f"{fmt(number(difference, 'mde'), 3)}"
+        )
+    elif number(difference, "ci_high") < 0:
+        text = f"headline detectably lower than tuned: {interval(difference, 3)}"
+    else:
+        text = f"headline detectably worse than tuned: {interval(difference, 3)}"
+    if capped is not None and capped[0]:
+        text += f"; {capped[0]} of {capped[1]} headline fits still improving at the epoch budget"
+    return text
+
+
+def headline_reach(comparison: dict, task: str, settings: str = "", capped: tuple[int, int] | None = None) -> str:
     """Do the headline settings reach the tuned MSE? headline − the best sweep's choice, paired by
-    fold (the same rows and initial draws): reached when the interval contains 0 or lies below it.
-    ``settings``: the headline settings in words, where they differ from train.*."""
+    fold (the same rows and initial draws), a tie worded as a tie with its detectable size.
+    ``settings``: the headline settings in words, where they differ from train.*; ``capped``:
+    (headline fits the epoch budget cut short, learned fits)."""
     tuned = _tuned(comparison, task)
     if tuned is None:
         return ""
     name, versus = tuned
     difference = versus["headline_minus_tuned"]
     where = ", ".join(f"{key} {value}" for key, value in versus["best"].items())
-    reached = is_tie(difference) or number(difference, "ci_high") < 0
     return (
         f"the headline settings{settings} reach test MSE {interval(versus['headline'], 3)} against "
-        f"{interval(versus['tuned'], 3)} at sweep {name}'s choice ({where}): headline − tuned "
-        f"{interval(difference, 3)}, " + ("within the tuned MSE's reach" if reached else "detectably worse than tuned")
+        f"{interval(versus['tuned'], 3)} at sweep {name}'s choice ({where}): {reach_words(difference, capped)}"
     )
 
 
@@ -134,7 +160,9 @@ def _short_detected(difference: dict | None) -> str:
     return f"**detected** {interval(difference, 3)}"
 
 
-def answer_cells(comparison: dict, schemas: dict, settings: str = "") -> dict[str, str]:
+def answer_cells(
+    comparison: dict, schemas: dict, settings: str = "", capped: tuple[int, int] | None = None
+) -> dict[str, str]:
     """anchor -> the control column's text of the answers table (the first control task): each
     effect in a few words; its section's closing paragraph says it in full."""
     tasks = control_tasks(schemas)
@@ -153,19 +181,18 @@ def answer_cells(comparison: dict, schemas: dict, settings: str = "") -> dict[st
         )
     found = _tuned(comparison, task)
     if found is not None:
-        difference = found[1]["headline_minus_tuned"]
-        reached = is_tie(difference) or number(difference, "ci_high") < 0
-        verdict = "reaches the tuned MSE" if reached else "detectably worse than tuned"
-        cells.setdefault("q22", []).append(f"headline − tuned {interval(difference, 3)}: {verdict}")
+        cells.setdefault("q22", []).append(reach_words(found[1]["headline_minus_tuned"], capped))
     return {anchor: "; ".join(texts) for anchor, texts in cells.items()}
 
 
-def section_paragraphs(comparison: dict, schemas: dict, settings: str = "") -> dict[str, dict]:
+def section_paragraphs(
+    comparison: dict, schemas: dict, settings: str = "", capped: tuple[int, int] | None = None
+) -> dict[str, dict]:
     """anchor -> a paragraph closing that question's section: what the control shows."""
     tasks = control_tasks(schemas)
     if not tasks:
         return {}
-    task, cells = tasks[0], answer_cells(comparison, schemas, settings)
+    task, cells = tasks[0], answer_cells(comparison, schemas, settings, capped)
     source = schemas[task]["source"]
     return {
         anchor: paragraph(f"**Control** (task `{task}`, {source}, same folds and comparison code): {text}.")
@@ -173,8 +200,41 @@ def section_paragraphs(comparison: dict, schemas: dict, settings: str = "") -> d
     }
 
 
+def power_sentence(comparison: dict, task: str, sweeps: list[str] | None = None) -> str:
+    """What the control's comparisons say about the protocol's power, without claiming more: the
+    effects it detected are of the control's size; on the data set an interval excludes only the
+    effects beyond its ends; the effects the control did not detect either, with their detectable
+    sizes. ``sweeps``: the sweeps the control ran in (the others have no control)."""
+    found = [(label, diff) for _, label, _, diff in effects(comparison, task) if diff and diff.get("n")]
+    detected = [(label, diff) for label, diff in found if not is_tie(diff)]
+    missed = [(label, diff) for label, diff in found if is_tie(diff)]
+    ran = f", and through the sweeps {', '.join(sweeps)} only (the others have no control)" if sweeps else ""
+    text = f"It runs through the same folds, training, baselines and paired comparisons as the data set{ran}. "
+    if detected:
+        sizes = sorted(abs(number(diff, "mean")) for _, diff in detected)
+        text += (
+            f"The control detects effects of its own size (|difference| {fmt(sizes[0], 3)} to {fmt(sizes[-1], 3)} "
+            "test MSE), so the protocol can detect effects that large relative to its noise; on the data set, "
+            "effects beyond each interval's ends are excluded, smaller ones are not: a tie there does not show that "
+            "the effect is absent. "
+        )
+    if missed:
+        mdes = sorted(number(diff, "mde") for _, diff in missed)
+        span = fmt(mdes[0], 3) if fmt(mdes[0], 3) == fmt(mdes[-1], 3) else f"{fmt(mdes[0], 3)} to {fmt(mdes[-1], 3)}"
+        text += (
+            f"Not detected on the control either: {'; '.join(_short_label(label) for label, _ in missed)} "
+            f"(detectable {span}): the control shows no power for these effects."
+        )
+    return text.strip()
+
+
 def control_section(
-    comparison: dict, schemas: dict, data_task: str = "regression", settings: str = "", sweep_specs: dict | None = None
+    comparison: dict,
+    schemas: dict,
+    data_task: str = "regression",
+    settings: str = "",
+    sweep_specs: dict | None = None,
+    capped: tuple[int, int] | None = None,
 ) -> list[dict]:
     """Each effect on the data set beside the control, the control's best MSE against its floor,
     and the control's own figures (its curves, with the floor drawn, and every sweep it ran in)."""
@@ -199,14 +259,13 @@ def control_section(
             f"The control task `{task}` is {schema['source']} ({schema['rows']} rows, "
             f"{len(schema['features'])} features): a nonlinear target with noise of known variance, so its "
             f"lowest reachable MSE is known (noise² = {fmt(schema['noise_floor'], 3)}), generated by the prepare "
-            "stage from params.yaml (its sha256 is in the provenance). It runs through the same folds, training, "
-            "baselines, sweeps and paired comparisons as the data set: where the data set shows no difference "
-            "and the control does, the protocol had the power and the data set has no such effect to show."
+            "stage from params.yaml (its sha256 is in the provenance). "
+            + power_sentence(comparison, task, [n for n, spec in (sweep_specs or {}).items() if task in spec.tasks])
         ),
         table(["question", "difference (positive: the first is worse)", "metric", data_task, task], rows),
         paragraph(f"**Floor.** {floor_text}."),
     ]
-    reach = headline_reach(comparison, task, settings)
+    reach = headline_reach(comparison, task, settings, capped)
     if reach:
         blocks.append(paragraph(f"**Default recipe.** {upper_first(reach)}."))
     blocks.append(

@@ -18,6 +18,7 @@ import functools
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from backprop.activations import LEAKY_SLOPE
 from backprop.lab import answers, control
@@ -104,7 +105,14 @@ def build(inputs: ReportInputs) -> dict:
     questions = [
         derivation_section(reference),
         answers.answer_21(
-            inputs.scores, inputs.baselines, comparison, inputs.schemas, configs, inputs.ratios, inputs.overrides
+            inputs.scores,
+            inputs.baselines,
+            comparison,
+            inputs.schemas,
+            configs,
+            inputs.ratios,
+            inputs.overrides,
+            frozenset(name for name in inputs.sweep_specs if _fixed(inputs.sweep_specs, name, "lr_unit") == "limit"),
         ),
         answers.answer_22(inputs.histories, inputs.scores, configs, inputs.ratios),
         answers.answer_23(summaries["lr"], comparison, configs, inputs.schemas),
@@ -115,8 +123,11 @@ def build(inputs: ReportInputs) -> dict:
             configs,
             _fixed(inputs.sweep_specs, "capacity"),
             _fixed(inputs.sweep_specs, "capacity", "lr_unit"),
+            _fixed(inputs.sweep_specs, "hidden", "lr_unit"),
         ),
-        answers.answer_25(summaries["activation"], comparison, configs),
+        answers.answer_25(
+            summaries["activation"], comparison, configs, _fixed(inputs.sweep_specs, "activation", "lr_unit")
+        ),
         answers.answer_3(summaries, comparison, inputs.sweep_specs, configs),
     ]
     questions[0]["answers"] = [answers.update_rule_row()]
@@ -127,14 +138,21 @@ def build(inputs: ReportInputs) -> dict:
     settings = control.headline_settings(
         configs.get(controls[0]) if controls else None, inputs.overrides.get(controls[0]) if controls else None
     )
-    add_control(questions, comparison, inputs.schemas, settings)
+    capped = (
+        control.headline_capped(inputs.scores.get(controls[0]), configs.get(controls[0], {}).get("epochs"))
+        if controls
+        else None
+    )
+    add_control(questions, comparison, inputs.schemas, settings, capped)
     add_rate_units(questions, inputs.sweep_specs)
     appendix = [block for s in questions for block in s["appendix"]]
     intro = answers.answers_intro(inputs.schemas, configs)
     sections = [
         answers.answers_section(questions, intro),
         *questions,
-        *control.control_section(comparison, inputs.schemas, settings=settings, sweep_specs=inputs.sweep_specs),
+        *control.control_section(
+            comparison, inputs.schemas, settings=settings, sweep_specs=inputs.sweep_specs, capped=capped
+        ),
         *other_sweeps_section(summaries, inputs.sweep_specs),
         provenance_section(inputs.provenance),
     ]
@@ -146,11 +164,13 @@ def build(inputs: ReportInputs) -> dict:
     }
 
 
-def add_control(questions: list[dict], comparison: dict, schemas: dict, settings: str = "") -> None:
+def add_control(
+    questions: list[dict], comparison: dict, schemas: dict, settings: str = "", capped: tuple[int, int] | None = None
+) -> None:
     """The control task beside each answer: a cell in the answers table (on the rows that are not
     about the classifier) and a closing paragraph in the question's section."""
-    cells = control.answer_cells(comparison, schemas, settings)
-    closing = control.section_paragraphs(comparison, schemas, settings)
+    cells = control.answer_cells(comparison, schemas, settings, capped)
+    closing = control.section_paragraphs(comparison, schemas, settings, capped)
     for question in questions:
         for row in question["answers"]:
             if row["anchor"] in cells and "classification" not in row["question"]:
@@ -166,22 +186,29 @@ SWEEP_QUESTION = {"lr": "q23", "activation": "q25", "hidden": "q24", "capacity":
 
 def add_rate_units(questions: list[dict], specs: dict) -> None:
     """Where a sweep's rates are multiples of each network's own limit (``lr_unit: limit``), its
-    section says so before its answer: there "lr 0.5" means half the width's stable step."""
+    section says so before its answer, once for all its sweeps in units: there "lr 0.5" means half
+    the width's stable step."""
     by_anchor = {question["anchor"]: question for question in questions}
+    in_units: dict[str, list[tuple[str, Any]]] = {}
     for name, spec in specs.items():
         anchor = SWEEP_QUESTION.get(name)
-        if spec.fixed.get("lr_unit") != "limit" or anchor not in by_anchor:
-            continue
-        grid = ", ".join(str(value) for value in spec.grid.get("lr", []))
+        if spec.fixed.get("lr_unit") == "limit" and anchor is not None and anchor in by_anchor:
+            in_units.setdefault(anchor, []).append((name, spec))
+    for anchor, named in in_units.items():
         for row in by_anchor[anchor]["answers"]:
             if "(lr: a multiple of" not in row["answer"]:
                 row["answer"] += " (lr: a multiple of each width's own stable limit)"
+        sweeps = " and ".join(f"`{name}`" for name, _ in named)
+        grids = "; ".join(
+            f"{name}: c in {', '.join(str(value) for value in spec.grid.get('lr', []))}" for name, spec in named
+        )
+        results = " and ".join(f"`sweeps/{name}/results.csv`" for name, _ in named)
         by_anchor[anchor]["blocks"].insert(
             0,
             paragraph(
-                f"**Rates in units of the limit.** In the `{name}` sweep every rate is a multiple c of the "
-                f"network's own stable step 2/λ_max at its initial weights, measured on each fold's training rows "
-                f"before training (c in {grid}; `lr_applied` in `sweeps/{name}/results.csv` is the step itself): "
+                f"**Rates in units of the limit.** In the {sweeps} sweep{'s' if len(named) > 1 else ''} every rate "
+                "is a multiple c of the network's own stable step 2/λ_max at its initial weights, measured on each "
+                f"fold's training rows before training ({grids}; `lr_applied` in {results} is the step itself): "
                 "each width trains at the same stability, so a wide layer is not put past its limit by a rate "
                 "that suits a narrow one. Where this section says lr c, read c × that width's limit."
             ),
