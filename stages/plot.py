@@ -92,7 +92,13 @@ def sweep_figures(name: str, spec, folder: Path, kinds: dict[str, str]) -> dict:
             row_key = next(key for key in spec.keys if key != "lr")
             drawn[files[0]] = (
                 figures.grid_heatmap,
-                {"summary": summary, "task": task, "row_key": row_key, "metric": metric},
+                {
+                    "summary": summary,
+                    "task": task,
+                    "row_key": row_key,
+                    "metric": metric,
+                    "lr_in_units": spec.fixed.get("lr_unit") == "limit",
+                },
             )
         elif kind == "lr":
             results = pd.read_csv(folder / "results.csv")

@@ -157,6 +157,19 @@ def test_the_heatmap_places_each_rows_lr_limit_on_the_log_lr_axis():
     assert labels == ["4 (limit 0.032)", "64 (limit 0.001)"]
 
 
+def test_rates_in_units_of_the_limit_put_every_rows_limit_at_1():
+    values = dict(zip(itertools.product([4, 64], LRS), [3000, 2800, 2900, 2950, 2700, 2600], strict=True))
+    limits = {4: 10**-1.5, 64: 0.001}  # absolute limits: still written in the row labels
+    figure = figures.grid_heatmap(
+        grid_summary(values, limits), task="regression", row_key="hidden", metric="mse", lr_in_units=True
+    )
+    axis = figure.axes[0]
+    ticks = [line.get_xdata()[0] for line in axis.lines if line.get_gid() == "lr_limit"]
+    assert ticks == pytest.approx([LRS.index(1.0)] * len(ticks)) and ticks  # the column of multiple 1
+    assert "× the row's own limit" in axis.get_xlabel()
+    assert [label.get_text() for label in axis.get_yticklabels()] == ["4 (limit 0.032)", "64 (limit 0.001)"]
+
+
 def test_the_heatmap_colours_on_a_log_scale_only_when_values_span_decades():
     values = dict(zip(itertools.product([4, 64], LRS), [3000, 2800, 2900, 2950, 2700, 2600], strict=True))
     narrow = figures.grid_heatmap(

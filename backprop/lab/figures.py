@@ -255,12 +255,15 @@ def _mark_limits(axis, limits: Sequence[float], columns: Sequence[float]) -> Non
             axis.plot(edge, i, marker="<" if x < edge else ">", color="C3", markersize=7, clip_on=False)
 
 
-def grid_heatmap(summary: pd.DataFrame, *, task: str, row_key: str, column_key: str = "lr", metric: str) -> plt.Figure:
+def grid_heatmap(
+    summary: pd.DataFrame, *, task: str, row_key: str, column_key: str = "lr", metric: str, lr_in_units: bool = False
+) -> plt.Figure:
     """One cell per (row_key, column_key) point: the mean val ``metric`` over its folds, on a
     labelled sequential colour map (logarithmic if the values span decades), the value written
     in the cell. A cell where not every fold learned is hatched grey and says which outcomes it
     had; the best complete cell of each row is outlined. With lr columns, each row's stable
-    limit 2/λ_max is written in its label and drawn as a tick at its place on the lr axis."""
+    limit 2/λ_max is written in its label and drawn as a tick at its place on the lr axis; with
+    ``lr_in_units`` the columns are multiples of each row's own limit, which sits at 1 in every row."""
     rows = summary[summary["task"] == task]
     row_values, columns, values, complete = _grid(rows, row_key, column_key, f"val_{metric}_mean")
     cmap, norm = _colour_scale(np.where(complete, values, np.nan), metric)
@@ -285,12 +288,16 @@ def grid_heatmap(summary: pd.DataFrame, *, task: str, row_key: str, column_key: 
             f"{value} (limit {limit:.2g})" if np.isfinite(limit) else str(value)
             for value, limit in zip(row_values, limits, strict=True)
         ]
-        _mark_limits(axis, limits, columns)
+        _mark_limits(axis, np.ones_like(limits) if lr_in_units else limits, columns)
         handles.append(Line2D([], [], color="C3", linewidth=2))
         names.append(f"{LIMIT_LABEL}, placed on the log lr axis")
     axis.set_xticks(range(len(columns)), [f"{c:g}" if isinstance(c, float) else str(c) for c in columns])
     axis.set_yticks(range(len(row_values)), labels)
-    axis.set_xlabel(f"{column_key} (log-spaced columns)" if column_key == "lr" else column_key)
+    if column_key == "lr":
+        unit = " × the row's own limit" if lr_in_units else ""
+        axis.set_xlabel(f"{column_key}{unit} (log-spaced columns)")
+    else:
+        axis.set_xlabel(column_key)
     axis.set_ylabel(row_key)
     axis.set_xlim(-0.5, len(columns) - 0.5)
     axis.set_ylim(len(row_values) - 0.5, -0.5)
