@@ -153,11 +153,13 @@ def _short_label(label: str) -> str:
 
 
 def _short_detected(difference: dict | None) -> str:
-    if not difference or not difference.get("n"):
-        return "no pairs"
-    if is_tie(difference):
-        return f"tie {interval(difference, 3)}, detectable {fmt(number(difference, 'mde'), 3)}"
-    return f"**detected** {interval(difference, 3)}"
+    """``_detected`` in the answers table's few words."""
+    return (
+        _detected(difference)
+        .replace("no paired comparison (a side did not learn in every fold)", "no pairs")
+        .replace("not detected: ", "tie ")
+        .replace("detected: ", "**detected** ")
+    )
 
 
 def answer_cells(
