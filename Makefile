@@ -53,7 +53,10 @@ lint: install
 	ruff format .
 
 # The UI binds to loopback only; the store is the project's own SQLite file.
+# MLflow 3's UI opens an experiment in its GenAI view unless told otherwise (a browser-wide
+# switch, not the experiment's kind tag): the printed link opens on the runs.
 ui: install
+	@echo "Runs: http://127.0.0.1:$(PORT)/#/experiments/1/runs?workflowType=machine_learning"
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
 
 # DVC's own page loads its JavaScript from a CDN; .dvc/plots-offline.html (committed, so a fresh
