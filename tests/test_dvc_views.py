@@ -12,6 +12,7 @@ import yaml
 from conftest import ROOT, TINY, run
 
 from backprop.lab.config import ConfigError, SweepConfig, TrainConfig, load_sweep, load_train, read_params
+from backprop.lab.pyfunc import ENTRY_POINT, imported_files
 from backprop.lab.verify import verify
 
 FITTING = ("train", "sweep", "baselines")
@@ -293,3 +294,18 @@ def test_make_ui_takes_a_port_and_repro_ends_with_the_next_commands():
     after = repro[next(i for i, line in enumerate(repro) if line.strip() == "dvc repro") :]
     said = "\n".join(after)
     assert "source .venv/bin/activate" in said and "dvc exp run -S train.lr=0.03" in said and "make exps" in said
+
+
+def test_the_model_folder_bundles_only_code_the_train_stage_declares():
+    """A model folder is a train output: the code it bundles must be among train's deps, or an edit
+    to, say, the report's code would change models/ without DVC running train again."""
+    bundled = {path.relative_to(ROOT).as_posix() for path in imported_files(ENTRY_POINT)}
+    assert "backprop/lab/pyfunc_model.py" in bundled and not bundled & set(REPORT_CODE)
+    assert bundled <= code_deps(dvc_stages()["train"])
+
+
+@pytest.mark.e2e
+def test_a_saved_model_folder_holds_exactly_those_files(tiny_repo):
+    code = tiny_repo / "models" / "regression" / "code"
+    saved = {path.relative_to(code).as_posix() for path in code.rglob("*.py")}
+    assert saved == {path.relative_to(ROOT).as_posix() for path in imported_files(ENTRY_POINT)}

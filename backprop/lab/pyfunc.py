@@ -7,6 +7,7 @@ module logs the same directory's content as a LoggedModel.
 
 from __future__ import annotations
 
+import ast
 import shutil
 import tempfile
 from importlib.metadata import version
@@ -27,6 +28,37 @@ quiet_mlflow()
 PACKAGE = Path(__file__).resolve().parents[1]
 ENTRY_POINT = PACKAGE / "lab" / "pyfunc_model.py"
 EXAMPLE_ROWS = 5
+
+
+def imported_files(start: Path) -> list[Path]:
+    """The package's files that ``start`` imports, directly or not, at any depth (a lazy import
+    inside a function counts): what the model needs to load and predict."""
+    root, seen, todo = PACKAGE.parent, set(), [start]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            for name in (n for n in names if n.split(".")[0] == PACKAGE.name):
+                parts = name.split(".")
+                for depth in range(1, len(parts) + 1):
+                    module = root.joinpath(*parts[:depth])
+                    todo += [f for f in (module / "__init__.py", module.with_suffix(".py")) if f.is_file()]
+    return sorted(seen)
+
+
+def _model_code(scratch: Path) -> Path:
+    """The package as the model bundles it: only the files the entry point imports, in the
+    package's layout, so the model folder changes only with code the train stage declares."""
+    for path in imported_files(ENTRY_POINT):
+        copy = scratch / path.relative_to(PACKAGE.parent)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy)
+    return scratch / PACKAGE.name
 
 
 def requirements() -> list[str]:
@@ -59,7 +91,7 @@ def model_spec(model_dir: str | Path) -> dict:
     return {
         "python_model": str(ENTRY_POINT),
         "artifacts": {name: str(model_dir / "artifacts" / f"{name}.npz") for name in ("weights", "scaler")},
-        "code_paths": [str(PACKAGE)],
+        "code_paths": [str(model_dir / "code" / PACKAGE.name)],  # the files the folder bundles
         "signature": saved.signature,
         "input_example": saved.load_input_example(str(model_dir)),
         "pip_requirements": requirements(),
@@ -78,7 +110,7 @@ def save(path: str | Path, network: MLP, prepared) -> None:
             path=path,
             python_model=str(ENTRY_POINT),
             artifacts={"weights": str(weights), "scaler": str(scaler)},
-            code_paths=[str(PACKAGE)],
+            code_paths=[str(_model_code(Path(scratch) / "code"))],
             signature=signature(prepared.features),
             input_example=raw_rows(prepared),
             pip_requirements=requirements(),
