@@ -54,6 +54,8 @@ def main() -> None:
             answer["headline_vs_best"] = headline_vs_tuned(networks[task], results, task, answer, ratio)
             answer["epochs_at_chosen_lr"] = epochs_at_chosen_lr(results, task, spec.keys, answer["best"], ratio)
             answer["failures"] = failures(results, task, spec.keys)
+            if spec.fixed.get("lr_unit") == "limit":  # its lr values are multiples of each network's own limit
+                answer["lr_unit"] = "limit"
             if spec.kind == "capacity":
                 answer["capacity"] = capacity(results, task, "hidden", ratio, kind)
             for curve in spec.reach:

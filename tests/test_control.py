@@ -165,8 +165,8 @@ def test_the_report_says_beside_each_answer_whether_the_control_detects_it():
     assert "least squares: **detected** -1.66 (-2.24 to -1.08)" in cells["q21"]
     assert "best test MSE 1.34 (1.21 to 1.46)" in cells["q21"] and "noise floor 1" in cells["q21"]
     # a tie between headline and tuned is worded as a tie, with its detectable size
-    assert cells["q22"] == "no difference detected: headline − tuned 0.06 (-0.1 to 0.22), detectable 1"
-    capped = answer_cells(comparison, schemas, capped=(3, 5))["q22"]
+    assert "no difference detected: headline − tuned 0.06 (-0.1 to 0.22), detectable 1" in cells["q21"]
+    capped = answer_cells(comparison, schemas, capped=(3, 5))["q21"]
     assert capped.endswith("; 3 of 5 headline fits still improving at the epoch budget")
     assert headline_capped({"folds": [{"best_epoch": 2999}, {"best_epoch": 40}]}, 3000) == (1, 2)
     schemas["control"] |= {"rows": 1000, "features": list(range(10))}

@@ -63,6 +63,14 @@ def effects(comparison: dict, task: str) -> list[tuple[str, str, str, dict | Non
     return [(anchor, label, "test MSE", diff) for anchor, label, diff in found]
 
 
+def point_words(answer: dict, point: dict) -> str:
+    """``hidden 16, lr 1.5× its limit``: a sweep's point, its rate with its unit."""
+    in_units = answer.get("lr_unit") == "limit"
+    return ", ".join(
+        f"{key} {value}× its limit" if key == "lr" and in_units else f"{key} {value}" for key, value in point.items()
+    )
+
+
 def best_against_floor(comparison: dict, schema: dict, task: str) -> tuple[str, dict | None]:
     """The lowest test MSE a sweep's validation choice reaches on the control, with its interval,
     in words against the noise floor."""
@@ -70,12 +78,11 @@ def best_against_floor(comparison: dict, schema: dict, task: str) -> tuple[str, 
     for name, answer in comparison.get(task, {}).get("sweeps", {}).items():
         tuned = answer.get("headline_vs_best", {}).get("tuned")
         if tuned and (best is None or number(tuned, "mean") < number(best[1], "mean")):
-            best = (name, tuned, answer["best"])
+            best = (name, tuned, point_words(answer, answer["best"]))
     floor = schema["noise_floor"]
     if best is None:
         return f"no sweep ran on {task}; noise floor {fmt(floor, 3)}", None
-    name, tuned, point = best
-    where = ", ".join(f"{key} {value}" for key, value in point.items())
+    name, tuned, where = best
     ratio = number(tuned, "mean") / floor if floor > 0 else float("nan")
     return (
         f"best test MSE {interval(tuned, 3)} (sweep {name}, {where}) against the noise floor {fmt(floor, 3)} "
@@ -130,7 +137,7 @@ def headline_reach(comparison: dict, task: str, settings: str = "", capped: tupl
         return ""
     name, versus = tuned
     difference = versus["headline_minus_tuned"]
-    where = ", ".join(f"{key} {value}" for key, value in versus["best"].items())
+    where = point_words(comparison[task]["sweeps"][name], versus["best"])
     return (
         f"the headline settings{settings} reach test MSE {interval(versus['headline'], 3)} against "
         f"{interval(versus['tuned'], 3)} at sweep {name}'s choice ({where}): {reach_words(difference, capped)}"
@@ -183,7 +190,7 @@ def answer_cells(
         )
     found = _tuned(comparison, task)
     if found is not None:
-        cells.setdefault("q22", []).append(reach_words(found[1]["headline_minus_tuned"], capped))
+        cells.setdefault("q21", []).append(reach_words(found[1]["headline_minus_tuned"], capped))
     return {anchor: "; ".join(texts) for anchor, texts in cells.items()}
 
 
