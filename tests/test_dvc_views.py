@@ -1,7 +1,6 @@
 """What DVC sees: each stage's declared code and params, the sweeps named in params.yaml only,
 no silent override, a readable `dvc exp show`, offline plots, and `make verify`'s logic."""
 
-import ast
 import json
 import re
 import shutil
@@ -24,31 +23,10 @@ READS = {
 }
 
 
-def module_file(name: str) -> Path | None:
-    path = ROOT.joinpath(*name.split("."))
-    for candidate in (path / "__init__.py", path.with_suffix(".py")):
-        if candidate.exists():
-            return candidate
-    return None
-
-
 def import_closure(start: str) -> set[str]:
-    """The project files ``start`` imports, directly or not, at any depth of the code (a lazy
-    import inside a function counts: it runs when that function does)."""
-    seen, todo = set(), [ROOT / start]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-            for name in (n for n in names if n.split(".")[0] in ("backprop", "stages")):
-                parts = name.split(".")
-                todo += [f for i in range(1, len(parts) + 1) if (f := module_file(".".join(parts[:i])))]
-    files = {path.relative_to(ROOT).as_posix() for path in seen}
+    """The project files ``start`` imports (the model's walk, over backprop and stages), and the
+    files they read by path."""
+    files = {path.relative_to(ROOT).as_posix() for path in imported_files(ROOT / start, ("backprop", "stages"))}
     return files | {extra for file in files for extra in READS.get(file, [])}
 
 

@@ -30,9 +30,10 @@ ENTRY_POINT = PACKAGE / "lab" / "pyfunc_model.py"
 EXAMPLE_ROWS = 5
 
 
-def imported_files(start: Path) -> list[Path]:
-    """The package's files that ``start`` imports, directly or not, at any depth (a lazy import
-    inside a function counts): what the model needs to load and predict."""
+def imported_files(start: Path, packages: tuple[str, ...] = (PACKAGE.name,)) -> list[Path]:
+    """The files of ``packages`` (beside this package) that ``start`` imports, directly or not, at
+    any depth (a lazy import inside a function counts): what the model needs to load and predict,
+    and what a stage must list under its deps."""
     root, seen, todo = PACKAGE.parent, set(), [start]
     while todo:
         path = todo.pop()
@@ -43,7 +44,7 @@ def imported_files(start: Path) -> list[Path]:
             names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-            for name in (n for n in names if n.split(".")[0] == PACKAGE.name):
+            for name in (n for n in names if n.split(".")[0] in packages):
                 parts = name.split(".")
                 for depth in range(1, len(parts) + 1):
                     module = root.joinpath(*parts[:depth])
