@@ -230,6 +230,12 @@ class Pool:
                 with contextlib.suppress(Exception):
                     process.join(5)
             self.executor.shutdown(wait=False)
+            # Its manager thread then closes its wake-up pipe; at exit CPython 3.11 writes to that
+            # pipe unlocked and may find it half closed ("Bad file descriptor" on stderr). Once
+            # the thread has ended, the pipe is marked closed and exit leaves it alone.
+            manager = getattr(self.executor, "_executor_manager_thread", None)
+            if manager is not None:
+                manager.join(5)
             return
         self.executor.shutdown(wait=True)
 
