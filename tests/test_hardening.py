@@ -163,6 +163,8 @@ def test_an_interrupted_stage_ends_its_run_killed_and_writes_nothing(tmp_path, p
         while time.monotonic() < deadline and not only_classification_left(folder, folds):
             time.sleep(0.2)
         assert only_classification_left(folder, folds), "regression's outputs were never staged"
+        while time.monotonic() < deadline and not set(TASK_NAMES) <= {r.data.tags.get("task") for r in runs_in(folder)}:
+            time.sleep(0.2)  # the stage opens one run per task, one after another
         assert any(r.info.status == "RUNNING" for r in runs_in(folder)), "classification is not training"
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)

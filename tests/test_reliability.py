@@ -130,7 +130,8 @@ def test_after_kill_9_no_staging_is_left_under_outputs_and_the_next_run_cleans_u
     folder = scratch(tmp_path, prepared, overrides=slow)
     process = start_train(folder)
     try:
-        wait_for_run(folder, "classification")
+        for task in TASK_NAMES:  # the stage opens one run per task, one after another
+            wait_for_run(folder, task)
         staged = folder / io.STAGING_DIR / str(process.pid)
         deadline = time.monotonic() + 60  # both tasks train at once: wait for regression's staged outputs
         while time.monotonic() < deadline and not (staged.is_dir() and any(staged.rglob("history.csv"))):
@@ -177,7 +178,8 @@ def test_a_stage_whose_parent_dies_ends_itself(tmp_path, prepared):
     )
     child = int(parent.stdout.readline())
     try:
-        wait_for_run(folder, "regression")
+        for task in TASK_NAMES:  # the stage opens one run per task, one after another
+            wait_for_run(folder, task)
         parent.send_signal(signal.SIGTERM)  # dvc ended by its user or its CI job
         parent.wait(timeout=30)
         deadline = time.monotonic() + 30
