@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,26 @@ def cell(value):
     return value
 
 
+@dataclass(frozen=True)
+class FitKey:
+    """A fit's coordinates: its task, repeat and fold, and in a sweep its grid point (the index
+    in ``SweepConfig.configs``; the train stage has one setting per task)."""
+
+    task: str
+    repeat: int
+    fold: int
+    point: int = 0
+
+
+@dataclass(frozen=True)
+class LimitKey:
+    """An lr-limit estimate's coordinates: the network at initialisation (``limit_key``), the fold."""
+
+    network: tuple
+    repeat: int
+    fold: int
+
+
 def fold_config(config: TrainConfig, repeat: int, fold: int, folds: int) -> TrainConfig:
     return dataclasses.replace(config, seed=fit_seed(config.seed, repeat, fold, folds))
 
@@ -49,7 +70,7 @@ def sweep_jobs(
                 where += f" (sweep {name}, repeat {repeat}, fold {fold}, {task}"
                 jobs.append(
                     Job(
-                        key=("fit", task, index, repeat, fold),
+                        key=FitKey(task, repeat, fold, index),
                         fn=fit_fold,
                         args=(shared[task], kind, seeded, repeat, fold),
                         describe=f"{where}; {describe_config(seeded)})",
@@ -75,7 +96,7 @@ def limit_jobs(
                 seeded = fold_config(config, repeat, fold, folds)
                 jobs.append(
                     Job(
-                        key=("limit", network, repeat, fold),
+                        key=LimitKey(network, repeat, fold),
                         fn=initial_lr_limit,
                         args=(shared[task], kind, seeded, repeat, fold),
                         describe=f"lr limit of {describe_config(seeded)} repeat {repeat} fold {fold} on {task}",
