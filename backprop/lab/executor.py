@@ -187,9 +187,7 @@ class Pool:
                 flush=True,
             )
 
-    def start(
-        self, stage: str, jobs: Sequence[Job], estimate: Callable[[], Sequence[float]] | None = None
-    ) -> Running:
+    def start(self, stage: str, jobs: Sequence[Job], estimate: Callable[[], Sequence[float]] | None = None) -> Running:
         """Fan the jobs out (``submit``) and ``announce`` them with ``estimate()`` (seconds per fit,
         from a few epochs timed here; no estimate, no announcement). Workers start on the jobs
         first, so the timing and whatever the stage sets up next (MLflow) overlap their fits; in
