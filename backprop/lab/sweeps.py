@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from backprop.lab.config import SweepConfig, TrainConfig
-from backprop.lab.datasets import Dataset
+from backprop.lab.datasets import SPLITS, Dataset
 from backprop.lab.executor import Job
 from backprop.lab.mechanisms import peak_epoch
-from backprop.lab.protocol import OUTCOMES, fit_seed, mean_interval
+from backprop.lab.protocol import OUTCOMES, fit_seed, fold_summary
 from backprop.lab.tracking import downsample_steps
 from backprop.lab.training import RunResult, describe_config, fit_fold, initial_lr_limit
 
@@ -206,7 +206,7 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
         row = {"task": task} | dict(zip(keys, values, strict=True)) | {"fits": len(fits)}
         row |= {name: int((fits["outcome"] == name).sum()) for name in OUTCOMES}
         learned = fits[fits["outcome"] == "learned"]
-        row["capped"] = int(learned["still_improving"].sum())
+        row["capped"] = int(learned["still_improving"].sum())  # stopped by the epoch budget
         row["best_epoch_mean"] = float(learned["best_epoch"].mean()) if learned["best_epoch"].notna().any() else np.nan
         row["peak_train_loss_ratio_max"] = float(learned["peak_train_loss_ratio"].max()) if len(learned) else np.nan
         if "peak_train_loss_epoch" in learned:
@@ -221,13 +221,9 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
                 for suffix, part in (("mean", fits), ("not_learned_mean", failed)):
                     values = part[measure]
                     row[f"{measure}_{suffix}"] = float(values.mean()) if values.notna().any() else np.nan
-        for metric in metrics[task]:
-            for split in ("train", "val", "test"):
-                column = f"{split}_{metric}"
-                if column not in fits:
-                    continue
-                stats = mean_interval(learned[column].to_numpy(dtype=float), ratios[task])
-                row |= {f"{column}_{name}": value for name, value in stats.items() if name != "n"}
+        columns = [f"{split}_{metric}" for metric in metrics[task] for split in SPLITS]
+        for column, stats in fold_summary(learned, columns, ratios[task]).items():
+            row |= {f"{column}_{name}": value for name, value in stats.items() if name != "n"}
         rows.append(row)
     return pd.DataFrame(rows)
 
