@@ -162,7 +162,6 @@ def arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
-
     params = read_params()
     sweep = SweepConfig.from_params(section(params, "sweep"))  # its points checked against train.* by `settings`
     kept, tracking = load_curves(params), load_tracking(params)  # kept: the epochs curves.csv keeps

@@ -69,14 +69,13 @@ def task_run_params(task: str, schema: dict, config, kind: str) -> dict:
     return run_params(task, config, kind) | {"data": data_params, "cv": cv}
 
 
-def record_task(tracker, tracking, champion: bool, run_id: str, model_dir, scores: dict, shipped, kind: str):
+def record_task(tracker, tracking, champion: bool, task: str, kind: str, run_id: str, model_dir, scores: dict, shipped):
     """A task's own run, once its folds are in; returns its model's id (None when models are not logged).
 
     The model first: logging it links the metrics its run has at its step to it, which must be
     none of the curves. Then the shipped network's curves (its scores are its fold run's,
     model_<split>_<metric>), and the headline (means over folds, named as a sweep point's), the
     model's own; the intervals and outcomes as text, so that the metrics tab holds curves and means."""
-    task = shipped.task
     loss, summary = DEFAULT_LOSS[kind], scores["summary"]
     flat = {f"{key}_{stat}": value for key, stats in summary.items() for stat, value in stats.items()}
     model_id = None
@@ -117,7 +116,6 @@ def arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
-
     params = read_params()
     train, tracking, kinds = load_train(params), load_tracking(params), load_kinds(params)
     data = {task: load_prepared(args.prepared, task) for task in kinds}
@@ -169,7 +167,9 @@ def main() -> None:
             outputs.json(Path(args.metrics) / f"{task}.json", headline(task, scores, own_lr, kind))
             outputs.json(Path(args.metrics) / f"{task}-scores.json", scores)
             shipped = done[FitKey(task, *SHIPPED)]
-            model_id = record_task(tracker, tracking, champion, run_ids[task], model_dirs[task], scores, shipped, kind)
+            model_id = record_task(
+                tracker, tracking, champion, task, kind, run_ids[task], model_dirs[task], scores, shipped
+            )
             if model_id is not None:
                 model_ids[task] = model_id
             print(summary_line(task, kind, scores, run_ids[task]))
