@@ -20,20 +20,16 @@ import numpy as np
 import pandas as pd
 
 from backprop.lab.config import SweepConfig, load_curves, load_tracking, read_params, section
-from backprop.lab.datasets import fold_rows
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
-from backprop.lab.protocol import overlap_ratio
 from backprop.lab.sweeps import (
     FitKey,
     best_points,
     cell,
-    curve_rows,
+    fit_tables,
     limit_jobs,
-    limit_key,
     point_ranks,
-    result_row,
-    summarise,
+    summary_table,
     sweep_jobs,
 )
 from backprop.lab.tracking import Tracker, point_metrics, result_metrics, run_tags
@@ -51,53 +47,6 @@ def open_point_runs(tracker, runs: contextlib.ExitStack, stage: str, name: str, 
             tags = run_tags(stage, task=task, sweep=name, point=where)
             point_ids[task, index] = runs.enter_context(tracker.run(f"{where} {task}", tags, parent_id=parent))
     return wheres, point_ids
-
-
-def fit_tables(fits: list[Job], results: list, points: dict, spec, kept) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """results.csv and curves.csv, a row (and a curve) per fit, in the jobs' order."""
-    rows, curves = [], []
-    for job, result in zip(fits, results, strict=True):
-        key, point = job.key, points[job.key.task][job.key.point][0]
-        rows.append(result_row(key.task, point, key.repeat, key.fold, result, spec.reach))
-        curves.append(
-            curve_rows(
-                key.task,
-                point,
-                key.repeat,
-                key.fold,
-                result,
-                epochs=result.config.epochs,
-                points=kept.points,
-                first=kept.first_epochs,
-            )
-        )
-    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
-
-
-def summary_table(table: pd.DataFrame, limits: list[Job], limit_results: list, spec, points: dict, datasets: dict):
-    """summary.csv: a row per (task, point) over its folds, with its network's lr limits; and
-    the names of the lr-limit columns."""
-    kinds = {task: data.kind for task, data in datasets.items()}
-    ratios = {task: overlap_ratio(fold_rows(data)) for task, data in datasets.items()}
-    summary = summarise(table, spec.keys, {task: SUMMARY_METRICS[kind] for task, kind in kinds.items()}, ratios)
-    networks = [limit_key(task, config, kinds[task]) for task in spec.tasks for _, config in points[task]]
-    columns = limit_columns(limits, limit_results, networks)
-    for column, values in columns.items():
-        summary[column] = values
-    return summary, list(columns)
-
-
-def limit_columns(limits: list[Job], results: list, networks: list[tuple]) -> dict[str, list[float]]:
-    """summary.csv's lr-limit columns: each network's (a summary row's) mean over its folds."""
-    limit: dict[tuple, list] = {}
-    for job, result in zip(limits, results, strict=True):
-        limit.setdefault(job.key.network, []).append(result)
-    columns = dict.fromkeys(column for folds in limit.values() for fold in folds for column in fold)
-    # lr_limit_unscaled: only a scaled regression target has one
-    return {
-        column: [float(np.mean([fold.get(column, np.nan) for fold in limit[network]])) for network in networks]
-        for column in columns
-    }
 
 
 def record_points(tracker, summary, spec, points, point_ids, kinds, losses, columns) -> tuple[list, dict]:
@@ -211,8 +160,9 @@ def main() -> None:
                 )
 
             results = running.results(record_fit, bar)
-            table, curves = fit_tables(fits, results[: len(fits)], points, spec, kept)
-            summary, columns = summary_table(table, limits, results[len(fits) :], spec, points, datasets)
+            table, curves = fit_tables(fit_keys, results[: len(fits)], points, spec, kept)
+            limit_keys = [job.key for job in limits]
+            summary, columns = summary_table(table, limit_keys, results[len(fits) :], spec, points, datasets)
             best = best_points(summary, [], losses)
             point_runs_file, chosen = record_points(tracker, summary, spec, points, point_ids, kinds, losses, columns)
             paths = [outputs.path(out / name) for name in ("results.csv", "curves.csv", "summary.csv")]

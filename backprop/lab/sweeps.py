@@ -4,19 +4,20 @@ stage; its tables (results, curves, summary). No I/O."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from backprop.lab.config import SweepConfig, TrainConfig
-from backprop.lab.datasets import SPLITS, Dataset
+from backprop.lab.config import CurvesConfig, SweepConfig, SweepSpec, TrainConfig
+from backprop.lab.datasets import SPLITS, Dataset, fold_rows
 from backprop.lab.executor import Job
 from backprop.lab.mechanisms import peak_epoch
-from backprop.lab.protocol import OUTCOMES, fit_seed, fold_summary
+from backprop.lab.protocol import OUTCOMES, fit_seed, fold_summary, overlap_ratio
 from backprop.lab.tracking import downsample_steps
 from backprop.lab.training import RunResult, describe_config, fit_fold, initial_lr_limit
+from backprop.metrics import SUMMARY_METRICS
 
 # The settings that fix the loss surface at initialisation: one lr limit per combination.
 LIMIT_KEYS = ("hidden", "activation", "loss", "init")
@@ -226,6 +227,69 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
             row |= {f"{column}_{name}": value for name, value in stats.items() if name != "n"}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def fit_tables(
+    keys: Sequence[FitKey],
+    results: Sequence[RunResult],
+    points: Mapping[str, list],
+    spec: SweepSpec,
+    kept: CurvesConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """results.csv and curves.csv: a row (and a curve) per fit, in the order of ``keys``;
+    ``points``: task -> its (point, config) pairs (``SweepConfig.configs``)."""
+    rows, curves = [], []
+    for key, result in zip(keys, results, strict=True):
+        point = points[key.task][key.point][0]
+        rows.append(result_row(key.task, point, key.repeat, key.fold, result, spec.reach))
+        curves.append(
+            curve_rows(
+                key.task,
+                point,
+                key.repeat,
+                key.fold,
+                result,
+                epochs=result.config.epochs,
+                points=kept.points,
+                first=kept.first_epochs,
+            )
+        )
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+
+
+def summary_table(
+    table: pd.DataFrame,
+    limits: Sequence[LimitKey],
+    limit_results: Sequence[dict],
+    spec: SweepSpec,
+    points: Mapping[str, list],
+    datasets: Mapping[str, Dataset],
+) -> tuple[pd.DataFrame, list[str]]:
+    """summary.csv (``summarise`` of results.csv, with each point's network's lr limits averaged
+    over its folds) and the names of the lr-limit columns."""
+    kinds = {task: data.kind for task, data in datasets.items()}
+    ratios = {task: overlap_ratio(fold_rows(data)) for task, data in datasets.items()}
+    summary = summarise(table, spec.keys, {task: SUMMARY_METRICS[kind] for task, kind in kinds.items()}, ratios)
+    networks = [limit_key(task, config, kinds[task]) for task in spec.tasks for _, config in points[task]]
+    columns = limit_columns(limits, limit_results, networks)
+    for column, values in columns.items():
+        summary[column] = values
+    return summary, list(columns)
+
+
+def limit_columns(
+    keys: Sequence[LimitKey], results: Sequence[dict], networks: Sequence[tuple]
+) -> dict[str, list[float]]:
+    """summary.csv's lr-limit columns: for each of ``networks`` (a summary row's), its mean over its folds."""
+    limit: dict[tuple, list] = {}
+    for key, result in zip(keys, results, strict=True):
+        limit.setdefault(key.network, []).append(result)
+    columns = dict.fromkeys(column for folds in limit.values() for fold in folds for column in fold)
+    # lr_limit_unscaled: only a scaled regression target has one
+    return {
+        column: [float(np.mean([fold.get(column, np.nan) for fold in limit[network]])) for network in networks]
+        for column in columns
+    }
 
 
 def best_points(summary: pd.DataFrame, by: list[str], loss_by_task: Mapping[str, str]) -> pd.DataFrame:
