@@ -26,6 +26,7 @@ from backprop.lab.comparisons import (
     capacity,
     epochs_at_chosen_lr,
     failures,
+    headline_vs_tuned,
     loss_mechanism,
     settings_compared,
 )
@@ -307,6 +308,8 @@ def crafted_inputs(*, sha256: str, effect: float = 0.0, seed: int = 0, failing: 
         for task in tasks:
             answer = settings_compared(results, task, spec.keys, ratios[task])
             answer["best_vs_linear"] = best_vs_baseline(results, answer, frame, task, "linear", ratios[task])
+            network = pd.DataFrame(scores[task]["folds"])
+            answer["headline_vs_best"] = headline_vs_tuned(network, results, task, answer, ratios[task])
             answer["epochs_at_chosen_lr"] = epochs_at_chosen_lr(results, task, spec.keys, answer["best"], ratios[task])
             answer["failures"] = failures(results, task, spec.keys)
             if spec.fixed.get("patience") == 0 and "hidden" in spec.keys:
@@ -494,7 +497,9 @@ def test_curve_minima_within_rounding_and_censored_at_the_last_epoch():
     facts = curve_facts(history, "mse", 9)
     text = where_lowest(facts, "mse")
     assert "epochs 7–12 (equal to 6 digits), kept 9" in text
-    assert "held-out MSE still falling when training stopped (epoch 19)" in text
+    # censored at the last epoch, with the size the kept epoch misses: 2.775 against 2.525 at epoch 19
+    assert "held-out MSE still falling when training stopped (epoch 19), to 2.52 there: the kept epoch's 2.77 " in text
+    assert "is 0.25 (9.9%) above it" in text
     history["test_mse"] = (epochs - 4) ** 2 + 10.0
     text = where_lowest(curve_facts(history, "mse", 9), "mse")
     # the percentage is against the minimum it is measured from, and nothing plays the gap down
@@ -530,15 +535,48 @@ def test_generated_sentences_are_grammatical_and_take_the_init_from_params():
     assert "(he initial weights, ŷ near ½)" in render_markdown(build(inputs), "figures")
 
 
+def _catapult_summary(rates: tuple[float, float]) -> pd.DataFrame:
+    """Two rates where every fold learned, the second past the limit 0.195 after a catapult (peak
+    62.9×), ending at λ_max 3.05: lr·λ_max/2 = 0.4575 at the absolute rate 0.3."""
+    return pd.DataFrame(
+        {
+            "task": "regression",
+            "hidden": 16,
+            "lr": list(rates),
+            "lr_limit": 0.195,
+            "lr_limit_closed_form": 0.2,
+            "learned": 5,
+            "fits": 5,
+            "stability_ratio_end_mean": [0.5, 0.3 * 3.05 / 2],
+            "peak_train_loss_ratio_max": [1.0, 62.9],
+            "saturated_units_mean": 0.0,
+        }
+    )
+
+
 def test_the_catapult_bound_on_the_hidden_activation():
     """λ_max ≥ 2(1 + ‖ā‖²): λ_max 3.05 at 16 units bounds the RMS mean activation by √(0.525/16);
-    the closed-form limit 0.2 means ‖ā‖² = 4 at the start (0.5 per unit). No catapult, no claim."""
-    facts = {"sharpness_end": 3.05, "closed_form": 0.2, "peak": 62.9, "largest": 0.3, "limit": 0.195}
+    the closed-form limit 0.2 means ‖ā‖² = 4 at the start (0.5 per unit). No catapult, no claim.
+    Rates in units of the limit give the same λ_max from the same fits (the step is lr × limit)."""
+    from backprop.lab.answers import catapult_facts, width_bounds
+
+    facts = catapult_facts(_catapult_summary((0.1, 0.3)), "regression")
     after, before = activation_rms(facts, 16)
     assert after == pytest.approx((0.525 / 16) ** 0.5) and before == pytest.approx(0.5)
     assert activation_rms(facts | {"peak": 1.0}, 16) is None
-    assert activation_rms(facts | {"largest": 0.1}, 16) is None  # below the limit
+    assert activation_rms(facts | {"past_limit": False}, 16) is None  # below the limit
     assert activation_rms(facts | {"sharpness_end": 12.0}, 16) is None  # not below the start
+    units = _catapult_summary((0.1 / 0.195, 0.3 / 0.195))
+    in_units = catapult_facts(units, "regression", in_units=True)
+    assert activation_rms(in_units, 16) == pytest.approx((after, before))
+    # read as absolute rates, the multiples would put λ_max below 2: no bound at all
+    assert activation_rms(catapult_facts(units, "regression"), 16) is None
+    text = width_bounds(units, {"activation": "sigmoid"}, in_units=True)
+    assert "hidden 16 at 1.538× its limit: at most 0.18, against 0.5 at initialisation" in text
+    assert "0% saturated there by that strict rule" in text
+    # measured at two points only: consistent with, not caused by
+    assert "Consistent with the catapults lowering the curvature" in text
+    assert "λ_max measured at initialisation and at the returned weights only" in text
 
 
 def _width_summary() -> pd.DataFrame:
@@ -674,3 +712,26 @@ def test_a_sweep_choice_in_units_of_the_limit_says_so():
     assert sweep_choices_differ("regression", config, comparison) == ["hidden sweep: hidden 4 at lr 0.25"]
     units = sweep_choices_differ("regression", config, comparison, frozenset({"hidden"}))
     assert units == ["hidden sweep: hidden 4 at lr 0.25× its own limit"]
+
+
+def test_the_width_answer_rests_on_the_headline_network_with_the_power_over_widths():
+    """Review 3: the 2.4 row compares the best width with the headline network itself (paired by
+    fold with the train stage's fits), not with the noisiest sweep cell; its tie cell gives the
+    detectable sizes against every other width, and the row states the sweep's budget and patience."""
+    from backprop.lab.answers import flipped
+
+    inputs = crafted_inputs(sha256="1" * 64)
+    inputs.sweep_specs["hidden"].fixed["epochs"] = 4000  # the default params' hidden sweep
+    answer = inputs.comparison["regression"]["sweeps"]["hidden"]
+    (row,) = [row for row in _answers(render_markdown(build(inputs), "figures")) if row[0].startswith("[2.4")]
+    best = answer["best"]
+    rest = f"hidden {best['hidden']} at {fmt(best['lr'])}× its limit (best on validation)"
+    assert f"{rest} − the headline network (hidden 16 at the absolute lr 0.1, 0.5× its limit)" in row[2]
+    assert interval(flipped(answer["headline_vs_best"]["headline_minus_tuned"]), 3) in row[2]
+    mdes = [fmt(v["mde"], 3) for v in answer["best_minus_other"]]
+    low, high = min(mdes, key=float), max(mdes, key=float)
+    assert f"against each other width at its best rate: detectable {low} to {high}" in row[3]
+    assert (
+        "both early-stopped (the hidden sweep ≤ 4000 epochs, patience 1000; the headline ≤ 2000 epochs, patience 500)"
+        in row[1]
+    )

@@ -554,9 +554,13 @@ def where_lowest(facts: dict, loss: str) -> str:
     text = f"validation {label} lowest at {epochs_text(facts['val_low'])}, kept {facts['kept']}"
     if "test_low" not in facts:
         return text
-    if facts["test_low"][1] == facts["last"]:
-        return text + f"; held-out {label} still falling when training stopped (epoch {facts['last']})"
     missed = facts["test_at_kept"] - facts["test_at_low"]
+    if facts["test_low"][1] == facts["last"]:
+        return text + (
+            f"; held-out {label} still falling when training stopped (epoch {facts['last']}), to "
+            f"{fmt(facts['test_at_low'], 3)} there: the kept epoch's {fmt(facts['test_at_kept'], 3)} is "
+            f"{fmt(missed, 3)} ({fmt(100 * missed / facts['test_at_low'], 2)}%) above it"
+        )
     return text + (
         f"; held-out {label} lowest at {epochs_text(facts['test_low'])}: the kept epoch's "
         f"{fmt(facts['test_at_kept'], 3)} is {fmt(missed, 3)} ({fmt(100 * missed / facts['test_at_low'], 2)}%) above "
@@ -895,11 +899,13 @@ STALL_CAVEAT = (
 )
 
 
-def catapult_facts(summary: pd.DataFrame, task: str) -> dict:
+def catapult_facts(summary: pd.DataFrame, task: str, in_units: bool = False) -> dict:
     """The largest rate that learned in every fold against the limit, and how far the training
-    loss rose first at the rates past the limit that learned."""
+    loss rose first at the rates past the limit that learned. ``in_units``: the rates are
+    multiples of the limit (the step is lr × limit, past the limit is lr > 1)."""
     rows = summary[summary["task"] == task].sort_values("lr")
     limit = float(rows["lr_limit"].iloc[0])
+    past = 1.0 if in_units else limit
     complete = rows[rows["learned"] == rows["fits"]]
     broken = rows[rows["learned"] < rows["fits"]]
     facts = {
@@ -908,12 +914,14 @@ def catapult_facts(summary: pd.DataFrame, task: str) -> dict:
     }
     if len(complete):
         facts["largest"] = float(complete["lr"].max())
+        facts["past_limit"] = facts["largest"] > past
         if "stability_ratio_end_mean" in complete:
             ratio = float(complete.loc[complete["lr"].idxmax(), "stability_ratio_end_mean"])
-            facts["sharpness_end"] = 2 * ratio / facts["largest"]  # λ_max at its returned weights
+            step = facts["largest"] * limit if in_units else facts["largest"]
+            facts["sharpness_end"] = 2 * ratio / step  # λ_max at its returned weights
     if len(broken):
         facts["first_broken"] = float(broken["lr"].min())
-    above = complete[complete["lr"] > limit]
+    above = complete[complete["lr"] > past]
     if len(above):
         facts["peak"] = float(above["peak_train_loss_ratio_max"].max())
         if "peak_train_loss_epoch_max" in above:
@@ -1039,12 +1047,16 @@ def activation_rms(facts: dict, width) -> tuple[float, float] | None:
     end, closed = facts.get("sharpness_end", math.nan), facts.get("closed_form", math.nan)
     if not isinstance(width, int | np.integer) or not (math.isfinite(end) and end > 2):
         return None
-    if facts.get("peak", 1.0) <= 1.01 or facts.get("largest", 0.0) <= facts["limit"]:
+    if facts.get("peak", 1.0) <= 1.01 or not facts.get("past_limit"):
         return None  # no catapult at that rate: nothing to explain
     if not math.isfinite(closed) or closed <= 0:
         return None
     after, before = math.sqrt((end / 2 - 1) / width), math.sqrt(max(1 / closed - 1, 0.0) / width)
     return (after, before) if after < before else None
+
+
+# When λ_max is measured: the catapult itself (its epochs) is not, so it is not timed against the curvature.
+MEASURED_AT = "λ_max measured at initialisation and at the returned weights only"
 
 
 def activation_bound(facts: dict, config: dict) -> str:
@@ -1058,35 +1070,45 @@ def activation_bound(facts: dict, config: dict) -> str:
     return (
         f"λ_max ≥ 2(1 + ‖ā‖²) (the output layer's block, exact for MSE) bounds the RMS mean hidden activation at the "
         f"returned weights of lr {fmt(facts['largest'])} by {fmt(after, 2)} (mean λ_max over folds), against "
-        f"{fmt(before, 2)} at initialisation: the catapult lowered the curvature by pushing the sigmoid units "
-        "towards off"
+        f"{fmt(before, 2)} at initialisation: consistent with the catapult lowering the curvature by pushing the "
+        f"sigmoid units towards off ({MEASURED_AT})"
     )
 
 
-def width_bounds(summary: pd.DataFrame, config: dict) -> str:
+def width_bounds(summary: pd.DataFrame, config: dict, in_units: bool = False) -> str:
     """``activation_rms`` for each width of the hidden sweep whose largest rate that learned in
-    every fold is past its limit after a catapult (sigmoid only)."""
+    every fold is past its limit after a catapult (sigmoid only), beside the share of its units
+    saturated by the strict rule. ``in_units``: the rates are multiples of each width's limit."""
     if config.get("activation", "sigmoid") != "sigmoid" or "hidden" not in summary:
         return ""
     rows = summary[summary["task"] == "regression"]
-    parts = []
+    parts, shares = [], []
     for width, part in rows.groupby("hidden", sort=True):
-        facts = catapult_facts(part, "regression")
+        facts = catapult_facts(part, "regression", in_units)
         found_rms = activation_rms(facts, _plain(width))
         if found_rms:
+            rate = f"{fmt(facts['largest'])}× its limit" if in_units else f"lr {fmt(facts['largest'])}"
             parts.append(
-                f"hidden {width} at lr {fmt(facts['largest'])}: at most {fmt(found_rms[0], 2)}, against "
+                f"hidden {width} at {rate}: at most {fmt(found_rms[0], 2)}, against "
                 f"{fmt(found_rms[1], 2)} at initialisation"
             )
+            if "saturated_units_mean" in part:
+                share = part.loc[part["lr"] == facts["largest"], "saturated_units_mean"]
+                if len(share) and math.isfinite(float(share.iloc[0])):
+                    shares.append(100 * float(share.iloc[0]))
     if not parts:
         return ""
+    counted = ""
+    if shares:
+        low, high = fmt(min(shares), 2), fmt(max(shares), 2)
+        counted = f" ({low if low == high else f'{low}–{high}'}% saturated there by that strict rule)"
     return (
         "**What the catapults did to the units.** λ_max ≥ 2(1 + ‖ā‖²) (the output layer's Hessian block, exact for "
         "MSE on an identity output) bounds the RMS mean hidden activation at the returned weights by "
         "√((λ_max/2 − 1)/h), with λ_max the mean over folds: "
         + "; ".join(parts)
-        + ". The catapults lowered the curvature by pushing the sigmoid units towards off, further than the "
-        "saturation share (a strict rule) shows."
+        + f". Consistent with the catapults lowering the curvature by pushing the sigmoid units towards off, "
+        f"further than the saturation share{counted} shows ({MEASURED_AT})."
     )
 
 
@@ -1369,6 +1391,48 @@ def capacity_short(
     return text + "."
 
 
+def headline_network_pair(
+    answer: dict, config: dict, summary: pd.DataFrame, in_units: bool = False
+) -> tuple[str, dict] | None:
+    """The sweep's best on validation minus the headline network itself (params.yaml `train`, the
+    train stage's fits, paired by fold: comparison.json's ``headline_vs_best`` mirrored), its rate
+    also as a multiple of its width's limit when the sweep's rates are (``in_units``)."""
+    versus = (answer.get("headline_vs_best") or {}).get("headline_minus_tuned")
+    if not versus or not versus.get("n") or "hidden" not in config:
+        return None
+    best, width = answer["best"], _same(config["hidden"])
+    rest = ", ".join(f"{key} {value}" for key, value in best.items() if key != "lr")
+    chosen = f"{rest} at {fmt(best['lr'])}× its limit" if in_units and "lr" in best else short_point(best)
+    absolute = config.get("lr_unit") != "limit"
+    rate = f"the absolute lr {fmt(config['lr'])}" if absolute and in_units else f"lr {fmt(config['lr'])}"
+    if not absolute:
+        rate = f"{fmt(config['lr'])}× its limit"
+    if in_units and config.get("lr_unit") != "limit" and {"hidden", "lr_limit"} <= set(summary):
+        match = summary[(summary["task"] == "regression") & (summary["hidden"] == width)]
+        if len(match):
+            rate += f", {fmt(config['lr'] / float(match['lr_limit'].iloc[0]), 2)}× its limit"
+    return f"{chosen} (best on validation) − the headline network (hidden {width} at {rate})", flipped(versus)
+
+
+def other_widths_detectable(answer: dict) -> str:
+    """``detectable 318 to 866``: the range of the detectable sizes of the best width against each
+    other width (at its own best rate), so that no single pair stands for the design's power."""
+    mdes = [number(v, "mde") for v in answer["best_minus_other"] if math.isfinite(number(v, "mde"))]
+    if not mdes:
+        return ""
+    low, high = fmt(min(mdes), 3), fmt(max(mdes), 3)
+    return f"against each other width at its best rate: detectable {low if low == high else f'{low} to {high}'}"
+
+
+def sweep_budget(config: dict, fixed: dict | None = None, rule: bool = False) -> str:
+    """``≤ 4000 epochs, patience 1000``: the budget and effective patience of a fit with the train
+    settings ``config`` and a sweep's ``fixed`` keys; ``rule``: in words, with the rule behind it."""
+    merged = config | (fixed or {})
+    if rule:
+        return f"≤ {merged.get('epochs')} epochs; {patience_text(merged).replace(' (', ': ', 1).removesuffix(')')}"
+    return f"≤ {merged.get('epochs')} epochs, patience {effective_patience(merged)}"
+
+
 def answer_24(
     hidden: pd.DataFrame,
     capacity: pd.DataFrame,
@@ -1377,18 +1441,22 @@ def answer_24(
     budget=None,
     capacity_unit: str | None = None,
     hidden_unit: str | None = None,
+    hidden_fixed: dict | None = None,
 ) -> dict:
-    """``capacity_unit`` / ``hidden_unit``: the ``lr_unit`` each sweep fixes (None: train's)."""
+    """``capacity_unit`` / ``hidden_unit``: the ``lr_unit`` each sweep fixes (None: train's);
+    ``hidden_fixed``: the train keys the hidden sweep fixes (its epoch budget among them)."""
     answer = comparison["regression"]["sweeps"]["hidden"]
     ends = comparison["regression"]["sweeps"]["capacity"].get("capacity", {}).get("same_lr")
     config = (configs or {}).get("regression", {})
     in_units = (capacity_unit or config.get("lr_unit", "absolute")) == "limit"
     hidden_in_units = (hidden_unit or config.get("lr_unit", "absolute")) == "limit"
+    stopping = sweep_budget(config, hidden_fixed)
     blocks = [
         paragraph(
             "Two experiments, because early stopping mixes two things. **Generalisation**: every width × learning "
-            "rate, early-stopped on validation, each width compared at its own best learning rate (a shared rate "
-            "would decide the result before training: the stable step shrinks as the layer widens)."
+            f"rate, early-stopped on validation ({sweep_budget(config, hidden_fixed, rule=True)}), each width "
+            "compared at its own best learning rate (a "
+            "shared rate would decide the result before training: the stable step shrinks as the layer widens)."
         ),
         paragraph(compared_settings(answer, "width")),
         paragraph(
@@ -1402,9 +1470,6 @@ def answer_24(
             f"val MSE per width and learning rate; hatched cells: not every fold learned{HEATMAP_NOTE}",
         ),
     ]
-    bounds = width_bounds(hidden, config)
-    if bounds:
-        blocks.append(paragraph(bounds))
     failures = failure_sentence(hidden, "regression", ["hidden"], answer.get("failures"))
     if failures:
         blocks.append(
@@ -1413,6 +1478,9 @@ def answer_24(
                 + STALL_CAVEAT
             )
         )
+    bounds = width_bounds(hidden, config, hidden_in_units)  # beside the saturation shares it qualifies
+    if bounds:
+        blocks.append(paragraph(bounds))
     steps = comparison["regression"]["sweeps"]["capacity"].get("capacity", {}).get("steps", [])
     sentences = []
     for step in steps:
@@ -1439,9 +1507,14 @@ def answer_24(
             "train, val and test MSE against width after a fixed budget of epochs, each width at its own lr (labelled)",
         ),
     ]
-    pair = headline_comparison(answer, config)
+    pair = headline_network_pair(answer, config, hidden, hidden_in_units) or headline_comparison(answer, config)
     number, tie, words = comparison_cells(pair, "MSE")
-    sentence = f"Best on validation: {point_text(answer['best'])}; {words}"
+    others = other_widths_detectable(answer)
+    if others:
+        tie = f"{tie}; {others}" if tie else others
+    sentence = f"Best on validation (the hidden sweep: {stopping}): {point_text(answer['best'])}; {words}" + (
+        f"; {others}" if others else ""
+    )
     shape = capacity_words(steps, capacity)
     sentence += (f"; {shape}" if shape else "") + "."
     if ends:
@@ -1456,8 +1529,10 @@ def answer_24(
             )
         )
     short = (
-        f"{upper_first(versus_words(pair))}. {capacity_short(steps, capacity, hidden, ends, budget, in_units)}".strip()
-    )
+        f"{upper_first(versus_words(pair))}; both early-stopped (the hidden sweep {stopping}; the headline "
+        f"{sweep_budget(config)}). "
+        f"{capacity_short(steps, capacity, hidden, ends, budget, in_units)}"
+    ).strip()
     blocks.append(paragraph(f"**Answer:** {sentence}"))
     appendix = [
         titled(

@@ -124,6 +124,7 @@ def build(inputs: ReportInputs) -> dict:
             _fixed(inputs.sweep_specs, "capacity"),
             _fixed(inputs.sweep_specs, "capacity", "lr_unit"),
             _fixed(inputs.sweep_specs, "hidden", "lr_unit"),
+            getattr(inputs.sweep_specs.get("hidden"), "fixed", None),
         ),
         answers.answer_25(
             summaries["activation"], comparison, configs, _fixed(inputs.sweep_specs, "activation", "lr_unit")
@@ -143,7 +144,15 @@ def build(inputs: ReportInputs) -> dict:
         if controls
         else None
     )
-    add_control(questions, comparison, inputs.schemas, settings, capped)
+    run = control.ControlRun(
+        baselines=inputs.baselines,
+        scores=inputs.scores,
+        ratios=inputs.ratios,
+        summaries=summaries,
+        specs=inputs.sweep_specs,
+        configs=configs,
+    )
+    add_control(questions, comparison, inputs.schemas, settings, capped, run)
     add_rate_units(questions, inputs.sweep_specs)
     appendix = [block for s in questions for block in s["appendix"]]
     intro = answers.answers_intro(inputs.schemas, configs)
@@ -151,7 +160,7 @@ def build(inputs: ReportInputs) -> dict:
         answers.answers_section(questions, intro),
         *questions,
         *control.control_section(
-            comparison, inputs.schemas, settings=settings, sweep_specs=inputs.sweep_specs, capped=capped
+            comparison, inputs.schemas, settings=settings, sweep_specs=inputs.sweep_specs, capped=capped, run=run
         ),
         *other_sweeps_section(summaries, inputs.sweep_specs),
         provenance_section(inputs.provenance),
@@ -165,12 +174,17 @@ def build(inputs: ReportInputs) -> dict:
 
 
 def add_control(
-    questions: list[dict], comparison: dict, schemas: dict, settings: str = "", capped: tuple[int, int] | None = None
+    questions: list[dict],
+    comparison: dict,
+    schemas: dict,
+    settings: str = "",
+    capped: tuple[int, int] | None = None,
+    run: control.ControlRun | None = None,
 ) -> None:
     """The control task beside each answer: a cell in the answers table (on the rows that are not
     about the classifier) and a closing paragraph in the question's section."""
-    cells = control.answer_cells(comparison, schemas, settings, capped)
-    closing = control.section_paragraphs(comparison, schemas, settings, capped)
+    cells = control.answer_cells(comparison, schemas, settings, capped, run)
+    closing = control.section_paragraphs(comparison, schemas, settings, capped, run)
     for question in questions:
         for row in question["answers"]:
             if row["anchor"] in cells and "classification" not in row["question"]:
