@@ -10,15 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backprop.lab.answers import (
-    activation_rms,
-    curve_facts,
-    interval,
-    lowest_epochs,
-    metric_bounds,
-    verdict,
-    where_lowest,
-)
+from backprop.lab.answers.q22 import curve_facts, lowest_epochs, where_lowest
+from backprop.lab.answers.stability import activation_rms
+from backprop.lab.answers.wording import interval, metric_bounds, verdict
 from backprop.lab.blocks import REFERENCE_DATA_SHA256, REFERENCE_HAND_IN, code, fmt, paragraph, section, table
 from backprop.lab.comparisons import (
     against_baselines,
@@ -558,7 +552,7 @@ def test_the_catapult_bound_on_the_hidden_activation():
     """λ_max ≥ 2(1 + ‖ā‖²): λ_max 3.05 at 16 units bounds the RMS mean activation by √(0.525/16);
     the closed-form limit 0.2 means ‖ā‖² = 4 at the start (0.5 per unit). No catapult, no claim.
     Rates in units of the limit give the same λ_max from the same fits (the step is lr × limit)."""
-    from backprop.lab.answers import catapult_facts, width_bounds
+    from backprop.lab.answers.stability import catapult_facts, width_bounds
 
     facts = catapult_facts(_catapult_summary((0.1, 0.3)), "regression")
     after, before = activation_rms(facts, 16)
@@ -594,7 +588,7 @@ def _width_summary() -> pd.DataFrame:
 def test_rates_in_units_of_the_limit_are_their_own_multiple():
     """In a sweep with lr_unit: limit, lr 0.5 is 0.5× the width's limit, not 0.5 / limit; past the
     limit means above 1, and no grid scaled to each width's limit is suggested (it is one)."""
-    from backprop.lab.answers import above_limit_sentence, limit_sentence
+    from backprop.lab.answers.stability import above_limit_sentence, limit_sentence
 
     summary = _width_summary()
     text = limit_sentence(summary, "regression", ["hidden"], in_units=True)
@@ -613,7 +607,7 @@ def test_rates_in_units_of_the_limit_are_their_own_multiple():
 
 
 def test_fixed_budget_in_units_is_one_multiple_and_an_unpaired_rate_is_not_compared():
-    from backprop.lab.answers import same_lr_short
+    from backprop.lab.answers.q24 import same_lr_short
 
     paired = {"mean": -544.0, "ci_low": -669.0, "ci_high": -419.0, "mde": 167.0, "n": 5}
     tie = {"mean": 145.0, "ci_low": -512.0, "ci_high": 801.0, "mde": 879.0, "n": 5}
@@ -643,7 +637,7 @@ def test_fixed_budget_in_units_is_one_multiple_and_an_unpaired_rate_is_not_compa
 
 def test_the_report_prints_the_patience_early_stopping_used():
     """The effective patience is max(patience, ⌈patience_share × epochs⌉), as TrainConfig says."""
-    from backprop.lab.answers import effective_patience, patience_text
+    from backprop.lab.answers.settings import effective_patience, patience_text
 
     config = {"patience": 100, "patience_share": 0.25, "epochs": 2000}
     from backprop.lab.config import TrainConfig
@@ -675,7 +669,7 @@ def test_rates_in_units_are_explained_once_per_section():
 
 
 def test_oscillating_fits_are_called_unstable_not_failed():
-    from backprop.lab.answers import failed_fits_text
+    from backprop.lab.answers.stability import failed_fits_text
 
     entry = {"point": {"hidden": 4, "lr": 1.5}, "outcomes": {"learned": 1, "oscillating": 4}, "moved": 4}
     text = failed_fits_text(entry | {"saturated_units_moved_mean": 0.0}, "classification")
@@ -684,7 +678,7 @@ def test_oscillating_fits_are_called_unstable_not_failed():
 
 
 def test_section_3_ties_carry_their_detectable_size():
-    from backprop.lab.answers import mechanism_conclusion
+    from backprop.lab.answers.q3 import mechanism_conclusion
 
     def diff(mean, low, high, mde):
         return {"mean": mean, "ci_low": low, "ci_high": high, "mde": mde, "n": 5, "wins": 3}
@@ -705,7 +699,7 @@ def test_section_3_ties_carry_their_detectable_size():
 
 
 def test_a_sweep_choice_in_units_of_the_limit_says_so():
-    from backprop.lab.answers import sweep_choices_differ
+    from backprop.lab.answers.q21 import sweep_choices_differ
 
     comparison = {"regression": {"sweeps": {"hidden": {"best": {"hidden": 4, "lr": 0.25}}}}}
     config = {"hidden": [16], "lr": 0.1}
@@ -718,7 +712,7 @@ def test_the_width_answer_rests_on_the_headline_network_with_the_power_over_widt
     """Review 3: the 2.4 row compares the best width with the headline network itself (paired by
     fold with the train stage's fits), not with the noisiest sweep cell; its tie cell gives the
     detectable sizes against every other width, and the row states the sweep's budget and patience."""
-    from backprop.lab.answers import flipped
+    from backprop.lab.answers.wording import flipped
 
     inputs = crafted_inputs(sha256="1" * 64)
     inputs.sweep_specs["hidden"].fixed["epochs"] = 4000  # the default params' hidden sweep

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backprop.lab.answers import flipped, fmt, gap_across_folds, interval, is_tie, number, upper_first
-from backprop.lab.blocks import figure, paragraph, section, table
+from backprop.lab.answers.q22 import gap_across_folds
+from backprop.lab.answers.wording import flipped, interval, is_tie, number, upper_first
+from backprop.lab.blocks import figure, fmt, paragraph, section, table
 from backprop.lab.datasets import TRUE_FUNCTION
 from backprop.lab.protocol import mean_interval
 
