@@ -17,10 +17,7 @@ from backprop.lab.answers.wording import (
     short_point,
     tie_cell,
 )
-from backprop.lab.blocks import (
-    LABELS,
-    fmt,
-)
+from backprop.lab.blocks import LABELS, fmt
 
 HEATMAP_NOTE = (
     "; the colours show means only, and most of their differences are within the folds' spread (the "

@@ -16,16 +16,7 @@ from backprop.lab.answers.wording import (
     tie_cell,
     verdict,
 )
-from backprop.lab.blocks import (
-    LABELS,
-    REFERENCE_HAND_IN,
-    answer_row,
-    fmt,
-    is_reference_data,
-    paragraph,
-    section,
-    table,
-)
+from backprop.lab.blocks import LABELS, REFERENCE_HAND_IN, answer_row, fmt, is_reference_data, paragraph, section, table
 from backprop.lab.protocol import mean_interval
 from backprop.losses import DEFAULT_LOSS, TASKS
 

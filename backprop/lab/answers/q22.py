@@ -10,14 +10,7 @@ import pandas as pd
 
 from backprop.lab.answers.settings import patience_text
 from backprop.lab.answers.wording import found, interval, is_tie, tie_cell
-from backprop.lab.blocks import (
-    LABELS,
-    answer_row,
-    figure,
-    fmt,
-    paragraph,
-    section,
-)
+from backprop.lab.blocks import LABELS, answer_row, figure, fmt, paragraph, section
 from backprop.lab.protocol import paired_difference
 from backprop.losses import DEFAULT_LOSS, TASKS
 

@@ -17,13 +17,7 @@ from backprop.lab.answers.stability import (
 )
 from backprop.lab.answers.sweep_tables import summary_table, titled
 from backprop.lab.answers.wording import times, upper_first
-from backprop.lab.blocks import (
-    answer_row,
-    figure,
-    fmt,
-    paragraph,
-    section,
-)
+from backprop.lab.blocks import answer_row, figure, fmt, paragraph, section
 
 
 def speed_sentence(summary: pd.DataFrame, task: str) -> str:

@@ -36,13 +36,7 @@ from backprop.lab.answers.wording import (
     verdict,
     whole,
 )
-from backprop.lab.blocks import (
-    answer_row,
-    figure,
-    fmt,
-    paragraph,
-    section,
-)
+from backprop.lab.blocks import answer_row, figure, fmt, paragraph, section
 
 
 def grid_end_sentence(steps: list[dict], capacity: pd.DataFrame) -> str:

@@ -17,14 +17,7 @@ from backprop.lab.answers.choices import (
 from backprop.lab.answers.stability import SATURATION_RULE, failure_sentence, limit_sentence
 from backprop.lab.answers.sweep_tables import summary_table, titled
 from backprop.lab.answers.wording import is_tie, number, point_text, short_interval, upper_first, whole
-from backprop.lab.blocks import (
-    LABELS,
-    answer_row,
-    figure,
-    fmt,
-    paragraph,
-    section,
-)
+from backprop.lab.blocks import LABELS, answer_row, figure, fmt, paragraph, section
 from backprop.losses import DEFAULT_LOSS, TASKS
 
 

@@ -7,14 +7,7 @@ import math
 
 from backprop.lab.answers.sweep_tables import summary_table, titled
 from backprop.lab.answers.wording import found, interval, is_tie, number, tie_cell, upper_first
-from backprop.lab.blocks import (
-    answer_row,
-    figure,
-    fmt,
-    paragraph,
-    section,
-    table,
-)
+from backprop.lab.blocks import answer_row, figure, fmt, paragraph, section, table
 
 
 def _finding(difference: dict) -> str:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import math
 
-from backprop.lab.blocks import (
-    fmt,
-)
+from backprop.lab.blocks import fmt
 
 
 def effective_patience(config: dict) -> int:

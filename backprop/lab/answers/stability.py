@@ -12,9 +12,7 @@ import pandas as pd
 
 from backprop.lab.answers.sweep_tables import BLOW_UP, summary_outcomes
 from backprop.lab.answers.wording import number, outcome_text, plain, point_text, times
-from backprop.lab.blocks import (
-    fmt,
-)
+from backprop.lab.blocks import fmt
 from backprop.lab.mechanisms import SATURATION_SLOPE, SATURATION_Z
 
 

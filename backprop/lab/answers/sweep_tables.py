@@ -8,11 +8,7 @@ import math
 import pandas as pd
 
 from backprop.lab.answers.wording import interval, metric_bounds, number, outcome_text, plain, point_text, times
-from backprop.lab.blocks import (
-    LABELS,
-    fmt,
-    table,
-)
+from backprop.lab.blocks import LABELS, fmt, table
 from backprop.lab.protocol import OUTCOMES
 from backprop.losses import DEFAULT_LOSS
 

@@ -7,13 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backprop.lab.answers.settings import intro_patience
-from backprop.lab.blocks import (
-    answer_row,
-    fmt,
-    paragraph,
-    section,
-    table,
-)
+from backprop.lab.blocks import answer_row, fmt, paragraph, section, table
 
 
 def update_rule_row() -> dict:
@@ -31,8 +25,6 @@ def update_rule_row() -> dict:
 
 
 ANSWER_MARK = "**Answer"  # how a section's own answer paragraph begins
-
-
 ANSWER_HEADER = [
     "question",
     "answer (from this run)",

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import math
 
-from backprop.lab.blocks import (
-    fmt,
-)
+from backprop.lab.blocks import fmt
 from backprop.lab.protocol import OUTCOMES
 
 
