@@ -552,7 +552,7 @@ def test_the_catapult_bound_on_the_hidden_activation():
     """λ_max ≥ 2(1 + ‖ā‖²): λ_max 3.05 at 16 units bounds the RMS mean activation by √(0.525/16);
     the closed-form limit 0.2 means ‖ā‖² = 4 at the start (0.5 per unit). No catapult, no claim.
     Rates in units of the limit give the same λ_max from the same fits (the step is lr × limit)."""
-    from backprop.lab.answers.stability import catapult_facts, width_bounds
+    from backprop.lab.answers.stability import activation_bound, catapult_facts, width_bounds
 
     facts = catapult_facts(_catapult_summary((0.1, 0.3)), "regression")
     after, before = activation_rms(facts, 16)
@@ -571,6 +571,8 @@ def test_the_catapult_bound_on_the_hidden_activation():
     # measured at two points only: consistent with, not caused by
     assert "Consistent with the catapults lowering the curvature" in text
     assert "λ_max measured at initialisation and at the returned weights only" in text
+    said = activation_bound(facts, {"hidden": [16], "activation": "sigmoid"})
+    assert "consistent with the catapult lowering the curvature" in said and "lowered" not in said
 
 
 def _width_summary() -> pd.DataFrame:
