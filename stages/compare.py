@@ -19,6 +19,7 @@ from backprop.lab.comparisons import (
     settings_compared,
 )
 from backprop.lab.config import load_kinds, load_sweep, read_params
+from backprop.lab.datasets import TRUE_FUNCTION
 from backprop.lab.io import read_csv, run_stage, staged_outputs
 from backprop.lab.protocol import overlap_ratio
 
@@ -51,6 +52,10 @@ def main() -> None:
             ratio, kind = ratios[task], kinds[task]
             answer = settings_compared(results, task, spec.keys, ratio, kind)
             answer["best_vs_linear"] = best_vs_baseline(results, answer, baselines, task, "linear", ratio)
+            if TRUE_FUNCTION in set(baselines.loc[baselines["task"] == task, "model"]):  # a generated table
+                answer["best_vs_true_function"] = best_vs_baseline(
+                    results, answer, baselines, task, TRUE_FUNCTION, ratio
+                )
             answer["headline_vs_best"] = headline_vs_tuned(networks[task], results, task, answer, ratio)
             answer["epochs_at_chosen_lr"] = epochs_at_chosen_lr(results, task, spec.keys, answer["best"], ratio)
             answer["failures"] = failures(results, task, spec.keys)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from backprop.lab import figures
+from backprop.lab.blocks import LABELS
 from backprop.lab.config import load_data, load_sweep, load_tracking, read_params
 from backprop.lab.executor import Job, fit_pool
 from backprop.lab.io import run_stage, staged_outputs
@@ -109,7 +110,7 @@ def sweep_figures(name: str, spec, folder: Path, kinds: dict[str, str]) -> dict:
             )
         elif kind == "capacity":
             fixed = ", ".join(f"{key} {value}" for key, value in spec.fixed.items() if key != "patience")
-            title = f"{task}: {figures.METRIC_NAME.get(metric, metric)} vs width ({fixed}, no early stopping)"
+            title = f"{task}: {LABELS.get(metric, metric)} vs width ({fixed}, no early stopping)"
             drawn[files[0]] = (
                 figures.capacity_figure,
                 {"summary": summary[summary["task"] == task], "metric": metric, "title": title},

@@ -38,6 +38,7 @@ def main() -> None:
                 val_size=data.val_size,
                 seed=data.seed,
                 allow_leaks=data.allow_leaks,
+                generator="" if made is None else made.name,
             )
             info = schema(prepared, source=spec.source, target=spec.target, task=task, sha256=digest, noise_floor=floor)
             write_prepared(outputs, args.out, task, to_arrays(prepared), info)

@@ -164,14 +164,17 @@ def test_the_report_says_beside_each_answer_whether_the_control_detects_it():
     assert "hidden 1 − hidden 16: **detected** 5.28 (4.21 to 6.36)" in cells["q24"]
     assert "least squares: **detected** -1.66 (-2.24 to -1.08)" in cells["q21"]
     assert "best test MSE 1.34 (1.21 to 1.46)" in cells["q21"] and "noise floor 1" in cells["q21"]
-    # a tie between headline and tuned is worded as a tie, with its detectable size
-    assert "no difference detected: headline − tuned 0.06 (-0.1 to 0.22), detectable 1" in cells["q21"]
-    capped = answer_cells(comparison, schemas, capped=(3, 5))["q21"]
-    assert capped.endswith("; 3 of 5 headline fits still improving at the epoch budget")
+    # headline − tuned answers no row's question: the control section says it, not a cell
+    assert "headline − tuned" not in " ".join(cells.values())
     folds = [{"still_improving": True}, {"still_improving": False}, {"still_improving": True, "outcome": "diverged"}]
     assert headline_capped({"folds": folds}) == (1, 2)
     schemas["control"] |= {"rows": 1000, "features": list(range(10))}
-    (section,) = control_section(comparison, schemas)
+    (section,) = control_section(comparison, schemas, capped=(3, 5))
+    recipe = next(b["text"] for b in section["blocks"] if b["kind"] == "p" and "Default recipe" in b["text"])
+    # a tie between headline and tuned is worded as a tie, with its detectable size and capped fits
+    assert "no difference detected: headline − tuned 0.06 (-0.1 to 0.22), detectable 1" in recipe
+    assert "3 of 5 headline fits still improving at the epoch budget" in recipe
+    assert "at sweep hidden's choice (hidden 16 at lr 1.0)" in recipe
     # the control's power, without claiming the data set has no effect
     intro = section["blocks"][0]["text"]
     assert "had the power" not in intro and "no such effect" not in intro
@@ -187,3 +190,134 @@ def test_the_report_says_beside_each_answer_whether_the_control_detects_it():
     assert first[3].startswith("not detected: -21.1") and first[4].startswith("detected: -1.66")
     # no generated task: no control column, no section
     assert answer_cells(comparison, {"regression": {}}) == {} and control_section(comparison, {}) == []
+
+
+def test_the_true_function_scores_the_noise_the_held_out_rows_realised():
+    """A generated table's true function is a baseline: its held-out MSE is the noise variance
+    those rows realised, near noise² on many rows and exactly 0 without noise."""
+    from backprop.lab.baselines import fold_baselines
+    from backprop.lab.datasets import GENERATORS, TRUE_FUNCTION, TRUE_FUNCTIONS
+
+    assert set(TRUE_FUNCTIONS) == set(GENERATORS)
+
+    def held_out(rows, noise):
+        table = friedman1(rows, noise, 0, "y")
+        dataset = prepare(
+            table, source="generated", target="y", task="regression", accuracy="none", scale_target=True,
+            folds=2, repeats=1, val_size=0.2, seed=0, generator="friedman1",
+        )  # fmt: skip
+        return [fold_baselines(dataset, "regression", 0, fold)[TRUE_FUNCTION]["test"]["mse"] for fold in (0, 1)]
+
+    assert held_out(40_000, 2.0) == pytest.approx([4.0, 4.0], rel=0.03)
+    assert held_out(200, 0.0) == [0.0, 0.0]
+    # a table read from a file has no true function, so no such baseline
+    assert TRUE_FUNCTION not in fold_baselines(control_table(100), "regression", 0, 0)
+
+
+def _control_run():
+    """The control's own inputs: the true function's held-out MSE per fold (mean 0.9), the
+    headline fits (fold 3 stopped by the 3000-epoch budget), and the sweeps' capped fits."""
+    from backprop.lab.config import SweepSpec
+    from backprop.lab.control import ControlRun
+
+    floor = [0.85, 0.9, 0.95, 0.88, 0.92]
+    baselines = {
+        "held_out": [
+            {"task": "control", "model": "true_function", "repeat": 0, "fold": f, "test_mse": v}
+            for f, v in enumerate(floor)
+        ]
+        + [{"task": "regression", "model": "linear", "repeat": 0, "fold": 0, "test_mse": 3000.0}]
+    }
+    folds = [
+        {"repeat": 0, "fold": f, "best_epoch": 2999 if f == 3 else 1500, "outcome": "learned"}
+        | {"train_mse": 1.0 + 0.01 * f, "val_mse": 1.3 + 0.02 * f * f}
+        for f in range(5)
+    ]
+    summaries = {
+        "hidden": pd.DataFrame(
+            [{"task": "control", "hidden": h, "lr": 1.5, "capped": c, "learned": 5} for h, c in ((1, 1), (16, 2))]
+        ),
+        "activation": pd.DataFrame(
+            [
+                {"task": "control", "activation": a, "lr": lr, "capped": 3, "learned": 5}
+                for a, lr in (("sigmoid", 0.3), ("relu", 0.03))
+            ]
+        ),
+    }
+    specs = {
+        "hidden": SweepSpec(grid={"hidden": [1, 16], "lr": [1.5]}, tasks=["control"], fixed={"epochs": 4000}),
+        "activation": SweepSpec(grid={"activation": ["sigmoid", "relu"], "lr": [0.03, 0.3]}, tasks=["control"]),
+    }
+    return ControlRun(
+        baselines=baselines,
+        scores={"control": {"folds": folds}},
+        ratios={"control": 0.3},
+        summaries=summaries,
+        specs=specs,
+        configs={"control": {"epochs": 3000}},
+    )
+
+
+def test_the_control_reports_its_realised_floor_its_own_22_effect_and_what_one_fold_makes():
+    """Review 3: the floor the held-out rows realised (the true function's MSE), best − f paired by
+    fold with the capped fits; 2.2's control cell is 2.2's effect (validation − train); a rate in
+    units of the limit says so; headline − tuned made by one capped fold says so; the missed
+    activation effects say how many of their fits the budget cut; the title claims no more."""
+    tuned = {"mean": 1.35, "ci_low": 1.01, "ci_high": 1.68}
+    comparison = {
+        "regression": {"network_vs_linear": _difference(-21.1, -137.0, 95.0), "sweeps": {}},
+        "control": {
+            "network_vs_linear": _difference(-5.25, -7.28, -3.22),
+            "sweeps": {
+                "hidden": {
+                    "best": {"hidden": 16, "lr": 1.5},
+                    "lr_unit": "limit",
+                    "best_vs_linear": _difference(-5.47, -7.54, -3.4),
+                    "best_vs_true_function": _difference(0.43, 0.14, 0.71) | {"mde": 0.38},
+                    "best_minus_other": [{"other": {"hidden": 1, "lr": 1.5}} | _difference(-5.52, -7.35, -3.69)],
+                    "headline_vs_best": {
+                        "best": {"hidden": 16, "lr": 1.5},
+                        "headline": {"mean": 1.57, "ci_low": 0.729, "ci_high": 2.41},
+                        "tuned": tuned,
+                        "headline_minus_tuned": _difference(0.224, -0.724, 1.17) | {"mde": 1.27},
+                        "headline_minus_tuned_by_fold": [
+                            {"repeat": 0, "fold": f, "difference": d}
+                            for f, d in enumerate((0.010, 0.005, -0.007, 1.076, 0.033))
+                        ],
+                    },
+                },
+                "activation": {
+                    "best": {"activation": "sigmoid", "lr": 0.3},
+                    "best_minus_other": [
+                        {"other": {"activation": "relu", "lr": 0.03}} | _difference(-0.444, -1.24, 0.357)
+                    ],
+                },
+            },
+        },
+    }
+    schemas = {
+        "regression": {"source": "data/diabetes.csv"},
+        "control": {"noise_floor": 1.0, "source": "generated", "rows": 1000, "features": list(range(10))},
+    }
+    run = _control_run()
+    cells = answer_cells(comparison, schemas, run=run)
+    # the realised floor: mean of the true function's held-out MSE, and the ratio against it
+    assert "best test MSE 1.35 (1.01 to 1.68): 1.5× the realised noise floor 0.9" in cells["q21"]
+    assert "best − f: **detected** 0.43 (0.14 to 0.71)" in cells["q21"]
+    assert "2 of 5 fits still improving at the 4000-epoch budget" in cells["q21"]
+    # 2.2's row: validation − train at the returned weights, paired by fold (0.3, 0.31, 0.36, 0.45, 0.58)
+    assert cells["q22"].startswith("validation − train MSE: **detected** 0.4 (")
+    (section,) = control_section(comparison, schemas, sweep_specs=run.specs, capped=(1, 5), run=run)
+    texts = " ".join(b["text"] for b in section["blocks"] if b["kind"] == "p")
+    assert "the realised floor; the best choice is 1.5× it" in texts
+    assert "0.9 (95% CI 0.825 to 0.975; per fold 0.85 to 0.95)" in texts
+    assert "lr 1.5" not in texts and "hidden 16 at 1.5× its limit" in texts
+    assert (
+        "one fold makes most of that mean: fold 3 differs by 1.08, the other 4 by -0.007 to 0.033, and its "
+        "headline fit was still improving at the 3000-epoch budget" in texts
+    )
+    assert "These ties are partly budget-limited: 6 of 10 fits still improving at the 3000-epoch budget." in texts
+    assert (
+        section["title"]
+        == "The control task: effects detected on a generated table (network − least squares, width; not activation)"
+    )

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from backprop.lab import pyfunc
-from backprop.lab.answers import above_limit_sentence, grid_end_sentence
+from backprop.lab.answers.q24 import grid_end_sentence
+from backprop.lab.answers.stability import above_limit_sentence
 from backprop.lab.baselines import fit_sklearn_mlp, sklearn_epochs, sklearn_mlp
 from backprop.lab.config import SweepConfig, TrainConfig
 from backprop.lab.datasets import DataError, fold_data, prepare

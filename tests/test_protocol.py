@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backprop.lab.answers import compared_settings, verdict
+from backprop.lab.answers.choices import compared_settings
+from backprop.lab.answers.wording import verdict
 from backprop.lab.comparisons import settings_compared
 from backprop.lab.protocol import (
     OSCILLATION_STRETCH,

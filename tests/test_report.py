@@ -10,15 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backprop.lab.answers import (
-    activation_rms,
-    curve_facts,
-    interval,
-    lowest_epochs,
-    metric_bounds,
-    verdict,
-    where_lowest,
-)
+from backprop.lab.answers.q22 import curve_facts, lowest_epochs, where_lowest
+from backprop.lab.answers.stability import activation_rms
+from backprop.lab.answers.wording import interval, metric_bounds, verdict
 from backprop.lab.blocks import REFERENCE_DATA_SHA256, REFERENCE_HAND_IN, code, fmt, paragraph, section, table
 from backprop.lab.comparisons import (
     against_baselines,
@@ -26,6 +20,7 @@ from backprop.lab.comparisons import (
     capacity,
     epochs_at_chosen_lr,
     failures,
+    headline_vs_tuned,
     loss_mechanism,
     settings_compared,
 )
@@ -307,6 +302,8 @@ def crafted_inputs(*, sha256: str, effect: float = 0.0, seed: int = 0, failing: 
         for task in tasks:
             answer = settings_compared(results, task, spec.keys, ratios[task])
             answer["best_vs_linear"] = best_vs_baseline(results, answer, frame, task, "linear", ratios[task])
+            network = pd.DataFrame(scores[task]["folds"])
+            answer["headline_vs_best"] = headline_vs_tuned(network, results, task, answer, ratios[task])
             answer["epochs_at_chosen_lr"] = epochs_at_chosen_lr(results, task, spec.keys, answer["best"], ratios[task])
             answer["failures"] = failures(results, task, spec.keys)
             if spec.fixed.get("patience") == 0 and "hidden" in spec.keys:
@@ -494,7 +491,9 @@ def test_curve_minima_within_rounding_and_censored_at_the_last_epoch():
     facts = curve_facts(history, "mse", 9)
     text = where_lowest(facts, "mse")
     assert "epochs 7–12 (equal to 6 digits), kept 9" in text
-    assert "held-out MSE still falling when training stopped (epoch 19)" in text
+    # censored at the last epoch, with the size the kept epoch misses: 2.775 against 2.525 at epoch 19
+    assert "held-out MSE still falling when training stopped (epoch 19), to 2.52 there: the kept epoch's 2.77 " in text
+    assert "is 0.25 (9.9%) above it" in text
     history["test_mse"] = (epochs - 4) ** 2 + 10.0
     text = where_lowest(curve_facts(history, "mse", 9), "mse")
     # the percentage is against the minimum it is measured from, and nothing plays the gap down
@@ -530,15 +529,50 @@ def test_generated_sentences_are_grammatical_and_take_the_init_from_params():
     assert "(he initial weights, ŷ near ½)" in render_markdown(build(inputs), "figures")
 
 
+def _catapult_summary(rates: tuple[float, float]) -> pd.DataFrame:
+    """Two rates where every fold learned, the second past the limit 0.195 after a catapult (peak
+    62.9×), ending at λ_max 3.05: lr·λ_max/2 = 0.4575 at the absolute rate 0.3."""
+    return pd.DataFrame(
+        {
+            "task": "regression",
+            "hidden": 16,
+            "lr": list(rates),
+            "lr_limit": 0.195,
+            "lr_limit_closed_form": 0.2,
+            "learned": 5,
+            "fits": 5,
+            "stability_ratio_end_mean": [0.5, 0.3 * 3.05 / 2],
+            "peak_train_loss_ratio_max": [1.0, 62.9],
+            "saturated_units_mean": 0.0,
+        }
+    )
+
+
 def test_the_catapult_bound_on_the_hidden_activation():
     """λ_max ≥ 2(1 + ‖ā‖²): λ_max 3.05 at 16 units bounds the RMS mean activation by √(0.525/16);
-    the closed-form limit 0.2 means ‖ā‖² = 4 at the start (0.5 per unit). No catapult, no claim."""
-    facts = {"sharpness_end": 3.05, "closed_form": 0.2, "peak": 62.9, "largest": 0.3, "limit": 0.195}
+    the closed-form limit 0.2 means ‖ā‖² = 4 at the start (0.5 per unit). No catapult, no claim.
+    Rates in units of the limit give the same λ_max from the same fits (the step is lr × limit)."""
+    from backprop.lab.answers.stability import activation_bound, catapult_facts, width_bounds
+
+    facts = catapult_facts(_catapult_summary((0.1, 0.3)), "regression")
     after, before = activation_rms(facts, 16)
     assert after == pytest.approx((0.525 / 16) ** 0.5) and before == pytest.approx(0.5)
     assert activation_rms(facts | {"peak": 1.0}, 16) is None
-    assert activation_rms(facts | {"largest": 0.1}, 16) is None  # below the limit
+    assert activation_rms(facts | {"past_limit": False}, 16) is None  # below the limit
     assert activation_rms(facts | {"sharpness_end": 12.0}, 16) is None  # not below the start
+    units = _catapult_summary((0.1 / 0.195, 0.3 / 0.195))
+    in_units = catapult_facts(units, "regression", in_units=True)
+    assert activation_rms(in_units, 16) == pytest.approx((after, before))
+    # read as absolute rates, the multiples would put λ_max below 2: no bound at all
+    assert activation_rms(catapult_facts(units, "regression"), 16) is None
+    text = width_bounds(units, {"activation": "sigmoid"}, in_units=True)
+    assert "hidden 16 at 1.538× its limit: at most 0.18, against 0.5 at initialisation" in text
+    assert "0% saturated there by that strict rule" in text
+    # measured at two points only: consistent with, not caused by
+    assert "Consistent with the catapults lowering the curvature" in text
+    assert "λ_max measured at initialisation and at the returned weights only" in text
+    said = activation_bound(facts, {"hidden": [16], "activation": "sigmoid"})
+    assert "consistent with the catapult lowering the curvature" in said and "lowered" not in said
 
 
 def _width_summary() -> pd.DataFrame:
@@ -556,7 +590,7 @@ def _width_summary() -> pd.DataFrame:
 def test_rates_in_units_of_the_limit_are_their_own_multiple():
     """In a sweep with lr_unit: limit, lr 0.5 is 0.5× the width's limit, not 0.5 / limit; past the
     limit means above 1, and no grid scaled to each width's limit is suggested (it is one)."""
-    from backprop.lab.answers import above_limit_sentence, limit_sentence
+    from backprop.lab.answers.stability import above_limit_sentence, limit_sentence
 
     summary = _width_summary()
     text = limit_sentence(summary, "regression", ["hidden"], in_units=True)
@@ -575,7 +609,7 @@ def test_rates_in_units_of_the_limit_are_their_own_multiple():
 
 
 def test_fixed_budget_in_units_is_one_multiple_and_an_unpaired_rate_is_not_compared():
-    from backprop.lab.answers import same_lr_short
+    from backprop.lab.answers.q24 import same_lr_short
 
     paired = {"mean": -544.0, "ci_low": -669.0, "ci_high": -419.0, "mde": 167.0, "n": 5}
     tie = {"mean": 145.0, "ci_low": -512.0, "ci_high": 801.0, "mde": 879.0, "n": 5}
@@ -605,7 +639,7 @@ def test_fixed_budget_in_units_is_one_multiple_and_an_unpaired_rate_is_not_compa
 
 def test_the_report_prints_the_patience_early_stopping_used():
     """The effective patience is max(patience, ⌈patience_share × epochs⌉), as TrainConfig says."""
-    from backprop.lab.answers import effective_patience, patience_text
+    from backprop.lab.answers.settings import effective_patience, patience_text
 
     config = {"patience": 100, "patience_share": 0.25, "epochs": 2000}
     from backprop.lab.config import TrainConfig
@@ -637,7 +671,7 @@ def test_rates_in_units_are_explained_once_per_section():
 
 
 def test_oscillating_fits_are_called_unstable_not_failed():
-    from backprop.lab.answers import failed_fits_text
+    from backprop.lab.answers.stability import failed_fits_text
 
     entry = {"point": {"hidden": 4, "lr": 1.5}, "outcomes": {"learned": 1, "oscillating": 4}, "moved": 4}
     text = failed_fits_text(entry | {"saturated_units_moved_mean": 0.0}, "classification")
@@ -646,7 +680,7 @@ def test_oscillating_fits_are_called_unstable_not_failed():
 
 
 def test_section_3_ties_carry_their_detectable_size():
-    from backprop.lab.answers import mechanism_conclusion
+    from backprop.lab.answers.q3 import mechanism_conclusion
 
     def diff(mean, low, high, mde):
         return {"mean": mean, "ci_low": low, "ci_high": high, "mde": mde, "n": 5, "wins": 3}
@@ -667,10 +701,33 @@ def test_section_3_ties_carry_their_detectable_size():
 
 
 def test_a_sweep_choice_in_units_of_the_limit_says_so():
-    from backprop.lab.answers import sweep_choices_differ
+    from backprop.lab.answers.q21 import sweep_choices_differ
 
     comparison = {"regression": {"sweeps": {"hidden": {"best": {"hidden": 4, "lr": 0.25}}}}}
     config = {"hidden": [16], "lr": 0.1}
     assert sweep_choices_differ("regression", config, comparison) == ["hidden sweep: hidden 4 at lr 0.25"]
     units = sweep_choices_differ("regression", config, comparison, frozenset({"hidden"}))
     assert units == ["hidden sweep: hidden 4 at lr 0.25× its own limit"]
+
+
+def test_the_width_answer_rests_on_the_headline_network_with_the_power_over_widths():
+    """Review 3: the 2.4 row compares the best width with the headline network itself (paired by
+    fold with the train stage's fits), not with the noisiest sweep cell; its tie cell gives the
+    detectable sizes against every other width, and the row states the sweep's budget and patience."""
+    from backprop.lab.answers.wording import flipped
+
+    inputs = crafted_inputs(sha256="1" * 64)
+    inputs.sweep_specs["hidden"].fixed["epochs"] = 4000  # the default params' hidden sweep
+    answer = inputs.comparison["regression"]["sweeps"]["hidden"]
+    (row,) = [row for row in _answers(render_markdown(build(inputs), "figures")) if row[0].startswith("[2.4")]
+    best = answer["best"]
+    rest = f"hidden {best['hidden']} at {fmt(best['lr'])}× its limit (best on validation)"
+    assert f"{rest} − the headline network (hidden 16 at the absolute lr 0.1, 0.5× its limit)" in row[2]
+    assert interval(flipped(answer["headline_vs_best"]["headline_minus_tuned"]), 3) in row[2]
+    mdes = [fmt(v["mde"], 3) for v in answer["best_minus_other"]]
+    low, high = min(mdes, key=float), max(mdes, key=float)
+    assert f"against each other width at its best rate: detectable {low} to {high}" in row[3]
+    assert (
+        "both early-stopped (the hidden sweep ≤ 4000 epochs, patience 1000; the headline ≤ 2000 epochs, patience 500)"
+        in row[1]
+    )

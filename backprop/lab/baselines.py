@@ -1,6 +1,8 @@
 """Reference models fitted on the same folds as our network, each given the same chances: the
 constant model, the linear model (logistic regression with its penalty chosen on the validation
-part) and scikit-learn's MLP with our settings and our early stopping. No I/O."""
+part) and scikit-learn's MLP with our settings and our early stopping; on a generated table also
+its true function, whose held-out MSE is the noise those rows hold: the floor no model beats on
+them in expectation. No I/O."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from backprop.lab.config import TrainConfig
-from backprop.lab.datasets import SPLITS, Dataset, Prepared, all_rows, fold_data
+from backprop.lab.datasets import SPLITS, TRUE_FUNCTION, TRUE_FUNCTIONS, Dataset, Prepared, all_rows, fold_data
 from backprop.metrics import classification_metrics, regression_metrics
 
 # scikit-learn has no leaky ReLU: that setting has no sklearn twin.
@@ -167,11 +169,28 @@ def fit_logistic(prepared: Prepared) -> dict:
     return scores | {"C": chosen}
 
 
+def true_function_scores(dataset: Dataset, prepared: Prepared) -> dict[str, dict]:
+    """A generated table's true function f scored on one fold's splits as a model would be:
+    {split: scores}. It is fitted on nothing; its MSE on a split is the noise variance those
+    rows realised (noise² only in expectation)."""
+    truth = TRUE_FUNCTIONS[dataset.generator]
+    return {
+        split: regression_metrics(
+            prepared.y[split], truth(dataset.X[prepared.rows[split]]), with_accuracy=prepared.with_accuracy
+        )
+        for split in SPLITS
+    }
+
+
 def fold_baselines(dataset: Dataset, task: str, repeat: int, fold: int) -> dict[str, dict]:
-    """The constant and linear models on one fold: {model: {split: scores, ...}}."""
+    """The constant and linear models on one fold, and a generated table's true function:
+    {model: {split: scores, ...}}."""
     prepared = fold_data(dataset, repeat, fold)
     linear = fit_and_score(task, linear_model(task), prepared) if task == "regression" else fit_logistic(prepared)
-    return {"constant": fit_and_score(task, constant_model(task), prepared), "linear": linear}
+    found = {"constant": fit_and_score(task, constant_model(task), prepared), "linear": linear}
+    if dataset.generator:
+        found[TRUE_FUNCTION] = true_function_scores(dataset, prepared)
+    return found
 
 
 def fold_sklearn_mlp(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold: int) -> dict:

@@ -12,6 +12,8 @@ REFERENCE_HAND_IN = {"mse": 2858.4015, "accuracy": 0.6107}
 # The one table the reference hand-in was scored on (data/diabetes.csv): its numbers, and any text
 # about that hand-in or that table, appear only for a table with this sha256 (schema.json's).
 REFERENCE_DATA_SHA256 = "9193026b7622ff944f0a6855a10107b24caf50dad69787c46e6890e69c27faca"
+# A metric in words: the report, the figures' titles and the console say it alike (an axis adds its
+# units: figures.METRIC_LABEL).
 LABELS = {"mse": "MSE", "log_loss": "log loss", "accuracy": "accuracy", "r2": "R²", "rmse": "RMSE"}
 
 

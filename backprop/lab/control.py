@@ -1,15 +1,64 @@
 """The control task in the report: a generated table (its schema carries ``noise_floor``) where
-the effects the questions ask about are real. Beside each answer on the data set, whether the same
-comparison code detects the effect on the control, and its best test MSE against the floor. No I/O.
+the effects the questions ask about can be real. Beside each answer on the data set, whether the
+same comparison code detects the effect on the control; its best test MSE against the expected
+noise floor and against the noise its held-out rows realised (the true function's MSE on them).
+No I/O.
 
-Every number comes from metrics/comparison.json, the same paired differences over folds as the
-answers on the data set.
+The differences come from metrics/comparison.json, the same paired differences over folds as the
+answers on the data set; the realised floor from baselines.json, the fits cut by the epoch budget
+from the sweeps' summary.csv.
 """
 
 from __future__ import annotations
 
-from backprop.lab.answers import flipped, fmt, interval, is_tie, number, upper_first
-from backprop.lab.blocks import figure, paragraph, section, table
+from dataclasses import dataclass, field
+
+from backprop.lab.answers.q22 import gap_across_folds
+from backprop.lab.answers.wording import flipped, interval, is_tie, number, upper_first
+from backprop.lab.blocks import figure, fmt, paragraph, section, table
+from backprop.lab.datasets import TRUE_FUNCTION
+from backprop.lab.protocol import mean_interval
+
+# The words each question's effect goes by in the control section's title.
+QUESTION_WORDS = {"q21": "network − least squares", "q24": "width", "q25": "activation"}
+# The sweep whose fits each question's effects on the control rest on.
+QUESTION_SWEEP = {"q24": "hidden", "q25": "activation"}
+
+
+@dataclass(frozen=True)
+class ControlRun:
+    """What the control's sentences read besides comparison.json and the schemas: the baselines'
+    held-out scores (the true function's among them), the headline fits' scores, each task's
+    n_test/n_train, each sweep's summary.csv and spec, and each task's train settings."""
+
+    baselines: dict = field(default_factory=dict)  # baselines.json
+    scores: dict = field(default_factory=dict)  # task -> <task>-scores.json
+    ratios: dict = field(default_factory=dict)
+    summaries: dict = field(default_factory=dict)  # sweep name -> summary.csv
+    specs: dict = field(default_factory=dict)  # sweep name -> SweepSpec
+    configs: dict = field(default_factory=dict)  # task -> train settings
+
+    def budget(self, task: str, sweep: str | None = None) -> int | None:
+        """The epoch budget of ``task``'s fits in ``sweep`` (its fixed epochs, else train's)."""
+        spec = self.specs.get(sweep) if sweep else None
+        fixed = getattr(spec, "fixed", {}) or {}
+        epochs = fixed.get("epochs", self.configs.get(task, {}).get("epochs"))
+        return int(epochs) if epochs else None
+
+    def capped(self, task: str, sweep: str, points: list[dict]) -> tuple[int, int] | None:
+        """(fits still improving at the epoch budget, fits that learned) over ``points`` of a sweep."""
+        summary = self.summaries.get(sweep)
+        if summary is None or "capped" not in summary:
+            return None
+        capped = learned = 0
+        for point in points:
+            match = summary[summary["task"] == task]
+            for key, value in point.items():
+                match = match[match[key] == value]
+            if not len(match):
+                return None
+            capped, learned = capped + int(match["capped"].iloc[0]), learned + int(match["learned"].iloc[0])
+        return capped, learned
 
 
 def control_tasks(schemas: dict) -> list[str]:
@@ -25,79 +74,175 @@ def _detected(difference: dict | None) -> str:
     return f"detected: {interval(difference, 3)}"
 
 
-def _width_effect(sweep: dict | None) -> tuple[str, dict | None]:
-    """The narrowest width minus the chosen one (a positive difference: narrow is worse)."""
+def _width_effect(sweep: dict | None) -> tuple[str, dict | None, list[dict]]:
+    """The narrowest width minus the chosen one (a positive difference: narrow is worse), and the
+    two points it pairs."""
     if not sweep:
-        return "width", None
+        return "width", None, []
     versus = [v for v in sweep["best_minus_other"] if "hidden" in v["other"]]
     if not versus:
-        return "width", None
+        return "width", None, []
     narrowest = min(versus, key=lambda v: v["other"]["hidden"])
     label = f"hidden {narrowest['other']['hidden']} − hidden {sweep['best'].get('hidden')} (chosen)"
-    return label, flipped(narrowest)
+    return label, flipped(narrowest), [narrowest["other"], sweep["best"]]
 
 
-def _activation_effects(sweep: dict | None) -> list[tuple[str, dict]]:
-    """Every other activation minus the chosen one, each at its own best rate."""
+def _activation_effects(sweep: dict | None) -> list[tuple[str, dict, list[dict]]]:
+    """Every other activation minus the chosen one, each at its own best rate, with the points."""
     if not sweep:
         return []
     best = sweep["best"].get("activation")
     return [
-        (f"{v['other']['activation']} − {best} (chosen)", flipped(v))
+        (f"{v['other']['activation']} − {best} (chosen)", flipped(v), [v["other"], sweep["best"]])
         for v in sweep["best_minus_other"]
         if "activation" in v["other"]
     ]
+
+
+def _effects(comparison: dict, task: str) -> list[tuple[str, str, dict | None, list[dict]]]:
+    """``effects`` with the sweep points each difference pairs ([] for the headline fits)."""
+    mine = comparison.get(task, {})
+    sweeps = mine.get("sweeps", {})
+    found: list[tuple[str, str, dict | None, list[dict]]] = [
+        ("q21", "network (headline settings) − least squares", mine.get("network_vs_linear"), [])
+    ]
+    if "hidden" in sweeps:
+        best = sweeps["hidden"]
+        found.append(("q21", "network (best width, chosen on val) − least squares", best["best_vs_linear"], []))
+    found.append(("q24", *_width_effect(sweeps.get("hidden"))))
+    found += [("q25", *effect) for effect in _activation_effects(sweeps.get("activation"))]
+    return found
 
 
 def effects(comparison: dict, task: str) -> list[tuple[str, str, str, dict | None]]:
     """(anchor of the question, what is compared, metric, difference) for each effect the answers
     rest on, as measured on ``task``: network − least squares (the headline settings and a sweep's
     best), the narrowest width − the chosen one, each activation − the chosen one."""
-    mine = comparison.get(task, {})
-    sweeps = mine.get("sweeps", {})
-    found = [("q21", "network (headline settings) − least squares", mine.get("network_vs_linear"))]
-    if "hidden" in sweeps:
-        found.append(("q21", "network (best width, chosen on val) − least squares", sweeps["hidden"]["best_vs_linear"]))
-    found.append(("q24", *_width_effect(sweeps.get("hidden"))))
-    found += [("q25", label, diff) for label, diff in _activation_effects(sweeps.get("activation"))]
-    return [(anchor, label, "test MSE", diff) for anchor, label, diff in found]
+    return [(anchor, label, "test MSE", diff) for anchor, label, diff, _ in _effects(comparison, task)]
 
 
 def point_words(answer: dict, point: dict) -> str:
-    """``hidden 16, lr 1.5× its limit``: a sweep's point, its rate with its unit."""
-    in_units = answer.get("lr_unit") == "limit"
-    return ", ".join(
-        f"{key} {value}× its limit" if key == "lr" and in_units else f"{key} {value}" for key, value in point.items()
-    )
+    """``hidden 16 at 1.5× its limit``: a sweep's point, its rate last, with its unit."""
+    rest = ", ".join(f"{key} {value}" for key, value in point.items() if key != "lr")
+    if "lr" not in point:
+        return rest
+    rate = f"{point['lr']}× its limit" if answer.get("lr_unit") == "limit" else f"lr {point['lr']}"
+    return f"{rest} at {rate}" if rest else rate
 
 
-def best_against_floor(comparison: dict, schema: dict, task: str) -> tuple[str, dict | None]:
-    """The lowest test MSE a sweep's validation choice reaches on the control, with its interval,
-    in words against the noise floor."""
-    best = None
-    for name, answer in comparison.get(task, {}).get("sweeps", {}).items():
-        tuned = answer.get("headline_vs_best", {}).get("tuned")
-        if tuned and (best is None or number(tuned, "mean") < number(best[1], "mean")):
-            best = (name, tuned, point_words(answer, answer["best"]))
-    floor = schema["noise_floor"]
+def realised_floor(run: ControlRun | None, task: str) -> tuple[dict, list[float]] | None:
+    """The MSE of the table's true function on each fold's held-out rows (the noise those rows
+    realised): its mean with its 95% interval over folds, and the per-fold values."""
+    rows = [
+        row
+        for row in (run.baselines.get("held_out", []) if run else [])
+        if row["task"] == task and row["model"] == TRUE_FUNCTION
+    ]
+    if not rows:
+        return None
+    values = [float(row["test_mse"]) for row in rows]
+    return mean_interval(values, run.ratios.get(task, 0.0) if run else 0.0), values
+
+
+def _best_sweep(comparison: dict, task: str) -> tuple[str, dict] | None:
+    """The sweep whose validation choice reaches the lowest mean test MSE, with its answer."""
+    found = [
+        (name, answer)
+        for name, answer in comparison.get(task, {}).get("sweeps", {}).items()
+        if answer.get("headline_vs_best", {}).get("tuned")
+    ]
+    return min(found, key=lambda item: number(item[1]["headline_vs_best"]["tuned"], "mean"), default=None)
+
+
+def _capped_words(run: ControlRun | None, task: str, name: str, points: list[dict]) -> str:
+    """``2 of 5 fits still improving at the 4000-epoch budget`` for a sweep's points ("" unknown)."""
+    counted = run.capped(task, name, points) if run else None
+    if counted is None:
+        return ""
+    epochs = run.budget(task, name) if run else None
+    return f"{counted[0]} of {counted[1]} fits still improving at the {f'{epochs}-epoch ' if epochs else ''}budget"
+
+
+def floor_facts(comparison: dict, schema: dict, task: str, run: ControlRun | None = None) -> dict | None:
+    """The best sweep choice's test MSE against the expected floor (noise²) and the realised one
+    (the true function's MSE on the same held-out rows), with best − f paired by fold."""
+    best = _best_sweep(comparison, task)
     if best is None:
+        return None
+    name, answer = best
+    facts = {
+        "name": name,
+        "where": point_words(answer, answer["best"]),
+        "tuned": answer["headline_vs_best"]["tuned"],
+        "floor": schema["noise_floor"],
+        "versus": answer.get("best_vs_true_function"),
+        "capped": _capped_words(run, task, name, [answer["best"]]),
+    }
+    realised = realised_floor(run, task)
+    if realised is not None:
+        facts["realised"], facts["realised_folds"] = realised
+    return facts
+
+
+def _times(value: float, floor: float) -> str:
+    return f"{fmt(value / floor, 3)}×" if floor > 0 else "n/a"
+
+
+def best_against_floor(
+    comparison: dict, schema: dict, task: str, run: ControlRun | None = None
+) -> tuple[str, dict | None]:
+    """The lowest test MSE a sweep's validation choice reaches on the control, with its interval,
+    in words against the expected noise floor and against the noise the held-out rows realised."""
+    facts = floor_facts(comparison, schema, task, run)
+    floor = schema["noise_floor"]
+    if facts is None:
         return f"no sweep ran on {task}; noise floor {fmt(floor, 3)}", None
-    name, tuned, where = best
-    ratio = number(tuned, "mean") / floor if floor > 0 else float("nan")
-    return (
-        f"best test MSE {interval(tuned, 3)} (sweep {name}, {where}) against the noise floor {fmt(floor, 3)} "
-        f"(noise², no model's expected MSE is lower): {fmt(ratio, 3)}× the floor"
-    ), tuned
+    tuned, mean = facts["tuned"], number(facts["tuned"], "mean")
+    text = (
+        f"best test MSE {interval(tuned, 3)} (sweep {facts['name']}, {facts['where']}"
+        + (f"; {facts['capped']}" if facts["capped"] else "")
+        + f") against the expected noise floor {fmt(floor, 3)} (noise²: no model's expected MSE is lower): "
+        f"{_times(mean, floor)} it"
+    )
+    if "realised" in facts:
+        realised, folds = facts["realised"], facts["realised_folds"]
+        text += (
+            f". The noise these held-out rows hold is not noise² but the MSE of the true function f on them: "
+            f"{fmt(number(realised, 'mean'), 3)} (95% CI {fmt(number(realised, 'ci_low'), 3)} to "
+            f"{fmt(number(realised, 'ci_high'), 3)}; per fold {fmt(min(folds), 3)} to {fmt(max(folds), 3)}), the "
+            f"realised floor; the best choice is {_times(mean, number(realised, 'mean'))} it"
+        )
+    versus = facts["versus"]
+    if versus and versus.get("n"):
+        text += f"; best − f, paired by fold: {_detected(versus)}"
+    return text, tuned
+
+
+def floor_cell(comparison: dict, schema: dict, task: str, run: ControlRun | None = None) -> str:
+    """``best_against_floor`` in the answers table's few words."""
+    facts = floor_facts(comparison, schema, task, run)
+    if facts is None or not facts["floor"] > 0:
+        return ""
+    mean = number(facts["tuned"], "mean")
+    text = f"best test MSE {interval(facts['tuned'], 3)}"
+    if "realised" in facts:
+        realised = number(facts["realised"], "mean")
+        text += (
+            f": {_times(mean, realised)} the realised noise floor {fmt(realised, 3)} (MSE of the true f on the "
+            f"held-out rows; {fmt(facts['floor'], 3)} expected)"
+        )
+    else:
+        text += f": {_times(mean, facts['floor'])} the noise floor {fmt(facts['floor'], 3)}"
+    versus = facts["versus"]
+    if versus and versus.get("n"):
+        text += f"; best − f: {_short_detected(versus)}"
+    return text + (f"; {facts['capped']}" if facts["capped"] else "")
 
 
 def _tuned(comparison: dict, task: str) -> tuple[str, dict] | None:
     """The sweep whose validation choice reaches the lowest mean test MSE, with its comparison."""
-    found = [
-        (name, answer["headline_vs_best"])
-        for name, answer in comparison.get(task, {}).get("sweeps", {}).items()
-        if answer.get("headline_vs_best")
-    ]
-    return min(found, key=lambda item: number(item[1]["tuned"], "mean"), default=None)
+    best = _best_sweep(comparison, task)
+    return None if best is None else (best[0], best[1]["headline_vs_best"])
 
 
 def headline_capped(scores: dict | None) -> tuple[int, int] | None:
@@ -127,20 +272,56 @@ def reach_words(difference: dict, capped: tuple[int, int] | None = None) -> str:
     return text
 
 
-def headline_reach(comparison: dict, task: str, settings: str = "", capped: tuple[int, int] | None = None) -> str:
+def one_fold_words(versus: dict, scores: dict | None = None, epochs: int | None = None) -> str:
+    """When one fold makes most of headline − tuned (its |difference| above the other folds'
+    together): which fold, against the others' range, and whether its headline fit was still
+    improving at the epoch budget (``scores``: the headline fits, ``epochs``: their budget)."""
+    each = versus.get("headline_minus_tuned_by_fold") or []
+    sizes = [abs(entry["difference"]) for entry in each]
+    if len(each) < 3 or not sizes[(top := sizes.index(max(sizes)))] > sum(sizes) - sizes[top]:
+        return ""
+    entry, others = each[top], [e["difference"] for i, e in enumerate(each) if i != top]
+    text = (
+        f"one fold makes most of that mean: fold {entry['fold']}"
+        + (f" of repeat {entry['repeat']}" if any(e["repeat"] for e in each) else "")
+        + f" differs by {fmt(entry['difference'], 3)}, the other {len(others)} by {fmt(min(others), 3)} to "
+        f"{fmt(max(others), 3)}"
+    )
+    fit = next(
+        (
+            f
+            for f in (scores or {}).get("folds", [])
+            if (f.get("repeat"), f.get("fold")) == (entry["repeat"], entry["fold"])
+        ),
+        None,
+    )
+    if fit is not None and epochs and fit.get("best_epoch") is not None and int(fit["best_epoch"]) >= epochs - 1:
+        text += f", and its headline fit was still improving at the {epochs}-epoch budget"
+    return text
+
+
+def headline_reach(
+    comparison: dict,
+    task: str,
+    settings: str = "",
+    capped: tuple[int, int] | None = None,
+    run: ControlRun | None = None,
+) -> str:
     """Do the headline settings reach the tuned MSE? headline − the best sweep's choice, paired by
-    fold (the same rows and initial draws), a tie worded as a tie with its detectable size.
-    ``settings``: the headline settings in words, where they differ from train.*; ``capped``:
-    (headline fits the epoch budget cut short, learned fits)."""
+    fold (the same rows and initial draws), a tie worded as a tie with its detectable size, and
+    said when one fold makes it. ``settings``: the headline settings in words, where they differ
+    from train.*; ``capped``: (headline fits the epoch budget cut short, learned fits)."""
     tuned = _tuned(comparison, task)
     if tuned is None:
         return ""
     name, versus = tuned
     difference = versus["headline_minus_tuned"]
     where = point_words(comparison[task]["sweeps"][name], versus["best"])
+    one = one_fold_words(versus, run.scores.get(task) if run else None, run.budget(task) if run else None)
     return (
         f"the headline settings{settings} reach test MSE {interval(versus['headline'], 3)} against "
         f"{interval(versus['tuned'], 3)} at sweep {name}'s choice ({where}): {reach_words(difference, capped)}"
+        + (f"; {one}" if one else "")
     )
 
 
@@ -169,11 +350,22 @@ def _short_detected(difference: dict | None) -> str:
     )
 
 
+def gap_effect(run: ControlRun | None, task: str) -> dict | None:
+    """2.2's effect on the control: validation − train loss at each fold's returned weights."""
+    folds = (run.scores.get(task) or {}).get("folds") if run else None
+    return gap_across_folds(folds, "mse", run.ratios.get(task, 0.0)) if run and folds else None
+
+
 def answer_cells(
-    comparison: dict, schemas: dict, settings: str = "", capped: tuple[int, int] | None = None
+    comparison: dict,
+    schemas: dict,
+    settings: str = "",
+    capped: tuple[int, int] | None = None,
+    run: ControlRun | None = None,
 ) -> dict[str, str]:
     """anchor -> the control column's text of the answers table (the first control task): each
-    effect in a few words; its section's closing paragraph says it in full."""
+    effect in a few words, the same effect as the row's; its section's closing paragraph says it
+    in full. headline − tuned is no row's effect: the control section says it."""
     tasks = control_tasks(schemas)
     if not tasks:
         return {}
@@ -181,27 +373,27 @@ def answer_cells(
     cells: dict[str, list[str]] = {}
     for anchor, label, _, difference in effects(comparison, task):
         cells.setdefault(anchor, []).append(f"{_short_label(label)}: {_short_detected(difference)}")
-    _, tuned = best_against_floor(comparison, schemas[task], task)
-    floor = schemas[task]["noise_floor"]
-    if tuned is not None and floor > 0:
-        ratio = fmt(number(tuned, "mean") / floor, 3)
-        cells.setdefault("q21", []).append(
-            f"best test MSE {interval(tuned, 3)}: {ratio}× the noise floor {fmt(floor, 3)}"
-        )
-    found = _tuned(comparison, task)
-    if found is not None:
-        cells.setdefault("q21", []).append(reach_words(found[1]["headline_minus_tuned"], capped))
+    floor = floor_cell(comparison, schemas[task], task, run)
+    if floor:
+        cells.setdefault("q21", []).append(floor)
+    gap = gap_effect(run, task)
+    if gap is not None:
+        cells.setdefault("q22", []).append(f"validation − train MSE: {_short_detected(gap)}")
     return {anchor: "; ".join(texts) for anchor, texts in cells.items()}
 
 
 def section_paragraphs(
-    comparison: dict, schemas: dict, settings: str = "", capped: tuple[int, int] | None = None
+    comparison: dict,
+    schemas: dict,
+    settings: str = "",
+    capped: tuple[int, int] | None = None,
+    run: ControlRun | None = None,
 ) -> dict[str, dict]:
     """anchor -> a paragraph closing that question's section: what the control shows."""
     tasks = control_tasks(schemas)
     if not tasks:
         return {}
-    task, cells = tasks[0], answer_cells(comparison, schemas, settings, capped)
+    task, cells = tasks[0], answer_cells(comparison, schemas, settings, capped, run)
     source = schemas[task]["source"]
     return {
         anchor: paragraph(f"**Control** (task `{task}`, {source}, same folds and comparison code): {text}.")
@@ -209,14 +401,29 @@ def section_paragraphs(
     }
 
 
-def power_sentence(comparison: dict, task: str, sweeps: list[str] | None = None) -> str:
+def _budget_cut(run: ControlRun | None, task: str, missed: list[tuple]) -> str:
+    """How many of the fits the missed effects rest on were still improving at the epoch budget."""
+    points: dict[str, list[dict]] = {}
+    for anchor, _, _, pair in missed:
+        name = QUESTION_SWEEP.get(anchor)
+        if name:
+            points.setdefault(name, []).extend(p for p in pair if p not in points.get(name, []))
+    parts = [_capped_words(run, task, name, pair) for name, pair in points.items()]
+    parts = [part for part in parts if part]
+    if not parts:
+        return ""
+    return f" These ties are partly budget-limited: {'; '.join(parts)}."
+
+
+def power_sentence(comparison: dict, task: str, sweeps: list[str] | None = None, run: ControlRun | None = None) -> str:
     """What the control's comparisons say about the protocol's power, without claiming more: the
     effects it detected are of the control's size; on the data set an interval excludes only the
     effects beyond its ends; the effects the control did not detect either, with their detectable
-    sizes. ``sweeps``: the sweeps the control ran in (the others have no control)."""
-    found = [(label, diff) for _, label, _, diff in effects(comparison, task) if diff and diff.get("n")]
-    detected = [(label, diff) for label, diff in found if not is_tie(diff)]
-    missed = [(label, diff) for label, diff in found if is_tie(diff)]
+    sizes and how many of their fits the epoch budget cut short. ``sweeps``: the sweeps the control
+    ran in (the others have no control)."""
+    found = [(a, label, diff, pair) for a, label, diff, pair in _effects(comparison, task) if diff and diff.get("n")]
+    detected = [(label, diff) for _, label, diff, _ in found if not is_tie(diff)]
+    missed = [(label, diff) for _, label, diff, _ in found if is_tie(diff)]
     ran = f", and through the sweeps {', '.join(sweeps)} only (the others have no control)" if sweeps else ""
     text = f"It runs through the same folds, training, baselines and paired comparisons as the data set{ran}. "
     if detected:
@@ -233,8 +440,25 @@ def power_sentence(comparison: dict, task: str, sweeps: list[str] | None = None)
         text += (
             f"Not detected on the control either: {'; '.join(_short_label(label) for label, _ in missed)} "
             f"(detectable {span}): the control shows no power for these effects."
+            + _budget_cut(run, task, [effect for effect in found if is_tie(effect[2])])
         )
     return text.strip()
+
+
+def section_title(comparison: dict, task: str) -> str:
+    """The control section's title: which questions' effects it detects and which it does not."""
+    found = [(anchor, diff) for anchor, _, _, diff in effects(comparison, task) if diff and diff.get("n")]
+    detected = [QUESTION_WORDS[a] for a in QUESTION_WORDS if any(x == a and not is_tie(d) for x, d in found)]
+    missed = [
+        QUESTION_WORDS[a] for a in QUESTION_WORDS if any(x == a for x, _ in found) and QUESTION_WORDS[a] not in detected
+    ]
+    if not detected:
+        return "The control task: no effect detected on a generated table"
+    return (
+        f"The control task: effects detected on a generated table ({', '.join(detected)}"
+        + (f"; not {', '.join(missed)}" if missed else "")
+        + ")"
+    )
 
 
 def control_section(
@@ -244,6 +468,7 @@ def control_section(
     settings: str = "",
     sweep_specs: dict | None = None,
     capped: tuple[int, int] | None = None,
+    run: ControlRun | None = None,
 ) -> list[dict]:
     """Each effect on the data set beside the control, the control's best MSE against its floor,
     and the control's own figures (its curves, with the floor drawn, and every sweep it ran in)."""
@@ -262,19 +487,22 @@ def control_section(
         their_label, other = theirs.get((anchor, label.split(" − ")[0]), (label, None))
         own = _detected(other) + ("" if their_label == label else f" ({their_label})")
         rows.append([f"[{anchor}](#{anchor})", label, metric, own, _detected(difference)])
-    floor_text, _ = best_against_floor(comparison, schema, task)
+    floor_text, _ = best_against_floor(comparison, schema, task, run)
     blocks = [
         paragraph(
             f"The control task `{task}` is {schema['source']} ({schema['rows']} rows, "
-            f"{len(schema['features'])} features): a nonlinear target with noise of known variance, so its "
-            f"lowest reachable MSE is known (noise² = {fmt(schema['noise_floor'], 3)}), generated by the prepare "
-            "stage from params.yaml (its sha256 is in the provenance). "
-            + power_sentence(comparison, task, [n for n, spec in (sweep_specs or {}).items() if task in spec.tasks])
+            f"{len(schema['features'])} features): a nonlinear target with noise of known variance, so the MSE "
+            f"no model beats in expectation is known (noise² = {fmt(schema['noise_floor'], 3)}), and its true "
+            "function f scores the noise each fold's rows realised; generated by the prepare stage from "
+            "params.yaml (its sha256 is in the provenance). "
+            + power_sentence(
+                comparison, task, [n for n, spec in (sweep_specs or {}).items() if task in spec.tasks], run
+            )
         ),
         table(["question", "difference (positive: the first is worse)", "metric", data_task, task], rows),
         paragraph(f"**Floor.** {floor_text}."),
     ]
-    reach = headline_reach(comparison, task, settings, capped)
+    reach = headline_reach(comparison, task, settings, capped, run)
     if reach:
         blocks.append(paragraph(f"**Default recipe.** {upper_first(reach)}."))
     blocks.append(
@@ -283,4 +511,4 @@ def control_section(
     for name, spec in (sweep_specs or {}).items():
         if task in spec.tasks:
             blocks += [figure(file, f"{task}: sweep {name}") for file in spec.figure_files(name, task)]
-    return [section("The control task: the same questions where the effects are real", blocks, "control")]
+    return [section(section_title(comparison, task), blocks, "control")]

@@ -38,6 +38,7 @@ class Dataset:
     with_accuracy: bool
     scale_target: bool = False
     kind: str = "regression"  # the task's kind: its head, loss, metrics and baselines
+    generator: str = ""  # a generated table's GENERATORS name: its true function is known ("" for a file)
 
     @property
     def folds(self) -> list[tuple[int, int]]:
@@ -75,8 +76,18 @@ def friedman1(rows: int, noise: float, seed: int, target: str) -> pd.DataFrame:
     return frame
 
 
+def friedman1_truth(X: np.ndarray) -> np.ndarray:
+    """Friedman #1's y without its noise, from the raw (unstandardised) features: what the best
+    possible model predicts. Its MSE on some rows is their realised noise variance."""
+    return 10 * np.sin(np.pi * X[:, 0] * X[:, 1]) + 20 * (X[:, 2] - 0.5) ** 2 + 10 * X[:, 3] + 5 * X[:, 4]
+
+
 # How a generated task's table is made: name -> (rows, noise, seed, target) -> table.
 GENERATORS = {"friedman1": friedman1}
+# Each generated table's true function: name -> raw features (n, f) -> y without noise (n,).
+TRUE_FUNCTIONS = {"friedman1": friedman1_truth}
+# The baseline that predicts a generated table's own true function (baselines.json's model name).
+TRUE_FUNCTION = "true_function"
 
 
 def check_header(names: list[str], *, source: str) -> None:
@@ -167,10 +178,12 @@ def prepare(
     val_size: float,
     seed: int,
     allow_leaks: bool = False,
+    generator: str = "",
 ) -> Dataset:
     """The validated table with its cross-validation roles; every fold checked for what training
     and scoring need, so a fold that cannot be used fails here, naming it, before any fit; and,
-    unless ``allow_leaks``, checked for the two leaks that make test scores lie (``check_leaks``)."""
+    unless ``allow_leaks``, checked for the two leaks that make test scores lie (``check_leaks``).
+    ``generator``: the ``GENERATORS`` name that made the table, whose true function is known."""
     validate_table(frame, source=source, target=target, task=task, accuracy=accuracy)
     features = [c for c in frame.columns if c != target]
     X = frame[features].to_numpy(dtype=float)
@@ -191,6 +204,7 @@ def prepare(
         with_accuracy=task == "classification" or accuracy == "mape",
         scale_target=scale_target,
         kind=task,
+        generator=generator,
     )
     for repeat in range(repeats):
         for fold in range(folds):
@@ -344,6 +358,7 @@ def to_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
         "with_accuracy": np.array(dataset.with_accuracy),
         "scale_target": np.array(dataset.scale_target),
         "kind": np.array(dataset.kind),
+        "generator": np.array(dataset.generator),
     }
 
 
@@ -356,4 +371,5 @@ def from_arrays(arrays) -> Dataset:
         with_accuracy=bool(arrays["with_accuracy"]),
         scale_target=bool(arrays["scale_target"]),
         kind=str(arrays["kind"]) if "kind" in arrays else "regression",
+        generator=str(arrays["generator"]) if "generator" in arrays else "",
     )

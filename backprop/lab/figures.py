@@ -23,6 +23,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from backprop.lab.blocks import LABELS
 from backprop.lab.protocol import OUTCOMES
 
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
@@ -34,7 +35,6 @@ METRIC_LABEL = {
     "accuracy": "accuracy",
     "r2": "R²",
 }
-METRIC_NAME = {"mse": "MSE", "rmse": "RMSE", "log_loss": "log loss", "r2": "R²", "accuracy": "accuracy"}
 HIGHER_IS_BETTER = {"accuracy", "r2"}
 # How a fit that did not learn is marked: never by a value, always by its outcome.
 NOT_LEARNED = [outcome for outcome in OUTCOMES if outcome != "learned"]
@@ -174,9 +174,7 @@ def lr_figure(summary: pd.DataFrame, results: pd.DataFrame, *, task: str, metric
     axis.set_xlim(rows["lr"].min() / 1.6, rows["lr"].max() * 1.6)  # room for the outcome labels
     axis.set_xlabel("learning rate (log scale)")
     axis.set_ylabel(f"{_label(metric)} at the best epoch")
-    axis.set_title(
-        f"{task}: {METRIC_NAME.get(metric, metric)} vs learning rate ({int(rows['fits'].max())} folds per lr)"
-    )
+    axis.set_title(f"{task}: {LABELS.get(metric, metric)} vs learning rate ({int(rows['fits'].max())} folds per lr)")
     axis.grid(alpha=0.3)
     figure.legend(loc="outside lower center", ncol=2, fontsize=8)
     return figure
@@ -407,7 +405,7 @@ def loss_curves(
             axis.fill_between(band.index, band["min"], band["max"], color=colours[lr], alpha=0.15, linewidth=0)
         axis.axhline(level, color="0.2", linestyle=":", linewidth=1)
         axis.set_xlabel("epoch (updates; log scale past 1)")
-        axis.set_title(f"loss: {METRIC_NAME.get(loss, loss)}")
+        axis.set_title(f"loss: {LABELS.get(loss, loss)}")
         axis.grid(alpha=0.3)
     axes[0].set_xscale("symlog", linthresh=1, linscale=0.3)  # shared: sets every panel
     axes[0].set_xlim(0, last * 1.05)
@@ -488,7 +486,7 @@ def lr_curves(curves: pd.DataFrame, *, task: str, metric: str) -> plt.Figure:
     right.set_xlim(min(lrs) / 1.6, max(lrs) * 1.6)
     right.set_xlabel("learning rate (log scale)")
     right.set_ylabel("first recorded epoch at or below the level")
-    right.set_title(f"epochs to train {METRIC_NAME.get(metric, metric)} ≤ {level:.4g} (every fold)", fontsize=9)
+    right.set_title(f"epochs to train {LABELS.get(metric, metric)} ≤ {level:.4g} (every fold)", fontsize=9)
     right.grid(alpha=0.3)
     right.legend(fontsize=8)
     figure.suptitle(f"{task}: the effect of the learning rate on training", fontsize=10)

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from backprop.activations import LEAKY_SLOPE
-from backprop.lab import answers, control
+from backprop.lab import control
+from backprop.lab.answers import q3, q21, q22, q23, q24, q25
+from backprop.lab.answers import table as answers_table
+from backprop.lab.answers.sweep_tables import summary_table
 from backprop.lab.blocks import code, is_reference_data, markdown_blocks, paragraph, section, table
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -104,7 +107,7 @@ def build(inputs: ReportInputs) -> dict:
     reference = is_reference_data(inputs.schemas["regression"])
     questions = [
         derivation_section(reference),
-        answers.answer_21(
+        q21.answer_21(
             inputs.scores,
             inputs.baselines,
             comparison,
@@ -114,9 +117,9 @@ def build(inputs: ReportInputs) -> dict:
             inputs.overrides,
             frozenset(name for name in inputs.sweep_specs if _fixed(inputs.sweep_specs, name, "lr_unit") == "limit"),
         ),
-        answers.answer_22(inputs.histories, inputs.scores, configs, inputs.ratios),
-        answers.answer_23(summaries["lr"], comparison, configs, inputs.schemas),
-        answers.answer_24(
+        q22.answer_22(inputs.histories, inputs.scores, configs, inputs.ratios),
+        q23.answer_23(summaries["lr"], comparison, configs, inputs.schemas),
+        q24.answer_24(
             summaries["hidden"],
             summaries["capacity"],
             comparison,
@@ -124,30 +127,39 @@ def build(inputs: ReportInputs) -> dict:
             _fixed(inputs.sweep_specs, "capacity"),
             _fixed(inputs.sweep_specs, "capacity", "lr_unit"),
             _fixed(inputs.sweep_specs, "hidden", "lr_unit"),
+            getattr(inputs.sweep_specs.get("hidden"), "fixed", None),
         ),
-        answers.answer_25(
+        q25.answer_25(
             summaries["activation"], comparison, configs, _fixed(inputs.sweep_specs, "activation", "lr_unit")
         ),
-        answers.answer_3(summaries, comparison, inputs.sweep_specs, configs),
+        q3.answer_3(summaries, comparison, inputs.sweep_specs, configs),
     ]
-    questions[0]["answers"] = [answers.update_rule_row()]
+    questions[0]["answers"] = [answers_table.update_rule_row()]
     for question in questions[1:]:  # each section ends with its answer(s), whatever came between
-        final = [b for b in question["blocks"] if b["kind"] == "p" and b["text"].startswith(answers.ANSWER_MARK)]
+        final = [b for b in question["blocks"] if b["kind"] == "p" and b["text"].startswith(answers_table.ANSWER_MARK)]
         question["blocks"] = [b for b in question["blocks"] if not any(b is f for f in final)] + final
     controls = control.control_tasks(inputs.schemas)
     settings = control.headline_settings(
         configs.get(controls[0]) if controls else None, inputs.overrides.get(controls[0]) if controls else None
     )
     capped = control.headline_capped(inputs.scores.get(controls[0])) if controls else None
-    add_control(questions, comparison, inputs.schemas, settings, capped)
+    run = control.ControlRun(
+        baselines=inputs.baselines,
+        scores=inputs.scores,
+        ratios=inputs.ratios,
+        summaries=summaries,
+        specs=inputs.sweep_specs,
+        configs=configs,
+    )
+    add_control(questions, comparison, inputs.schemas, settings, capped, run)
     add_rate_units(questions, inputs.sweep_specs)
     appendix = [block for s in questions for block in s["appendix"]]
-    intro = answers.answers_intro(inputs.schemas, configs)
+    intro = answers_table.answers_intro(inputs.schemas, configs)
     sections = [
-        answers.answers_section(questions, intro),
+        answers_table.answers_section(questions, intro),
         *questions,
         *control.control_section(
-            comparison, inputs.schemas, settings=settings, sweep_specs=inputs.sweep_specs, capped=capped
+            comparison, inputs.schemas, settings=settings, sweep_specs=inputs.sweep_specs, capped=capped, run=run
         ),
         *other_sweeps_section(summaries, inputs.sweep_specs),
         provenance_section(inputs.provenance),
@@ -161,12 +173,17 @@ def build(inputs: ReportInputs) -> dict:
 
 
 def add_control(
-    questions: list[dict], comparison: dict, schemas: dict, settings: str = "", capped: tuple[int, int] | None = None
+    questions: list[dict],
+    comparison: dict,
+    schemas: dict,
+    settings: str = "",
+    capped: tuple[int, int] | None = None,
+    run: control.ControlRun | None = None,
 ) -> None:
     """The control task beside each answer: a cell in the answers table (on the rows that are not
     about the classifier) and a closing paragraph in the question's section."""
-    cells = control.answer_cells(comparison, schemas, settings, capped)
-    closing = control.section_paragraphs(comparison, schemas, settings, capped)
+    cells = control.answer_cells(comparison, schemas, settings, capped, run)
+    closing = control.section_paragraphs(comparison, schemas, settings, capped, run)
     for question in questions:
         for row in question["answers"]:
             if row["anchor"] in cells and "classification" not in row["question"]:
@@ -224,7 +241,7 @@ def other_sweeps_section(summaries: dict, specs: dict) -> list[dict]:
         grid = ", ".join(f"{key} {values}" for key, values in spec.grid.items())
         fixed = f", fixed {spec.fixed}" if spec.fixed else ""
         blocks.append(paragraph(f"**{name}**: every combination of {grid}{fixed}, on every fold."))
-        blocks += [answers.summary_table(summaries[name], spec.keys, task) for task in spec.tasks]
+        blocks += [summary_table(summaries[name], spec.keys, task) for task in spec.tasks]
     return [section("Other sweeps", blocks, "other-sweeps")] if blocks else []
 
 

@@ -1,0 +1,164 @@
+"""2.3: the effect of the learning rate: the rate chosen on validation against the headline
+rate, the lr limit, the catapult past it and what λ_max at the returned weights shows. No I/O."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from backprop.lab.answers.choices import compared_settings, comparison_cells, headline_comparison, versus_words
+from backprop.lab.answers.stability import (
+    SATURATION_RULE,
+    activation_bound,
+    catapult_facts,
+    edge_of_stability_sentence,
+    failure_sentence,
+    limit_sentence,
+    why_failed,
+)
+from backprop.lab.answers.sweep_tables import summary_table, titled
+from backprop.lab.answers.wording import times, upper_first
+from backprop.lab.blocks import answer_row, figure, fmt, paragraph, section
+
+
+def speed_sentence(summary: pd.DataFrame, task: str) -> str:
+    """How many epochs the fits took (their mean best epoch) at each rate where every fold learned,
+    marking the means that the epoch budget cut short: a description, not a comparison."""
+    rows = summary[(summary["task"] == task) & (summary["learned"] == summary["fits"])].sort_values("lr")
+    if len(rows) < 2:
+        return ""
+    means = []
+    for _, row in rows.iterrows():
+        text = f"{fmt(row['best_epoch_mean'], 3)} at lr {fmt(row['lr'])}"
+        if row["capped"]:
+            text += (
+                f" ({int(row['capped'])} of {int(row['fits'])} folds still improving when the budget ran out: "
+                "a lower bound)"
+            )
+        means.append(text)
+    return (
+        "**Epochs.** Mean best epoch, at each rate where every fold learned: "
+        + "; ".join(means)
+        + ". The paired comparisons above are what the conclusion rests on; these means only say where each "
+        "rate's fits stopped."
+    )
+
+
+def mechanism_words(facts: dict, config: dict) -> str:
+    """The lr limit at initialisation, the largest rate that learned in every fold against it, the
+    catapult past it, the smallest rate that did not learn, and what λ_max at the returned weights
+    bounds (``catapult_facts``)."""
+    limit = facts["limit"]
+    sigmoid = config.get("activation", "sigmoid") == "sigmoid"
+    mechanism = f"the limit 2/λ_max at initialisation is {fmt(limit, 3)}" + (
+        f" (closed form {fmt(facts['closed_form'], 3)})" if sigmoid else ""
+    )
+    if "largest" in facts:
+        mechanism += (
+            f"; every fold learned at lr {fmt(facts['largest'])}, {fmt(facts['largest'] / limit, 2)}× the limit, the "
+            "largest rate of the grid that did"
+        )
+    if "peak" in facts and facts["peak"] > 1.01:
+        mechanism += (
+            f"; past the limit the training loss first rose up to {fmt(facts['peak'], 3)}× its start"
+            + (f" (by epoch {int(facts['peak_epoch'])} at the latest)" if "peak_epoch" in facts else "")
+            + " and then fell: the catapult of Lewkowycz et al. (2020), where a quadratic model predicts divergence"
+        )
+    if "first_broken" in facts:
+        broken = facts["first_broken"]
+        mechanism += f"; lr {fmt(broken)} ({fmt(broken / limit, 2)}× the limit) did not learn in every fold"
+        if "largest" in facts and facts["largest"] < broken:
+            mechanism += "; the boundary lies between the two, and this grid does not locate it"
+    bound = activation_bound(facts, config)
+    if bound:
+        mechanism += f"; {bound}"
+    return mechanism
+
+
+def raw_target_paragraph(summary: pd.DataFrame, schema: dict) -> dict:
+    """2/λ_max at the first step on the raw target against the standardised one, and why it says
+    nothing about a rate that would train there."""
+    row = summary.iloc[0]
+    stats = schema.get("target_stats", {})
+    span = f" (y from {stats['min']:g} to {stats['max']:g})" if "min" in stats else ""
+    return paragraph(
+        f"**The raw target at the first step**: at the initial weights, 2/λ_max of the loss on the raw "
+        f"target{span} is {fmt(row['lr_limit_unscaled'], 3)}, against {fmt(row['lr_limit'], 3)} on the "
+        "standardised one. This is the curvature at the first step only: it changes as soon as the output "
+        "bias moves, and this run trains no network on the raw target, so it says nothing about the rate "
+        "that would train there."
+    )
+
+
+def answer_23(
+    summary: pd.DataFrame, comparison: dict, configs: dict | None = None, schemas: dict | None = None
+) -> dict:
+    answer = comparison["regression"]["sweeps"]["lr"]
+    config = (configs or {}).get("regression", {})
+    blocks = [
+        paragraph(
+            "Every learning rate on every fold; all other settings from `train`. The **lr limit** is 2/λ_max of the "
+            "loss Hessian at the initial weights (Lanczos on finite-difference Hessian-vector products, "
+            "`backprop/lab/curvature.py`): the largest step at which full-batch gradient descent on a quadratic "
+            "with that curvature would not diverge, mean over folds. Its **closed form**, 2/(c(1 + ‖ā‖²)) from the "
+            "output layer's curvature and the mean hidden activation ā (section 1; "
+            "`backprop/lab/mechanisms.py`), is in `summary.csv` beside it; it holds for sigmoid only (for tanh and "
+            "ReLU it "
+            "leaves out the hidden layer's curvature and overstates the limit: read that column only for sigmoid)."
+        ),
+        paragraph(compared_settings(answer, "learning rate")),
+        paragraph("Against the limit: " + limit_sentence(summary, "regression", []) + "."),
+        paragraph(speed_sentence(summary, "regression")),
+    ]
+    facts = catapult_facts(summary, "regression")
+    limit = facts["limit"]
+    mechanism = mechanism_words(facts, config)
+    failures = failure_sentence(summary, "regression", [], answer.get("failures"))
+    blocks.append(
+        paragraph(
+            f"**Mechanism.** {mechanism[0].upper() + mechanism[1:]}. "
+            + (
+                f"Where not every fold learned, the returned weights ({SATURATION_RULE}): {failures}. "
+                if failures
+                else ""
+            )
+            + edge_of_stability_sentence(summary, "regression")
+        )
+    )
+    if "lr_limit_unscaled" in summary:
+        blocks.append(raw_target_paragraph(summary, (schemas or {}).get("regression", {})))
+    pair = headline_comparison(answer, config)
+    number, tie, words = comparison_cells(pair, "MSE")
+    sentence = f"Best on validation: lr {fmt(answer['best']['lr'])}; {words}; {mechanism}."
+    short = f"{upper_first(versus_words(pair))}."
+    if "largest" in facts:
+        short += (
+            f" Learned at lr {fmt(facts['largest'])} ({fmt(facts['largest'] / limit, 2)}× the stable limit "
+            f"{fmt(limit, 3)}"
+        )
+        if facts.get("peak", 1.0) > 1.01:
+            short += f"; a catapult: loss first rose up to {times(facts['peak'])})"
+        else:
+            short += ")"
+    if "first_broken" in facts:
+        broken = facts["first_broken"]
+        short += (
+            f"{';' if 'largest' in facts else ''} at lr {fmt(broken)} ({fmt(broken / limit, 2)}×): "
+            f"{why_failed(summary, 'regression', {'lr': broken})}"
+        )
+        if "largest" in facts and facts["largest"] < broken:
+            short += "; the grid does not locate the boundary"
+    short += "." if "largest" in facts or "first_broken" in facts else ""
+    blocks += [
+        figure("sweep_lr.png", "val and test MSE against the learning rate, with the lr limit at initialisation"),
+        figure(
+            "sweep_lr_curves.png",
+            "training MSE per epoch of one fold at every learning rate (log scales), and the epochs each rate "
+            "needs to reach one training MSE",
+        ),
+        paragraph(f"**Answer:** {sentence}"),
+    ]
+    appendix = [
+        titled(summary_table(summary, ["lr"], "regression", failed=answer.get("failures")), "2.3 learning rate")
+    ]
+    rows = [answer_row("2.3 the effect of the learning rate", "q23", short, number, tie)]
+    return section("2.3 The effect of the learning rate", blocks, "q23", answers=rows, appendix=appendix)

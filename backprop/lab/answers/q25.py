@@ -1,0 +1,139 @@
+"""2.5: the effect of the activation function: each activation at its own best rate, how its
+units ended, and its best epoch paired at the chosen rate. No I/O."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from backprop.lab.answers.choices import (
+    HEATMAP_NOTE,
+    compared_settings,
+    comparison_cells,
+    headline_comparison,
+    versus_words,
+)
+from backprop.lab.answers.stability import SATURATION_RULE, failure_sentence, limit_sentence
+from backprop.lab.answers.sweep_tables import summary_table, titled
+from backprop.lab.answers.wording import is_tie, number, point_text, short_interval, upper_first, whole
+from backprop.lab.blocks import LABELS, answer_row, figure, fmt, paragraph, section
+from backprop.losses import DEFAULT_LOSS, TASKS
+
+
+def unit_words(summary: pd.DataFrame, answer: dict, task: str) -> str:
+    """Each activation at its chosen rate: its mean best epoch and, where it applies, the share of
+    hidden units saturated or dead at the end (mean over folds)."""
+    rows = summary[summary["task"] == task]
+    parts = []
+    for setting in answer["settings"]:
+        point = setting["point"]
+        match = rows
+        for key, value in point.items():
+            match = match[match[key] == value]
+        if not len(match):
+            continue
+        row = match.iloc[0]
+        text = point["activation"]
+        if not answer.get("epochs_at_chosen_lr"):  # else the paired comparison says it (epochs_short)
+            text += f" mean best epoch {fmt(row['best_epoch_mean'], 3)}"
+        for measure, word in (("saturated_units_mean", "saturated"), ("dead_units_mean", "dead")):
+            if measure in row and math.isfinite(number({"v": row[measure]}, "v")):
+                text += f", {fmt(100 * row[measure], 2)}% of units {word}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def epochs_short(answer: dict) -> str:
+    """Each other activation's best epoch minus the best one's, at the best one's rate, paired by
+    fold (comparison.json's ``epochs_at_chosen_lr``): intervals, and the detectable size of ties."""
+    versus = answer.get("epochs_at_chosen_lr") or []
+    if not versus:
+        return ""
+    best = answer["best"]
+    # A pair needs both sides learned in a fold: without one, that activation has no comparison here.
+    unpaired = [(v["other"]["activation"], v.get("n") or 0) for v in versus if (v.get("n") or 0) < 2]
+    versus = [v for v in versus if (v.get("n") or 0) >= 2]
+    parts = [f"{v['other']['activation']} {short_interval(v)}" for v in versus]
+    parts += [f"{name}: {n} fold(s) where both learned at this rate, no interval" for name, n in unpaired]
+    ties = [v for v in versus if is_tie(v)]
+    text = f"Best epoch, other − {best['activation']}, all at lr {fmt(best['lr'])}: {'; '.join(parts)}" + (
+        " (a fold stopped by the epoch budget counts its last epoch)" if any(v.get("capped") for v in versus) else ""
+    )
+    if not versus:
+        return text + "."
+    if len(ties) == len(versus):
+        mdes = [number(v, "mde") for v in ties]
+        return text + f"; no difference detected (detectable {whole(min(mdes))} to {whole(max(mdes))} epochs)."
+    detected = [v["other"]["activation"] for v in versus if not is_tie(v)]
+    return text + f"; detected for {', '.join(detected)} only."
+
+
+def units_short(summary: pd.DataFrame, answer: dict, task: str) -> str:
+    """Best epochs paired at the best activation's rate when comparison.json has them; else the
+    mean best epoch of each activation at its chosen rate (a description, not a comparison)."""
+    if answer.get("epochs_at_chosen_lr"):
+        return epochs_short(answer)
+    rows = summary[summary["task"] == task]
+    parts = []
+    for setting in answer["settings"]:
+        match = rows
+        for key, value in setting["point"].items():
+            match = match[match[key] == value]
+        if len(match):
+            parts.append(f"{setting['point']['activation']} {fmt(match.iloc[0]['best_epoch_mean'], 3)}")
+    return f"Mean best epoch (each at its own rate, no interval): {', '.join(parts)}." if parts else ""
+
+
+def answer_25(
+    summary: pd.DataFrame, comparison: dict, configs: dict | None = None, activation_unit: str | None = None
+) -> dict:
+    """``activation_unit``: the ``lr_unit`` the activation sweep fixes (None: train's)."""
+    in_units = (activation_unit or (configs or {}).get("regression", {}).get("lr_unit", "absolute")) == "limit"
+    blocks = [
+        paragraph(
+            "Every activation × learning rate on every fold, both tasks; each activation compared at its own best "
+            "learning rate (chosen on validation). g′ for each is in section 1."
+        )
+    ]
+    rows, appendix = [], []
+    for task in TASKS:
+        answer = comparison[task]["sweeps"].get("activation")
+        if not answer:
+            continue
+        units = unit_words(summary, answer, task)
+        failures = failure_sentence(summary, task, ["activation"], answer.get("failures"))
+        blocks += [
+            paragraph(f"**{task.capitalize()}.** " + compared_settings(answer, "activation")),
+            figure(
+                f"sweep_activation_{task}.png",
+                f"{task}: val {LABELS[DEFAULT_LOSS[task]]} per activation and learning rate{HEATMAP_NOTE}",
+            ),
+            paragraph(
+                f"Against the lr limit at initialisation: {limit_sentence(summary, task, ['activation'], in_units)}."
+            ),
+            paragraph(
+                f"**How each trained** ({SATURATION_RULE}), at its chosen rate: {units}."
+                + (f" Where not every fold learned: {failures}." if failures else "")
+            ),
+        ]
+        config = (configs or {}).get(task, {})
+        metric = LABELS[DEFAULT_LOSS[task]]
+        pair = headline_comparison(answer, config)
+        number, tie, words = comparison_cells(pair, metric)
+        sentence = f"{task.capitalize()}: best on validation {point_text(answer['best'])}; {words}; {units}."
+        if answer.get("epochs_at_chosen_lr"):
+            sentence += " " + epochs_short(answer)
+        grid = answer.get("grid_lr") or []
+        edge = (
+            f" (lr {fmt(answer['best']['lr'])} is an end of the grid)"
+            if answer["best"].get("lr") in grid[:1] + grid[-1:]
+            else ""
+        )
+        short = f"{upper_first(versus_words(pair))}{edge}. {units_short(summary, answer, task)}"
+        blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
+        rows.append(answer_row(f"2.5 the effect of the activation function, {task}", "q25", short, number, tie))
+        appendix.append(
+            titled(summary_table(summary, ["activation", "lr"], task, failed=answer.get("failures")), "2.5 activation")
+        )
+    return section("2.5 The effect of the activation function", blocks, "q25", answers=rows, appendix=appendix)
