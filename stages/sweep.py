@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 
 from backprop.lab.config import SweepConfig, load_curves, load_tracking, read_params, section
+from backprop.lab.datafiles import load_prepared
 from backprop.lab.datasets import fold_rows
 from backprop.lab.executor import fit_pool
-from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
+from backprop.lab.outputs import staged_outputs, write_table
 from backprop.lab.protocol import overlap_ratio
+from backprop.lab.stage_run import progress_bar, run_stage
 from backprop.lab.sweeps import (
     best_points,
     cell,

@@ -158,7 +158,7 @@ def fit_sklearn_mlp(task: str, config: TrainConfig, prepared: Prepared) -> dict:
 def fit_logistic(prepared: Prepared) -> dict:
     """Logistic regression with C chosen by validation log loss over ``LOGISTIC_C``, fitted on
     the training part (as our network is), scored on all three splits, with the C chosen."""
-    chosen, best_loss = None, math.inf
+    chosen, best_loss = LOGISTIC_C[0], math.inf
     for C in LOGISTIC_C:
         scores = fit_and_score("classification", linear_model("classification", C), prepared, score_splits=["val"])
         if scores["val"]["log_loss"] < best_loss:

@@ -11,10 +11,10 @@ import pandas as pd
 
 from backprop.lab.config import SweepConfig, TrainConfig
 from backprop.lab.datasets import Dataset
-from backprop.lab.executor import Job
+from backprop.lab.jobs import Job
 from backprop.lab.mechanisms import peak_epoch
 from backprop.lab.protocol import OUTCOMES, fit_seed, mean_interval
-from backprop.lab.tracking import downsample_steps
+from backprop.lab.thinning import downsample_steps
 from backprop.lab.training import RunResult, describe_config, fit_fold, initial_lr_limit
 
 # The settings that fix the loss surface at initialisation: one lr limit per combination.
