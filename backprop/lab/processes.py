@@ -66,9 +66,9 @@ def resume_interrupts(held: tuple[dict, list] | None) -> None:
             os.kill(os.getpid(), caught[0])
 
 
-# What a stage does last, once its outputs are in place or discarded: steps that the modules above
-# the stage runner register when imported (the tracking module ends the runs a failing store left
-# RUNNING), so that the runner needs no import of them and a stage depends only on what it uses.
+# What a stage does last, once its outputs are in place or discarded: steps that modules register
+# when imported (the tracking module ends the runs a failing store left RUNNING), so the stage
+# runner imports none of them and a stage that never tracks does not depend on tracking code.
 exit_steps: list[Callable[[], None]] = []
 
 
