@@ -17,9 +17,12 @@ from numpy.typing import ArrayLike
 from backprop.losses import log_loss_of_logit
 
 EPS = 1e-15
-# What each task's summaries report (the first is the loss that early stopping and every choice use).
-TASK_METRICS = {"regression": ["mse", "r2", "accuracy"], "classification": ["log_loss", "accuracy"]}
-SUMMARY_METRICS = {"regression": ["mse", "accuracy"], "classification": ["log_loss", "accuracy"]}
+# What each task's summaries report, in the order the report's tables show them (the first is the
+# loss that early stopping and every choice use).
+TASK_METRICS = {"regression": ["mse", "accuracy", "r2"], "classification": ["log_loss", "accuracy"]}
+# A sweep's summary.csv leaves out R²: on one fold's rows it is the MSE rescaled, so it ranks no
+# point differently.
+SUMMARY_METRICS = {kind: [name for name in names if name != "r2"] for kind, names in TASK_METRICS.items()}
 # |y| below this makes |y - ŷ| / |y| meaningless (1e-13 noise on a 1e-12 target is 10%, and
 # 1/|y| overflows near 1e-308): regression accuracy is undefined for such a target.
 MAPE_MIN_ABS_TARGET = 1e-12

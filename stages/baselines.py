@@ -8,6 +8,7 @@ Every fit goes through the stage's executor."""
 import argparse
 import dataclasses
 import math
+from dataclasses import dataclass
 
 from backprop.lab.baselines import all_rows_baselines, fold_baselines, fold_sklearn_mlp, sklearn_mlp
 from backprop.lab.config import load_kinds, load_tracking, load_train, read_params
@@ -21,39 +22,67 @@ from backprop.lab.tracking import Tracker, model_metrics, run_tags
 from backprop.lab.training import describe_config, fit_all_rows, fit_estimates, run_params
 
 
+@dataclass(frozen=True)
+class BaselineKey:
+    """A baseline fit's coordinates: the model (linear, sklearn, ours_all_rows, others_all_rows),
+    the task, and its fold (none for the fits on all rows)."""
+
+    model: str
+    task: str
+    repeat: int | None = None
+    fold: int | None = None
+
+
+def fold_setting(train, dataset, task: str, repeat: int, fold: int):
+    """The train settings of ``task`` with the seed of its fold: what scikit-learn's network fits."""
+    return fold_config(train.for_task(task, dataset.kind), repeat, fold, dataset.roles.shape[1])
+
+
 def baseline_jobs(train, datasets, shared) -> list[Job]:
-    """The fits of the baselines stage, keyed (kind, task, repeat, fold): the linear and constant
-    models and scikit-learn's MLP on every fold, then every model on all rows."""
+    """The fits of the baselines stage: the linear and constant models and scikit-learn's MLP on
+    every fold, then every model on all rows."""
     jobs = []
     for task, dataset in datasets.items():
         kind = dataset.kind  # the fits are of the task's kind; the keys name the task
-        config, data, folds = train.for_task(task, kind), shared[task], dataset.roles.shape[1]
+        data = shared[task]
         for repeat, fold in datasets[task].folds:
             where = f"{task} repeat {repeat} fold {fold}"
-            jobs.append(
-                Job(("linear", task, repeat, fold), fold_baselines, (data, kind, repeat, fold), f"linear {where}")
-            )
-            seeded = fold_config(config, repeat, fold, folds)
+            key = BaselineKey("linear", task, repeat, fold)
+            jobs.append(Job(key, fold_baselines, (data, kind, repeat, fold), f"linear {where}"))
+            seeded = fold_setting(train, dataset, task, repeat, fold)
             if sklearn_mlp(kind, seeded, 1) is not None:
                 described = f"scikit-learn {where} ({describe_config(seeded)})"
-                jobs.append(
-                    Job(
-                        ("sklearn", task, repeat, fold), fold_sklearn_mlp, (data, kind, seeded, repeat, fold), described
-                    )
-                )
-        all_rows = dataclasses.replace(config, patience=0)  # no rows are left to stop early on
+                key = BaselineKey("sklearn", task, repeat, fold)
+                jobs.append(Job(key, fold_sklearn_mlp, (data, kind, seeded, repeat, fold), described))
+        all_rows = dataclasses.replace(train.for_task(task, kind), patience=0)  # no rows are left to stop early on
         jobs.append(
-            Job(("ours_all_rows", task, None, None), fit_all_rows, (data, kind, all_rows), f"ours {task} all rows")
+            Job(BaselineKey("ours_all_rows", task), fit_all_rows, (data, kind, all_rows), f"ours {task} all rows")
         )
         jobs.append(
             Job(
-                ("others_all_rows", task, None, None),
+                BaselineKey("others_all_rows", task),
                 all_rows_baselines,
                 (data, kind, all_rows),
                 f"linear and scikit-learn {task} all rows",
             )
         )
     return jobs
+
+
+def tables(jobs: list[Job], results: list) -> tuple[list[dict], dict]:
+    """The held-out table (a row per model and fold) and every model's scores on all rows, per task."""
+    held_out, every_row = [], {}
+    for job, result in zip(jobs, results, strict=True):
+        key = job.key
+        if key.model == "linear":
+            held_out += [flat(key.task, model, key.repeat, key.fold, scores) for model, scores in result.items()]
+        elif key.model == "sklearn":
+            held_out.append(flat(key.task, "sklearn", key.repeat, key.fold, result))
+        elif key.model == "ours_all_rows":
+            every_row.setdefault(key.task, {})["ours"] = result
+        else:
+            every_row.setdefault(key.task, {}).update(result)
+    return held_out, every_row
 
 
 def flat(task: str, model: str, repeat: int, fold: int, scores: dict) -> dict:
@@ -85,41 +114,32 @@ def main() -> None:
             # scikit-learn's network costs about what ours does; the linear models next to nothing.
             fits = [(data, task, train.for_task(task, data.kind)) for task, data in datasets.items()]
             per_task = dict(zip(datasets, fit_estimates(fits), strict=True))
-            return [per_task[job.key[1]] for job in jobs if job.key[0] != "linear"]
+            return [per_task[job.key.task] for job in jobs if job.key.model != "linear"]
 
         running = pool.start("baselines", jobs, estimate)
         tracker = Tracker(tracking.experiment)  # imported and opened while the first fits run
-        done = {}
         with (
             tracker.run("baselines", run_tags("baselines")) as parent,
             progress_bar(len(jobs), "baselines", unit="fit") as bar,
         ):
-            for job, result in pool.completed(running):
-                kind, task, repeat, fold = job.key
-                if kind == "sklearn":
-                    config = job.args[2]
-                    tracker.record(
-                        f"scikit-learn {task} r{repeat}f{fold}",
-                        run_tags("baselines", task=task, repeat=repeat, fold=fold, model="scikit-learn"),
-                        parent_id=parent,
-                        params=run_params(task, config, datasets[task].kind),
-                        metrics=model_metrics({k: v for k, v in result.items() if isinstance(v, dict)}),
-                    )
-                done[job.key] = result
-                bar.update()
 
-            held_out, every_row = [], {}
-            for job in jobs:
-                kind, task, repeat, fold = job.key
-                result = done[job.key]
-                if kind == "linear":
-                    held_out += [flat(task, model, repeat, fold, scores) for model, scores in result.items()]
-                elif kind == "sklearn":
-                    held_out.append(flat(task, "sklearn", repeat, fold, result))
-                elif kind == "ours_all_rows":
-                    every_row.setdefault(task, {})["ours"] = result
-                else:
-                    every_row.setdefault(task, {}).update(result)
+            def record_fit(job: Job, result) -> None:
+                key = job.key
+                if key.model != "sklearn":
+                    return
+                tracker.record(
+                    f"scikit-learn {key.task} r{key.repeat}f{key.fold}",
+                    run_tags("baselines", task=key.task, repeat=key.repeat, fold=key.fold, model="scikit-learn"),
+                    parent_id=parent,
+                    params=run_params(
+                        key.task,
+                        fold_setting(train, datasets[key.task], key.task, key.repeat, key.fold),
+                        datasets[key.task].kind,
+                    ),
+                    metrics=model_metrics({k: v for k, v in result.items() if isinstance(v, dict)}),
+                )
+
+            held_out, every_row = tables(jobs, running.results(record_fit, bar))
             metrics = [
                 (f"{task}_all_rows_{model}_{metric}", value, 0)
                 for task, models in every_row.items()

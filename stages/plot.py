@@ -55,14 +55,11 @@ def main() -> None:
 
     with staged_outputs() as outputs, fit_pool() as pool:
         # Figures render in the workers while this process opens MLflow.
-        running = pool.submit(
-            [Job(file_name, figures.png, drawing, f"figure {file_name}") for file_name, drawing in drawings.items()]
-        )
+        jobs = [Job(file_name, figures.png, drawing, f"figure {file_name}") for file_name, drawing in drawings.items()]
+        running = pool.start("plot", jobs)
         tracker = Tracker(load_tracking(params).experiment)
-        written = {}
-        for job, png in pool.completed(running):
-            written[job.key] = outputs.path(out / job.key)
-            written[job.key].write_bytes(png)
+        written = {file_name: outputs.path(out / file_name) for file_name in drawings}
+        running.results(lambda job, png: written[job.key].write_bytes(png))
         attach = {}  # the filter string that finds a run -> figure paths, in the drawings' order
         for file_name, run_filter in owners.items():
             attach.setdefault(run_filter, []).append(written[file_name])

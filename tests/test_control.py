@@ -168,7 +168,8 @@ def test_the_report_says_beside_each_answer_whether_the_control_detects_it():
     assert "no difference detected: headline − tuned 0.06 (-0.1 to 0.22), detectable 1" in cells["q21"]
     capped = answer_cells(comparison, schemas, capped=(3, 5))["q21"]
     assert capped.endswith("; 3 of 5 headline fits still improving at the epoch budget")
-    assert headline_capped({"folds": [{"best_epoch": 2999}, {"best_epoch": 40}]}, 3000) == (1, 2)
+    folds = [{"still_improving": True}, {"still_improving": False}, {"still_improving": True, "outcome": "diverged"}]
+    assert headline_capped({"folds": folds}) == (1, 2)
     schemas["control"] |= {"rows": 1000, "features": list(range(10))}
     (section,) = control_section(comparison, schemas)
     # the control's power, without claiming the data set has no effect

@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -182,6 +184,52 @@ def test_a_process_pool_returns_every_result_under_its_key():
             for job, result in Pool(executor, "two", 2).completed([Job(k, _square, (k,), f"k={k}") for k in range(6)])
         )
     assert results == {k: k * k for k in range(6)}
+
+
+@dataclass(frozen=True)
+class _Key:
+    task: str
+    fold: int
+
+
+def test_results_come_in_the_jobs_order_each_recorded_once_as_it_completes():
+    # Job k waits for job k + 1: the fits complete last to first, whatever the threads' timing.
+    count = 5
+    gates = [threading.Event() for _ in range(count)]
+    gates[-1].set()
+
+    def fit(k):
+        assert gates[k].wait(30), f"job {k} was never released"
+        return k * k
+
+    completed = []
+
+    def record(job, result):
+        completed.append((job.key, result))
+        if job.key.fold:
+            gates[job.key.fold - 1].set()
+
+    jobs = [Job(_Key("regression", k), fit, (k,), f"fold {k}") for k in range(count)]
+    with cf.ThreadPoolExecutor(count) as executor:
+        results = Pool(executor, "threads", count).start("test", jobs).results(record)
+    assert results == [k * k for k in range(count)]
+    assert completed == [(_Key("regression", k), k * k) for k in reversed(range(count))]
+
+
+def test_a_failing_job_names_itself_by_its_key():
+    pool = Pool(InProcessExecutor(), "in this process", 1)
+    jobs = [Job(_Key("classification", k), _fails if k == 2 else _square, (k,), f"fold {k} lr=0.1") for k in range(4)]
+    recorded = []
+    with pytest.raises(FitError, match=r"the fit fold 2 lr=0\.1 failed: bad value 2") as error:
+        pool.start("test", jobs).results(lambda job, _: recorded.append(job.key))
+    assert error.value.key == _Key("classification", 2)
+    assert _Key("classification", 2) not in recorded  # no record of a fit that failed
+
+
+def test_two_jobs_with_one_key_are_refused():
+    pool = Pool(InProcessExecutor(), "in this process", 1)
+    with pytest.raises(ValueError, match="two jobs share a key"):
+        pool.start("test", [Job(_Key("regression", 0), _square, (k,), "f") for k in range(2)])
 
 
 def test_local_workers_run_below_the_stages_priority(monkeypatch):

@@ -147,7 +147,7 @@ def test_a_grid_expands_to_every_combination_with_fold_seeds():
     combos = {(job.args[2].activation, job.args[2].lr) for job in jobs}
     assert combos == {(a, lr) for a in ("sigmoid", "relu") for lr in (0.1, 0.3, 1.0)}
     for job in jobs:
-        _, _, _, repeat, fold = job.key
+        repeat, fold = job.key.repeat, job.key.fold
         assert job.args[2].seed == 20 + fold and job.args[2].epochs == 7 and job.args[3:5] == (repeat, fold)
 
 

@@ -27,8 +27,9 @@ from backprop.lab.blocks import (
     table,
 )
 from backprop.lab.mechanisms import SATURATION_SLOPE, SATURATION_Z
-from backprop.lab.protocol import OUTCOMES, mean_interval, paired_difference
+from backprop.lab.protocol import OUTCOMES, fold_summary, paired_difference
 from backprop.losses import DEFAULT_LOSS, TASKS
+from backprop.metrics import TASK_METRICS
 
 # ---- words for numbers --------------------------------------------------------------------------
 
@@ -279,7 +280,7 @@ def _cv_cells(stats: dict, metrics: list[str], task: str = "") -> list[str]:
 
 
 def _fold_stats(rows: pd.DataFrame, metrics: list[str], ratio: float) -> dict:
-    return {f"test_{m}": mean_interval(rows[f"test_{m}"], ratio) for m in metrics if f"test_{m}" in rows}
+    return fold_summary(rows, [f"test_{m}" for m in metrics], ratio)
 
 
 def effective_patience(config: dict) -> int:
@@ -369,8 +370,7 @@ def answer_21(
     held_out = pd.DataFrame(baselines["held_out"])
     for task in TASKS:
         schema, config = schemas[task], configs[task]
-        metrics = [m for m in (["mse", "accuracy", "r2"] if task == "regression" else ["log_loss", "accuracy"])
-                   if f"test_{m}" in scores[task]["summary"]]  # fmt: skip
+        metrics = [m for m in TASK_METRICS[task] if f"test_{m}" in scores[task]["summary"]]
         reference = task == "regression" and is_reference_data(schema)
         linear = "ordinary least squares" if task == "regression" else "logistic regression, C chosen on validation"
         kind = "Regressor" if task == "regression" else "Classifier"

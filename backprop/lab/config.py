@@ -232,6 +232,17 @@ class DataConfig:
         return self.tasks[name]
 
 
+def _layer_sizes(section: str, hidden: Any) -> tuple[int, ...]:
+    """``hidden`` as a tuple of layer sizes (a lone integer is one layer), each >= 1."""
+    sizes = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else hidden
+    if not isinstance(sizes, list | tuple) or not sizes:
+        raise ConfigError(f"{section}.hidden must be a non-empty list of layer sizes, got {shown(hidden)}")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"{section}.hidden sizes must be integers >= 1, got {shown(list(sizes))}")
+    return tuple(sizes)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     hidden: tuple[int, ...]
@@ -263,15 +274,7 @@ class TrainConfig:
 
     def __post_init__(self):
         s = self._section
-        hidden = self.hidden
-        if isinstance(hidden, int) and not isinstance(hidden, bool):
-            hidden = [hidden]
-        if not isinstance(hidden, list | tuple) or not hidden:
-            raise ConfigError(f"{s}.hidden must be a non-empty list of layer sizes, got {shown(self.hidden)}")
-        for size in hidden:
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise ConfigError(f"{s}.hidden sizes must be integers >= 1, got {shown(list(hidden))}")
-        object.__setattr__(self, "hidden", tuple(hidden))
+        object.__setattr__(self, "hidden", _layer_sizes(s, self.hidden))
         _choice(s, "activation", self.activation, ACTIVATIONS)
         _number(s, "lr", self.lr, above=0)
         _number(s, "epochs", self.epochs, integer=True, minimum=1)
@@ -410,6 +413,20 @@ def _task_names(section: str, tasks: Any) -> None:
         raise ConfigError(f"{section}.tasks must be a non-empty list of task names (keys of data), got {tasks!r}")
 
 
+def _grid_values(section: str, key: str, values: Any) -> None:
+    """A grid key's values: a non-empty list, no two the same setting."""
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{section}.grid.{key} must be a non-empty list, got {shown(values)}")
+    seen: dict = {}
+    for value in values:
+        same = seen.setdefault(_canonical(key, value), value)
+        if same is not value:
+            raise ConfigError(
+                f"{section}.grid.{key} lists one value twice: {shown(same)} and {shown(value)} "
+                f"(the same {key}); every grid value must differ"
+            )
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """One sweep: every combination of the ``grid``'s values (a 1-D sweep is a grid of one key),
@@ -429,16 +446,7 @@ class SweepSpec:
             if key not in SWEEPABLE:
                 raise ConfigError(f"{s}: {shown(key)} is not a sweepable train key; valid: {sorted(SWEEPABLE)}")
         for key, values in self.grid.items():
-            if not isinstance(values, list) or not values:
-                raise ConfigError(f"{s}.grid.{key} must be a non-empty list, got {shown(values)}")
-            seen = {}
-            for value in values:
-                same = seen.setdefault(_canonical(key, value), value)
-                if same is not value:
-                    raise ConfigError(
-                        f"{s}.grid.{key} lists one value twice: {shown(same)} and {shown(value)} "
-                        f"(the same {key}); every grid value must differ"
-                    )
+            _grid_values(s, key, values)
         if not isinstance(self.fixed, dict):
             raise ConfigError(f"{s}.fixed must map train keys to values, got {shown(self.fixed)}")
         both = sorted(set(self.grid) & set(self.fixed))

@@ -100,14 +100,14 @@ def _tuned(comparison: dict, task: str) -> tuple[str, dict] | None:
     return min(found, key=lambda item: number(item[1]["tuned"], "mean"), default=None)
 
 
-def headline_capped(scores: dict | None, epochs: int | None) -> tuple[int, int] | None:
-    """(headline fits still improving at the epoch budget, learned fits): a fit whose best epoch is
-    the budget's last was stopped by the budget, not by early stopping. None without the scores."""
-    if not scores or not epochs:
+def headline_capped(scores: dict | None) -> tuple[int, int] | None:
+    """(headline fits still improving at the epoch budget, learned fits): the folds that learned
+    and were ``still_improving`` (stopped by the budget, not by early stopping), as summary.csv
+    counts them in ``capped``. None without the scores."""
+    if not scores:
         return None
     learned = [f for f in scores.get("folds", []) if f.get("outcome", "learned") == "learned"]
-    capped = sum(1 for f in learned if f.get("best_epoch") is not None and int(f["best_epoch"]) >= int(epochs) - 1)
-    return capped, len(learned)
+    return sum(1 for f in learned if f.get("still_improving")), len(learned)
 
 
 def reach_words(difference: dict, capped: tuple[int, int] | None = None) -> str:

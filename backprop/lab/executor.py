@@ -8,7 +8,7 @@
 A fit's result never depends on where or in which order it ran: its seed comes from its own
 coordinates (the caller puts it in the config), and every fit runs with one BLAS thread, so the
 floating-point reductions are the same in a worker, in this process and on a cluster. Only the
-stage's process talks to MLflow: it consumes results as they complete (``completed``).
+stage's process talks to MLflow: it consumes results as they complete (``Running.results``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,7 +44,31 @@ class ExecutorError(RuntimeError):
 
 
 class FitError(RuntimeError):
-    """One fit raised; the message names the fit and its error."""
+    """One fit raised; the message names the fit and its error, ``key`` its coordinates."""
+
+    def __init__(self, message: str, key: Hashable = None):
+        super().__init__(message)
+        self.key = key
+
+
+class Running:
+    """Jobs a pool has started: ``results`` collects them."""
+
+    def __init__(self, pool: Pool, jobs: Sequence[Job], futures: dict):
+        self.pool, self.jobs, self._futures = pool, jobs, futures
+
+    def results(self, each: Callable[[Job, Any], None] | None = None, progress=None) -> list:
+        """Every job's result, in the jobs' order whichever order they completed in. As each
+        completes, ``each(job, result)`` (what the stage records of it: its MLflow run) and
+        ``progress.update()``."""
+        done = {}
+        for job, result in self.pool.completed(self._futures):
+            if each is not None:
+                each(job, result)
+            if progress is not None:
+                progress.update()
+            done[job.key] = result
+        return [done[job.key] for job in self.jobs]
 
 
 def _worker_start() -> None:
@@ -135,16 +159,20 @@ class Pool:
                 flush=True,
             )
 
-    def start(self, stage: str, jobs: Sequence[Job], estimate: Callable[[], Sequence[float]]) -> dict:
-        """``submit`` the jobs and ``announce`` them with ``estimate()`` (seconds per fit, from a
-        few epochs timed here). Workers start on the jobs first, so the timing overlaps their fits
-        instead of delaying them; in this process (one worker) each fit runs as it is submitted, so
-        the announcement comes first."""
-        if isinstance(self.executor, InProcessExecutor):
+    def start(self, stage: str, jobs: Sequence[Job], estimate: Callable[[], Sequence[float]] | None = None) -> Running:
+        """Fan the jobs out (``submit``) and ``announce`` them with ``estimate()`` (seconds per fit,
+        from a few epochs timed here; no estimate, no announcement). Workers start on the jobs
+        first, so the timing and whatever the stage sets up next (MLflow) overlap their fits; in
+        this process (one worker) each fit runs as it is submitted, so the announcement comes first."""
+        keys = [job.key for job in jobs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{stage}: two jobs share a key; results are ordered by key")
+        if estimate is not None and isinstance(self.executor, InProcessExecutor):
             self.announce(stage, estimate())
-            return self.submit(jobs)
-        running = self.submit(jobs)
-        self.announce(stage, estimate())
+            return Running(self, jobs, self.submit(jobs))
+        running = Running(self, jobs, self.submit(jobs))
+        if estimate is not None:
+            self.announce(stage, estimate())
         return running
 
     def share(self, value: Any) -> Any:
@@ -181,7 +209,7 @@ class Pool:
                 if type(error).__name__ == "KilledWorker":  # Dask gave up on it after workers died
                     raise ExecutorError(f"Dask workers kept dying during the fit {job.describe}") from None
                 message = str(error).splitlines()[0] if str(error) else type(error).__name__
-                raise FitError(f"the fit {job.describe} failed: {message}") from error
+                raise FitError(f"the fit {job.describe} failed: {message}", job.key) from error
             COSTS.fits += 1
             yield job, result
 

@@ -16,7 +16,8 @@ _blas = None  # this process's threadpoolctl controller, made on its first fit
 
 @dataclass(frozen=True)
 class Job:
-    """One fit: ``fn(*args)`` at coordinates ``key`` (what the outputs are ordered and named by)."""
+    """One fit: ``fn(*args)`` at coordinates ``key`` (what the outputs are ordered and named by: a
+    frozen dataclass or a name, read by field, never by position)."""
 
     key: Hashable
     fn: Callable

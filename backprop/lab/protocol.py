@@ -180,6 +180,13 @@ def mean_interval(values: Sequence[float], test_train_ratio: float = 0.0) -> dic
     return result
 
 
+def fold_summary(fits, columns: Sequence[str], test_train_ratio: float = 0.0) -> dict[str, dict]:
+    """The summary over folds: ``mean_interval`` of each of ``columns`` (``<split>_<metric>``) that
+    the table ``fits`` has, in their order. metrics/<task>-scores.json, summary.csv and the
+    report's tables all give it over the fits that learned (or over a baseline's folds)."""
+    return {column: mean_interval(fits[column], test_train_ratio) for column in columns if column in fits}
+
+
 def paired_difference(
     a: Sequence[float], b: Sequence[float], *, lower_is_better: bool = True, test_train_ratio: float = 0.0
 ) -> dict:

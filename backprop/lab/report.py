@@ -138,11 +138,7 @@ def build(inputs: ReportInputs) -> dict:
     settings = control.headline_settings(
         configs.get(controls[0]) if controls else None, inputs.overrides.get(controls[0]) if controls else None
     )
-    capped = (
-        control.headline_capped(inputs.scores.get(controls[0]), configs.get(controls[0], {}).get("epochs"))
-        if controls
-        else None
-    )
+    capped = control.headline_capped(inputs.scores.get(controls[0])) if controls else None
     add_control(questions, comparison, inputs.schemas, settings, capped)
     add_rate_units(questions, inputs.sweep_specs)
     appendix = [block for s in questions for block in s["appendix"]]

@@ -4,18 +4,20 @@ stage; its tables (results, curves, summary). No I/O."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from backprop.lab.config import SweepConfig, TrainConfig
-from backprop.lab.datasets import Dataset
+from backprop.lab.config import CurvesConfig, SweepConfig, SweepSpec, TrainConfig
+from backprop.lab.datasets import SPLITS, Dataset, fold_rows
 from backprop.lab.jobs import Job
 from backprop.lab.mechanisms import peak_epoch
-from backprop.lab.protocol import OUTCOMES, fit_seed, mean_interval
+from backprop.lab.protocol import OUTCOMES, fit_seed, fold_summary, overlap_ratio
 from backprop.lab.thinning import downsample_steps
 from backprop.lab.training import RunResult, describe_config, fit_fold, initial_lr_limit
+from backprop.metrics import SUMMARY_METRICS
 
 # The settings that fix the loss surface at initialisation: one lr limit per combination.
 LIMIT_KEYS = ("hidden", "activation", "loss", "init")
@@ -26,6 +28,26 @@ def cell(value):
     if isinstance(value, list | tuple):
         return int(value[0]) if len(value) == 1 else "-".join(map(str, value))
     return value
+
+
+@dataclass(frozen=True)
+class FitKey:
+    """A fit's coordinates: its task, repeat and fold, and in a sweep its grid point (the index
+    in ``SweepConfig.configs``; the train stage has one setting per task)."""
+
+    task: str
+    repeat: int
+    fold: int
+    point: int = 0
+
+
+@dataclass(frozen=True)
+class LimitKey:
+    """An lr-limit estimate's coordinates: the network at initialisation (``limit_key``), the fold."""
+
+    network: tuple
+    repeat: int
+    fold: int
 
 
 def fold_config(config: TrainConfig, repeat: int, fold: int, folds: int) -> TrainConfig:
@@ -49,7 +71,7 @@ def sweep_jobs(
                 where += f" (sweep {name}, repeat {repeat}, fold {fold}, {task}"
                 jobs.append(
                     Job(
-                        key=("fit", task, index, repeat, fold),
+                        key=FitKey(task, repeat, fold, index),
                         fn=fit_fold,
                         args=(shared[task], kind, seeded, repeat, fold),
                         describe=f"{where}; {describe_config(seeded)})",
@@ -75,7 +97,7 @@ def limit_jobs(
                 seeded = fold_config(config, repeat, fold, folds)
                 jobs.append(
                     Job(
-                        key=("limit", network, repeat, fold),
+                        key=LimitKey(network, repeat, fold),
                         fn=initial_lr_limit,
                         args=(shared[task], kind, seeded, repeat, fold),
                         describe=f"lr limit of {describe_config(seeded)} repeat {repeat} fold {fold} on {task}",
@@ -185,7 +207,7 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
         row = {"task": task} | dict(zip(keys, values, strict=True)) | {"fits": len(fits)}
         row |= {name: int((fits["outcome"] == name).sum()) for name in OUTCOMES}
         learned = fits[fits["outcome"] == "learned"]
-        row["capped"] = int(learned["still_improving"].sum())
+        row["capped"] = int(learned["still_improving"].sum())  # stopped by the epoch budget
         row["best_epoch_mean"] = float(learned["best_epoch"].mean()) if learned["best_epoch"].notna().any() else np.nan
         row["peak_train_loss_ratio_max"] = float(learned["peak_train_loss_ratio"].max()) if len(learned) else np.nan
         if "peak_train_loss_epoch" in learned:
@@ -200,15 +222,74 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
                 for suffix, part in (("mean", fits), ("not_learned_mean", failed)):
                     values = part[measure]
                     row[f"{measure}_{suffix}"] = float(values.mean()) if values.notna().any() else np.nan
-        for metric in metrics[task]:
-            for split in ("train", "val", "test"):
-                column = f"{split}_{metric}"
-                if column not in fits:
-                    continue
-                stats = mean_interval(learned[column].to_numpy(dtype=float), ratios[task])
-                row |= {f"{column}_{name}": value for name, value in stats.items() if name != "n"}
+        columns = [f"{split}_{metric}" for metric in metrics[task] for split in SPLITS]
+        for column, stats in fold_summary(learned, columns, ratios[task]).items():
+            row |= {f"{column}_{name}": value for name, value in stats.items() if name != "n"}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def fit_tables(
+    keys: Sequence[FitKey],
+    results: Sequence[RunResult],
+    points: Mapping[str, list],
+    spec: SweepSpec,
+    kept: CurvesConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """results.csv and curves.csv: a row (and a curve) per fit, in the order of ``keys``;
+    ``points``: task -> its (point, config) pairs (``SweepConfig.configs``)."""
+    rows, curves = [], []
+    for key, result in zip(keys, results, strict=True):
+        point = points[key.task][key.point][0]
+        rows.append(result_row(key.task, point, key.repeat, key.fold, result, spec.reach))
+        curves.append(
+            curve_rows(
+                key.task,
+                point,
+                key.repeat,
+                key.fold,
+                result,
+                epochs=result.config.epochs,
+                points=kept.points,
+                first=kept.first_epochs,
+            )
+        )
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+
+
+def summary_table(
+    table: pd.DataFrame,
+    limits: Sequence[LimitKey],
+    limit_results: Sequence[dict],
+    spec: SweepSpec,
+    points: Mapping[str, list],
+    datasets: Mapping[str, Dataset],
+) -> tuple[pd.DataFrame, list[str]]:
+    """summary.csv (``summarise`` of results.csv, with each point's network's lr limits averaged
+    over its folds) and the names of the lr-limit columns."""
+    kinds = {task: data.kind for task, data in datasets.items()}
+    ratios = {task: overlap_ratio(fold_rows(data)) for task, data in datasets.items()}
+    summary = summarise(table, spec.keys, {task: SUMMARY_METRICS[kind] for task, kind in kinds.items()}, ratios)
+    networks = [limit_key(task, config, kinds[task]) for task in spec.tasks for _, config in points[task]]
+    columns = limit_columns(limits, limit_results, networks)
+    for column, values in columns.items():
+        summary[column] = values
+    return summary, list(columns)
+
+
+def limit_columns(
+    keys: Sequence[LimitKey], results: Sequence[dict], networks: Sequence[tuple]
+) -> dict[str, list[float]]:
+    """summary.csv's lr-limit columns: for each of ``networks`` (a summary row's), its mean over its folds."""
+    limit: dict[tuple, list] = {}
+    for key, result in zip(keys, results, strict=True):
+        limit.setdefault(key.network, []).append(result)
+    columns = dict.fromkeys(column for folds in limit.values() for fold in folds for column in fold)
+    # lr_limit_unscaled: only a scaled regression target has one
+    return {
+        column: [float(np.mean([fold.get(column, np.nan) for fold in limit[network]])) for network in networks]
+        for column in columns
+    }
 
 
 def best_points(summary: pd.DataFrame, by: list[str], loss_by_task: Mapping[str, str]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import pandas as pd
 from backprop.lab.config import TrainConfig
 from backprop.lab.datasets import SPLITS, Dataset, Prepared, all_rows, fold_data
 from backprop.lab.mechanisms import closed_form_lr_limit, sharpness, unit_measures
-from backprop.lab.protocol import OUTCOMES, mean_interval, outcome
+from backprop.lab.protocol import OUTCOMES, fold_summary, outcome
 from backprop.losses import DEFAULT_LOSS
 from backprop.metrics import TASK_METRICS, classification_metrics, regression_metrics
 from backprop.mlp import MLP, History
@@ -69,13 +69,8 @@ def cv_scores(rows: list[dict], task: str, test_train_ratio: float) -> dict:
     """metrics/<task>-scores.json: every fold's row, and per split and metric the mean, std and
     95% interval over the folds that learned, with the count of each outcome."""
     table = pd.DataFrame(rows)
-    learned = table[table["outcome"] == "learned"]
-    summary = {
-        f"{split}_{metric}": mean_interval(learned[f"{split}_{metric}"], test_train_ratio)
-        for split in SPLITS
-        for metric in TASK_METRICS[task]
-        if f"{split}_{metric}" in table
-    }
+    columns = [f"{split}_{metric}" for split in SPLITS for metric in TASK_METRICS[task]]
+    summary = fold_summary(table[table["outcome"] == "learned"], columns, test_train_ratio)
     outcomes = {name: int((table["outcome"] == name).sum()) for name in OUTCOMES}
     return {"folds": rows, "summary": summary, "outcomes": outcomes}
 
