@@ -46,8 +46,8 @@ THROUGHPUT_SWEEP = "activation"  # the sweep whose fits measure training through
 THROUGHPUT = """
 import json, sys, time
 from backprop.lab.config import load_sweep, load_train, read_params
+from backprop.lab.datafiles import load_prepared
 from backprop.lab.executor import fit_pool
-from backprop.lab.io import load_prepared
 from backprop.lab.sweeps import sweep_jobs
 
 name = sys.argv[1]
@@ -152,8 +152,8 @@ def throughput(clone: Path, workers: int) -> dict:
 SOLO = """
 import time
 from backprop.lab.config import load_train, read_params
-from backprop.lab.executor import one_blas_thread
-from backprop.lab.io import load_prepared
+from backprop.lab.datafiles import load_prepared
+from backprop.lab.jobs import one_blas_thread
 from backprop.lab.training import fit_fold
 
 train = load_train(read_params())
@@ -195,7 +195,7 @@ def mlflow_floor(scratch: Path) -> float:
     """CPU milliseconds per run of MLflow's client alone (best of four loops of 50 runs)."""
     folder = scratch / "mlflow-floor"
     folder.mkdir()
-    environment = os.environ | {"PYTHONPATH": str(ROOT), "DVC_ROOT": str(folder), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    environment = os.environ | {"PYTHONPATH": str(ROOT), "DVC_ROOT": str(folder)}
     environment.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(
         [sys.executable, "-c", MLFLOW_FLOOR], cwd=folder, env=environment, check=True, capture_output=True, text=True

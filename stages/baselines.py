@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 from backprop.lab.baselines import all_rows_baselines, fold_baselines, fold_sklearn_mlp, sklearn_mlp
 from backprop.lab.config import load_kinds, load_tracking, load_train, read_params
-from backprop.lab.executor import Job, fit_pool
-from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs
+from backprop.lab.datafiles import load_prepared
+from backprop.lab.executor import fit_pool
+from backprop.lab.jobs import Job
+from backprop.lab.outputs import staged_outputs
+from backprop.lab.stage_run import progress_bar, run_stage
 from backprop.lab.sweeps import fold_config
 from backprop.lab.tracking import Tracker, model_metrics, run_tags
 from backprop.lab.training import describe_config, fit_all_rows, fit_estimates, run_params

@@ -19,9 +19,11 @@ from backprop.lab.comparisons import (
     settings_compared,
 )
 from backprop.lab.config import load_kinds, load_sweep, read_params
+from backprop.lab.datafiles import read_csv
 from backprop.lab.datasets import TRUE_FUNCTION
-from backprop.lab.io import read_csv, run_stage, staged_outputs
+from backprop.lab.outputs import staged_outputs
 from backprop.lab.protocol import overlap_ratio
+from backprop.lab.stage_run import run_stage
 
 
 def main() -> None:

@@ -9,8 +9,10 @@ import pandas as pd
 from backprop.lab import figures
 from backprop.lab.blocks import LABELS
 from backprop.lab.config import load_data, load_sweep, load_tracking, read_params
-from backprop.lab.executor import Job, fit_pool
-from backprop.lab.io import run_stage, staged_outputs
+from backprop.lab.executor import fit_pool
+from backprop.lab.jobs import Job
+from backprop.lab.outputs import staged_outputs
+from backprop.lab.stage_run import run_stage
 from backprop.lab.tracking import Tracker
 from backprop.losses import DEFAULT_LOSS
 

@@ -5,8 +5,10 @@ import argparse
 import hashlib
 
 from backprop.lab.config import load_data, read_params
+from backprop.lab.datafiles import read_csv, sha256, write_prepared
 from backprop.lab.datasets import GENERATORS, prepare, schema, to_arrays
-from backprop.lab.io import read_csv, run_stage, sha256, staged_outputs, write_prepared
+from backprop.lab.outputs import staged_outputs
+from backprop.lab.stage_run import run_stage
 
 
 def main() -> None:

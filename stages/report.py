@@ -11,10 +11,12 @@ from pathlib import Path
 import pandas as pd
 
 from backprop.lab.config import load_kinds, load_sweep, load_train, read_params
-from backprop.lab.io import run_stage, staged_outputs
+from backprop.lab.digests import DIGEST_TAG, stage_digest
+from backprop.lab.outputs import staged_outputs
 from backprop.lab.protocol import overlap_ratio
 from backprop.lab.report import ReportInputs, build, render_html, render_markdown
-from backprop.lab.tracking import DIGEST_TAG, redact, stage_digest
+from backprop.lab.stage_run import run_stage
+from backprop.lab.store import redact
 
 PACKAGES = ("numpy", "pandas", "matplotlib", "mlflow", "dvc", "scikit-learn", "Jinja2")
 

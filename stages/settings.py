@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 from backprop.lab.config import load_kinds, load_sweep, load_train, read_params
-from backprop.lab.io import run_stage, staged_outputs
+from backprop.lab.outputs import staged_outputs
+from backprop.lab.stage_run import run_stage
 
 
 def main() -> None:

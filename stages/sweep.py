@@ -20,8 +20,11 @@ import numpy as np
 import pandas as pd
 
 from backprop.lab.config import SweepConfig, load_curves, load_tracking, read_params, section
-from backprop.lab.executor import Job, fit_pool
-from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
+from backprop.lab.datafiles import load_prepared
+from backprop.lab.executor import fit_pool
+from backprop.lab.jobs import Job
+from backprop.lab.outputs import staged_outputs, write_table
+from backprop.lab.stage_run import progress_bar, run_stage
 from backprop.lab.sweeps import (
     FitKey,
     best_points,

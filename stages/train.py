@@ -12,10 +12,13 @@ from pathlib import Path
 
 from backprop.lab.blocks import LABELS
 from backprop.lab.config import load_kinds, load_tracking, load_train, read_params
+from backprop.lab.datafiles import load_prepared
 from backprop.lab.datasets import fold_data, fold_rows
-from backprop.lab.executor import Job, fit_pool
-from backprop.lab.io import load_prepared, progress_bar, run_stage, staged_outputs, write_table
+from backprop.lab.executor import fit_pool
+from backprop.lab.jobs import Job
+from backprop.lab.outputs import staged_outputs, write_table
 from backprop.lab.protocol import overlap_ratio
+from backprop.lab.stage_run import progress_bar, run_stage
 from backprop.lab.sweeps import FitKey, fold_config, result_row
 from backprop.lab.tracking import (
     Tracker,

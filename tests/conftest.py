@@ -20,9 +20,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+from backprop.lab import TELEMETRY_OFF  # importing it turns telemetry off in this process
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tasks of the project's params.yaml (every key of `data` but the protocol's), which scratch folders train.
@@ -78,7 +76,7 @@ def pipeline_env(**extra):
     point the copy at this checkout (an MLflow server, a DVC root)."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_STAGE")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(CI="1", MLFLOW_DISABLE_TELEMETRY="true", DVC_NO_ANALYTICS="1", DO_NOT_TRACK="1")
+    env.update(CI="1", **TELEMETRY_OFF)
     return env | extra
 
 

@@ -9,7 +9,7 @@ import yaml
 from conftest import ROOT, call_stage, pipeline_env
 
 from backprop.lab.config import ConfigError, load_data, load_sweep, load_train, read_params
-from backprop.lab.io import STAGING_DIR
+from backprop.lab.outputs import STAGING_DIR
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 DIABETES_HEADER = "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6,progression\n"

@@ -26,11 +26,11 @@ from backprop.lab.executor import (
     ExecutorError,
     FitError,
     InProcessExecutor,
-    Job,
     Pool,
     fit_pool,
     worker_count,
 )
+from backprop.lab.jobs import Job
 
 SWEEP = [
     *("-m", "stages.sweep", "lr", "--settings", "settings/lr.json", "--prepared", "data/prepared"),

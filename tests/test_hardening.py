@@ -32,7 +32,7 @@ from conftest import (
 from mlflow import MlflowClient
 
 from backprop.lab.config import ConfigError
-from backprop.lab.io import STAGING_DIR
+from backprop.lab.outputs import STAGING_DIR
 
 TRAIN = [
     "-m",

@@ -13,7 +13,7 @@ import yaml
 from conftest import TINY, run
 from mlflow import MlflowClient
 
-from backprop.lab.io import STAGING_DIR
+from backprop.lab.outputs import STAGING_DIR
 from backprop.lab.protocol import OUTCOMES
 
 pytestmark = pytest.mark.e2e

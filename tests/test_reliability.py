@@ -21,8 +21,10 @@ import yaml
 from conftest import ROOT, TASK_NAMES, free_port, pipeline_env, runs_in, scratch, stage
 from test_hardening import TRAIN
 
-from backprop.lab import io
-from backprop.lab.tracking import redact, tracking_uri
+from backprop.lab.failures import environment_message
+from backprop.lab.outputs import STAGING_DIR, remove_stale_staging, staged_outputs
+from backprop.lab.processes import pid_alive
+from backprop.lab.store import redact, tracking_uri
 
 OUTPUTS = ("models", "metrics", "plots", "runs")
 
@@ -61,11 +63,11 @@ def test_relative_store_uris_resolve_at_the_project_root(monkeypatch, uri, resol
 
 def test_environment_failures_are_one_line_naming_the_thing():
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "metrics/regression.json")
-    assert io.environment_message(full) == "metrics/regression.json: no space left on the device (disk full)"
+    assert environment_message(full) == "metrics/regression.json: no space left on the device (disk full)"
     read_only = OSError(errno.EROFS, os.strerror(errno.EROFS), "/store/mlartifacts/1")
-    assert io.environment_message(read_only) == "/store/mlartifacts/1: read-only file system"
-    assert io.environment_message(MemoryError("Unable to allocate 9 GiB")).startswith("out of memory: Unable")
-    assert io.environment_message(KeyError("x")) is None  # a bug keeps its traceback
+    assert environment_message(read_only) == "/store/mlartifacts/1: read-only file system"
+    assert environment_message(MemoryError("Unable to allocate 9 GiB")).startswith("out of memory: Unable")
+    assert environment_message(KeyError("x")) is None  # a bug keeps its traceback
 
 
 def dead_pid() -> int:
@@ -75,13 +77,13 @@ def dead_pid() -> int:
 
 
 def test_stale_staging_of_dead_stages_is_removed(tmp_path):
-    root = tmp_path / io.STAGING_DIR
+    root = tmp_path / STAGING_DIR
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         for pid in (dead_pid(), live.pid):
             (root / str(pid) / "0").mkdir(parents=True)
             (root / str(pid) / "0" / "regression.json").write_text("{}")
-        io.remove_stale_staging(root)
+        remove_stale_staging(root)
         assert [p.name for p in root.iterdir()] == [str(live.pid)]
     finally:
         live.kill()
@@ -90,13 +92,13 @@ def test_stale_staging_of_dead_stages_is_removed(tmp_path):
 
 def test_outputs_are_staged_outside_their_folders(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with io.staged_outputs() as outputs:
+    with staged_outputs() as outputs:
         temporary = outputs.path("metrics/regression.json")
         temporary.write_text("{}")
-        assert temporary.is_relative_to(tmp_path / io.STAGING_DIR / str(os.getpid()))
+        assert temporary.is_relative_to(tmp_path / STAGING_DIR / str(os.getpid()))
         assert temporary.name == "regression.json" and not (tmp_path / "metrics").exists()
     assert (tmp_path / "metrics" / "regression.json").read_text() == "{}"
-    assert not (tmp_path / io.STAGING_DIR).exists()
+    assert not (tmp_path / STAGING_DIR).exists()
 
 
 # ---- real stages, real signals ---------------------------------------------------------------------
@@ -132,7 +134,7 @@ def test_after_kill_9_no_staging_is_left_under_outputs_and_the_next_run_cleans_u
     try:
         for task in TASK_NAMES:  # the stage opens one run per task, one after another
             wait_for_run(folder, task)
-        staged = folder / io.STAGING_DIR / str(process.pid)
+        staged = folder / STAGING_DIR / str(process.pid)
         deadline = time.monotonic() + 60  # both tasks train at once: wait for regression's staged outputs
         while time.monotonic() < deadline and not (staged.is_dir() and any(staged.rglob("history.csv"))):
             time.sleep(0.2)
@@ -142,7 +144,7 @@ def test_after_kill_9_no_staging_is_left_under_outputs_and_the_next_run_cleans_u
         process.kill()
         process.wait()
     assert not any((folder / name).exists() for name in OUTPUTS), "staging inside a declared output"
-    assert (folder / io.STAGING_DIR / str(process.pid)).is_dir()
+    assert (folder / STAGING_DIR / str(process.pid)).is_dir()
     assert "RUNNING" in [r.info.status for r in runs_in(folder)]
 
     params = yaml.safe_load((folder / "params.yaml").read_text())
@@ -150,7 +152,7 @@ def test_after_kill_9_no_staging_is_left_under_outputs_and_the_next_run_cleans_u
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = stage(folder, TRAIN)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert not (folder / io.STAGING_DIR).exists()
+    assert not (folder / STAGING_DIR).exists()
     assert not [p for name in OUTPUTS for p in (folder / name).rglob(".*")]
     killed = [r for r in runs_in(folder) if r.data.tags.get("pid") == str(process.pid) and "fold" not in r.data.tags]
     # Every task's run stays open until the stage ends, so the kill leaves them RUNNING: FAILED now.
@@ -183,16 +185,16 @@ def test_a_stage_whose_parent_dies_ends_itself(tmp_path, prepared):
         parent.send_signal(signal.SIGTERM)  # dvc ended by its user or its CI job
         parent.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and io.pid_alive(child):
+        while time.monotonic() < deadline and pid_alive(child):
             time.sleep(0.1)
-        assert not io.pid_alive(child), "the stage trains on as an orphan"
+        assert not pid_alive(child), "the stage trains on as an orphan"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
         parent.kill()
         parent.wait()
     assert [r.info.status for r in runs_in(folder)] == ["KILLED"] * len(TASK_NAMES)  # every task trains at once
-    assert not (folder / io.STAGING_DIR).exists()
+    assert not (folder / STAGING_DIR).exists()
 
 
 # ---- the machine failing -----------------------------------------------------------------------------

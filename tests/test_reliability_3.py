@@ -27,7 +27,7 @@ import yaml
 from conftest import ROOT, free_port, pipeline_env, runs_in, scratch, stage, with_sweeps
 from test_bad_input import PARAMS, with_changes
 
-from backprop.lab import executor, io
+from backprop.lab import datafiles, executor, failures
 from backprop.lab.config import (
     MAX_EXPANDED_VALUES,
     SHOWN_CHARACTERS,
@@ -246,7 +246,7 @@ def test_a_huge_header_field_is_one_line(tmp_path):
     path = tmp_path / "wide.csv"
     path.write_text("age," + "x" * (140 * 1024) + ",progression\n1,2,3\n4,5,6\n")
     with pytest.raises(DataError) as error:
-        io.read_csv(path)
+        datafiles.read_csv(path)
     assert str(error.value) == (
         f"{path} is not a readable CSV: a header field is longer than 131072 characters (a column name?)"
     )
@@ -412,7 +412,7 @@ def test_a_locked_store_says_database_is_locked_not_the_autoflush_hint(tmp_path)
         holder.close()
         engine.dispose()
     assert str(chain).startswith("(raised as a result of Query-invoked autoflush")
-    message = io.environment_message(chain)
+    message = failures.environment_message(chain)
     assert message.endswith("failed: database is locked (another process holds a write lock on it for too long)")
 
 

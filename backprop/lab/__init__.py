@@ -5,9 +5,13 @@ Imported by the stages in ``stages/``; the engine itself (``backprop``) needs no
 
 import os
 
-# Before anything imports MLflow or DVC: nothing here may reach the network.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# Nothing here may reach the network: MLflow's telemetry and DVC's analytics stay off in this
+# process and in every one it starts (the tests' and benchmarks' subprocesses take them from here;
+# the Makefile exports the same for the commands it runs).
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1"}
+
+# Before anything imports MLflow or DVC.
+for _name, _value in TELEMETRY_OFF.items():
+    os.environ.setdefault(_name, _value)
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -160,7 +160,7 @@ def fit_sklearn_mlp(task: str, config: TrainConfig, prepared: Prepared) -> dict:
 def fit_logistic(prepared: Prepared) -> dict:
     """Logistic regression with C chosen by validation log loss over ``LOGISTIC_C``, fitted on
     the training part (as our network is), scored on all three splits, with the C chosen."""
-    chosen, best_loss = None, math.inf
+    chosen, best_loss = LOGISTIC_C[0], math.inf
     for C in LOGISTIC_C:
         scores = fit_and_score("classification", linear_model("classification", C), prepared, score_splits=["val"])
         if scores["val"]["log_loss"] < best_loss:
@@ -173,10 +173,12 @@ def true_function_scores(dataset: Dataset, prepared: Prepared) -> dict[str, dict
     """A generated table's true function f scored on one fold's splits as a model would be:
     {split: scores}. It is fitted on nothing; its MSE on a split is the noise variance those
     rows realised (noise² only in expectation)."""
-    truth = TRUE_FUNCTIONS[dataset.generator]
+    truth, rows = TRUE_FUNCTIONS[dataset.generator], prepared.rows
+    if rows is None:
+        raise ValueError("the true function needs the fold's row numbers (Prepared.rows)")
     return {
         split: regression_metrics(
-            prepared.y[split], truth(dataset.X[prepared.rows[split]]), with_accuracy=prepared.with_accuracy
+            prepared.y[split], truth(dataset.X[rows[split]]), with_accuracy=prepared.with_accuracy
         )
         for split in SPLITS
     }

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import ctypes
 import multiprocessing
 import os
 import signal
@@ -23,11 +22,13 @@ import socket
 import sys
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from backprop.lab.config import shown
+from backprop.lab.counters import COSTS
+from backprop.lab.jobs import Job, one_blas_thread
+from backprop.lab.processes import end_with_parent
 
 WORKERS_VARIABLE = "BACKPROP_WORKERS"
 BUDGET_VARIABLE = "BACKPROP_STAGE_BUDGET"  # seconds a stage's fits may take before it warns
@@ -35,11 +36,7 @@ DEFAULT_BUDGET_SECONDS = 3600
 SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
 CONNECT_TIMEOUT_SECONDS = 10  # an unreachable or mute scheduler fails well within 30 s
 WORKERS_TIMEOUT_SECONDS = 10  # for a scheduler with no worker yet to get one
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 WORKER_NICENESS = 10  # a local worker's priority below the stage's (os.nice)
-
-_blas = None  # this process's threadpoolctl controller, made on its first fit
-fits_completed = 0  # in this stage; benchmarks/pipeline.py reports it
 
 
 class ExecutorError(RuntimeError):
@@ -52,17 +49,6 @@ class FitError(RuntimeError):
     def __init__(self, message: str, key: Hashable = None):
         super().__init__(message)
         self.key = key
-
-
-@dataclass(frozen=True)
-class Job:
-    """One fit: ``fn(*args)`` at coordinates ``key`` (what the outputs are ordered and named by: a
-    frozen dataclass or a name, read by field, never by position)."""
-
-    key: Hashable
-    fn: Callable
-    args: tuple
-    describe: str  # the fit's point and params, for an error message
 
 
 class Running:
@@ -85,18 +71,6 @@ class Running:
         return [done[job.key] for job in self.jobs]
 
 
-def one_blas_thread(fn: Callable, *args, **kwargs) -> Any:
-    """Run ``fn(*args)`` with one BLAS thread: the same reductions whatever the executor, and no
-    oversubscription when every core already runs a fit."""
-    global _blas
-    from threadpoolctl import ThreadpoolController
-
-    if _blas is None:
-        _blas = ThreadpoolController()
-    with _blas.limit(limits=1, user_api="blas"):
-        return fn(*args, **kwargs)
-
-
 def _worker_start() -> None:
     # Ctrl-C reaches the whole process group; the stage alone decides, and ends the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -107,9 +81,7 @@ def _worker_start() -> None:
     # and the workers take every cycle it leaves.
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
-    if sys.platform.startswith("linux"):  # die with the pool's parent, even after a kill -9
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    end_with_parent(signal.SIGKILL)  # even after a kill -9 of the stage
 
 
 class InProcessExecutor(cf.Executor):
@@ -221,7 +193,6 @@ class Pool:
         """Yield (job, result) as each job completes, submitting them first unless ``submit``
         did. A fit that raises ends the stage with a FitError naming it; a pool that breaks, with
         an ExecutorError."""
-        global fits_completed
         futures = jobs if isinstance(jobs, dict) else self.submit(jobs)
         for future in cf.as_completed(futures):
             job = futures[future]
@@ -239,7 +210,7 @@ class Pool:
                     raise ExecutorError(f"Dask workers kept dying during the fit {job.describe}") from None
                 message = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise FitError(f"the fit {job.describe} failed: {message}", job.key) from error
-            fits_completed += 1
+            COSTS.fits += 1
             yield job, result
 
     def close(self, *, abort: bool) -> None:

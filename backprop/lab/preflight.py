@@ -18,7 +18,7 @@ from backprop.lab.datasets import DataError
 
 def check_data_paths(params: dict) -> None:
     """Each data path must be a regular file (a symlink to one is fine): DVC hashes it whole."""
-    from backprop.lab.io import _not_a_file as not_a_file
+    from backprop.lab.datafiles import not_a_file
 
     data = load_data(params)
     for task, spec in data.tasks.items():

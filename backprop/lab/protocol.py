@@ -168,15 +168,15 @@ def half_width(values: np.ndarray, test_train_ratio: float = 0.0) -> float:
 
 def mean_interval(values: Sequence[float], test_train_ratio: float = 0.0) -> dict:
     """``{"mean", "std", "ci_low", "ci_high", "n"}`` of the finite ``values``."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    n = len(values)
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    n = len(finite)
     result = {"mean": math.nan, "std": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": n}
     if n:
-        result["mean"] = float(values.mean())
+        result["mean"] = float(finite.mean())
     if n >= 2:
-        half = half_width(values, test_train_ratio)
-        result |= {"std": float(values.std(ddof=1)), "ci_low": result["mean"] - half, "ci_high": result["mean"] + half}
+        half = half_width(finite, test_train_ratio)
+        result |= {"std": float(finite.std(ddof=1)), "ci_low": result["mean"] - half, "ci_high": result["mean"] + half}
     return result
 
 
@@ -197,11 +197,11 @@ def paired_difference(
     diverged fit) are left out and ``n`` counts the rest. For pairs that are folds of one
     cross-validation pass ``test_train_ratio`` (see ``half_width``).
     """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired values must match one to one, got {a.shape} and {b.shape}")
-    keep = np.isfinite(a) & np.isfinite(b)
-    difference = a[keep] - b[keep]
+    first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if first.shape != second.shape:
+        raise ValueError(f"paired values must match one to one, got {first.shape} and {second.shape}")
+    keep = np.isfinite(first) & np.isfinite(second)
+    difference = first[keep] - second[keep]
     n = len(difference)
     better = difference < 0 if lower_is_better else difference > 0
     result = {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "wins": int(better.sum()), "n": n}

@@ -20,7 +20,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
-from backprop.lab.tracking import quiet_mlflow
+from backprop.lab.store import quiet_mlflow
 from backprop.mlp import MLP
 
 quiet_mlflow()

@@ -12,10 +12,10 @@ import pandas as pd
 
 from backprop.lab.config import CurvesConfig, SweepConfig, SweepSpec, TrainConfig
 from backprop.lab.datasets import SPLITS, Dataset, fold_rows
-from backprop.lab.executor import Job
+from backprop.lab.jobs import Job
 from backprop.lab.mechanisms import peak_epoch
 from backprop.lab.protocol import OUTCOMES, fit_seed, fold_summary, overlap_ratio
-from backprop.lab.tracking import downsample_steps
+from backprop.lab.thinning import downsample_steps
 from backprop.lab.training import RunResult, describe_config, fit_fold, initial_lr_limit
 from backprop.metrics import SUMMARY_METRICS
 

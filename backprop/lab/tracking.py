@@ -1,41 +1,44 @@
-"""Everything MLflow: where the store is, runs that always end, batched logging, the model.
-
-The store: ``MLFLOW_TRACKING_URI`` when set (a team's tracking server), otherwise
-``sqlite:///<project root>/mlflow.db`` with artifacts in ``<project root>/mlartifacts``. The project
-root is ``DVC_ROOT``, which DVC sets to the user's repository also inside the temporary copies
-where ``dvc exp run --queue``/``--temp`` execute, so no run is left behind in a copy that DVC
-deletes.
+"""MLflow runs: a ``Tracker`` whose runs always end, batched logging, the registered model, and
+what each kind of run logs and is tagged with. Where the store is and what its failures mean:
+``store.py``; the stage digest that finds a run: ``digests.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
-import hashlib
-import http.client
-import logging
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
-
-import numpy as np
+from urllib.parse import urlsplit
 
 from backprop.lab.blocks import LABELS
-from backprop.lab.io import CORRUPT_STORE, MachineError, environment_message, naming, pid_alive
+from backprop.lab.counters import COSTS, spent_in_mlflow
+from backprop.lab.digests import DIGEST_LENGTH, DIGEST_TAG, content_digest, stage_digest
+from backprop.lab.failures import environment_message
+from backprop.lab.outputs import naming
+from backprop.lab.processes import at_stage_exit, defer_interrupts, pid_alive, resume_interrupts
 from backprop.lab.protocol import OUTCOMES
+from backprop.lab.store import (
+    ARTIFACTS_DIR,
+    HTTP_DEFAULTS,
+    check_reachable,
+    check_store_file,
+    fast_sqlite,
+    project_root,
+    quiet_mlflow,
+    redact,
+    shareable_uri,
+    store_lock,
+    tracking_uri,
+)
+from backprop.lab.thinning import downsample_steps
 
-DB_NAME = "mlflow.db"
 PIPELINE_TAG = "backprop.pipeline"  # the tag that finds a pipeline run's grouping run
 # A run's name carries the pipeline it belongs to, which no versioned file may hold (a DVC
 # experiment's name is not a dependency of any stage): versioned files find a run by this tag,
@@ -43,124 +46,8 @@ PIPELINE_TAG = "backprop.pipeline"  # the tag that finds a pipeline run's groupi
 KEY_TAG = "run_key"
 # MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, no runs).
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
-# Every run a stage creates carries a digest of what the stage depends on (dvc.yaml's deps and
-# params): versioned files find runs by it and by the run's name, never by an id that changes
-# with every run. Equal digests mean the same code, params and input data.
-DIGEST_TAG = "stage_digest"
-DIGEST_LENGTH = 16  # hex digits shown in tags and filter strings
-# What .dvcignore leaves out of a dependency's hash, so the digests skip it too.
-NOT_HASHED = frozenset({"__pycache__", ".backprop-staging"})
-ARTIFACTS_DIR = "mlartifacts"
 RESERVE_BYTES = 1 << 20  # disk kept free beside a SQLite store (mlflow.db.reserve) to end runs on a full disk
 HOST = socket.gethostname()
-
-# What MLflow costs this process, for benchmarks/pipeline.py: seconds inside its calls (wall, and
-# this thread's CPU: the wall also counts waiting for a core while the workers train), the same
-# for importing MLflow and opening the store, and the runs created.
-time_in_mlflow = cpu_in_mlflow = 0.0
-time_opening_mlflow = cpu_opening_mlflow = 0.0
-runs_created = 0
-
-
-@contextlib.contextmanager
-def _spent_in_mlflow(opening: bool = False) -> Iterator[None]:
-    global time_in_mlflow, cpu_in_mlflow, time_opening_mlflow, cpu_opening_mlflow
-    wall, cpu = time.perf_counter(), time.thread_time()
-    try:
-        yield
-    finally:
-        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-        if opening:
-            time_opening_mlflow, cpu_opening_mlflow = time_opening_mlflow + wall, cpu_opening_mlflow + cpu
-        else:
-            time_in_mlflow, cpu_in_mlflow = time_in_mlflow + wall, cpu_in_mlflow + cpu
-
-
-INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _defer_interrupts() -> tuple[dict, list] | None:
-    """Hold Ctrl-C and SIGTERM back: their handlers only note them until ``_resume_interrupts``.
-    (A signal mask would not do: the kernel hands a process's signal to any thread that does not
-    block it, and MLflow runs threads of its own.) None outside the main thread, where Python
-    delivers no signal anyway."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    caught: list[int] = []
-    previous = {number: signal.signal(number, lambda got, _frame: caught.append(got)) for number in INTERRUPTS}
-    return previous, caught
-
-
-def _resume_interrupts(held: tuple[dict, list] | None) -> None:
-    """Put the handlers back and pass on the first signal that came meanwhile, as if it came now."""
-    if held is None:
-        return
-    previous, caught = held
-    for number, handler in previous.items():
-        signal.signal(number, handler if handler is not None else signal.SIG_DFL)
-    if caught:
-        handler = previous[caught[0]]
-        if callable(handler):
-            handler(caught[0], None)
-        elif handler in (signal.SIG_DFL, None):
-            os.kill(os.getpid(), caught[0])
-
-
-def quiet_mlflow() -> None:
-    """A stage prints one summary line of its own; MLflow's INFO lines (and alembic's, while
-    MLflow creates the schema of a new store) would bury it. Warnings and errors still show.
-    Called once MLflow is imported: its import sets up its own logger at INFO."""
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("mlflow", "alembic", "sqlalchemy.engine"):
-        for handler in logging.getLogger(name).handlers:
-            if not any(isinstance(f, _OneLine) for f in handler.filters):
-                handler.addFilter(_OneLine())
-
-
-class _OneLine(logging.Filter):
-    """MLflow's warnings as one line each, without a traceback. A record that carries an exception
-    is MLflow logging what it then raises: the stage reports that error in one line, which the
-    traceback would bury, so the record is dropped."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info:
-            return False
-        lines = record.getMessage().strip().splitlines()
-        record.msg, record.args = (lines[0] if lines else ""), ()
-        record.exc_info = record.exc_text = record.stack_info = None
-        return True
-
-
-def project_root() -> Path:
-    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
-
-
-def _fast_sqlite(dbapi_connection, _record) -> None:
-    """Write-ahead logging for the SQLite store: a commit appends to the log instead of rewriting
-    pages under a rollback journal, which makes a run's writes about a third cheaper, and the UI can
-    read while a stage writes. NORMAL sync is durable across a crashed process (not a power cut)."""
-    import sqlite3
-
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-        _sqlite_connections.append(dbapi_connection)
-
-
-_sqlite_connections: list = []  # every SQLite connection this process opened to a store
-
-
-def close_stores() -> None:
-    """Close this process's SQLite connections to the store: the last one to close folds the
-    write-ahead log into mlflow.db and removes it. A stage's exit skips the collection that
-    would otherwise close them (``io.run_stage``), so it calls this first."""
-    while _sqlite_connections:
-        with contextlib.suppress(Exception):  # already closed by its pool
-            _sqlite_connections.pop().close()
-
 
 unended: list = []  # (tracker, run id, status) of runs a failing stage could not end at once
 
@@ -182,99 +69,7 @@ def end_unended_runs() -> None:
             )
 
 
-def check_store_file(path: Path) -> None:
-    """Raise sqlite3.DatabaseError at once if ``path`` exists but is not a readable SQLite file.
-    MLflow would find out too, after retrying its engine 10 times with back-off (about 100 s and
-    9 warnings); ``io.environment_message`` turns the error into the recovery instructions."""
-    import sqlite3
-
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)) as db:
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.DatabaseError as error:
-        if any(sign in str(error) for sign in CORRUPT_STORE):
-            raise
-        # Anything else (a store locked right now) is MLflow's to wait for or report.
-
-
-def tracking_uri() -> str:
-    """The store: MLFLOW_TRACKING_URI with a relative sqlite/file path anchored at the project
-    root (never inside a DVC temp copy that is deleted afterwards), or the project's SQLite file."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        return f"sqlite:///{project_root() / DB_NAME}"
-    scheme, _, rest = uri.partition(":")
-    if scheme == "sqlite" and rest.startswith("///") and not rest.startswith("////") and rest != "///:memory:":
-        return f"sqlite:///{project_root() / rest[3:]}"
-    if scheme == "file" and not rest.startswith("/"):
-        return (project_root() / rest).as_uri()
-    if not rest or len(scheme) == 1:  # no scheme (a Windows drive letter at most): a local path
-        return str(project_root() / uri)
-    return uri
-
-
-def redact(uri: str) -> str:
-    """The URI without secrets, for files, logs and tags: ``user:***@host``, query values ``***``."""
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc and not parts.query and not parts.fragment:
-        return uri
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}" if ":" in userinfo else f"***@{host}"
-    query = "&".join(f"{key}=***" for key, _ in parse_qsl(parts.query, keep_blank_values=True))
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def secrets(uri: str) -> list[str]:
-    """The parts of ``uri`` that ``redact`` hides."""
-    parts = urlsplit(uri)
-    found = [value for _, value in parse_qsl(parts.query)]
-    if "@" in parts.netloc:
-        userinfo = parts.netloc.rsplit("@", 1)[0]
-        found.append(userinfo.split(":", 1)[1] if ":" in userinfo else userinfo)
-    return [secret for secret in found if len(secret) >= 3]  # "a" or "1" would blank out half a line
-
-
-# MLflow's own defaults wait up to 120 s per request and retry 7 times with backoff, minutes
-# in all before an unreachable server is reported; a stage should say so within seconds.
-HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
-}
-REACH_TIMEOUT = 5  # seconds for the server to accept and answer /health
-
-
-def check_reachable(uri: str, timeout: float = REACH_TIMEOUT) -> None:
-    """Raise MachineError naming the host (no password) unless the server answers at all."""
-    parts = urlsplit(uri)
-    base = urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path.rstrip("/"), "", ""))
-    try:
-        with urllib.request.urlopen(f"{base}/health", timeout=timeout):
-            return
-    except urllib.error.HTTPError:  # it answered, if only to refuse: the server is there
-        return
-    except (OSError, http.client.HTTPException) as error:
-        reason = getattr(error, "reason", error)
-        raise MachineError(
-            f"the MLflow tracking server {redact(uri)} did not answer within {timeout} s ({reason}); "
-            f"check MLFLOW_TRACKING_URI or unset it to use the project's own store"
-        ) from None
-
-
-def shareable_uri(uri: str) -> str:
-    """``uri`` as written into versioned files: a SQLite store inside the project relative to the
-    project root (``sqlite:///mlflow.db``, what a clone has after its own run), so no file holds
-    this machine's paths; any other URI as it is."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///"))
-        if path.is_absolute() and path.is_relative_to(project_root()):
-            return f"sqlite:///{path.relative_to(project_root())}"
-    return uri
+at_stage_exit(end_unended_runs)  # once the staged outputs are gone: space to end them in
 
 
 def current_branch(cwd: str | Path = ".") -> str | None:
@@ -301,13 +96,6 @@ def git_commit(cwd: str | Path = ".") -> str:
         return "unknown"
 
 
-def downsample_steps(n: int, most: int) -> np.ndarray:
-    """At most ``most`` evenly spread epochs, always the first and the last."""
-    if n <= most:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, most).round().astype(int))
-
-
 def as_text(value) -> str:
     """A param or tag value as the REST API requires it (a string; SQLite would take a float or
     a list, a tracking server refuses them): a tuple written as the list params.yaml has."""
@@ -315,7 +103,7 @@ def as_text(value) -> str:
 
 
 def flatten(values: Mapping, prefix: str = "") -> dict[str, str]:
-    flat = {}
+    flat: dict[str, str] = {}
     for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
@@ -342,8 +130,8 @@ class Tracker:
             from sqlalchemy import event
             from sqlalchemy.engine import Engine
 
-            if not event.contains(Engine, "connect", _fast_sqlite):
-                event.listen(Engine, "connect", _fast_sqlite)
+            if not event.contains(Engine, "connect", fast_sqlite):
+                event.listen(Engine, "connect", fast_sqlite)
         if urlsplit(self.store_uri).scheme in ("http", "https"):
             for name, value in HTTP_DEFAULTS.items():
                 os.environ.setdefault(name, value)
@@ -353,7 +141,7 @@ class Tracker:
             check_reachable(self.store_uri)
         if self.local:
             check_store_file(Path(self.store_uri.removeprefix("sqlite:///")))
-        with self._locked(), _spent_in_mlflow(opening=True):
+        with self._locked(), spent_in_mlflow(opening=True):
             self._reserve_space()
             # The first touch creates the SQLite schema: serialised, so that several queue workers
             # starting on a new store do not race through MLflow's migrations.
@@ -393,21 +181,11 @@ class Tracker:
             if pid.isdigit() and not pid_alive(int(pid)):
                 self._call("set_terminated", run.info.run_id, "FAILED")
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        if self._lock_path is None:
-            yield
-            return
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return store_lock(self._lock_path)
 
     def _call(self, method: str, *args, **kwargs):
-        with _spent_in_mlflow(), self._locked():
+        with spent_in_mlflow(), self._locked():
             return getattr(self.client, method)(*args, **kwargs)
 
     @functools.cached_property
@@ -420,9 +198,9 @@ class Tracker:
         created (already FINISHED: it holds no data, and no stage has to remember to end it)."""
         if self._pipeline is None:
             key, name = pipeline_key()
-            deferred = _defer_interrupts()  # created and ended at once: never left RUNNING
-            with _spent_in_mlflow(), self._locked(), contextlib.ExitStack() as resume:
-                resume.callback(_resume_interrupts, deferred)
+            deferred = defer_interrupts()  # created and ended at once: never left RUNNING
+            with spent_in_mlflow(), self._locked(), contextlib.ExitStack() as resume:
+                resume.callback(resume_interrupts, deferred)
                 # two stages starting at once must not make two
                 found = self.client.search_runs(
                     [self.experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{key}'", max_results=1
@@ -441,7 +219,6 @@ class Tracker:
         """A run that ends FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM: never RUNNING.
         A stage's own runs (no ``parent_id``) nest under the pipeline run. ``name`` is what
         versioned files find it by (tag ``run_key``); the run's name adds the pipeline's label."""
-        global runs_created
         owner = {"host": HOST, "pid": str(os.getpid())}  # lets a later stage end it if this process dies
         all_tags = owner | {key: as_text(value) for key, value in tags.items()}
         all_tags |= {"mlflow.parentRunId": parent_id or self.pipeline_run(), KEY_TAG: name}
@@ -449,17 +226,17 @@ class Tracker:
             all_tags[DIGEST_TAG] = stage_digest(all_tags["stage"])
         # Ctrl-C or SIGTERM (which a stage turns into Ctrl-C) inside the call that creates the run,
         # after its row is written, would leave it RUNNING: they wait, and are raised inside the try.
-        deferred = _defer_interrupts()
+        deferred = defer_interrupts()
         try:
             run = self._call("create_run", self.experiment_id, tags=all_tags, run_name=f"{name} ({self.label})")
         except BaseException:
-            _resume_interrupts(deferred)
+            resume_interrupts(deferred)
             raise
-        runs_created += 1
+        COSTS.runs += 1
         run_id = run.info.run_id
         self._created[run_id] = (name, all_tags.get(DIGEST_TAG, ""))
         try:
-            _resume_interrupts(deferred)
+            resume_interrupts(deferred)
             yield run_id
         except KeyboardInterrupt:
             self._end_failed(run_id, "KILLED")
@@ -467,11 +244,11 @@ class Tracker:
         except BaseException:
             self._end_failed(run_id, "FAILED")
             raise
-        deferred = _defer_interrupts()
+        deferred = defer_interrupts()
         try:
             self._call("set_terminated", run_id, "FINISHED")
         finally:
-            _resume_interrupts(deferred)
+            resume_interrupts(deferred)
 
     def _reserve_space(self) -> None:
         """Keep ``RESERVE_BYTES`` of the store's disk in a file beside it, so that a stage that
@@ -517,7 +294,7 @@ class Tracker:
         run_id: str,
         *,
         params: Mapping | None = None,
-        metrics: list[tuple[str, float, int]] = (),
+        metrics: Sequence[tuple[str, float, int]] = (),
         tags: Mapping | None = None,
         model_id: str | None = None,
     ) -> None:
@@ -600,7 +377,7 @@ class Tracker:
         # models:/ source through the global store: both pointed at this store for this call only
         # (the pinned MLflow has no client-level log_model). The client is used directly inside:
         # _call would take the file lock a second time.
-        with _spent_in_mlflow(), self._locked(), _use_tracking_uri(self.store_uri):
+        with spent_in_mlflow(), self._locked(), _use_tracking_uri(self.store_uri):
             with mlflow.start_run(run_id=run_id):
                 info = mlflow.pyfunc.log_model(name=registered_name, step=step, **model_spec(model_dir))
             mlflow.clear_active_model()
@@ -722,7 +499,7 @@ def cv_metrics(
     if counts:
         names += ["fits", *OUTCOMES]
     values = [(name, stats.get(name)) for name in names]
-    return [(name, float(value), 0) for name, value in values if _finite(value)]
+    return [(name, float(value), 0) for name, value in values if value is not None and _finite(value)]
 
 
 def point_metrics(row: Mapping, loss: str, metrics: list[str], rank: int, extra: list[str]) -> list:
@@ -840,67 +617,3 @@ def search_filter(run_key: str, digest: str) -> str:
     whose stage had ``digest``."""
     quoted = run_key.replace("'", "\\'")
     return f"tags.{KEY_TAG} = '{quoted}' and tags.{DIGEST_TAG} = '{digest}'"
-
-
-def _hash_files(digest, name: str, path: Path) -> None:
-    """Each file under ``path`` (or ``path`` itself) as its name under ``name`` and its content
-    hash, in sorted order; what .dvcignore skips is skipped. A missing path counts as empty."""
-    if path.is_file():
-        files = [(name, path)]
-    elif path.is_dir():
-        files = sorted(
-            (f"{name}/{p.relative_to(path).as_posix()}", p)
-            for p in path.rglob("*")
-            if p.is_file() and not NOT_HASHED & set(p.relative_to(path).parts)
-        )
-    else:
-        files = []
-    for label, file in files:
-        digest.update(label.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
-
-
-def content_digest(paths: Mapping[str, Path] | list[str], values: Mapping | None = None) -> str:
-    """sha256 of the files under ``paths`` (names relative to the working directory, as DVC's
-    are, or a mapping of name to path) and of ``values`` as sorted JSON."""
-    import json
-
-    named = paths if isinstance(paths, Mapping) else {name: Path(name) for name in paths}
-    digest = hashlib.sha256()
-    for name in sorted(named):
-        _hash_files(digest, name, Path(named[name]))
-    digest.update(json.dumps(values or {}, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def _declared_dependencies(stage: str) -> tuple[dict[str, Path], dict]:
-    """(dependency paths, params values) that dvc.yaml declares for ``stage``, as DVC resolves
-    them. Outside DVC (a stage run by hand or by a test): the package, the stage's module and
-    the whole params.yaml."""
-    if os.environ.get("DVC_STAGE") == stage and Path("dvc.yaml").is_file():
-        from dvc.dependency.param import ParamsDependency
-        from dvc.repo import Repo
-
-        with Repo(os.getcwd()) as repo:
-            (found,) = repo.stage.collect(stage)
-            paths, params = {}, {}
-            for dependency in found.deps:
-                if isinstance(dependency, ParamsDependency):
-                    params[dependency.def_path] = dependency.read_params(flatten=False)
-                else:
-                    paths[dependency.def_path] = Path(dependency.fs_path)
-        return paths, params
-    import yaml
-
-    package = Path(__file__).resolve().parents[1]
-    module = package.parent / "stages" / f"{stage.split('@')[0]}.py"
-    params = yaml.safe_load(Path("params.yaml").read_text()) if Path("params.yaml").is_file() else {}
-    return {"backprop": package, f"stages/{module.name}": module}, {"params.yaml": params}
-
-
-@functools.cache
-def stage_digest(stage: str) -> str:
-    """The digest of what ``stage`` depends on: its name, the content of its declared deps and
-    the values of its declared params. It changes exactly when DVC would run the stage again, so
-    it is a pure function of what the stage's outputs are a function of."""
-    paths, params = _declared_dependencies(stage)
-    return content_digest(paths, {"stage": stage, "params": params})[:DIGEST_LENGTH]

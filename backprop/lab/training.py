@@ -287,7 +287,7 @@ def fit_seconds(prepared: Prepared, task: str, config: TrainConfig, enough: floa
     in a worker), k growing until the longer takes ``enough`` seconds, so that their difference,
     the time of k epochs, stands above the timer's noise; scaled to the configured epochs (early
     stopping may end the fit sooner). A large table is measured on one and two epochs."""
-    from backprop.lab.executor import one_blas_thread
+    from backprop.lab.jobs import one_blas_thread
 
     def timed(epochs: int) -> float:
         short = dataclasses.replace(config, epochs=epochs, patience=0)
