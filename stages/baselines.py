@@ -16,9 +16,11 @@ from backprop.lab.datafiles import load_prepared
 from backprop.lab.executor import fit_pool
 from backprop.lab.jobs import Job
 from backprop.lab.outputs import staged_outputs
+from backprop.lab.provenance import run_tags
+from backprop.lab.run_metrics import model_metrics
 from backprop.lab.stage_run import progress_bar, run_stage
 from backprop.lab.sweeps import fold_config
-from backprop.lab.tracking import Tracker, model_metrics, run_tags
+from backprop.lab.tracking import Tracker
 from backprop.lab.training import describe_config, fit_all_rows, fit_estimates, run_params
 
 

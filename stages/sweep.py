@@ -24,6 +24,8 @@ from backprop.lab.datafiles import load_prepared
 from backprop.lab.executor import fit_pool
 from backprop.lab.jobs import Job
 from backprop.lab.outputs import staged_outputs, write_table
+from backprop.lab.provenance import run_tags
+from backprop.lab.run_metrics import point_metrics, result_metrics
 from backprop.lab.stage_run import progress_bar, run_stage
 from backprop.lab.sweeps import (
     FitKey,
@@ -35,7 +37,7 @@ from backprop.lab.sweeps import (
     summary_table,
     sweep_jobs,
 )
-from backprop.lab.tracking import Tracker, point_metrics, result_metrics, run_tags
+from backprop.lab.tracking import Tracker
 from backprop.lab.training import fit_estimates, run_params
 from backprop.losses import DEFAULT_LOSS
 from backprop.metrics import SUMMARY_METRICS

@@ -18,17 +18,11 @@ from backprop.lab.executor import fit_pool
 from backprop.lab.jobs import Job
 from backprop.lab.outputs import staged_outputs, write_table
 from backprop.lab.protocol import overlap_ratio
+from backprop.lab.provenance import crowns_champion, run_tags, version_record
+from backprop.lab.run_metrics import cv_metrics, interval_tags, result_metrics
 from backprop.lab.stage_run import progress_bar, run_stage
 from backprop.lab.sweeps import FitKey, fold_config, result_row
-from backprop.lab.tracking import (
-    Tracker,
-    crowns_champion,
-    cv_metrics,
-    interval_tags,
-    result_metrics,
-    run_tags,
-    version_record,
-)
+from backprop.lab.tracking import Tracker
 from backprop.lab.training import cv_scores, describe_config, fit_estimates, fit_fold, headline, run_params
 from backprop.losses import DEFAULT_LOSS
 from backprop.metrics import TASK_METRICS

@@ -17,8 +17,9 @@ from conftest import ROOT, TINY, copy_of, copy_repo, mlflow_server, run
 from mlflow import MlflowClient
 
 from backprop.lab.protocol import OUTCOMES
+from backprop.lab.run_metrics import cv_metrics
 from backprop.lab.sweeps import best_points, point_ranks
-from backprop.lab.tracking import KIND, KIND_TAG, Tracker, cv_metrics
+from backprop.lab.tracking import KIND, KIND_TAG, Tracker
 
 pytestmark = pytest.mark.e2e
 

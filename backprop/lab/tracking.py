@@ -1,29 +1,27 @@
-"""MLflow runs: a ``Tracker`` whose runs always end, batched logging, the registered model, and
-what each kind of run logs and is tagged with. Where the store is and what its failures mean:
-``store.py``; the stage digest that finds a run: ``digests.py``.
+"""MLflow runs: a ``Tracker`` whose runs always end, batched logging and the registered model.
+What each kind of run logs: ``run_metrics.py``; where a run comes from (git, DVC, a version's
+tags): ``provenance.py``; where the store is and what its failures mean: ``store.py``; the stage
+digest that finds a run: ``digests.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from backprop.lab.blocks import LABELS
 from backprop.lab.counters import COSTS, spent_in_mlflow
-from backprop.lab.digests import DIGEST_LENGTH, DIGEST_TAG, content_digest, stage_digest
+from backprop.lab.digests import DIGEST_TAG, stage_digest
 from backprop.lab.failures import environment_message
 from backprop.lab.outputs import naming
 from backprop.lab.processes import at_stage_exit, defer_interrupts, pid_alive, resume_interrupts
-from backprop.lab.protocol import OUTCOMES
+from backprop.lab.provenance import as_text, dvc_tags, flatten, head_commit, pipeline_key, pipeline_label
 from backprop.lab.store import (
     ARTIFACTS_DIR,
     HTTP_DEFAULTS,
@@ -37,7 +35,6 @@ from backprop.lab.store import (
     store_lock,
     tracking_uri,
 )
-from backprop.lab.thinning import downsample_steps
 
 PIPELINE_TAG = "backprop.pipeline"  # the tag that finds a pipeline run's grouping run
 # A run's name carries the pipeline it belongs to, which no versioned file may hold (a DVC
@@ -70,47 +67,6 @@ def end_unended_runs() -> None:
 
 
 at_stage_exit(end_unended_runs)  # once the staged outputs are gone: space to end them in
-
-
-def current_branch(cwd: str | Path = ".") -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "symbolic-ref", "--quiet", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):  # no git, or a detached HEAD
-        return None
-
-
-def crowns_champion(branch: str) -> bool:
-    """A repro of ``branch`` (the project's main line) in the workspace, not a DVC experiment:
-    the one kind of run whose model becomes the registry's ``champion``."""
-    return not os.environ.get("DVC_EXP_NAME") and current_branch() == branch
-
-
-def git_commit(cwd: str | Path = ".") -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def as_text(value) -> str:
-    """A param or tag value as the REST API requires it (a string; SQLite would take a float or
-    a list, a tracking server refuses them): a tuple written as the list params.yaml has."""
-    return str(list(value) if isinstance(value, tuple) else value)
-
-
-def flatten(values: Mapping, prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat |= flatten(value, f"{name}.")
-        else:
-            flat[name] = as_text(value)
-    return flat
 
 
 class Tracker:
@@ -208,7 +164,7 @@ class Tracker:
                 if found:
                     self._pipeline = found[0].info.run_id
                 else:
-                    tags = {PIPELINE_TAG: key, "mlflow.source.git.commit": _commit()} | dvc_tags()
+                    tags = {PIPELINE_TAG: key, "mlflow.source.git.commit": head_commit()} | dvc_tags()
                     tags[KEY_TAG] = name
                     self._pipeline = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
                     self.client.set_terminated(self._pipeline, "FINISHED")
@@ -431,185 +387,6 @@ class Tracker:
             max_results=1,
         )
         return found[0].info.run_id if found else None
-
-
-# The largest value a curve point may have to be drawn: past it the loss has left any range a
-# learning network visits (an overflow in the making), and one such point flattens the whole chart.
-LARGEST_LOGGED = 1e100
-
-
-def history_metrics(history, most: int, *, losses_only: bool = False) -> list[tuple[str, float, int]]:
-    """Per-epoch curves as (key, value, step), thinned to ``most`` steps for the UI (the stage's
-    CSV keeps every epoch); ``losses_only`` keeps the curves of the loss the fit minimised (a
-    sweep's many runs: half the values to write, and the curve the sweep chooses by). They end at
-    the last epoch that trained: a diverged run's curve stops before the epoch that blew up, and
-    no non-finite or overflowing value is sent."""
-    last = history.epochs_run if history.diverged_epoch is None else history.diverged_epoch
-    if last <= 0 or not history.columns:
-        return []
-    steps = downsample_steps(last, most)
-    keys = [key for key in history.columns if not losses_only or key.endswith(f"_{history.loss_name}")]
-    return [
-        (key, float(history.columns[key][step]), int(step))
-        for key in keys
-        for step in steps
-        if math.isfinite(history.columns[key][step]) and abs(history.columns[key][step]) <= LARGEST_LOGGED
-    ]
-
-
-def model_metrics(scores: Mapping[str, Mapping[str, float]]) -> list[tuple[str, float, int]]:
-    """The returned model's scores (the best epoch's weights when early stopping restored them),
-    as ``model_<split>_<metric>``: keys of their own, so no curve jumps at its end."""
-    return [
-        (f"model_{split}_{name}", value, 0)
-        for split, values in scores.items()
-        for name, value in values.items()
-        if math.isfinite(value)
-    ]
-
-
-def result_metrics(
-    history, scores: Mapping[str, Mapping[str, float]], most: int, *, losses_only: bool = False
-) -> list[tuple[str, float, int]]:
-    """What every training run logs: its thinned curves and its model's scores; for a diverged
-    fit only the epoch it diverged at (its outcome is a tag): its last losses before the overflow
-    are billions, and one such value flattens every chart that shows the run."""
-    if history.diverged:
-        return [("diverged_epoch", history.diverged_epoch, 0)] if history.diverged_epoch is not None else []
-    return history_metrics(history, most, losses_only=losses_only) + model_metrics(scores)
-
-
-CV_SPLITS = ("val", "test")
-
-
-def cv_metrics(
-    stats: Mapping[str, float], loss: str, metrics: list[str], *, bounds: bool = True, counts: bool = True
-) -> list[tuple[str, float, int]]:
-    """Cross-validated numbers named as summary.csv's columns (``val_mse_mean``, ``test_mse_ci_low``,
-    the outcome counts ``learned``, ``diverged``, ...), from such a row or its like: the loss's
-    validation and test means first (what a run list is sorted by), then the other metrics' means,
-    then with ``bounds`` each 95% interval, then with ``counts`` the fits and their outcomes.
-    Nothing that is not a finite number (a point with no learned fit has no mean)."""
-    order = [loss, *(metric for metric in metrics if metric != loss)]
-    names = [f"{split}_{metric}_mean" for metric in order for split in CV_SPLITS]
-    if bounds:
-        names += [
-            f"{split}_{metric}_{bound}" for metric in order for split in CV_SPLITS for bound in ("ci_low", "ci_high")
-        ]
-    if counts:
-        names += ["fits", *OUTCOMES]
-    values = [(name, stats.get(name)) for name in names]
-    return [(name, float(value), 0) for name, value in values if value is not None and _finite(value)]
-
-
-def point_metrics(row: Mapping, loss: str, metrics: list[str], rank: int, extra: list[str]) -> list:
-    """A grid point's run: its ``cv_metrics``, its rank among the sweep's points of its task
-    (``rank_val_<loss>``, 1 for the chosen one, as GridSearchCV's ``rank_test_score``; 0 for none)
-    and the ``extra`` columns of its summary row (the lr limit)."""
-    ranked = [(f"rank_val_{loss}", rank, 0)] if rank else []
-    return cv_metrics(row, loss, metrics) + ranked + [(name, row[name], 0) for name in extra if _finite(row.get(name))]
-
-
-def interval_tags(summary: Mapping[str, Mapping[str, float]], loss: str, outcomes: Mapping[str, int]) -> dict:
-    """What a run whose metrics tab should stay on its curves and means (the train stage's) keeps
-    as text instead: the loss's 95% intervals and the count of each outcome."""
-    bounds = {split: summary[f"{split}_{loss}"] for split in CV_SPLITS if f"{split}_{loss}" in summary}
-    tags = {f"{split}_{loss}_interval": f"{b['ci_low']:.6g} to {b['ci_high']:.6g}" for split, b in bounds.items()}
-    return tags | {"outcomes": ", ".join(f"{count} {name}" for name, count in outcomes.items() if count)}
-
-
-def version_record(task: str, loss: str, summary: Mapping[str, Mapping[str, float]], outcomes: Mapping[str, int]):
-    """(description, tags) of a registered model version: the pipeline that made it (the DVC
-    experiment and its baseline, or the branch and commit), the params it changed from that
-    baseline (for a repro, from the commit) and its cross-validated headline."""
-    experiment, baseline = os.environ.get("DVC_EXP_NAME"), os.environ.get("DVC_EXP_BASELINE_REV")
-    commit, branch = _commit(), current_branch()
-    changed = changed_params(baseline or "HEAD")
-    changes = "unknown" if changed is None else "; ".join(f"{k}={v}" for k, v in changed.items()) or "none"
-    tags = {"pipeline": pipeline_label(), "git_commit": commit, "git_branch": branch or "(detached)"} | dvc_tags()
-    tags["params_changed"] = changes[:1000]
-    test, val = summary[f"test_{loss}"], summary[f"val_{loss}"]
-    tags |= {f"test_{loss}_mean": f"{test['mean']:.6g}", f"val_{loss}_mean": f"{val['mean']:.6g}"}
-    tags |= interval_tags(summary, loss, outcomes)
-    made_by = (
-        f"DVC experiment {experiment} (baseline {(baseline or 'unknown')[:8]})"
-        if experiment
-        else f"dvc repro on {branch or 'a detached HEAD'} at {commit[:8]}"
-    )
-    label = LABELS.get(loss, loss)
-    description = (
-        f"The {task} network of {made_by}; params changed from {'its baseline' if experiment else 'the commit'}: "
-        f"{changes[:1000]}. Cross-validated test {label} {test['mean']:.4g} (95% CI {test['ci_low']:.4g} to "
-        f"{test['ci_high']:.4g}), validation {label} {val['mean']:.4g}, over {sum(outcomes.values())} folds "
-        f"({tags['outcomes']}); the network shipped is one fold's."
-    )
-    return description, tags
-
-
-def _finite(value) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-@functools.cache
-def _commit() -> str:
-    return git_commit()
-
-
-def run_tags(stage: str, **extra: str) -> dict[str, str]:
-    tags = {
-        "stage": os.environ.get("DVC_STAGE", stage),
-        "mlflow.source.git.commit": _commit(),
-        "mlflow.source.name": f"stages/{stage.split('@')[0]}.py",
-    }
-    return tags | dvc_tags() | {key: str(value) for key, value in extra.items()}
-
-
-def dvc_tags() -> dict[str, str]:
-    tags = {}
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_exp"] = os.environ["DVC_EXP_NAME"]
-    if os.environ.get("DVC_EXP_BASELINE_REV"):
-        tags["dvc_baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
-    return tags
-
-
-def pipeline_key() -> tuple[str, str]:
-    """(tag value, run name) of the pipeline run this stage belongs to: the DVC experiment, or,
-    for a plain `dvc repro`, a digest of the pipeline's code and definition (``backprop/``,
-    ``stages/``, ``dvc.yaml``, ``params.yaml``): the same on every machine and clone, unlike a commit."""
-    experiment = os.environ.get("DVC_EXP_NAME")
-    if experiment:
-        return f"exp:{experiment}", f"dvc exp {experiment}"
-    digest = content_digest(["backprop", "stages", "dvc.yaml", "params.yaml"])[:DIGEST_LENGTH]
-    return f"repro:{digest}", f"dvc repro {digest[:8]}"
-
-
-def pipeline_label() -> str:
-    """What run names carry of their pipeline: the DVC experiment's name, or the branch (``repro``
-    on a detached HEAD) and the digest of the pipeline run's name (``pipeline_key``)."""
-    experiment = os.environ.get("DVC_EXP_NAME")
-    if experiment:
-        return experiment
-    digest = pipeline_key()[0].removeprefix("repro:")[:8]
-    return f"{current_branch() or 'repro'} {digest}"
-
-
-def changed_params(rev: str) -> dict[str, str] | None:
-    """The params.yaml keys (flattened, ``train.lr``) whose values differ from those at git
-    revision ``rev``; None when git cannot show that revision's params.yaml."""
-    import yaml
-
-    try:
-        old = subprocess.run(["git", "show", f"{rev}:params.yaml"], capture_output=True, text=True, check=True).stdout
-        before, now = flatten(yaml.safe_load(old) or {}), flatten(yaml.safe_load(Path("params.yaml").read_text()) or {})
-    except (OSError, subprocess.CalledProcessError, yaml.YAMLError):
-        return None
-    return {key: value for key, value in now.items() if before.get(key) != value} | {
-        key: "(removed)" for key in before.keys() - now.keys()
-    }
 
 
 def search_filter(run_key: str, digest: str) -> str:
