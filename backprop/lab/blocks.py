@@ -46,10 +46,10 @@ def section(title: str, blocks: list[dict], anchor: str, answers=(), appendix=()
     return {"title": title, "blocks": blocks, "anchor": anchor, "answers": list(answers), "appendix": list(appendix)}
 
 
-def answer_row(question: str, anchor: str, answer: str, number: str, tie: str = "") -> dict:
-    """One row of the answers table: the question, a one-sentence answer, the number it rests on
-    with its 95% interval, and for a tie where any difference lies and what the design detects."""
-    return {"question": question, "anchor": anchor, "answer": answer, "number": number, "tie": tie}
+def answer_row(question: str, anchor: str, answer: str, number: str) -> dict:
+    """One row of the answers table: the question, a short answer, and the number it rests on
+    with its 95% interval (for a tie, with what the design detects: ``wording.table_number``)."""
+    return {"question": question, "anchor": anchor, "answer": answer, "number": number}
 
 
 def is_reference_data(schema: dict) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backprop.lab.answers.q22 import gap_across_folds
-from backprop.lab.answers.wording import flipped, interval, is_tie, number, upper_first
+from backprop.lab.answers.wording import flipped, interval, is_tie, number, short_interval, upper_first, whole
 from backprop.lab.blocks import figure, fmt, paragraph, section, table
 from backprop.lab.datasets import TRUE_FUNCTION
 from backprop.lab.protocol import mean_interval
@@ -160,7 +160,10 @@ def _capped_words(run: ControlRun | None, task: str, name: str, points: list[dic
     if counted is None:
         return ""
     epochs = run.budget(task, name) if run else None
-    return f"{counted[0]} of {counted[1]} fits still improving at the {f'{epochs}-epoch ' if epochs else ''}budget"
+    return (
+        f"{counted[0]} of {counted[1]} fits still improving at the {name} sweep's "
+        f"{f'{epochs}-epoch ' if epochs else ''}budget"
+    )
 
 
 def floor_facts(comparison: dict, schema: dict, task: str, run: ControlRun | None = None) -> dict | None:
@@ -380,6 +383,44 @@ def answer_cells(
     if gap is not None:
         cells.setdefault("q22", []).append(f"validation − train MSE: {_short_detected(gap)}")
     return {anchor: "; ".join(texts) for anchor, texts in cells.items()}
+
+
+def _line_effect(label: str, difference: dict | None) -> str:
+    """One effect of the control line: detected with its interval, or a tie with its detectable size."""
+    if not difference or not difference.get("n"):
+        return f"{label}: no pairs"
+    if is_tie(difference):
+        return f"{label} not detected, {short_interval(difference)}, detectable {whole(number(difference, 'mde'))}"
+    return f"{label} **detected**, {short_interval(difference)}"
+
+
+def answers_line(comparison: dict, schemas: dict, run: ControlRun | None = None) -> dict | None:
+    """The control task under the answers table, in one line: each effect the answers ask about,
+    detected or not with its number, and the best test MSE against the noise floor; the control
+    section says it in full."""
+    tasks = control_tasks(schemas)
+    if not tasks:
+        return None
+    task = tasks[0]
+    by_question: dict[str, list[str]] = {}
+    for anchor, label, _, difference in effects(comparison, task):
+        by_question.setdefault(anchor, []).append(_line_effect(_short_label(label), difference))
+    gap = gap_effect(run, task)
+    if gap is not None:
+        by_question.setdefault("q22", []).append(_line_effect("validation − train", gap))
+    parts = [f"{anchor[1]}.{anchor[2:]} {'; '.join(by_question[anchor])}" for anchor in sorted(by_question)]
+    facts = floor_facts(comparison, schemas[task], task, run)
+    if facts is not None and facts["floor"] > 0:
+        floor = number(facts["realised"], "mean") if "realised" in facts else facts["floor"]
+        kind = "the noise its held-out rows hold (f's MSE there)" if "realised" in facts else "the noise floor"
+        parts.append(
+            f"best test MSE {short_interval(facts['tuned'])}, {_times(number(facts['tuned'], 'mean'), floor)} "
+            f"{kind}, {fmt(floor, 3)}"
+        )
+    return paragraph(
+        f"**Control task** `{task}` ({schemas[task]['source']}: a generated table whose true function f and noise "
+        f"are known, so the effects are real; [section](#control)), test MSE: " + " · ".join(parts) + "."
+    )
 
 
 def section_paragraphs(

@@ -156,7 +156,7 @@ def build(inputs: ReportInputs) -> dict:
     appendix = [block for s in questions for block in s["appendix"]]
     intro = answers_table.answers_intro(inputs.schemas, configs)
     sections = [
-        answers_table.answers_section(questions, intro),
+        answers_table.answers_section(questions, intro, control.answers_line(comparison, inputs.schemas, run)),
         *questions,
         *control.control_section(
             comparison, inputs.schemas, settings=settings, sweep_specs=inputs.sweep_specs, capped=capped, run=run
@@ -180,15 +180,10 @@ def add_control(
     capped: tuple[int, int] | None = None,
     run: control.ControlRun | None = None,
 ) -> None:
-    """The control task beside each answer: a cell in the answers table (on the rows that are not
-    about the classifier) and a closing paragraph in the question's section."""
-    cells = control.answer_cells(comparison, schemas, settings, capped, run)
+    """The control task beside each answer: a closing paragraph in the question's section (the
+    answers table has its one line under it: ``control.answers_line``)."""
     closing = control.section_paragraphs(comparison, schemas, settings, capped, run)
     for question in questions:
-        for row in question["answers"]:
-            if row["anchor"] in cells and "classification" not in row["question"]:
-                row["control"] = cells[row["anchor"]]
-                cells.pop(row["anchor"])  # once per question
         if question["anchor"] in closing:
             question["blocks"].append(closing[question["anchor"]])
 
@@ -209,7 +204,7 @@ def add_rate_units(questions: list[dict], specs: dict) -> None:
             in_units.setdefault(anchor, []).append((name, spec))
     for anchor, named in in_units.items():
         for row in by_anchor[anchor]["answers"]:
-            if "(lr: a multiple of" not in row["answer"]:
+            if "(lr: a multiple of" not in row["answer"] and "each width's limit" not in row["answer"]:
                 row["answer"] += " (lr: a multiple of each width's own stable limit)"
         sweeps = " and ".join(f"`{name}`" for name, _ in named)
         grids = "; ".join(

@@ -15,7 +15,7 @@ from backprop.lab.answers.wording import (
     outcome_text,
     point_text,
     short_point,
-    tie_cell,
+    table_number,
 )
 from backprop.lab.blocks import LABELS, fmt
 
@@ -94,17 +94,18 @@ def headline_comparison(answer: dict, headline: dict) -> tuple[str, dict] | None
     return f"{short_point(chosen)} (best on validation) − {short_point(other['other'])} ({label})", other
 
 
-def comparison_cells(pair: tuple[str, dict] | None, metric: str) -> tuple[str, str, str]:
-    """The answers table's number and tie cells for a ``headline_comparison``, and its words."""
+def comparison_cells(pair: tuple[str, dict] | None, metric: str) -> tuple[str, str]:
+    """The answers table's number cell for a ``headline_comparison`` (a tie with its detectable
+    size), and its words for the section."""
     if pair is None:
-        return "no other setting learned in every fold", "", "no other setting to compare"
+        return "no other setting learned in every fold", "no other setting to compare"
     label, difference = pair
     words = found(
         difference, lower="best on validation detectably lower", higher="best on validation detectably higher"
     )
     if is_tie(difference):
         words += f" ({interval(difference, 3)}, detectable {fmt(number(difference, 'mde'), 3)})"
-    return f"{label}, test {metric}: {interval(difference, 3)}", tie_cell(difference), f"{label}: {words}"
+    return table_number(difference, f"{label}, test {metric}"), f"{label}: {words}"
 
 
 def versus_words(pair: tuple[str, dict] | None) -> str:

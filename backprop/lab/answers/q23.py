@@ -127,27 +127,26 @@ def answer_23(
     if "lr_limit_unscaled" in summary:
         blocks.append(raw_target_paragraph(summary, (schemas or {}).get("regression", {})))
     pair = headline_comparison(answer, config)
-    number, tie, words = comparison_cells(pair, "MSE")
+    number, words = comparison_cells(pair, "MSE")
     sentence = f"Best on validation: lr {fmt(answer['best']['lr'])}; {words}; {mechanism}."
     short = f"{upper_first(versus_words(pair))}."
     if "largest" in facts:
-        short += (
-            f" Learned at lr {fmt(facts['largest'])} ({fmt(facts['largest'] / limit, 2)}× the stable limit "
-            f"{fmt(limit, 3)}"
-        )
+        multiple = fmt(facts["largest"] / limit, 2)
+        short += f" lr {fmt(facts['largest'])} ({multiple}× the stable limit {fmt(limit, 3)}) learned"
         if facts.get("peak", 1.0) > 1.01:
-            short += f"; a catapult: loss first rose up to {times(facts['peak'])})"
-        else:
-            short += ")"
+            short += f" after a catapult (loss first rose {times(facts['peak'])})"
     if "first_broken" in facts:
         broken = facts["first_broken"]
+        fits = summary[(summary["task"] == "regression") & (summary["lr"] == broken)]["fits"]
+        of = f" of {int(fits.iloc[0])} folds" if len(fits) else ""
         short += (
-            f"{';' if 'largest' in facts else ''} at lr {fmt(broken)} ({fmt(broken / limit, 2)}×): "
+            f"{';' if 'largest' in facts else ''} at lr {fmt(broken)} ({fmt(broken / limit, 2)}×){of}: "
             f"{why_failed(summary, 'regression', {'lr': broken})}"
         )
-        if "largest" in facts and facts["largest"] < broken:
-            short += "; the grid does not locate the boundary"
-    short += "." if "largest" in facts or "first_broken" in facts else ""
+    rates = sorted(summary[summary["task"] == "regression"]["lr"].unique())
+    short += ("." if "largest" in facts or "first_broken" in facts else "") + (
+        f" Rates tried: {', '.join(fmt(rate) for rate in rates)}." if rates else ""
+    )
     blocks += [
         figure("sweep_lr.png", "val and test MSE against the learning rate, with the lr limit at initialisation"),
         figure(
@@ -160,5 +159,5 @@ def answer_23(
     appendix = [
         titled(summary_table(summary, ["lr"], "regression", failed=answer.get("failures")), "2.3 learning rate")
     ]
-    rows = [answer_row("2.3 the effect of the learning rate", "q23", short, number, tie)]
+    rows = [answer_row("2.3 learning rate", "q23", short, number)]
     return section("2.3 The effect of the learning rate", blocks, "q23", answers=rows, appendix=appendix)

@@ -27,11 +27,13 @@ from backprop.lab.answers.stability import (
 from backprop.lab.answers.sweep_tables import summary_table, titled
 from backprop.lab.answers.wording import (
     flipped,
+    found,
     is_tie,
     number,
     point_text,
     short_interval,
     short_point,
+    table_number,
     upper_first,
     verdict,
     whole,
@@ -204,6 +206,33 @@ def same_lr_short(ends: list[dict], limits: pd.DataFrame | None, epochs, in_unit
     )
 
 
+def capacity_table(ends: list[dict], epochs, in_units: bool = False) -> tuple[str, str]:
+    """The fixed-budget experiment in the answers table's few words, and its numbers: the first
+    rate where both widths learned in every fold, train and held-out (wider − narrower)."""
+    compared = [end for end in ends if _paired(end)]
+    if not compared:
+        return "", ""
+    end = compared[0]
+    wide, narrow, lr = end["to"]["hidden"], end["from"]["hidden"], end["to"]["lr"]
+    train, test = end["train_mse_wider_minus_narrower"], end["test_mse_wider_minus_narrower"]
+    rate = f"{fmt(lr)}× each width's limit" if in_units else f"lr {fmt(lr)}"
+    fits = found(
+        train,
+        lower=f"hidden {wide} fits the training rows better than hidden {narrow}",
+        higher=f"hidden {wide} fits the training rows worse than hidden {narrow}",
+    ).replace("no difference detected", f"no training difference detected between hidden {wide} and {narrow}")
+    held = found(test, lower="held-out MSE lower", higher="held-out MSE higher").replace(
+        "no difference detected", "held-out: no difference detected"
+    )
+    over = not is_tie(train) and number(train, "ci_high") < 0 and not is_tie(test) and number(test, "ci_low") > 0
+    budget = f"{epochs} epochs" if epochs else "budget"
+    words = f"Fixed {budget}, no early stopping, at {rate}: {fits}; {held}" + ("; overfitting" if over else "")
+    numbers = f"Fixed budget, hidden {wide} − {narrow}: " + "; ".join(
+        (table_number(train, "train MSE"), table_number(test, "test MSE"))
+    )
+    return words, numbers
+
+
 def capacity_short(
     steps: list[dict], capacity: pd.DataFrame, limits=None, ends=None, epochs=None, in_units: bool = False
 ) -> str:
@@ -346,13 +375,13 @@ def answer_24(
             "train, val and test MSE against width after a fixed budget of epochs, each width at its own lr (labelled)",
         ),
     ]
-    pair = headline_network_pair(answer, config, hidden, hidden_in_units) or headline_comparison(answer, config)
-    number, tie, words = comparison_cells(pair, "MSE")
+    headline_pair = headline_network_pair(answer, config, hidden, hidden_in_units)
+    pair = headline_pair or headline_comparison(answer, config)
+    cell, words = comparison_cells(pair, "MSE")
     others = other_widths_detectable(answer)
-    if others:
-        tie = f"{tie}; {others}" if tie else others
-    sentence = f"Best on validation (the hidden sweep: {stopping}): {point_text(answer['best'])}; {words}" + (
-        f"; {others}" if others else ""
+    sentence = (
+        f"Best on validation (the hidden sweep: {stopping}; the headline {sweep_budget(config)}): "
+        f"{point_text(answer['best'])}; {words}" + (f"; {others}" if others else "")
     )
     shape = capacity_words(steps, capacity)
     sentence += (f"; {shape}" if shape else "") + "."
@@ -367,11 +396,23 @@ def answer_24(
                 "rate mixes width with the instability."
             )
         )
+    if headline_pair is not None:  # the table names the two networks; the section gives their rates
+        pair = (f"hidden {answer['best']['hidden']} (best on validation) − hidden {as_point_value(config['hidden'])} "
+                "(headline)", headline_pair[1])  # fmt: skip
+        cell, _ = comparison_cells(pair, "MSE")
+    mdes = [number(v, "mde") for v in answer["best_minus_other"] if math.isfinite(number(v, "mde"))]
+    if mdes:
+        low, high = whole(min(mdes)), whole(max(mdes))
+        cell += f" ({low if low == high else f'{low} to {high}'} against the other widths)"
+    fixed_words, fixed_number = capacity_table(ends or [], budget, in_units)
+    widths = sorted(hidden[hidden["task"] == "regression"]["hidden"].unique()) if "hidden" in hidden else []
     short = (
-        f"{upper_first(versus_words(pair))}; both early-stopped (the hidden sweep {stopping}; the headline "
-        f"{sweep_budget(config)}). "
-        f"{capacity_short(steps, capacity, hidden, ends, budget, in_units)}"
+        f"{upper_first(versus_words(pair))}, in held-out MSE."
+        + (f" {fixed_words}." if fixed_words else f" {capacity_short(steps, capacity)}")
+        + (f" Widths tried: {', '.join(str(int(width)) for width in widths)}." if widths else "")
     ).strip()
+    if fixed_number:
+        cell += f". {fixed_number}"
     blocks.append(paragraph(f"**Answer:** {sentence}"))
     appendix = [
         titled(
@@ -385,5 +426,5 @@ def answer_24(
             "2.4 width, fixed budget",
         ),
     ]
-    rows = [answer_row("2.4 the effect of the number of hidden neurons", "q24", short, number, tie)]
+    rows = [answer_row("2.4 number of hidden neurons", "q24", short, cell)]
     return section("2.4 The effect of the number of hidden neurons", blocks, "q24", answers=rows, appendix=appendix)

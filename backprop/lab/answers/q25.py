@@ -12,11 +12,19 @@ from backprop.lab.answers.choices import (
     compared_settings,
     comparison_cells,
     headline_comparison,
-    versus_words,
 )
 from backprop.lab.answers.stability import SATURATION_RULE, failure_sentence, limit_sentence
 from backprop.lab.answers.sweep_tables import summary_table, titled
-from backprop.lab.answers.wording import is_tie, number, point_text, short_interval, upper_first, whole
+from backprop.lab.answers.wording import (
+    is_tie,
+    number,
+    point_text,
+    short_interval,
+    short_point,
+    table_number,
+    upper_first,
+    whole,
+)
 from backprop.lab.blocks import LABELS, answer_row, figure, fmt, paragraph, section
 from backprop.losses import DEFAULT_LOSS, TASKS
 
@@ -69,20 +77,44 @@ def epochs_short(answer: dict) -> str:
     return text + f"; detected for {', '.join(detected)} only."
 
 
-def units_short(summary: pd.DataFrame, answer: dict, task: str) -> str:
-    """Best epochs paired at the best activation's rate when comparison.json has them; else the
-    mean best epoch of each activation at its chosen rate (a description, not a comparison)."""
-    if answer.get("epochs_at_chosen_lr"):
-        return epochs_short(answer)
-    rows = summary[summary["task"] == task]
+def activation_table(answer: dict, metric: str) -> tuple[str, str]:
+    """The answers table's words and number: the activation best on validation against every
+    other one, each at its own best rate (comparison.json's ``best_minus_other``), on the held-out
+    folds; a tie ranks nothing, and a rate at an end of the grid is said to be one."""
+    best, versus = answer["best"], answer["best_minus_other"]
+    name = best.get("activation", point_text(best))
+    others: dict[str, list[str]] = {"lower": [], "higher": [], "tie": []}
+    for v in versus:
+        side = "tie" if is_tie(v) else ("lower" if number(v, "ci_high") < 0 else "higher")
+        others[side].append(short_point(v["other"]))
     parts = []
-    for setting in answer["settings"]:
-        match = rows
-        for key, value in setting["point"].items():
-            match = match[match[key] == value]
-        if len(match):
-            parts.append(f"{setting['point']['activation']} {fmt(match.iloc[0]['best_epoch_mean'], 3)}")
-    return f"Mean best epoch (each at its own rate, no interval): {', '.join(parts)}." if parts else ""
+    if others["lower"] or others["higher"]:
+        parts += [
+            f"{short_point(best)} (best on validation) had a {side} held-out {metric} than {', '.join(others[side])}"
+            for side in ("lower", "higher")
+            if others[side]
+        ]
+        if others["tie"]:
+            parts.append(f"no difference detected against {', '.join(others['tie'])}")
+    else:
+        parts.append(
+            f"No difference detected in held-out {metric} between {short_point(best)} (best on validation) and "
+            f"{', '.join(others['tie'])}, each at its own best rate"
+        )
+    grid = answer.get("grid_lr") or []
+    rates = {point.get("lr") for point in [best] + [v["other"] for v in versus]}
+    ends = [
+        f"lr {fmt(rate)} is the grid's {'lowest' if rate == grid[0] else 'highest'}"
+        for rate in (grid[:1] + grid[-1:] if len(grid) > 1 else [])
+        if rate in rates
+    ]
+    text = upper_first("; ".join(parts))
+    if ends:
+        text += f" ({', '.join(ends)}: a better rate may lie beyond)"
+    numbers = "; ".join(
+        table_number(v, f"{name} − {v['other'].get('activation', point_text(v['other']))}") for v in versus
+    )
+    return text + ".", f"test {metric}, {numbers}" if numbers else "no other activation learned in every fold"
 
 
 def answer_25(
@@ -120,19 +152,16 @@ def answer_25(
         config = (configs or {}).get(task, {})
         metric = LABELS[DEFAULT_LOSS[task]]
         pair = headline_comparison(answer, config)
-        number, tie, words = comparison_cells(pair, metric)
-        sentence = f"{task.capitalize()}: best on validation {point_text(answer['best'])}; {words}; {units}."
+        _, words = comparison_cells(pair, metric)
+        short, number = activation_table(answer, metric)
+        sentence = (
+            f"{task.capitalize()}: best on validation {point_text(answer['best'])}; {words}; against each "
+            f"activation at its own best rate, {number}; {units}."
+        )
         if answer.get("epochs_at_chosen_lr"):
             sentence += " " + epochs_short(answer)
-        grid = answer.get("grid_lr") or []
-        edge = (
-            f" (lr {fmt(answer['best']['lr'])} is an end of the grid)"
-            if answer["best"].get("lr") in grid[:1] + grid[-1:]
-            else ""
-        )
-        short = f"{upper_first(versus_words(pair))}{edge}. {units_short(summary, answer, task)}"
         blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
-        rows.append(answer_row(f"2.5 the effect of the activation function, {task}", "q25", short, number, tie))
+        rows.append(answer_row(f"2.5 activation function, {task}", "q25", short, number))
         appendix.append(
             titled(summary_table(summary, ["activation", "lr"], task, failed=answer.get("failures")), "2.5 activation")
         )

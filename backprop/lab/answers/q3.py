@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from backprop.lab.answers.sweep_tables import summary_table, titled
-from backprop.lab.answers.wording import found, interval, is_tie, number, tie_cell, upper_first
+from backprop.lab.answers.wording import found, interval, is_tie, number, table_number, upper_first
 from backprop.lab.blocks import answer_row, figure, fmt, paragraph, section, table
 
 
@@ -157,20 +157,18 @@ def answer_3(summaries: dict, comparison: dict, specs: dict, configs: dict | Non
                 f"{fmt(pair['mse_lr'])}): "
                 + found(difference, lower="log loss reaches it faster", higher="MSE reaches it faster")
             )
-            numbers.append((f"{start_name}, epochs log loss − MSE", difference))
+            numbers.append((start_name.removeprefix("the ").removeprefix("a "), difference))
     sentence = "; ".join(findings) + "." if findings else "No log loss against MSE comparison in this run."
     sentence = upper_first(sentence)
     blocks.append(paragraph(f"**Answer:** {sentence}"))
     rows = []
     if numbers:
-        ties = [f"{label.split(',')[0]}: {tie_cell(d)}" for label, d in numbers if is_tie(d)]
         rows.append(
             answer_row(
-                "3. MSE versus log loss for classification",
+                "3. MSE vs log loss, classification",
                 "loss",
                 upper_first("; ".join(shorts)) + ".",
-                "; ".join(f"{label}: {interval(d, 3)}" for label, d in numbers),
-                "; ".join(ties),
+                "epochs, log loss − MSE: " + "; ".join(table_number(d, label) for label, d in numbers),
             )
         )
     return section("3. MSE versus log loss for classification", blocks, "loss", answers=rows, appendix=appendix)

@@ -13,29 +13,24 @@ from backprop.lab.blocks import answer_row, fmt, paragraph, section, table
 def update_rule_row() -> dict:
     """The derivation's answer: not measured, derived (and checked against finite differences)."""
     sentence = (
-        "Only δ₂ differs: (2/n)(ŷ − y) for MSE on an identity output, (1/n)(ŷ − y) for log loss on a sigmoid "
-        "output; everything from δ₂ back is the same."
+        "Only the output error δ₂ = ∂L/∂z₂ differs: (2/n)(ŷ − y) for MSE on an identity output, (1/n)(ŷ − y) for "
+        "log loss on a sigmoid output; the backward pass from δ₂ on is the same."
     )
     return answer_row(
-        "the update rule, MSE against log loss",
+        "the update rule: MSE vs log loss",
         "derivation",
         sentence,
-        "derived; gradients match finite differences (< 1e-6)",
+        "derived; gradients match central finite differences (relative error < 1e-6)",
     )
 
 
 ANSWER_MARK = "**Answer"  # how a section's own answer paragraph begins
-ANSWER_HEADER = [
-    "question",
-    "answer (from this run)",
-    "the number it rests on: a − b, mean (95% CI)",
-    "tie: where a difference lies; detectable (80% power)",
-]
+ANSWER_HEADER = ["question", "answer (from this run)", "the number it rests on: a − b, mean (95% CI)"]
 
 
 def answers_intro(schemas: dict, configs: dict) -> dict:
     """The lines above the answers table: the data by name, the protocol, the headline networks'
-    actual settings, and how to read a difference, so the first screen reads on its own."""
+    actual settings, so the first screen reads on its own."""
     data = ", ".join(f"{task} `{schema['source']}` ({schema['rows']} rows)" for task, schema in schemas.items())
     reg = schemas["regression"]
     repeats = f" repeated {reg['repeats']}×" if reg.get("repeats", 1) > 1 else ""
@@ -46,43 +41,40 @@ def answers_intro(schemas: dict, configs: dict) -> dict:
         "epochs": lambda c: f"≤ {c['epochs']} epochs",
     }
     first = next(iter(configs.values()))
-    shared = [words[key](first) for key in words if all(words[key](c) == words[key](first) for c in configs.values())]
+    same = {key: all(words[key](c) == words[key](first) for c in configs.values()) for key in words}
+    shared = [words[key](first) for key in words if same[key]]
     differ = [
-        f"{task} {words[key](config)}"
-        for key in words
-        if not all(words[key](c) == words[key](first) for c in configs.values())
-        for task, config in configs.items()
+        f"{task} " + ", ".join(words[key](config) for key in words if not same[key]) for task, config in configs.items()
     ]
-    settings = ", ".join([*shared, intro_patience(configs)]) + (f" ({', '.join(differ)})" if differ else "")
+    settings = ", ".join(shared) + (f"; {'; '.join(differ)}" if any(not s for s in same.values()) else "")
     return paragraph(
-        f"**Data**: {data}. **Protocol**: {reg['folds']}-fold cross-validation{repeats}; means over the held-out "
-        "folds with 95% intervals, comparisons paired by fold; sweeps pick settings on validation rows. **Headline "
-        f"networks** (from params.yaml): {settings}. **a − b < 0** means a is lower (a lower loss, or fewer epochs, "
-        "is better). A **tie** (interval contains 0) has no winner."
+        f"**Data**: {data}. **Protocol**: {reg['folds']}-fold cross-validation{repeats}: each fold is **held out** "
+        "once as the test rows; of the other rows a **validation** part stops training early and makes the sweeps' "
+        f"choices, and the network learns on the rest (**train**). **Headline networks** (params.yaml's `train`): "
+        f"{settings}; {intro_patience(configs)}."
     )
 
 
-def answers_section(sections: list[dict], intro: dict | None = None) -> dict:
-    """The report's opening: every section's answer rows in one table, each linking to its section.
-    A row is a dict (``blocks.answer_row``): a second task answering the same question (a control
-    table) adds a key to its rows and a column here."""
+def answers_legend() -> dict:
+    """How to read the table's numbers and its words, above it, so the first screen defines them."""
+    return paragraph(
+        "**Numbers**: a − b, the mean over the held-out folds with its 95% t interval, corrected (Nadeau–Bengio) "
+        "because folds share training rows; **a − b < 0** means a is lower (a lower loss, or fewer epochs, is "
+        "better). A **tie** (interval contains 0) has no winner: any difference lies in the interval, and "
+        "**detectable** is the smallest difference this design finds with 80% power. MSE is in squared target "
+        "units, log loss in nats; **accuracy (1 − MAPE)** = 1 − mean |y − ŷ| / |y|. **Stable limit**: 2/λ_max of "
+        "the loss Hessian at initialisation, the largest step gradient descent on that curvature survives; "
+        "**catapult**: past it the loss first jumps, then falls (Lewkowycz et al. 2020)."
+    )
+
+
+def answers_section(sections: list[dict], intro: dict | None = None, control: dict | None = None) -> dict:
+    """The report's opening: every section's answer rows in one table, each linking to its
+    section, with the definitions above it and the control task's line (``control``) below."""
     rows = [
-        [f"[{row['question']}](#{row['anchor']})", row["answer"], row["number"], row["tie"] or "—"]
+        [f"[{row['question']}](#{row['anchor']})", row["answer"], row["number"]]
         for s in sections
         for row in s["answers"]
     ]
-    header = ANSWER_HEADER
-    if any("control" in row for s in sections for row in s["answers"]):
-        header = [*ANSWER_HEADER, "the control task: is the same effect detected? (difference, 95% CI)"]
-        rows = [[*cells, row.get("control") or "—"] for cells, row in zip(rows, _rows(sections), strict=True)]
-    note = paragraph(
-        "Each answer is generated from this run's paired comparisons over the held-out folds: 95% t intervals "
-        "with Nadeau and Bengio's correction for folds that share training rows, clipped to the metric's range. "
-        '"Best on validation" is the setting with the lowest mean validation loss, not a winner on the test '
-        "folds. The detectable size is (t₀.₉₇₅ + t₀.₈) times the same corrected standard error."
-    )
-    return section("Answers", [*([intro] if intro else []), table(header, rows), note], "answers")
-
-
-def _rows(sections: list[dict]) -> list[dict]:
-    return [row for s in sections for row in s["answers"]]
+    blocks = [*([intro] if intro else []), answers_legend(), table(ANSWER_HEADER, rows)]
+    return section("Answers", [*blocks, *([control] if control else [])], "answers")

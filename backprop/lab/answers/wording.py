@@ -49,12 +49,30 @@ def whole(value: float) -> str:
     return f"{value:.0f}" if math.isfinite(value) and abs(value) >= 100 else fmt(value, 3)
 
 
-def short_interval(stats: dict) -> str:
-    """``-589 (-1258 to 80)``: ``interval`` with ``whole`` numbers, for the answers table."""
+def short_interval(stats: dict, bounds: tuple = (None, None)) -> str:
+    """``-589 (-1258 to 80)``: ``interval`` with ``whole`` numbers, for the answers table (3
+    significant digits below 100, so an interval that spans orders of magnitude stays short)."""
     mean, low, high = number(stats, "mean"), number(stats, "ci_low"), number(stats, "ci_high")
+    if bounds[0] is not None and math.isfinite(low):
+        low = max(low, bounds[0])
+    if bounds[1] is not None and math.isfinite(high):
+        high = min(high, bounds[1])
     if not math.isfinite(low):
         return whole(mean)
     return f"{whole(mean)} ({whole(low)} to {whole(high)})"
+
+
+def table_number(difference: dict, label: str = "", unit: str = "") -> str:
+    """The answers table's number: ``label: tie -21.1 (-137 to 95.1); detectable 156`` for a tie
+    (the interval is where any difference lies, said once), ``label: -544 (-669 to -419)`` when
+    the interval excludes 0; ``unit`` follows each number (`` epochs``)."""
+    head = f"{label}: " if label else ""
+    if not math.isfinite(number(difference, "ci_low")):
+        n = int(number(difference, "n")) if math.isfinite(number(difference, "n")) else 0
+        return f"{head}too few paired folds for an interval ({n})"
+    if not is_tie(difference):
+        return f"{head}{short_interval(difference)}{unit}"
+    return f"{head}tie {short_interval(difference)}{unit}; detectable {whole(number(difference, 'mde'))}{unit}"
 
 
 def verdict(difference: dict, *, lower: str, higher: str) -> str:
