@@ -12,7 +12,7 @@ from conftest import ROOT, stage
 
 from backprop.lab.comparisons import settings_compared
 from backprop.lab.config import TrainConfig, load_data, read_params
-from backprop.lab.control import answer_cells, control_section, headline_capped
+from backprop.lab.control import answer_cells, answers_line, control_section, headline_capped
 from backprop.lab.datasets import fold_data, fold_rows, friedman1, prepare
 from backprop.lab.protocol import fit_seed, overlap_ratio
 from backprop.lab.sweeps import fold_config, result_row
@@ -304,9 +304,17 @@ def test_the_control_reports_its_realised_floor_its_own_22_effect_and_what_one_f
     # the realised floor: mean of the true function's held-out MSE, and the ratio against it
     assert "best test MSE 1.35 (1.01 to 1.68): 1.5× the realised noise floor 0.9" in cells["q21"]
     assert "best − f: **detected** 0.43 (0.14 to 0.71)" in cells["q21"]
-    assert "2 of 5 fits still improving at the 4000-epoch budget" in cells["q21"]
+    assert "2 of 5 fits still improving at the hidden sweep's 4000-epoch budget" in cells["q21"]  # whose budget
     # 2.2's row: validation − train at the returned weights, paired by fold (0.3, 0.31, 0.36, 0.45, 0.58)
     assert cells["q22"].startswith("validation − train MSE: **detected** 0.4 (")
+    # under the answers table, one line: each effect detected or not, with its number
+    line = answers_line(comparison, schemas, run)["text"]
+    assert "2.4 hidden 1 − hidden 16 **detected**, 5.52 (3.69 to 7.35)" in line
+    assert "2.5 relu − sigmoid not detected, 0.444 (-0.357 to 1.24), detectable 1" in line
+    assert "2.1 headline − least squares **detected**, -5.25 (-7.28 to -3.22)" in line
+    assert "best test MSE 1.35 (1.01 to 1.68), 1.5× the noise its held-out rows hold (f's MSE there), 0.9" in line
+    assert "\n" not in line and "[section](#control)" in line
+    assert answers_line(comparison, {"regression": {}}) is None
     (section,) = control_section(comparison, schemas, sweep_specs=run.specs, capped=(1, 5), run=run)
     texts = " ".join(b["text"] for b in section["blocks"] if b["kind"] == "p")
     assert "the realised floor; the best choice is 1.5× it" in texts
@@ -316,7 +324,10 @@ def test_the_control_reports_its_realised_floor_its_own_22_effect_and_what_one_f
         "one fold makes most of that mean: fold 3 differs by 1.08, the other 4 by -0.007 to 0.033, and its "
         "headline fit was still improving at the 3000-epoch budget" in texts
     )
-    assert "These ties are partly budget-limited: 6 of 10 fits still improving at the 3000-epoch budget." in texts
+    assert (
+        "These ties are partly budget-limited: 6 of 10 fits still improving at the activation sweep's 3000-epoch "
+        "budget." in texts
+    )
     assert (
         section["title"]
         == "The control task: effects detected on a generated table (network − least squares, width; not activation)"

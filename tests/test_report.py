@@ -12,7 +12,7 @@ import pytest
 
 from backprop.lab.answers.q22 import curve_facts, lowest_epochs, where_lowest
 from backprop.lab.answers.stability import activation_rms
-from backprop.lab.answers.wording import interval, metric_bounds, verdict
+from backprop.lab.answers.wording import interval, metric_bounds, verdict, whole
 from backprop.lab.blocks import REFERENCE_DATA_SHA256, REFERENCE_HAND_IN, code, fmt, paragraph, section, table
 from backprop.lab.comparisons import (
     against_baselines,
@@ -357,23 +357,68 @@ def test_the_answers_table_opens_the_report_with_a_row_per_question():
     assert "<details>" in page  # the per-setting tables, collapsed in the appendix
 
 
-def test_a_crafted_tie_states_where_the_difference_lies_and_ranks_nothing():
+def test_a_crafted_tie_states_its_range_once_with_its_detectable_size_and_ranks_nothing():
     markdown = render_markdown(build(crafted_inputs(sha256="0" * 64, effect=0.0)), "figures")
     rows = _answers(markdown)
-    ties = [row for row in rows if "lies between" in row[3]]
+    assert all(len(row) == 3 for row in rows), "question, answer, number: no column repeats the interval"
+    ties = [row for row in rows if re.search(r"\btie -?\d", row[2])]
     assert len(ties) >= 6
+    tie = re.compile(r"\btie (-?[\d.e+-]+ \(-?[\d.e+-]+ to -?[\d.e+-]+\)); detectable [\d.e+-]+")
     for row in ties:
-        assert re.search(r"lies between -?[\d.e+-]+ and -?[\d.e+-]+; detectable: [\d.e+-]+", row[3]), row
+        found = tie.findall(row[2])
+        assert found, row
+        for interval_text in found:  # the interval is said once, in the number cell
+            assert " ".join(row).count(interval_text) == 1, (interval_text, row)
+        assert "lies between" not in " ".join(row)
         assert "no difference" in row[1].lower()
-        assert not re.search(r"\b(better|worse) than\b|detectably", row[1]), row[1]
+        assert not re.search(r"\b(better|worse|lower|higher) than\b|detectably", row[1]), row[1]
+
+
+def test_the_answers_table_is_short_enough_for_one_screen():
+    """Each answer a few words; the long detail (sweep-picked settings, the fixed-budget protocol,
+    6-digit plateaus, capped counts) stays in the sections, which keep their own answers."""
+    document = build(crafted_inputs(sha256=REFERENCE_DATA_SHA256, effect=0.5, failing=True))
+    markdown = render_markdown(document, "figures")
+    rows = _answers(markdown)
+    for row in rows:
+        assert len(row[1].split()) <= 50, (len(row[1].split()), row[1])
+        assert len(row[2].split()) <= 60, (len(row[2].split()), row[2])
+    table_text = markdown.split("## Answers", 1)[1].split("\n## ", 1)[0]
+    for detail in ("equal to 6 digits", "settings the sweeps picked", "no early stopping (unlike the headline)",
+                   "still falling at the budget's last epoch", "fold(s) where both learned"):  # fmt: skip
+        assert detail not in table_text, detail
+    assert "no early stopping (unlike the headline)" in _section(markdown, "2.4")
+
+
+def test_interval_numbers_in_the_table_have_three_significant_digits():
+    from backprop.lab.answers.wording import short_interval, table_number
+
+    spread = {"mean": 0.08815, "ci_low": -0.007122, "ci_high": 0.1692, "mde": 0.0227, "n": 5}
+    assert short_interval(spread) == "0.0882 (-0.00712 to 0.169)"
+    assert short_interval({"mean": 2939.2, "ci_low": 2543.9, "ci_high": 3334.6}) == "2939 (2544 to 3335)"
+    assert table_number(spread, "a − b") == "a − b: tie 0.0882 (-0.00712 to 0.169); detectable 0.0227"
+    detected = {"mean": -544.0, "ci_low": -669.2, "ci_high": -419.0, "mde": 167.0, "n": 5}
+    assert table_number(detected, "train MSE") == "train MSE: -544 (-669 to -419)"
+    assert "too few paired folds" in table_number({"mean": 1.0, "ci_low": None, "n": 1})
+    assert short_interval({"mean": 0.97, "ci_low": 0.94, "ci_high": 1.007}, metric_bounds("accuracy", "x")) == (
+        "0.97 (0.94 to 1)"
+    )
 
 
 def test_the_report_on_a_users_table_has_no_text_about_the_diabetes_data():
     theirs = render_markdown(build(crafted_inputs(sha256="1" * 64)), "figures")
     for text in DIABETES_TEXT:
         assert text not in theirs, text
-    ours = render_markdown(build(crafted_inputs(sha256=REFERENCE_DATA_SHA256)), "figures")
+    inputs = crafted_inputs(sha256=REFERENCE_DATA_SHA256)
+    ours = render_markdown(build(inputs), "figures")
     assert "reference hand-in" in ours and fmt(REFERENCE_HAND_IN["mse"]) in ours
+    # the 2.1 row gives this run's all-rows MSE, the number comparable with the hand-in's
+    every = inputs.baselines["all_rows"]["regression"]
+    for markdown, reference in ((ours, True), (theirs, False)):
+        row = next(r for r in _answers(markdown) if r[0].startswith("[2.1") and "regression" in r[0])[1]
+        assert f"all 440 rows: network {whole(every['ours']['mse'])}, ordinary least squares " in row, row
+        assert f"{whole(every['linear']['mse'])}" in row
+        assert ("reference hand-in 2858" in row) == reference, row
 
 
 def test_the_derivation_is_a_template_whose_displays_become_equations():
@@ -397,6 +442,11 @@ def test_the_answers_first_screen_states_data_protocol_settings_and_the_sign_rul
     for schema in inputs.schemas.values():
         assert f"`{schema['source']}` ({schema['rows']} rows)" in opening
     assert "5-fold cross-validation" in opening and "a − b < 0" in opening and "no winner" in opening
+    # every word the table uses is defined above it, on the first screen
+    for word in ("**held out**", "**validation** part", "(**train**)", "**Headline networks** (params.yaml's",
+                 "Nadeau–Bengio", "**detectable**", "80% power", "**Stable limit**: 2/λ_max", "at initialisation",
+                 "**catapult**", "1 − mean |y − ŷ| / |y|", "squared target units", "log loss in nats"):  # fmt: skip
+        assert word in opening, word
     regression, classification = inputs.train_config["regression"], inputs.train_config["classification"]
     assert f"hidden {regression['hidden'][0]}" in opening and f"≤ {regression['epochs']} epochs" in opening
     assert f"classification lr {fmt(classification['lr'])}" in opening  # the override, by its value
@@ -442,11 +492,13 @@ def test_blow_ups_show_how_far_the_loss_rose_and_units_count_only_moved_fits():
 
 
 def test_the_learning_rate_answer_does_not_claim_a_boundary_the_grid_cannot_locate():
-    rows = _answers(render_markdown(build(crafted_inputs(sha256="1" * 64, failing=True)), "figures"))
-    row = next(row for row in rows if row[0].startswith("[2.3"))[1]
-    assert "Learned at lr 0.3 (1.5× the stable limit 0.2; a catapult: loss first rose up to 44×)" in row
-    assert "at lr 1 (5×): 5 diverged; the grid does not locate the boundary" in row
+    markdown = render_markdown(build(crafted_inputs(sha256="1" * 64, failing=True)), "figures")
+    row = next(row for row in _answers(markdown) if row[0].startswith("[2.3"))[1]
+    assert "lr 0.3 (1.5× the stable limit 0.2) learned after a catapult (loss first rose 44×)" in row
+    assert "at lr 1 (5×), over 5 folds: 5 diverged." in row
+    assert "Rates tried: 0.003, 0.01, 0.03, 0.1, 0.3, 1." in row  # params.yaml's lr grid
     assert "up to 1.5×" not in row and "Trains up to" not in row
+    assert "the boundary lies between the two, and this grid does not locate it" in _section(markdown, "2.3")
 
 
 def test_no_raw_target_stable_step_is_claimed():
@@ -471,15 +523,20 @@ def test_width_and_activation_answers_rest_on_pairs_at_one_rate():
         for end in inputs.comparison["regression"]["sweeps"]["capacity"]["capacity"]["same_lr"]
     ]
     assert len(lrs) == 2
-    rows = _answers(render_markdown(build(inputs), "figures"))
-    width = next(row for row in rows if row[0].startswith("[2.4"))[1]
+    markdown = render_markdown(build(inputs), "figures")
+    rows = _answers(markdown)
+    width = _section(markdown, "2.4").split("**Answer:**")[1]
     assert re.search(rf"hidden \d+ − 1 MSE at one multiple of each width's limit: {lrs[0]}", width), width
     assert f"; {lrs[1]}" in width, width
     assert re.search(r"test -?\d[\d.]* \(-?[\d.]+ to -?[\d.]+\), detectable \d", width), width
     assert "shape of overfitting" not in width
-    for row in (row for row in rows if row[0].startswith("[2.5")):
-        assert "Mean best epoch" not in row[1]
-        assert re.search(r"Best epoch, other − \w+, all at lr [\d.]+: \w+ -?[\d.]+ \(", row[1]), row[1]
+    row = next(row for row in rows if row[0].startswith("[2.4"))
+    assert re.search(rf"Fixed \d+ epochs, no early stopping, at {lrs[0].replace('own ', '')}: ", row[1]), row[1]
+    assert re.search(r"Fixed budget, hidden \d+ − 1: train MSE: .*; test MSE: ", row[2]), row[2]
+    for task in TASKS:
+        activation = _section(markdown, "2.5").split(f"**Answer ({task}):**")[1]
+        assert "Mean best epoch" not in activation
+        assert re.search(r"Best epoch, other − \w+, all at lr [\d.]+: \w+ -?[\d.]+ \(", activation), activation
 
 
 def test_curve_minima_within_rounding_and_censored_at_the_last_epoch():
@@ -504,7 +561,7 @@ def test_curve_minima_within_rounding_and_censored_at_the_last_epoch():
 def test_the_22_gap_is_across_folds_with_its_interval():
     rows = _answers(render_markdown(build(crafted_inputs(sha256="1" * 64)), "figures"))
     for row in (row for row in rows if row[0].startswith("[2.2")):
-        assert re.search(r"validation − train [\w ]+: -?[\d.e-]+ \(-?[\d.e-]+ to -?[\d.e-]+\)", row[2]), row[2]
+        assert re.search(r"validation − train [\w ]+: (tie )?-?[\d.e-]+ \(-?[\d.e-]+ to -?[\d.e-]+\)", row[2]), row[2]
         assert "% of train" not in row[1]
 
 
@@ -712,22 +769,43 @@ def test_a_sweep_choice_in_units_of_the_limit_says_so():
 
 def test_the_width_answer_rests_on_the_headline_network_with_the_power_over_widths():
     """Review 3: the 2.4 row compares the best width with the headline network itself (paired by
-    fold with the train stage's fits), not with the noisiest sweep cell; its tie cell gives the
-    detectable sizes against every other width, and the row states the sweep's budget and patience."""
-    from backprop.lab.answers.wording import flipped
+    fold with the train stage's fits), not with the noisiest sweep cell; its number gives the
+    detectable sizes against every other width; the section's answer states both networks' rates,
+    budgets and patience."""
+    from backprop.lab.answers.wording import flipped, short_interval
 
     inputs = crafted_inputs(sha256="1" * 64)
     inputs.sweep_specs["hidden"].fixed["epochs"] = 4000  # the default params' hidden sweep
     answer = inputs.comparison["regression"]["sweeps"]["hidden"]
-    (row,) = [row for row in _answers(render_markdown(build(inputs), "figures")) if row[0].startswith("[2.4")]
+    markdown = render_markdown(build(inputs), "figures")
+    (row,) = [row for row in _answers(markdown) if row[0].startswith("[2.4")]
     best = answer["best"]
+    difference = flipped(answer["headline_vs_best"]["headline_minus_tuned"])
+    label = f"hidden {best['hidden']} (best on validation) − hidden 16 (headline), test MSE: "
+    assert f"{label}tie {short_interval(difference)}; detectable " in row[2], row[2]
+    mdes = [v["mde"] for v in answer["best_minus_other"]]
+    assert f"({whole(min(mdes))} to {whole(max(mdes))} against the other widths)" in row[2]
+    sentence = _section(markdown, "2.4").split("**Answer:**")[1]
     rest = f"hidden {best['hidden']} at {fmt(best['lr'])}× its limit (best on validation)"
-    assert f"{rest} − the headline network (hidden 16 at the absolute lr 0.1, 0.5× its limit)" in row[2]
-    assert interval(flipped(answer["headline_vs_best"]["headline_minus_tuned"]), 3) in row[2]
-    mdes = [fmt(v["mde"], 3) for v in answer["best_minus_other"]]
-    low, high = min(mdes, key=float), max(mdes, key=float)
-    assert f"against each other width at its best rate: detectable {low} to {high}" in row[3]
-    assert (
-        "both early-stopped (the hidden sweep ≤ 4000 epochs, patience 1000; the headline ≤ 2000 epochs, patience 500)"
-        in row[1]
-    )
+    assert f"{rest} − the headline network (hidden 16 at the absolute lr 0.1, 0.5× its limit)" in sentence
+    assert interval(difference, 3) in sentence
+    assert "(the hidden sweep: ≤ 4000 epochs, patience 1000; the headline ≤ 2000 epochs, patience 500)" in sentence
+
+
+def test_every_activation_has_its_held_out_comparison_at_its_own_rate_in_the_table():
+    """Review 4: ReLU's row gives its held-out comparison at its own best rate, not a best-epoch
+    pairing at the best activation's rate where it did not learn."""
+    from backprop.lab.answers.wording import short_interval
+
+    inputs = crafted_inputs(sha256="1" * 64)
+    rows = _answers(render_markdown(build(inputs), "figures"))
+    for task in TASKS:
+        answer = inputs.comparison[task]["sweeps"]["activation"]
+        (row,) = [row for row in rows if row[0].startswith("[2.5") and task in row[0]]
+        best = answer["best"]["activation"]
+        assert len(answer["best_minus_other"]) == 3
+        for versus in answer["best_minus_other"]:
+            other = versus["other"]
+            assert f"{best} − {other['activation']}: tie {short_interval(versus)}" in row[2], row[2]
+            assert f"{other['activation']} at lr {fmt(other['lr'])}" in row[1], row[1]
+        assert "no interval" not in row[1] and "each at its own best rate" in row[1]

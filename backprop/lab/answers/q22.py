@@ -152,9 +152,7 @@ def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None 
             + (f"; {tie_cell(gap)}" if is_tie(gap) else "")
             + ")"
         )
-        gap_short = found(gap, lower="validation below train", higher="validation above train").replace(
-            "no difference detected", "no validation − train gap detected"
-        )
+        gap_short = "validation − train: " + found(gap, lower="validation lower", higher="validation higher")
         short = (
             f"Fold 0 ([curves](#q22)): {kept_short(facts, loss)}. All folds: kept epoch {spread_short(epochs)}; "
             f"{gap_short}; {len(capped)} of {len(folds)} still improving at the {configs[task]['epochs']}-epoch cap."

@@ -138,7 +138,7 @@ def answer_23(
     if "first_broken" in facts:
         broken = facts["first_broken"]
         fits = summary[(summary["task"] == "regression") & (summary["lr"] == broken)]["fits"]
-        of = f" of {int(fits.iloc[0])} folds" if len(fits) else ""
+        of = f", over {int(fits.iloc[0])} folds" if len(fits) else ""
         short += (
             f"{';' if 'largest' in facts else ''} at lr {fmt(broken)} ({fmt(broken / limit, 2)}×){of}: "
             f"{why_failed(summary, 'regression', {'lr': broken})}"

@@ -103,14 +103,10 @@ def activation_table(answer: dict, metric: str) -> tuple[str, str]:
         )
     grid = answer.get("grid_lr") or []
     rates = {point.get("lr") for point in [best] + [v["other"] for v in versus]}
-    ends = [
-        f"lr {fmt(rate)} is the grid's {'lowest' if rate == grid[0] else 'highest'}"
-        for rate in (grid[:1] + grid[-1:] if len(grid) > 1 else [])
-        if rate in rates
-    ]
+    ends = [fmt(rate) for rate in (grid[:1] + grid[-1:] if len(grid) > 1 else []) if rate in rates]
     text = upper_first("; ".join(parts))
     if ends:
-        text += f" ({', '.join(ends)}: a better rate may lie beyond)"
+        text += f" (lr {' and '.join(ends)}: {'ends' if len(ends) > 1 else 'an end'} of the grid)"
     numbers = "; ".join(
         table_number(v, f"{name} − {v['other'].get('activation', point_text(v['other']))}") for v in versus
     )
