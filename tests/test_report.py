@@ -809,3 +809,34 @@ def test_every_activation_has_its_held_out_comparison_at_its_own_rate_in_the_tab
             assert f"{best} − {other['activation']}: tie {short_interval(versus)}" in row[2], row[2]
             assert f"{other['activation']} at lr {fmt(other['lr'])}" in row[1], row[1]
         assert "no interval" not in row[1] and "each at its own best rate" in row[1]
+
+
+def test_every_answer_row_is_on_the_first_screen_at_1280_by_800(tmp_path):
+    """Review 4: a reader of report.html's first screen (1280×800) sees every row of the answers
+    table, and the definitions above it; measured in headless Chromium on the longest texts."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium where apt-get works)")
+    document = build(crafted_inputs(sha256=REFERENCE_DATA_SHA256, effect=0.5, failing=True))
+    probe = """<script>
+    window.addEventListener("load", () => {
+      const rows = [...document.querySelectorAll("#answers tbody tr")];
+      const bottom = Math.max(...rows.map(r => r.getBoundingClientRect().bottom));
+      document.body.setAttribute("data-probe", `rows=${rows.length} bottom=${Math.ceil(bottom)} ` +
+        `width=${window.innerWidth} height=${window.innerHeight}`);
+    });
+    </script></body>"""
+    (tmp_path / "page.html").write_text(render_html(document, {}).replace("</body>", probe))
+    result = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,800",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom",
+         f"file://{tmp_path / 'page.html'}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    found = re.search(r'data-probe="rows=(\d+) bottom=(\d+) width=(\d+) height=(\d+)"', result.stdout)
+    assert found, result.stderr[-1000:]
+    rows, bottom, width, _ = map(int, found.groups())
+    assert width == 1280  # the layout's width; --dump-dom's window is shorter than a screenshot's 800 px
+    assert rows == len(_answers(render_markdown(document, "figures"))) >= 10
+    assert bottom <= 800, f"the last answer row ends at {bottom} px, below the first screen"
