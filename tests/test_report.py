@@ -447,6 +447,8 @@ def test_the_answers_first_screen_states_data_protocol_settings_and_the_sign_rul
                  "Nadeau–Bengio", "**detectable**", "80% power", "**Stable limit**: 2/λ_max", "at initialisation",
                  "**catapult**", "1 − mean |y − ŷ| / |y|", "squared target units", "log loss in nats"):  # fmt: skip
         assert word in opening, word
+    margin = fmt(100 * inputs.train_config["regression"]["learned_margin"], 3)
+    assert f"**learned** if its returned model's validation loss is ≥ {margin}% below the constant model's" in opening
     regression, classification = inputs.train_config["regression"], inputs.train_config["classification"]
     assert f"hidden {regression['hidden'][0]}" in opening and f"≤ {regression['epochs']} epochs" in opening
     assert f"classification lr {fmt(classification['lr'])}" in opening  # the override, by its value
@@ -840,3 +842,26 @@ def test_every_answer_row_is_on_the_first_screen_at_1280_by_800(tmp_path):
     assert width == 1280  # the layout's width; --dump-dom's window is shorter than a screenshot's 800 px
     assert rows == len(_answers(render_markdown(document, "figures"))) >= 10
     assert bottom <= 800, f"the last answer row ends at {bottom} px, below the first screen"
+
+
+def test_a_best_setting_past_its_limit_with_the_widest_spread_says_so():
+    """Review 4 (skeptic): the 2.3 and 2.5 numbers pair with a setting past its stable limit,
+    whose folds spread most: the detectable sizes are the spread's, and the row says why."""
+    from backprop.lab.answers.choices import spread_note
+
+    summary = pd.DataFrame(
+        {"task": "regression", "activation": ["sigmoid", "tanh", "relu"], "lr": [0.3, 0.1, 0.03],
+         "lr_limit": [0.195, 0.2, 0.3], "test_mse_std": [577.0, 199.0, 427.0]}
+    )  # fmt: skip
+    best, others = (
+        {"activation": "sigmoid", "lr": 0.3},
+        [{"activation": "tanh", "lr": 0.1}, {"activation": "relu", "lr": 0.03}],
+    )
+    note = spread_note(summary, "regression", best, others, "MSE")
+    assert note == (
+        "; sigmoid at lr 0.3 is 1.5× its stable limit and its folds spread most (test MSE sd over folds 577, "
+        "against 199 to 427)"
+    )
+    assert spread_note(summary.assign(lr_limit=0.5), "regression", best, others, "MSE") == ""  # below its limit
+    wider = summary.assign(test_mse_std=[577.0, 199.0, 600.0])
+    assert spread_note(wider, "regression", best, others, "MSE") == ""  # not the widest spread

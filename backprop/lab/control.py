@@ -418,8 +418,8 @@ def answers_line(comparison: dict, schemas: dict, run: ControlRun | None = None)
             f"{kind}, {fmt(floor, 3)}"
         )
     return paragraph(
-        f"**Control task** `{task}` ({schemas[task]['source']}: a generated table whose true function f and noise "
-        f"are known, so the effects are real; [section](#control)), test MSE: " + " · ".join(parts) + "."
+        f"**Control task** `{task}` (generated: its true function f and noise are known, so the effects are real; "
+        "[section](#control)), test MSE: " + " · ".join(parts) + "."
     )
 
 

@@ -156,7 +156,7 @@ def build(inputs: ReportInputs) -> dict:
     appendix = [block for s in questions for block in s["appendix"]]
     intro = answers_table.answers_intro(inputs.schemas, configs)
     sections = [
-        answers_table.answers_section(questions, intro, control.answers_line(comparison, inputs.schemas, run)),
+        answers_table.answers_section(questions, intro, control.answers_line(comparison, inputs.schemas, run), configs),
         *questions,
         *control.control_section(
             comparison, inputs.schemas, settings=settings, sweep_specs=inputs.sweep_specs, capped=capped, run=run

@@ -16,6 +16,7 @@ from backprop.lab.answers.wording import (
     point_text,
     short_point,
     table_number,
+    whole,
 )
 from backprop.lab.blocks import LABELS, fmt
 
@@ -118,3 +119,31 @@ def versus_words(pair: tuple[str, dict] | None) -> str:
     if is_tie(difference):
         return f"no difference detected between {best} and {other}"
     return f"{best} {'lower' if number(difference, 'ci_high') < 0 else 'higher'} than {other}"
+
+
+def spread_note(summary, task: str, best: dict, others: list[dict], metric: str) -> str:
+    """``; lr 0.3 is 1.5× its stable limit and its folds spread most (test MSE sd 577; the others
+    199 to 230)``: said only when the setting best on validation is past its limit and its held-out
+    loss has the largest spread over folds, which widens every interval that pairs with it."""
+    column = f"test_{metric.replace(' ', '_').lower()}_std"
+    if summary is None or column not in summary or "lr_limit" not in summary or "lr" not in best:
+        return ""
+
+    def row(point: dict):
+        match = summary[summary["task"] == task]
+        for key, value in point.items():
+            match = match[match[key] == value] if key in match else match.iloc[0:0]
+        return match.iloc[0] if len(match) else None
+
+    mine, theirs = row(best), [r for r in map(row, others) if r is not None]
+    if mine is None or not theirs or not best["lr"] > float(mine["lr_limit"]):
+        return ""
+    spreads = [float(r[column]) for r in theirs]
+    if not float(mine[column]) > max(spreads):
+        return ""
+    low, high = whole(min(spreads)), whole(max(spreads))
+    others_sd = low if low == high else f"{low} to {high}"
+    return (
+        f"; {short_point(best)} is {fmt(best['lr'] / float(mine['lr_limit']), 2)}× its stable limit and its folds "
+        f"spread most (test {metric} sd over folds {whole(float(mine[column]))}, against {others_sd})"
+    )

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from backprop.lab.answers.choices import compared_settings, comparison_cells, headline_comparison, versus_words
+from backprop.lab.answers.choices import (
+    compared_settings,
+    comparison_cells,
+    headline_comparison,
+    spread_note,
+    versus_words,
+)
 from backprop.lab.answers.stability import (
     SATURATION_RULE,
     activation_bound,
@@ -128,6 +134,8 @@ def answer_23(
         blocks.append(raw_target_paragraph(summary, (schemas or {}).get("regression", {})))
     pair = headline_comparison(answer, config)
     number, words = comparison_cells(pair, "MSE")
+    if pair is not None and config.get("lr_unit", "absolute") != "limit":
+        number += spread_note(summary, "regression", answer["best"], [pair[1]["other"]], "MSE")
     sentence = f"Best on validation: lr {fmt(answer['best']['lr'])}; {words}; {mechanism}."
     short = f"{upper_first(versus_words(pair))}."
     if "largest" in facts:

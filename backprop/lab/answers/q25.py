@@ -12,6 +12,7 @@ from backprop.lab.answers.choices import (
     compared_settings,
     comparison_cells,
     headline_comparison,
+    spread_note,
 )
 from backprop.lab.answers.stability import SATURATION_RULE, failure_sentence, limit_sentence
 from backprop.lab.answers.sweep_tables import summary_table, titled
@@ -150,6 +151,9 @@ def answer_25(
         pair = headline_comparison(answer, config)
         _, words = comparison_cells(pair, metric)
         short, number = activation_table(answer, metric)
+        if not in_units:
+            others = [v["other"] for v in answer["best_minus_other"]]
+            number += spread_note(summary, task, answer["best"], others, metric)
         sentence = (
             f"{task.capitalize()}: best on validation {point_text(answer['best'])}; {words}; against each "
             f"activation at its own best rate, {number}; {units}."

@@ -55,8 +55,16 @@ def answers_intro(schemas: dict, configs: dict) -> dict:
     )
 
 
-def answers_legend() -> dict:
-    """How to read the table's numbers and its words, above it, so the first screen defines them."""
+def answers_legend(configs: dict | None = None) -> dict:
+    """How to read the table's numbers and its words, above it, so the first screen defines them;
+    ``configs``: the headline networks' settings, whose ``learned_margin`` defines "learned"."""
+    margins = {float(c["learned_margin"]) for c in (configs or {}).values() if "learned_margin" in c}
+    learned = (
+        f" A fit **learned** if its returned model's validation loss is ≥ {fmt(100 * margins.pop(), 3)}% below the "
+        "constant model's (else it diverged, stalled, oscillated or was no better)."
+        if len(margins) == 1
+        else ""
+    )
     return paragraph(
         "**Numbers**: a − b, the mean over the held-out folds with its 95% t interval, corrected (Nadeau–Bengio) "
         "because folds share training rows; **a − b < 0** means a is lower (a lower loss, or fewer epochs, is "
@@ -64,11 +72,13 @@ def answers_legend() -> dict:
         "**detectable** is the smallest difference this design finds with 80% power. MSE is in squared target "
         "units, log loss in nats; **accuracy (1 − MAPE)** = 1 − mean |y − ŷ| / |y|. **Stable limit**: 2/λ_max of "
         "the loss Hessian at initialisation, the largest step gradient descent on that curvature survives; "
-        "**catapult**: past it the loss first jumps, then falls (Lewkowycz et al. 2020)."
+        "**catapult**: past it the loss first jumps, then falls (Lewkowycz et al. 2020)." + learned
     )
 
 
-def answers_section(sections: list[dict], intro: dict | None = None, control: dict | None = None) -> dict:
+def answers_section(
+    sections: list[dict], intro: dict | None = None, control: dict | None = None, configs: dict | None = None
+) -> dict:
     """The report's opening: every section's answer rows in one table, each linking to its
     section, with the definitions above it and the control task's line (``control``) below."""
     rows = [
@@ -76,5 +86,5 @@ def answers_section(sections: list[dict], intro: dict | None = None, control: di
         for s in sections
         for row in s["answers"]
     ]
-    blocks = [*([intro] if intro else []), answers_legend(), table(ANSWER_HEADER, rows)]
+    blocks = [*([intro] if intro else []), answers_legend(configs), table(ANSWER_HEADER, rows)]
     return section("Answers", [*blocks, *([control] if control else [])], "answers")
