@@ -865,3 +865,26 @@ def test_a_best_setting_past_its_limit_with_the_widest_spread_says_so():
     assert spread_note(summary.assign(lr_limit=0.5), "regression", best, others, "MSE") == ""  # below its limit
     wider = summary.assign(test_mse_std=[577.0, 199.0, 600.0])
     assert spread_note(wider, "regression", best, others, "MSE") == ""  # not the widest spread
+
+
+def test_activation_speed_is_described_where_every_activation_learned():
+    """Review 4 (skeptic): at the best activation's rate the others may not learn, so no pair;
+    the section then gives every activation's mean best epoch at the largest rate where all
+    learned in every fold, flagging the budget-capped folds."""
+    from backprop.lab.answers.q25 import common_rate_epochs
+
+    summary = pd.DataFrame(
+        [{"task": "regression", "activation": a, "lr": lr, "fits": 5, "learned": 5 if lr < 0.3 or a == "sigmoid" else 0,
+          "best_epoch_mean": {"sigmoid": 1678.0, "relu": 355.0}[a] * (0.1 / lr) ** 0 / (1 if lr < 0.1 else 3),
+          "capped": 3 if a == "sigmoid" and lr < 0.1 else 0}
+         for a in ("sigmoid", "relu") for lr in (0.03, 0.1, 0.3)]
+    )  # fmt: skip
+    answer = {"best": {"activation": "sigmoid", "lr": 0.3}, "best_minus_other": [{"other": {"activation": "relu"}}]}
+    text = common_rate_epochs(summary, answer, "regression")
+    assert "At lr 0.1, the largest rate where every activation learned in every fold" in text
+    assert "sigmoid 559, relu 118." in text
+    summary.loc[summary["lr"] == 0.1, "learned"] = 4
+    assert "sigmoid 1678 (3 of 5 folds still improving at the budget), relu 355." in common_rate_epochs(
+        summary, answer, "regression"
+    )
+    assert common_rate_epochs(summary, answer | {"best": {"activation": "sigmoid", "lr": 0.03}}, "regression") == ""

@@ -78,6 +78,36 @@ def epochs_short(answer: dict) -> str:
     return text + f"; detected for {', '.join(detected)} only."
 
 
+def common_rate_epochs(summary: pd.DataFrame, answer: dict, task: str) -> str:
+    """Where the best activation's rate pairs too few folds: the mean best epoch of every
+    activation at the largest rate where each learned in every fold (summary.csv's means, no
+    interval; a fold the budget stopped counts its last epoch, so its mean is a lower bound)."""
+    names = [answer["best"].get("activation")] + [v["other"].get("activation") for v in answer["best_minus_other"]]
+    if "activation" not in summary or "best_epoch_mean" not in summary:
+        return ""
+    rows = summary[(summary["task"] == task) & summary["activation"].isin(names)]
+    everyone = [
+        lr
+        for lr, group in rows.groupby("lr")
+        if set(group["activation"]) == set(names) and (group["learned"] == group["fits"]).all()
+    ]
+    if not everyone or max(everyone) == answer["best"].get("lr"):
+        return ""
+    lr = max(everyone)
+    at = rows[rows["lr"] == lr].set_index("activation")
+    parts = []
+    for name in names:
+        text = f"{name} {whole(float(at.loc[name, 'best_epoch_mean']))}"
+        capped = int(at.loc[name, "capped"]) if "capped" in at else 0
+        if capped:
+            text += f" ({capped} of {int(at.loc[name, 'fits'])} folds still improving at the budget)"
+        parts.append(text)
+    return (
+        f" At lr {fmt(lr)}, the largest rate where every activation learned in every fold, mean best epoch (no "
+        f"interval; a capped fold counts its last epoch): {', '.join(parts)}."
+    )
+
+
 def activation_table(answer: dict, metric: str) -> tuple[str, str]:
     """The answers table's words and number: the activation best on validation against every
     other one, each at its own best rate (comparison.json's ``best_minus_other``), on the held-out
@@ -160,6 +190,8 @@ def answer_25(
         )
         if answer.get("epochs_at_chosen_lr"):
             sentence += " " + epochs_short(answer)
+        if any((v.get("n") or 0) < 2 for v in answer.get("epochs_at_chosen_lr") or []):
+            sentence += common_rate_epochs(summary, answer, task)
         blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
         rows.append(answer_row(f"2.5 activation function, {task}", "q25", short, number))
         appendix.append(
