@@ -363,12 +363,10 @@ def answer_24(
         paragraph(
             "**What gradient descent fits in a fixed budget**: a fixed number of epochs and no early stopping "
             "(params.yaml `sweep.capacity`), each width at the learning rate of the grid where its mean training "
-            "error is lowest among the rates where every fold learned. This measures how far full-batch gradient descent gets in that budget, not what a width "
-            "could fit given time: a wider layer has a smaller stable step (its lr limit above), so it may get "
-            "less far. Each width against the next wider one, paired by fold (wider − narrower): "
-            + "; ".join(sentences)
-            + ". "
-            + grid_end_sentence(steps, capacity)
+            "error is lowest among the rates where every fold learned. This measures how far full-batch gradient "
+            "descent gets in that budget, not what a width could fit given time: a wider layer has a smaller "
+            "stable step (its lr limit above), so it may get less far. Each width against the next wider one, "
+            "paired by fold (wider − narrower):  " + "; ".join(sentences) + ". " + grid_end_sentence(steps, capacity)
         ),
         figure(
             "sweep_capacity.png",
