@@ -366,7 +366,7 @@ def answer_24(
             "error is lowest among the rates where every fold learned. This measures how far full-batch gradient "
             "descent gets in that budget, not what a width could fit given time: a wider layer has a smaller "
             "stable step (its lr limit above), so it may get less far. Each width against the next wider one, "
-            "paired by fold (wider − narrower):  " + "; ".join(sentences) + ". " + grid_end_sentence(steps, capacity)
+            "paired by fold (wider − narrower): " + "; ".join(sentences) + ". " + grid_end_sentence(steps, capacity)
         ),
         figure(
             "sweep_capacity.png",
