@@ -418,7 +418,7 @@ def answers_line(comparison: dict, schemas: dict, run: ControlRun | None = None)
             f"{kind}, {fmt(floor, 3)}"
         )
     return paragraph(
-        f"**Control task** `{task}` (generated: its true function f and noise are known, so the effects are real; "
+        f"**Control task** `{task}` (generated from a known f and noise, so its effects are real; "
         "[section](#control)), test MSE: " + " · ".join(parts) + "."
     )
 

@@ -39,6 +39,8 @@ def curve_facts(history: pd.DataFrame, loss: str, best: int | None) -> dict:
         "val": float(val.iloc[kept]),
     }
     facts["last"] = len(history) - 1
+    if "test_accuracy" in history:
+        facts["accuracy"] = (float(history["test_accuracy"].iloc[0]), float(history["test_accuracy"].iloc[kept]))
     if f"test_{loss}" in history:
         test = history[f"test_{loss}"]
         facts["test_low"] = lowest_epochs(test)
@@ -72,8 +74,8 @@ def where_lowest(facts: dict, loss: str) -> str:
 
 
 def kept_short(facts: dict, loss: str) -> str:
-    """``early stopping kept epoch 609; held-out MSE still falling at the last epoch 1109 (the kept
-    epoch's 1.9% above)``: ``where_lowest`` in the answers table's few words."""
+    """``early stopping kept epoch 609; held-out MSE still falling at the last epoch, 1109 (kept
+    epoch 1.9% higher)``: ``where_lowest`` in the answers table's few words."""
     text = f"early stopping kept epoch {facts['kept']}"
     if "test_low" not in facts:
         return text
@@ -82,7 +84,11 @@ def kept_short(facts: dict, loss: str) -> str:
         where = f"still falling at the last epoch, {facts['last']}"
     else:
         where = f"lowest at epoch {facts['test_low'][0]}"
-    return text + f"; held-out {LABELS[loss]} {where} (the kept epoch's {above}% above)"
+    text += f"; held-out {LABELS[loss]} {where} (kept epoch {above}% higher)"
+    if "accuracy" in facts:
+        start, kept = facts["accuracy"]
+        text += f"; held-out accuracy {fmt(start, 3)} → {fmt(kept, 3)} by the kept epoch"
+    return text
 
 
 def spread_short(epochs: list[int]) -> str:
