@@ -160,7 +160,7 @@ def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None 
         )
         gap_short = "validation − train: " + found(gap, lower="validation lower", higher="validation higher")
         short = (
-            f"Fold 0 ([curves](#q22)): {kept_short(facts, loss)}. All folds: kept epoch {spread_short(epochs)}; "
+            f"Fold 0 ([curves](#q22)): {kept_short(facts, loss)}. All folds: "
             f"{gap_short}; {len(capped)} of {len(folds)} still improving at the {configs[task]['epochs']}-epoch cap."
         )
         blocks += [
@@ -173,7 +173,7 @@ def answer_22(histories: dict, scores: dict, configs: dict, ratios: dict | None 
                 f"2.2 loss and accuracy vs iterations, {task}",
                 "q22",
                 short,
-                table_number(gap, f"validation − train {LABELS[loss]}"),
+                table_number(gap, f"validation − train {LABELS[loss]}") + f"; kept epoch {spread_short(epochs)}",
             )
         )
     blocks.append(
