@@ -198,11 +198,41 @@ def test_a_fit_without_a_spike_has_no_sharpness_after_it():
     assert row["sharpness_last"] == row["sharpness_end"]  # no early stopping: the returned weights are the last
 
 
+def _exact_hessian(model, X, y):
+    """The Hessian of mean((f − y)²) of one hidden layer with a piecewise-linear g, between kinks
+    (g'' = 0): the Gauss–Newton part (2/n) JᵀJ plus the residual's only second derivatives,
+    ∂²f/∂W1_ij ∂W2_j = g'(z_j) x_i (and b1_j with W2_j: g'(z_j)); in the order of ``_theta``."""
+    from backprop.activations import get_activation
+
+    W1, b1, W2, b2 = (model.params[name] for name in ("W1", "b1", "W2", "b2"))
+    (n, f), h = X.shape, W1.shape[1]
+    g = get_activation(model.config["activation"])
+    A = g.function(X @ W1 + b1)
+    slope = g.derivative(A.copy())
+    residual = (A @ W2 + b2).ravel() - y
+    df_dz = slope * W2.ravel()
+    J = np.hstack([(X[:, :, None] * df_dz[:, None, :]).reshape(n, f * h), df_dz, A, np.ones((n, 1))])
+    H = 2.0 / n * J.T @ J
+    cross = 2.0 / n * (np.hstack([X, np.ones((n, 1))]) * residual[:, None]).T @ slope  # (f + 1, h)
+    rows = np.arange((f + 1) * h).reshape(f + 1, h)  # W1 then b1: row i, unit j
+    columns = (f + 1) * h + np.arange(h)  # W2's unit j
+    for i in range(f + 1):
+        H[rows[i], columns] += cross[i]
+        H[columns, rows[i]] += cross[i]
+    return H
+
+
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
-def test_a_piecewise_linear_network_has_no_sharpness(activation):
-    X, y = _rows()
-    model = MLP(X.shape[1], hidden=[16], activation=activation, rng=0)
-    assert math.isnan(sharpness(model, X, y, rng=np.random.default_rng(0)))
+def test_the_sharpness_of_a_piecewise_linear_network_is_its_linear_pieces_not_a_kinks(activation):
+    X, y = _rows(n=60, f=3)
+    model = MLP(3, hidden=[6], activation=activation, rng=1)
+    model.params["W2"][...] *= 3.0  # a large residual term, so a crossed kink shows
+    # row 0 sits just past the kink of every unit: any step of the plain size crosses it
+    model.params["b1"][...] = 1e-9 - X[0] @ model.params["W1"]
+    exact = float(np.linalg.eigvalsh(_exact_hessian(model, X, y))[-1])
+    plain = 2 / lr_limit(model, X, y, rng=np.random.default_rng(0))
+    assert abs(plain / exact - 1) > 0.01  # what the plain difference reads: the kink's jump / h
+    assert sharpness(model, X, y, rng=np.random.default_rng(0)) == pytest.approx(exact, rel=1e-6)
 
 
 def test_the_reach_of_a_fraction_of_the_constant_models_loss_is_the_first_epoch_at_or_below_it():
