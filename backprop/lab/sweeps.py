@@ -240,7 +240,8 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
             ratios_end = learned["stability_ratio_end"]
             row["stability_ratio_end_mean"] = float(ratios_end.mean()) if ratios_end.notna().any() else np.nan
         failed = fits[fits["outcome"] != "learned"]
-        for measure in ("saturated_units", "dead_units"):  # they explain the fits that failed
+        # they explain the fits that failed: at their returned weights, and where they ended
+        for measure in ("saturated_units", "dead_units", "saturated_units_last", "dead_units_last"):
             if measure in fits:
                 for suffix, part in (("mean", fits), ("not_learned_mean", failed)):
                     values = part[measure]
