@@ -90,6 +90,9 @@ class History:
     diverged_epoch: int | None = None
     best_epoch: int | None = None
     stopped_early: bool = False
+    # The weights after the last update, when early stopping restored the best epoch's instead
+    # (None: the model holds the last weights). A failed fit is judged at these, not at its start.
+    last_theta: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def train_loss(self) -> np.ndarray:
@@ -615,6 +618,7 @@ class MLP:
         if not history.diverged and not np.isfinite(self._theta).all():
             history.diverged, history.diverged_epoch = True, history.epochs_run - 1
         if stopping.best_theta is not None and not history.diverged:
+            history.last_theta = self._theta.copy()
             self._theta[...] = stopping.best_theta
         history.best_epoch = stopping.best_epoch
 

@@ -17,7 +17,12 @@ the network's weights (``model.params``, ``model.config``) and never train it.
 - The **sharpness** λ_max of the returned weights, against the rate: lr·λ_max/2 is 1 at the edge
   of stability (Cohen et al. 2021: full-batch gradient descent drives λ_max up to 2/lr and holds
   it there) and below 1 for a network that settled in a flatter region (after a catapult,
-  Lewkowycz et al. 2020, λ_max ends below 2/lr).
+  Lewkowycz et al. 2020, λ_max ends below 2/lr). A ReLU's slope jumps at z = 0, and a
+  finite-difference Hessian-vector product whose step carries one row's z across 0 adds that
+  jump divided by the step; for those activations (``KINKED``) the step shrinks until no unit
+  changes side, giving the Hessian of the linear piece the weights are on.
+- The **landing** of a catapult: the first epoch after the peak of the training loss whose loss
+  is back at or below its start, where the sharpness after the spike is read.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ SATURATED_ROWS = 0.5
 _ARCCOSH = math.acosh(1.0 / math.sqrt(SATURATION_SLOPE))
 SATURATION_Z = {"sigmoid": 2.0 * _ARCCOSH, "tanh": _ARCCOSH}
 DEAD = ("relu", "leaky_relu")
+# Piecewise-linear activations, whose sharpness keeps every unit on its side of the kink: with
+# the plain step, 20 of 40 ReLU and leaky-ReLU fits of the activation sweep (diabetes, control;
+# lr 0.03, 0.1) read λ_max up to 17× the exact Hessian's (166 against 9.92); with it, all 40
+# agree with the exact one to 2e-11.
+KINKED = ("relu", "leaky_relu")
 
 
 def hidden_preactivations(model, X: np.ndarray) -> list[np.ndarray]:
@@ -73,6 +83,11 @@ def unit_measures(model, X: np.ndarray) -> dict[str, float]:
     return {"saturated_units": saturated_fraction(layers, activation), "dead_units": dead_fraction(layers, activation)}
 
 
+def unit_sides(model, X: np.ndarray) -> np.ndarray:
+    """Which side of its kink (z > 0 or not) every hidden unit is on, on every row, flattened."""
+    return np.concatenate([(z > 0).ravel() for z in hidden_preactivations(model, X)])
+
+
 def sharpness(model, X: np.ndarray, y: np.ndarray, *, rng: np.random.Generator) -> float:
     """λ_max of the Hessian of the model's own loss at its current weights (``curvature``'s
     Lanczos); 0 when no direction curves up, NaN for weights that are not finite."""
@@ -80,7 +95,8 @@ def sharpness(model, X: np.ndarray, y: np.ndarray, *, rng: np.random.Generator) 
 
     if not np.isfinite(model._theta).all():
         return math.nan
-    limit = lr_limit(model, X, y, rng=rng)
+    kinked = model.config["activation"] in KINKED
+    limit = lr_limit(model, X, y, rng=rng, pattern=(lambda: unit_sides(model, X)) if kinked else None)
     return 0.0 if math.isinf(limit) else 2.0 / limit
 
 
@@ -90,6 +106,18 @@ def peak_epoch(train_loss, epochs: int | None = None) -> int | None:
     loss = np.asarray(train_loss, dtype=float)[:epochs]
     finite = np.flatnonzero(np.isfinite(loss))
     return int(finite[np.argmax(loss[finite])]) if len(finite) else None
+
+
+def landing_epoch(train_loss, epochs: int | None = None) -> int | None:
+    """The first epoch after the peak of the training loss (among the first ``epochs``) whose loss
+    is at or below the first epoch's: where a catapult has come back down. None when the loss
+    only fell (no spike) or never came back."""
+    peak = peak_epoch(train_loss, epochs)
+    if not peak:
+        return None
+    loss = np.asarray(train_loss, dtype=float)[:epochs]
+    back = np.flatnonzero(loss[peak + 1 :] <= loss[0])
+    return int(peak + 1 + back[0]) if len(back) else None
 
 
 def output_curvature(task: str, loss: str, probability: np.ndarray | None = None) -> float:

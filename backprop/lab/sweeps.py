@@ -111,6 +111,12 @@ def limit_key(task: str, config: TrainConfig, kind: str | None = None) -> tuple:
     return (task, *(str(values[key]) for key in LIMIT_KEYS))
 
 
+# A reach curve named <split> + this: its level is a fraction of the constant model's loss on
+# that split (the training mean, or the share of positives), so one level means the same on any
+# target: 0.6 on train is a training R² of 0.4 for MSE.
+OF_CONSTANT = "_loss_of_constant"
+
+
 def first_epoch_reaching(curve, level: float, *, higher_is_better: bool = True):
     """The first epoch whose value reaches ``level`` (an accuracy: at or above; a loss: at or
     below), or None if the curve never does."""
@@ -143,10 +149,12 @@ def still_improving(history) -> bool:
 
 def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult, reach: dict | None = None) -> dict:
     """One line of results.csv: the varied keys (named as in train), the fold, how training
-    went (with the epoch of its highest training loss, and the share of the returned model's
-    hidden units saturated or dead on the training rows: ``mechanisms``), the scores on the fold's
-    train, validation and held-out test rows, and for each ``reach`` curve the first epoch it
-    reached its level (``reach_<curve>``, empty if never)."""
+    went (with the epoch of its highest training loss, and the share of hidden units saturated
+    or dead on the training rows and the sharpness, at the returned and at the last weights, and
+    after a catapult: ``training.fit_measures``), the scores on the fold's train, validation and
+    held-out test rows, and for each ``reach`` curve the first epoch it reached its level
+    (``reach_<curve>``, empty if never; ``<split>_loss_of_constant``: the split's loss at or
+    below that fraction of the constant model's)."""
     history = result.history
     trained = history.epochs_run if history.diverged_epoch is None else history.diverged_epoch
     reached = {
@@ -154,6 +162,13 @@ def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult
         for curve, level in (reach or {}).items()
         if curve in history.columns
     }
+    for curve, fraction in (reach or {}).items():
+        split = curve.removesuffix(OF_CONSTANT)
+        if curve.endswith(OF_CONSTANT) and split in result.constant_losses:
+            level = fraction * result.constant_losses[split]
+            loss = history.columns[f"{split}_{history.loss_name}"]
+            reached[f"reach_{curve}"] = first_epoch_reaching(loss, level, higher_is_better=False)
+    measures = result.measures
     return (
         {"task": task}
         | {key: cell(value) for key, value in point.items()}
@@ -169,12 +184,20 @@ def result_row(task: str, point: dict, repeat: int, fold: int, result: RunResult
             "outcome": result.outcome,
             "peak_train_loss_ratio": peak_ratio(history),
             "peak_train_loss_epoch": peak_epoch(history.train_loss, max(trained, 1)),
-            # a diverged fit's weights hold inf or NaN: its units are not measured
-            "saturated_units": np.nan if history.diverged else result.measures.get("saturated_units", np.nan),
-            "dead_units": np.nan if history.diverged else result.measures.get("dead_units", np.nan),
+            # a diverged fit's weights hold inf or NaN, and a fit that returns its start (best
+            # epoch 0) learned nothing to measure: neither is measured (training.fit_measures)
+            "saturated_units": measures.get("saturated_units", np.nan),
+            "dead_units": measures.get("dead_units", np.nan),
             # lr·λ_max/2 at the returned weights: 1 is the edge of stability, below it a flatter place
-            "sharpness_end": result.measures.get("sharpness", np.nan),
-            "stability_ratio_end": result.config.lr * result.measures.get("sharpness", np.nan) / 2,
+            "sharpness_end": measures.get("sharpness", np.nan),
+            "stability_ratio_end": result.config.lr * measures.get("sharpness", np.nan) / 2,
+            # the same at the last update's weights, where a fit that failed after its start ended
+            "saturated_units_last": measures.get("saturated_units_last", np.nan),
+            "dead_units_last": measures.get("dead_units_last", np.nan),
+            "sharpness_last": measures.get("sharpness_last", np.nan),
+            # λ_max where a catapult's training loss came back to its start (empty: no spike or no return)
+            "sharpness_after_peak": measures.get("sharpness_after_peak", np.nan),
+            "sharpness_after_peak_epoch": measures.get("sharpness_after_peak_epoch"),
         }
         | reached
         | result.flat_scores()
@@ -217,7 +240,8 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
             ratios_end = learned["stability_ratio_end"]
             row["stability_ratio_end_mean"] = float(ratios_end.mean()) if ratios_end.notna().any() else np.nan
         failed = fits[fits["outcome"] != "learned"]
-        for measure in ("saturated_units", "dead_units"):  # they explain the fits that failed
+        # they explain the fits that failed: at their returned weights, and where they ended
+        for measure in ("saturated_units", "dead_units", "saturated_units_last", "dead_units_last"):
             if measure in fits:
                 for suffix, part in (("mean", fits), ("not_learned_mean", failed)):
                     values = part[measure]

@@ -15,7 +15,7 @@ import pandas as pd
 
 from backprop.lab.config import TrainConfig
 from backprop.lab.datasets import SPLITS, Dataset, Prepared, all_rows, fold_data
-from backprop.lab.mechanisms import closed_form_lr_limit, sharpness, unit_measures
+from backprop.lab.mechanisms import closed_form_lr_limit, landing_epoch, sharpness, unit_measures
 from backprop.lab.protocol import OUTCOMES, fold_summary, outcome
 from backprop.losses import DEFAULT_LOSS
 from backprop.metrics import TASK_METRICS, classification_metrics, regression_metrics
@@ -30,7 +30,8 @@ class RunResult:
     history: History
     scores: dict[str, dict[str, float]]  # split -> metric -> value, for the returned model
     constant_val_loss: float | None = None  # the constant model's (training mean / prior) on the val rows
-    measures: dict[str, float] = field(default_factory=dict)  # mechanisms.unit_measures of the returned model
+    measures: dict[str, float] = field(default_factory=dict)  # fit_measures: hidden units, sharpness
+    constant_losses: dict[str, float] = field(default_factory=dict)  # the constant model's loss per split
 
     def summary(self) -> dict:
         """The content of metrics/<task>-scores.json: every score of every split, how training ended."""
@@ -177,11 +178,16 @@ def train_model(
 def constant_val_loss(prepared: Prepared, task: str) -> float:
     """The task's own loss on the validation rows of the constant model fitted on the training
     rows (their mean, or their share of positives): the score a fit must beat to have learned."""
-    y_train, y_val = prepared.y["train"], prepared.y["val"]
+    return constant_loss(prepared, task, "val")
+
+
+def constant_loss(prepared: Prepared, task: str, split: str) -> float:
+    """The task's own loss on the ``split`` rows of the constant model fitted on the training rows."""
+    y_train, y_split = prepared.y["train"], prepared.y[split]
     if task == "regression":
-        return regression_metrics(y_val, np.full(len(y_val), y_train.mean()), with_accuracy=False)["mse"]
+        return regression_metrics(y_split, np.full(len(y_split), y_train.mean()), with_accuracy=False)["mse"]
     prior = float(np.clip(y_train.mean(), 1e-15, 1 - 1e-15))
-    return classification_metrics(y_val, np.full(len(y_val), math.log(prior / (1 - prior))))["log_loss"]
+    return classification_metrics(y_split, np.full(len(y_split), math.log(prior / (1 - prior))))["log_loss"]
 
 
 def train_on_all_rows(prepared: Prepared, task: str, config: TrainConfig) -> dict[str, float]:
@@ -204,15 +210,46 @@ def run_params(task: str, config: TrainConfig, kind: str | None = None) -> dict:
 
 def fit_fold(dataset: Dataset, task: str, config: TrainConfig, repeat: int, fold: int, test_curve: bool = False):
     """One cross-validation fit: fit on the fold's training rows, stop early on its validation
-    part, score all three; ``config.seed`` is the fold's own (``protocol.fit_seed``). The returned
-    model's hidden units (saturated or dead) and its sharpness are measured on the training rows."""
+    part, score all three; ``config.seed`` is the fold's own (``protocol.fit_seed``). Its
+    mechanisms (``fit_measures``) are measured on the training rows."""
     prepared = fold_data(dataset, repeat, fold)
     config = in_absolute_units(prepared, task, config)
     result = train_model(prepared, task, config, test_curve=test_curve)
-    if not result.history.diverged:  # a diverged fit's weights hold inf or NaN: nothing to measure
-        result.measures = unit_measures(result.model, prepared.X["train"])
-        result.measures["sharpness"] = returned_sharpness(result, prepared)
+    result.measures = fit_measures(result, prepared)
+    result.constant_losses = {split: constant_loss(prepared, task, split) for split in SPLITS}
     return result
+
+
+def fit_measures(result: RunResult, prepared: Prepared) -> dict[str, float]:
+    """The fit's hidden units (``saturated_units``, ``dead_units``) and ``sharpness`` at three
+    places: the returned weights (none when they are the initial ones, best epoch 0: nothing
+    learned to measure), the last update's (``*_last``: a fit that failed after its start is
+    judged where it ended), and for a catapult the weights where the training loss came back
+    down (``sharpness_after_peak``, at ``sharpness_after_peak_epoch``). A diverged fit's weights
+    hold inf or NaN: nothing is measured."""
+    history = result.history
+    if history.diverged:
+        return {}
+    X = prepared.X["train"]
+    measures: dict[str, float] = {}
+    if history.best_epoch != 0:
+        measures = unit_measures(result.model, X) | {"sharpness": returned_sharpness(result, prepared)}
+    last = measures  # without early stopping the returned weights are the last
+    if history.last_theta is not None:
+        probe, y = learning_units(result.task, result.config, prepared, history.last_theta, absorbed=False)
+        last = unit_measures(probe, X) | {"sharpness": sharpness(probe, X, y, rng=_measure_rng(result))}
+    measures |= {f"{name}_last": value for name, value in last.items()}
+    trained = history.epochs_run if history.diverged_epoch is None else history.diverged_epoch
+    landing = landing_epoch(history.train_loss, max(trained, 1))
+    if landing is not None:
+        measures["sharpness_after_peak"] = sharpness_after(result, prepared, landing)
+        measures["sharpness_after_peak_epoch"] = landing
+    return measures
+
+
+def _measure_rng(result: RunResult) -> np.random.Generator:
+    """Every sharpness of a fit starts Lanczos from the same vector, its seed's."""
+    return np.random.default_rng(result.config.seed)
 
 
 def returned_sharpness(result: RunResult, prepared: Prepared) -> float:
@@ -220,16 +257,35 @@ def returned_sharpness(result: RunResult, prepared: Prepared) -> float:
     (a standardised target: the output layer's absorbed scale taken out again on a copy)."""
     if result.history.diverged:
         return math.nan
-    probe = build_model(len(prepared.features), result.task, result.config)
-    probe._theta[...] = result.model._theta
+    probe, y = learning_units(result.task, result.config, prepared, result.model._theta, absorbed=True)
+    return sharpness(probe, prepared.X["train"], y, rng=_measure_rng(result))
+
+
+def sharpness_after(result: RunResult, prepared: Prepared, epochs: int) -> float:
+    """λ_max at the weights after ``epochs`` updates of the same fit: retrained from its seed
+    without early stopping (which only watches; the seed fixes the initial weights and the batch
+    order, so the path is the same), as cheap as the first ``epochs`` epochs."""
+    short = dataclasses.replace(result.config, epochs=epochs, patience=0)
+    model, _, _ = _fit_and_score(prepared, result.task, short, protocol="held_out", test_curve=False)
+    probe, y = learning_units(result.task, short, prepared, model._theta, absorbed=True)
+    return sharpness(probe, prepared.X["train"], y, rng=_measure_rng(result))
+
+
+def learning_units(task: str, config: TrainConfig, prepared: Prepared, theta: np.ndarray, *, absorbed: bool):
+    """A copy of the network with weights ``theta`` and the training target, both in the units
+    it learned in: with a standardised target, ``absorbed`` weights (a returned model's) have
+    the output layer's scale taken out again."""
+    probe = build_model(len(prepared.features), task, config)
+    probe._theta[...] = theta
     y = prepared.y["train"]
     if prepared.target_scale:
         mean, std = prepared.target_scale
-        last = probe.n_layers
-        probe.params[f"W{last}"][...] /= std
-        probe.params[f"b{last}"][...] = (probe.params[f"b{last}"] - mean) / std
+        if absorbed:
+            last = probe.n_layers
+            probe.params[f"W{last}"][...] /= std
+            probe.params[f"b{last}"][...] = (probe.params[f"b{last}"] - mean) / std
         y = (y - mean) / std
-    return sharpness(probe, prepared.X["train"], y, rng=np.random.default_rng(result.config.seed))
+    return probe, y
 
 
 def in_absolute_units(prepared: Prepared, task: str, config: TrainConfig) -> TrainConfig:
