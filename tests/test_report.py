@@ -308,7 +308,7 @@ def crafted_inputs(*, sha256: str, effect: float = 0.0, seed: int = 0, failing: 
             answer["failures"] = failures(results, task, spec.keys)
             if spec.fixed.get("patience") == 0 and "hidden" in spec.keys:
                 answer["capacity"] = capacity(results, task, "hidden", ratios[task])
-            for curve in spec.reach:
+            for curve in spec.reach if spec.kind == "loss_curves" else []:
                 answer["loss_mechanism"] = loss_mechanism(results, curve, ratios[task])
             comparison[task]["sweeps"][name] = answer
     epochs = np.arange(300)
