@@ -298,3 +298,52 @@ def headline_vs_tuned(network: pd.DataFrame, results: pd.DataFrame, task: str, a
             for (repeat, fold), value in each.items()
         ],
     }
+
+
+def each_minus_headline(
+    network: pd.DataFrame, results: pd.DataFrame, task: str, keys: list[str], ratio: float, kind: str | None = None
+) -> list[dict]:
+    """Every point of a sweep where every fold learned minus the headline network (the train
+    stage's fits), on the held-out folds, paired by fold: a setting against the headline at a
+    shared stable rate, free of the noisiest cell that a best-on-validation pairing may land on."""
+    metric = f"test_{DEFAULT_LOSS[kind or task]}"
+    rows = results[results["task"] == task]
+    ours = by_fold(network, metric)
+    versus = []
+    for values, fits in rows.groupby(keys, sort=False):
+        if (fits["outcome"] == "learned").all():
+            point = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
+            versus.append(
+                {"point": {k: _plain(v) for k, v in point.items()}} | paired(by_fold(fits, metric), ours, ratio)
+            )
+    return versus
+
+
+def untuned_vs_best(
+    results: pd.DataFrame, task: str, point: dict, bests: dict, ratio: float, kind: str | None = None
+) -> dict | None:
+    """The fits of one sweep point (the task's settings with train's own values where its
+    override sets others) on the held-out folds: their mean with its interval, how many learned
+    and how many were still improving at the epoch budget, and point − each sweep's best (``bests``:
+    sweep name -> (its results, its best point)), paired by fold. None when the sweep lacks it."""
+    metric = f"test_{DEFAULT_LOSS[kind or task]}"
+    rows = results[results["task"] == task]
+    fits = rows.loc[(rows[list(point)] == pd.Series(point)).all(axis=1)]
+    if fits.empty:
+        return None
+    learned = fits[fits["outcome"] == "learned"]
+    scores = by_fold(fits, metric)
+    versus = {}
+    for name, (theirs, best) in bests.items():
+        other = theirs[theirs["task"] == task]
+        other = other.loc[(other[list(best)] == pd.Series(best)).all(axis=1)]
+        if len(other):
+            versus[name] = {"best": best} | paired(scores, by_fold(other, metric), ratio)
+    return {
+        "point": {k: _plain(v) for k, v in point.items()},
+        "metric": metric,
+        "scores": mean_interval(scores.dropna().to_numpy(), ratio),
+        "learned": len(learned),
+        "capped": int(learned["still_improving"].fillna(False).astype(bool).sum()),
+        "minus_best": versus,
+    }
