@@ -109,7 +109,12 @@ def without_override(
         point = {key: own[key] if key in reverted else _as_point(settings[key]) for key in spec.keys}
         found = untuned_vs_best(tables[name], task, point, bests, ratio, kind)
         if found:
-            return {"sweep": name, "kept": {k: settings[k] for k in changed - reverted}} | found
+            own_values = {k: own[k] for k in sorted(reverted)}
+            return {
+                "sweep": name,
+                "own": own_values,
+                "kept": {k: settings[k] for k in sorted(changed - reverted)},
+            } | found
     return None
 
 

@@ -283,7 +283,8 @@ def headline_vs_tuned(network: pd.DataFrame, results: pd.DataFrame, task: str, a
     seen as such: does the default recipe reach what tuning reaches?"""
     metric = answer["metric"]
     rows = results[results["task"] == task]
-    best = by_fold(rows.loc[(rows[list(answer["best"])] == pd.Series(answer["best"])).all(axis=1)], metric)
+    chosen = (rows[list(answer["best"])] == pd.Series(answer["best"])).all(axis=1)
+    best = by_fold(rows.loc[chosen], metric)
     ours = by_fold(network, metric)
     a, b = ours.align(best, join="inner")
     each = (a - b).dropna()
@@ -297,7 +298,14 @@ def headline_vs_tuned(network: pd.DataFrame, results: pd.DataFrame, task: str, a
             {"repeat": int(repeat), "fold": int(fold), "difference": float(value)}
             for (repeat, fold), value in each.items()
         ],
+        "capped": {"headline": _capped(network), "tuned": _capped(rows.loc[chosen])},
     }
+
+
+def _capped(fits: pd.DataFrame) -> int:
+    """How many learned fits were still improving when the epoch budget ran out."""
+    learned = fits[fits["outcome"] == "learned"] if "outcome" in fits else fits
+    return int(learned["still_improving"].fillna(False).astype(bool).sum()) if "still_improving" in learned else 0
 
 
 def each_minus_headline(
@@ -344,6 +352,6 @@ def untuned_vs_best(
         "metric": metric,
         "scores": mean_interval(scores.dropna().to_numpy(), ratio),
         "learned": len(learned),
-        "capped": int(learned["still_improving"].fillna(False).astype(bool).sum()),
+        "capped": _capped(fits),
         "minus_best": versus,
     }

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backprop.lab.answers.q22 import gap_across_folds
-from backprop.lab.answers.wording import flipped, interval, is_tie, number, upper_first
+from backprop.lab.answers.q24 import narrowest_minus_headline
+from backprop.lab.answers.wording import flipped, interval, is_tie, number, short_point, upper_first
 from backprop.lab.blocks import figure, fmt, paragraph, section, table
 from backprop.lab.datasets import TRUE_FUNCTION
 from backprop.lab.protocol import mean_interval
@@ -75,16 +76,13 @@ def _detected(difference: dict | None) -> str:
 
 
 def _width_effect(sweep: dict | None) -> tuple[str, dict | None, list[dict]]:
-    """The narrowest width minus the chosen one (a positive difference: narrow is worse), and the
-    two points it pairs."""
-    if not sweep:
+    """The narrowest width, at its own best rate, minus the task's headline network (a positive
+    difference: narrow is worse), and the sweep point it pairs: the same contrast on every task."""
+    found = narrowest_minus_headline(sweep)
+    if found is None:
         return "width", None, []
-    versus = [v for v in sweep["best_minus_other"] if "hidden" in v["other"]]
-    if not versus:
-        return "width", None, []
-    narrowest = min(versus, key=lambda v: v["other"]["hidden"])
-    label = f"hidden {narrowest['other']['hidden']} − hidden {sweep['best'].get('hidden')} (chosen)"
-    return label, flipped(narrowest), [narrowest["other"], sweep["best"]]
+    point, difference = found
+    return f"hidden {point['hidden']} (its best rate) − the headline network", difference, [point]
 
 
 def _activation_effects(sweep: dict | None) -> list[tuple[str, dict, list[dict]]]:
@@ -325,11 +323,33 @@ def headline_reach(
     )
 
 
-def headline_settings(config: dict | None, overrides: list | None) -> str:
+def headline_settings(config: dict | None, overrides: list | None, task: str = "") -> str:
     """`` (lr 0.3, epochs 3000 from train.overrides.control)``: what the task's override sets."""
     if not config or not overrides:
         return ""
-    return " (" + ", ".join(f"{key} {config[key]}" for key in overrides if key in config) + " from its override)"
+    where = f"`train.overrides.{task}`" if task else "its override"
+    return " (" + ", ".join(f"{key} {config[key]}" for key in overrides if key in config) + f" from {where})"
+
+
+def without_override_words(comparison: dict, task: str, run: ControlRun | None = None) -> str:
+    """What `train`'s own value of an overridden key gives on the task, when a sweep ran it
+    (comparison.json's ``without_override``): its test MSE with its interval, how many of its fits
+    the epoch budget cut short, and it − the tuned choice, paired by fold; "" without such a fit."""
+    found, tuned = comparison.get(task, {}).get("without_override"), _tuned(comparison, task)
+    if not found or not found.get("scores", {}).get("n") or tuned is None:
+        return ""
+    epochs = run.budget(task, found["sweep"]) if run else None
+    own = ", ".join(f"{key} {value}" for key, value in found.get("own", {}).items())
+    kept = "".join(f"; {key} {value} as the override sets" for key, value in found.get("kept", {}).items())
+    text = (
+        f"with `train`'s own {own or 'settings'} instead of the override's (sweep {found['sweep']}'s "
+        f"{short_point(found['point'])}{kept}), test MSE is {interval(found['scores'], 3)}, {found['capped']} of "
+        f"{found['learned']} fits still improving at the {f'{epochs}-epoch ' if epochs else ''}budget"
+    )
+    versus = found.get("minus_best", {}).get(tuned[0])
+    if versus and versus.get("n"):
+        text += f"; it − the tuned choice, paired by fold: {_detected(versus)}"
+    return text
 
 
 def _short_label(label: str) -> str:
@@ -503,8 +523,11 @@ def control_section(
         paragraph(f"**Floor.** {floor_text}."),
     ]
     reach = headline_reach(comparison, task, settings, capped, run)
+    untuned = without_override_words(comparison, task, run)
     if reach:
-        blocks.append(paragraph(f"**Default recipe.** {upper_first(reach)}."))
+        blocks.append(
+            paragraph(f"**Default recipe.** {upper_first(reach)}." + (f" {upper_first(untuned)}." if untuned else ""))
+        )
     blocks.append(
         figure(f"history_{task}.png", f"{task}: loss and accuracy per epoch, train/val/test; the noise floor")
     )

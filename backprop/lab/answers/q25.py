@@ -14,9 +14,18 @@ from backprop.lab.answers.choices import (
     headline_comparison,
     versus_words,
 )
+from backprop.lab.answers.settings import as_point_value
 from backprop.lab.answers.stability import SATURATION_RULE, failure_sentence, limit_sentence
 from backprop.lab.answers.sweep_tables import summary_table, titled
-from backprop.lab.answers.wording import is_tie, number, point_text, short_interval, upper_first, whole
+from backprop.lab.answers.wording import (
+    is_tie,
+    number,
+    point_text,
+    short_interval,
+    short_point,
+    upper_first,
+    whole,
+)
 from backprop.lab.blocks import LABELS, answer_row, figure, fmt, paragraph, section
 from backprop.losses import DEFAULT_LOSS, TASKS
 
@@ -85,6 +94,32 @@ def units_short(summary: pd.DataFrame, answer: dict, task: str) -> str:
     return f"Mean best epoch (each at its own rate, no interval): {', '.join(parts)}." if parts else ""
 
 
+def shared_rate_pair(answer: dict, config: dict) -> tuple[str, dict] | None:
+    """When the best on validation has the headline's activation (so best − headline says nothing
+    about the activation), the runner-up activation on validation, at the headline's own rate, minus
+    the headline network, paired by fold (comparison.json's ``each_minus_headline``): one rate for
+    both, so neither side is the noisiest cell of the grid. None when that activation did not learn
+    in every fold at that rate, or the best's activation differs from the headline's."""
+    mine, lr = config.get("activation"), config.get("lr")
+    if answer["best"].get("activation") != mine or lr is None or config.get("lr_unit", "absolute") != "absolute":
+        return None
+    found = {
+        v["point"]["activation"]: v
+        for v in answer.get("each_minus_headline") or []
+        if v["point"].get("lr") == lr and v["point"].get("activation") != mine and (v.get("n") or 0) >= 2
+    }
+    ranked = sorted(
+        (s for s in answer["settings"] if s["point"]["activation"] in found and s["every_fold_learned"]),
+        key=lambda s: s["val_mean"],
+    )
+    if not ranked:
+        return None
+    other = found[ranked[0]["point"]["activation"]]
+    width = as_point_value(config.get("hidden"))
+    headline = f"the headline network ({f'hidden {width}, ' if width else ''}{mine} at lr {fmt(lr)})"
+    return f"{short_point(other['point'])} (runner-up on validation, at the headline's rate) − {headline}", other
+
+
 def answer_25(
     summary: pd.DataFrame, comparison: dict, configs: dict | None = None, activation_unit: str | None = None
 ) -> dict:
@@ -120,8 +155,13 @@ def answer_25(
         config = (configs or {}).get(task, {})
         metric = LABELS[DEFAULT_LOSS[task]]
         pair = headline_comparison(answer, config)
-        number, tie, words = comparison_cells(pair, metric)
-        sentence = f"{task.capitalize()}: best on validation {point_text(answer['best'])}; {words}; {units}."
+        cell, tie, words = comparison_cells(pair, metric)
+        shared = shared_rate_pair(answer, config)
+        sentence = f"{task.capitalize()}: best on validation {point_text(answer['best'])}; {words}"
+        if shared is not None:
+            cell, tie, shared_words = comparison_cells(shared, metric)
+            sentence += f"; at one rate, {shared_words}"
+        sentence += f"; {units}."
         if answer.get("epochs_at_chosen_lr"):
             sentence += " " + epochs_short(answer)
         grid = answer.get("grid_lr") or []
@@ -130,9 +170,11 @@ def answer_25(
             if answer["best"].get("lr") in grid[:1] + grid[-1:]
             else ""
         )
-        short = f"{upper_first(versus_words(pair))}{edge}. {units_short(summary, answer, task)}"
+        if shared is not None:  # the row rests on the shared-rate pair; the best on validation is said beside it
+            edge = f" (best on validation: {short_point(answer['best'])}{', an end of the grid' if edge else ''})"
+        short = f"{upper_first(versus_words(shared or pair))}{edge}. {units_short(summary, answer, task)}"
         blocks.append(paragraph(f"**Answer ({task}):** {sentence}"))
-        rows.append(answer_row(f"2.5 the effect of the activation function, {task}", "q25", short, number, tie))
+        rows.append(answer_row(f"2.5 the effect of the activation function, {task}", "q25", short, cell, tie))
         appendix.append(
             titled(summary_table(summary, ["activation", "lr"], task, failed=answer.get("failures")), "2.5 activation")
         )
