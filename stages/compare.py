@@ -18,7 +18,7 @@ from backprop.lab.comparisons import (
     headline_vs_tuned,
     loss_mechanism,
     settings_compared,
-    untuned_vs_best,
+    without_override,
 )
 from backprop.lab.config import load_kinds, load_sweep, load_train, read_params
 from backprop.lab.datafiles import read_csv
@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
 
     params = read_params()
-    sweep, metrics, kinds = load_sweep(params), Path(args.metrics), load_kinds(params)
+    sweep, metrics, kinds, train = load_sweep(params), Path(args.metrics), load_kinds(params), load_train(params)
     schemas = {task: json.loads((Path(args.prepared) / task / "schema.json").read_text()) for task in kinds}
     ratios = {task: overlap_ratio(schema["fold_rows"]) for task, schema in schemas.items()}
     baselines = pd.DataFrame(json.loads((metrics / "baselines.json").read_text())["held_out"])
@@ -59,7 +59,7 @@ def main() -> None:
             )
         tables[name] = results
     for task, kind in kinds.items():
-        untuned = without_override(params, sweep, task, kind, tables, comparison[task]["sweeps"], ratios[task])
+        untuned = without_override(train, sweep, task, kind, tables, comparison[task]["sweeps"], ratios[task])
         comparison[task] |= {"without_override": untuned} if untuned else {}
     with staged_outputs() as outputs:
         outputs.json(args.out, comparison)
@@ -90,37 +90,6 @@ def sweep_answer(spec, results: pd.DataFrame, task: str, kind: str, ratio: float
         if spec.kind == "loss_curves" and task == "classification":
             answer["loss_mechanism"] = loss_mechanism(results, curve, ratio)
     return answer
-
-
-def without_override(
-    params: dict, sweep, task: str, kind: str, tables: dict, answers: dict, ratio: float
-) -> dict | None:
-    """Where a task's override replaces a train key that a sweep varies (train.overrides.control
-    setting lr), that sweep's fits at train's own value (the rest as the task runs), against each
-    sweep's best: what the settings give without the override. None when no sweep has such a point."""
-    train = load_train(params)
-    own, settings = train.as_params(), train.for_task(task, kind).as_params()
-    changed = {key for key in train.overrides.get(task, {}) if own[key] != settings[key]}
-    bests = {name: (tables[name], answer["best"]) for name, answer in answers.items()}
-    for name, spec in sweep.specs.items():
-        reverted = changed & set(spec.keys)
-        if task not in spec.tasks or not reverted or any(settings.get(k) != v for k, v in spec.fixed.items()):
-            continue
-        point = {key: own[key] if key in reverted else _as_point(settings[key]) for key in spec.keys}
-        found = untuned_vs_best(tables[name], task, point, bests, ratio, kind)
-        if found:
-            own_values = {k: own[k] for k in sorted(reverted)}
-            return {
-                "sweep": name,
-                "own": own_values,
-                "kept": {k: settings[k] for k in sorted(changed - reverted)},
-            } | found
-    return None
-
-
-def _as_point(value):
-    """A setting as a sweep's point holds it (a one-layer width as its integer)."""
-    return int(value[0]) if isinstance(value, list | tuple) and len(value) == 1 else value
 
 
 if __name__ == "__main__":

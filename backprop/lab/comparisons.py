@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from backprop.lab.protocol import mean_interval, paired_difference
 from backprop.losses import DEFAULT_LOSS
+
+if TYPE_CHECKING:
+    from backprop.lab.config import SweepConfig, TrainConfig
 
 FOLD = ["repeat", "fold"]
 # MSE on a sigmoid output: ∂L/∂z = 2(p − y)·p(1 − p)/n, which at p = ½ is ½ of log loss's
@@ -355,3 +359,29 @@ def untuned_vs_best(
         "capped": _capped(fits),
         "minus_best": versus,
     }
+
+
+def without_override(
+    train: TrainConfig, sweep: SweepConfig, task: str, kind: str, tables: dict, answers: dict, ratio: float
+) -> dict | None:
+    """Where a task's override replaces a train key that a sweep varies (an lr override, and a
+    sweep over lr), the point of that sweep whose settings are the task's with train's own values
+    of those keys, against each sweep's best (``untuned_vs_best``; ``tables``: sweep name -> its
+    results, ``answers``: sweep name -> its ``settings_compared``): what the settings give without
+    the override. ``own``: the keys set back to train's values; ``kept``: the override's keys no
+    sweep varies, which the fits keep. None when no sweep ran such a point."""
+    own, settings = train.as_params(), train.for_task(task, kind)
+    changed = [key for key in train.overrides.get(task, {}) if own[key] != settings.as_params()[key]]
+    bests = {name: (tables[name], answer["best"]) for name, answer in answers.items() if name in tables}
+    for name, spec in sweep.specs.items():
+        reverted = [key for key in changed if key in spec.keys]
+        if task not in spec.tasks or not reverted or name not in tables:
+            continue
+        target = settings.varied({key: own[key] for key in reverted}, "train")
+        configs = sweep.configs(name, sweep.inherited(name, train, task, kind), task, kind)
+        point = next((point for point, config in configs if config == target), None)
+        found = untuned_vs_best(tables[name], task, point, bests, ratio, kind) if point else None
+        if found:
+            kept = {key: _plain(settings.as_params()[key]) for key in changed if key not in reverted}
+            return {"sweep": name, "own": {key: own[key] for key in reverted}, "kept": kept} | found
+    return None

@@ -268,7 +268,8 @@ def narrowest_minus_headline(answer: dict | None) -> tuple[dict, dict] | None:
     stable headline, the same contrast on every task. (its point, the difference), or None."""
     if not answer:
         return None
-    learned = [s["point"] for s in answer["settings"] if s["every_fold_learned"] and "hidden" in s["point"]]
+    learned = [v["other"] for v in answer.get("best_minus_other", [])] + [answer["best"]]
+    learned = [point for point in learned if "hidden" in point]
     if not learned:
         return None
     narrowest = min(learned, key=lambda point: point["hidden"])
