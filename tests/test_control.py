@@ -164,7 +164,7 @@ def test_the_report_says_beside_each_answer_whether_the_control_detects_it():
     schemas = {"regression": {"source": "data/diabetes.csv"}, "control": {"noise_floor": 1.0, "source": "generated"}}
     cells = answer_cells(comparison, schemas)
     # review 4 (c)6: the width effect is the narrowest − the headline network, on every task alike
-    assert "hidden 1 (its best rate) − the headline network: **detected** 5.3 (4.2 to 6.4)" in cells["q24"]
+    assert "hidden 1 − headline: **detected** 5.3 (4.2 to 6.4)" in cells["q24"]
     assert "least squares: **detected** -1.66 (-2.24 to -1.08)" in cells["q21"]
     assert "best test MSE 1.34 (1.21 to 1.46)" in cells["q21"] and "noise floor 1" in cells["q21"]
     # headline − tuned answers no row's question: the control section says it, not a cell
@@ -332,6 +332,15 @@ def test_the_control_reports_its_realised_floor_its_own_22_effect_and_what_one_f
         "headline fit was still improving at the 3000-epoch budget" in texts
     )
     assert "These ties are partly budget-limited: 6 of 10 fits still improving at the 3000-epoch budget." in texts
+    # review 4 (c)1/(c)6: an activation at its own best rate against the headline network, not against
+    # the best on validation (whose rate may be past the limit), when the compare stage has it
+    activation = comparison["control"]["sweeps"]["activation"]
+    activation["each_minus_headline"] = [{"point": {"activation": "relu", "lr": 0.03}} | _difference(0.4, -0.3, 1.1)]
+    (section,) = control_section(comparison, schemas, sweep_specs=run.specs, capped=(1, 5), run=run)
+    table = next(block for block in section["blocks"] if block["kind"] == "table")
+    assert table["rows"][-1][1] == "relu (its best rate) − the headline network"
+    assert table["rows"][-1][4] == "not detected: 0.4 (-0.3 to 1.1), detectable 1"
+    assert "3 of 5 fits still improving at the 3000-epoch budget; 0 of 5 headline fits." in section["blocks"][0]["text"]
     # review 4 (c)8: the headline's override named, and what train's own lr gives where a sweep ran it
     settings = headline_settings({"lr": 0.3, "epochs": 3000}, ["epochs", "lr"], "control")
     assert settings == " (epochs 3000, lr 0.3 from `train.overrides.control`)"

@@ -86,15 +86,25 @@ def _width_effect(sweep: dict | None) -> tuple[str, dict | None, list[dict]]:
 
 
 def _activation_effects(sweep: dict | None) -> list[tuple[str, dict, list[dict]]]:
-    """Every other activation minus the chosen one, each at its own best rate, with the points."""
+    """Every activation other than the best on validation, at its own best rate, minus the task's
+    headline network (comparison.json's ``each_minus_headline``), with its point: the best's own
+    rate may be past the limit, the noisiest cell of the grid. Without those comparisons, each
+    other activation minus the chosen one."""
     if not sweep:
         return []
     best = sweep["best"].get("activation")
-    return [
-        (f"{v['other']['activation']} − {best} (chosen)", flipped(v), [v["other"], sweep["best"]])
-        for v in sweep["best_minus_other"]
-        if "activation" in v["other"]
-    ]
+    headline = {tuple(sorted(v["point"].items())): v for v in sweep.get("each_minus_headline") or []}
+    effects = []
+    for v in sweep["best_minus_other"]:
+        if "activation" not in v["other"]:
+            continue
+        versus = headline.get(tuple(sorted(v["other"].items())))
+        if versus is not None:
+            label = f"{v['other']['activation']} (its best rate) − the headline network"
+            effects.append((label, versus, [v["other"]]))
+        else:
+            effects.append((f"{v['other']['activation']} − {best} (chosen)", flipped(v), [v["other"], sweep["best"]]))
+    return effects
 
 
 def _effects(comparison: dict, task: str) -> list[tuple[str, str, dict | None, list[dict]]]:
@@ -357,6 +367,7 @@ def _short_label(label: str) -> str:
         label.replace("network (headline settings)", "headline")
         .replace("network (best width, chosen on val)", "best width")
         .replace(" (chosen)", "")
+        .replace(" (its best rate) − the headline network", " − headline")
     )
 
 
@@ -429,6 +440,9 @@ def _budget_cut(run: ControlRun | None, task: str, missed: list[tuple]) -> str:
         if name:
             points.setdefault(name, []).extend(p for p in pair if p not in points.get(name, []))
     parts = [_capped_words(run, task, name, pair) for name, pair in points.items()]
+    counted = headline_capped(run.scores.get(task)) if run else None
+    if counted and any(label.endswith("the headline network") for _, label, _, _ in missed):
+        parts.append(f"{counted[0]} of {counted[1]} headline fits")
     parts = [part for part in parts if part]
     if not parts:
         return ""
