@@ -109,15 +109,17 @@ def shared_rate_pair(answer: dict, config: dict) -> tuple[str, dict] | None:
         if v["point"].get("lr") == lr and v["point"].get("activation") != mine and (v.get("n") or 0) >= 2
     }
     ranked = sorted(
-        (s for s in answer["settings"] if s["point"]["activation"] in found and s["every_fold_learned"]),
+        (s for s in answer["settings"] if s["point"]["activation"] != mine and s["every_fold_learned"]),
         key=lambda s: s["val_mean"],
     )
-    if not ranked:
+    usable = [s for s in ranked if s["point"]["activation"] in found]
+    if not usable:
         return None
-    other = found[ranked[0]["point"]["activation"]]
+    other = found[usable[0]["point"]["activation"]]
+    which = "runner-up on validation" if usable[0] is ranked[0] else "best on validation of those that learned there"
     width = as_point_value(config.get("hidden"))
     headline = f"the headline network ({f'hidden {width}, ' if width else ''}{mine} at lr {fmt(lr)})"
-    return f"{short_point(other['point'])} (runner-up on validation, at the headline's rate) − {headline}", other
+    return f"{short_point(other['point'])} ({which}, at the headline's rate) − {headline}", other
 
 
 def answer_25(
