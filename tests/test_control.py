@@ -12,7 +12,7 @@ from conftest import ROOT, stage
 
 from backprop.lab.comparisons import settings_compared
 from backprop.lab.config import TrainConfig, load_data, read_params
-from backprop.lab.control import answer_cells, answers_line, control_section, headline_capped
+from backprop.lab.control import answer_cells, answers_line, control_section, headline_capped, headline_settings
 from backprop.lab.datasets import fold_data, fold_rows, friedman1, prepare
 from backprop.lab.protocol import fit_seed, overlap_ratio
 from backprop.lab.sweeps import fold_config, result_row
@@ -149,6 +149,8 @@ def test_the_report_says_beside_each_answer_whether_the_control_detects_it():
                     "best_vs_linear": versus_linear,
                     # best − other: hidden 1 is worse by 5.28
                     "best_minus_other": [{"other": {"hidden": 1, "lr": 1.0}} | _difference(-5.28, -6.36, -4.21)],
+                    # each point − the headline network: hidden 1 is worse by 5.3
+                    "each_minus_headline": [{"point": {"hidden": 1, "lr": 1.0}} | _difference(5.3, 4.2, 6.4)],
                     "headline_vs_best": {
                         "best": {"hidden": 16, "lr": 1.0},
                         "headline": {"mean": 1.4, "ci_low": 1.2, "ci_high": 1.6},
@@ -161,7 +163,8 @@ def test_the_report_says_beside_each_answer_whether_the_control_detects_it():
     }
     schemas = {"regression": {"source": "data/diabetes.csv"}, "control": {"noise_floor": 1.0, "source": "generated"}}
     cells = answer_cells(comparison, schemas)
-    assert "hidden 1 − hidden 16: **detected** 5.28 (4.21 to 6.36)" in cells["q24"]
+    # review 4 (c)6: the width effect is the narrowest − the headline network, on every task alike
+    assert "hidden 1 − headline: **detected** 5.3 (4.2 to 6.4)" in cells["q24"]
     assert "least squares: **detected** -1.66 (-2.24 to -1.08)" in cells["q21"]
     assert "best test MSE 1.34 (1.21 to 1.46)" in cells["q21"] and "noise floor 1" in cells["q21"]
     # headline − tuned answers no row's question: the control section says it, not a cell
@@ -175,6 +178,7 @@ def test_the_report_says_beside_each_answer_whether_the_control_detects_it():
     assert "no difference detected: headline − tuned 0.06 (-0.1 to 0.22), detectable 1" in recipe
     assert "3 of 5 headline fits still improving at the epoch budget" in recipe
     assert "at sweep hidden's choice (hidden 16 at lr 1.0)" in recipe
+    assert "`train`'s own" not in recipe  # no sweep ran train's own value of an overridden key: nothing said
     # the control's power, without claiming the data set has no effect
     intro = section["blocks"][0]["text"]
     assert "had the power" not in intro and "no such effect" not in intro
@@ -275,6 +279,7 @@ def test_the_control_reports_its_realised_floor_its_own_22_effect_and_what_one_f
                     "best_vs_linear": _difference(-5.47, -7.54, -3.4),
                     "best_vs_true_function": _difference(0.43, 0.14, 0.71) | {"mde": 0.38},
                     "best_minus_other": [{"other": {"hidden": 1, "lr": 1.5}} | _difference(-5.52, -7.35, -3.69)],
+                    "each_minus_headline": [{"point": {"hidden": 1, "lr": 1.5}} | _difference(5.3, 3.38, 7.21)],
                     "headline_vs_best": {
                         "best": {"hidden": 16, "lr": 1.5},
                         "headline": {"mean": 1.57, "ci_low": 0.729, "ci_high": 2.41},
@@ -295,6 +300,16 @@ def test_the_control_reports_its_realised_floor_its_own_22_effect_and_what_one_f
             },
         },
     }
+    comparison["control"]["without_override"] = {
+        "sweep": "activation",
+        "own": {"lr": 0.1},
+        "kept": {"epochs": 3000},
+        "point": {"activation": "sigmoid", "lr": 0.1},
+        "scores": {"mean": 4.03, "ci_low": 0.925, "ci_high": 7.13, "n": 5},
+        "learned": 5,
+        "capped": 4,
+        "minus_best": {"hidden": {"best": {"hidden": 16, "lr": 1.5}} | _difference(2.68, -0.41, 5.76) | {"mde": 4.13}},
+    }
     schemas = {
         "regression": {"source": "data/diabetes.csv"},
         "control": {"noise_floor": 1.0, "source": "generated", "rows": 1000, "features": list(range(10))},
@@ -309,7 +324,7 @@ def test_the_control_reports_its_realised_floor_its_own_22_effect_and_what_one_f
     assert cells["q22"].startswith("validation − train MSE: **detected** 0.4 (")
     # under the answers table, one line: each effect detected or not, with its number
     line = answers_line(comparison, schemas, run)["text"]
-    assert "2.4 hidden 1 − hidden 16 **detected**, 5.52 (3.69 to 7.35)" in line
+    assert "2.4 hidden 1 − headline **detected**, 5.3 (3.38 to 7.21)" in line  # the row's contrast (review 4)
     assert "2.5 relu − sigmoid not detected, 0.444 (-0.357 to 1.24), detectable 1" in line
     assert "2.1 headline − least squares **detected**, -5.25 (-7.28 to -3.22)" in line
     assert "best test MSE 1.35 (1.01 to 1.68), 1.5× the noise its held-out rows hold (f's MSE there), 0.9" in line
@@ -328,7 +343,61 @@ def test_the_control_reports_its_realised_floor_its_own_22_effect_and_what_one_f
         "These ties are partly budget-limited: 6 of 10 fits still improving at the activation sweep's 3000-epoch "
         "budget." in texts
     )
+    # review 4 (c)1/(c)6: an activation at its own best rate against the headline network, not against
+    # the best on validation (whose rate may be past the limit), when the compare stage has it
+    activation = comparison["control"]["sweeps"]["activation"]
+    activation["each_minus_headline"] = [{"point": {"activation": "relu", "lr": 0.03}} | _difference(0.4, -0.3, 1.1)]
+    (section,) = control_section(comparison, schemas, sweep_specs=run.specs, capped=(1, 5), run=run)
+    table = next(block for block in section["blocks"] if block["kind"] == "table")
+    assert table["rows"][-1][1] == "relu (its best rate) − the headline network"
+    assert table["rows"][-1][4] == "not detected: 0.4 (-0.3 to 1.1), detectable 1"
+    assert (
+        "3 of 5 fits still improving at the activation sweep's 3000-epoch budget; 0 of 5 headline fits."
+        in section["blocks"][0]["text"]
+    )
+    # review 4 (c)8: the headline's override named, and what train's own lr gives where a sweep ran it
+    settings = headline_settings({"lr": 0.3, "epochs": 3000}, ["epochs", "lr"], "control")
+    assert settings == " (epochs 3000, lr 0.3 from `train.overrides.control`)"
+    assert (
+        "With `train`'s own lr 0.1 instead of the override's (sweep activation's sigmoid at lr 0.1; epochs 3000 as "
+        "the override sets), test MSE is 4.03 (0.925 to 7.13), 4 of 5 fits still improving at the 3000-epoch budget; "
+        "it − the tuned choice, paired by fold: not detected: 2.68 (-0.41 to 5.76), detectable 4.13." in texts
+    )
     assert (
         section["title"]
         == "The control task: effects detected on a generated table (network − least squares, width; not activation)"
     )
+
+
+def test_without_the_override_is_the_sweep_point_at_trains_own_values():
+    """Review 4 (c)8: the control's headline trains at its override's lr; the activation sweep ran
+    train's own lr on the control, so the compare stage pairs that point with each sweep's best."""
+    from backprop.lab.comparisons import without_override
+    from backprop.lab.config import SweepConfig
+
+    train = TrainConfig(
+        hidden=[16], activation="sigmoid", lr=0.1, epochs=2000, overrides={"control": {"lr": 0.3, "epochs": 3000}}
+    )
+    grid = {"activation": ["sigmoid", "relu"], "lr": [0.1, 0.3]}
+    rows = pd.DataFrame(
+        [
+            {"task": "control", "activation": a, "lr": lr, "repeat": 0, "fold": f, "outcome": "learned"}
+            | {"test_mse": 2.0 + f + (lr == 0.1) * 1.5, "still_improving": lr == 0.1 and f < 4}
+            for a in grid["activation"]
+            for lr in grid["lr"]
+            for f in range(5)
+        ]
+    )
+    answers = {"activation": {"best": {"activation": "sigmoid", "lr": 0.3}}}
+    sweep = SweepConfig.from_params({"activation": {"grid": grid, "tasks": ["control"]}})
+    found = without_override(train, sweep, "control", "regression", {"activation": rows}, answers, 0.3)
+    assert found["point"] == {"activation": "sigmoid", "lr": 0.1}
+    assert found["own"] == {"lr": 0.1} and found["kept"] == {"epochs": 3000}
+    assert (found["learned"], found["capped"]) == (5, 4)
+    assert found["minus_best"]["activation"]["mean"] == pytest.approx(1.5)
+    # a sweep that fixes another budget does not run the task's settings: no such point
+    fixed = SweepConfig.from_params({"activation": {"grid": grid, "tasks": ["control"], "fixed": {"epochs": 500}}})
+    assert without_override(train, fixed, "control", "regression", {"activation": rows}, answers, 0.3) is None
+    # a task without an override has nothing to undo
+    both = SweepConfig.from_params({"activation": {"grid": grid, "tasks": ["control", "regression"]}})
+    assert without_override(train, both, "regression", "regression", {"activation": rows}, answers, 0.3) is None

@@ -12,12 +12,13 @@ import pytest
 
 from backprop.lab.answers.q22 import curve_facts, lowest_epochs, where_lowest
 from backprop.lab.answers.stability import activation_rms
-from backprop.lab.answers.wording import interval, metric_bounds, verdict, whole
+from backprop.lab.answers.wording import interval, metric_bounds, short_interval, verdict, whole
 from backprop.lab.blocks import REFERENCE_DATA_SHA256, REFERENCE_HAND_IN, code, fmt, paragraph, section, table
 from backprop.lab.comparisons import (
     against_baselines,
     best_vs_baseline,
     capacity,
+    each_minus_headline,
     epochs_at_chosen_lr,
     failures,
     headline_vs_tuned,
@@ -304,6 +305,7 @@ def crafted_inputs(*, sha256: str, effect: float = 0.0, seed: int = 0, failing: 
             answer["best_vs_linear"] = best_vs_baseline(results, answer, frame, task, "linear", ratios[task])
             network = pd.DataFrame(scores[task]["folds"])
             answer["headline_vs_best"] = headline_vs_tuned(network, results, task, answer, ratios[task])
+            answer["each_minus_headline"] = each_minus_headline(network, results, task, spec.keys, ratios[task])
             answer["epochs_at_chosen_lr"] = epochs_at_chosen_lr(results, task, spec.keys, answer["best"], ratios[task])
             answer["failures"] = failures(results, task, spec.keys)
             if spec.fixed.get("patience") == 0 and "hidden" in spec.keys:
@@ -888,3 +890,87 @@ def test_activation_speed_is_described_where_every_activation_learned():
         summary, answer, "regression"
     )
     assert common_rate_epochs(summary, answer | {"best": {"activation": "sigmoid", "lr": 0.03}}, "regression") == ""
+
+
+def test_each_sweep_point_against_the_headline_is_paired_by_fold_and_skips_failed_points():
+    network = pd.DataFrame(
+        {"repeat": 0, "fold": range(5), "outcome": "learned", "test_mse": [10.0, 11.0, 12.0, 13.0, 14.0]}
+    )
+    rows = pd.DataFrame(
+        [
+            {"task": "regression", "lr": lr, "repeat": 0, "fold": f, "outcome": outcome, "test_mse": 10.0 + f + shift}
+            for lr, shift, outcome in ((0.1, 0.0, "learned"), (0.03, 2.0, "learned"), (1.0, 0.0, "diverged"))
+            for f in range(5)
+        ]
+    )
+    versus = {v["point"]["lr"]: v for v in each_minus_headline(network, rows, "regression", ["lr"], 0.25)}
+    assert set(versus) == {0.1, 0.03}  # lr 1.0 did not learn in every fold: no comparison
+    assert versus[0.1]["mean"] == 0.0 and versus[0.1]["mde"] == 0.0
+    assert versus[0.03]["mean"] == pytest.approx(2.0) and versus[0.03]["n"] == 5
+
+
+def test_the_rate_and_activation_rows_rest_on_stable_rates_against_the_headline():
+    """Review 4 (c)1: past the limit the folds' spread blows up, so a row resting on that cell
+    reports a detectable size the run does not have. 2.3's tie cell adds the rates below the limit
+    against the headline; 2.5's row rests on the runner-up activation at the headline's own rate
+    minus the headline network, when the best on validation has the headline's activation."""
+    inputs = crafted_inputs(sha256="1" * 64, effect=0.3)
+    lr = inputs.comparison["regression"]["sweeps"]["lr"]
+    below = [v for v in lr["each_minus_headline"] if v["point"]["lr"] < 0.2 and v["point"]["lr"] != 0.1]
+    activation = inputs.comparison["regression"]["sweeps"]["activation"]
+    activation["best"] = {"activation": "sigmoid", "lr": 0.3}
+    rows = _answers(render_markdown(build(inputs), "figures"))
+    rate = next(row for row in rows if row[0].startswith("[2.3"))
+    low, high = min(v["ci_low"] for v in below), max(v["ci_high"] for v in below)
+    mdes = sorted(v["mde"] for v in below)
+    assert (
+        f"below the limit (lr 0.003 to 0.03) − the headline: ties, all within {fmt(low, 3)} to "
+        f"{fmt(high, 3)}; detectable {fmt(mdes[0], 3)} to {fmt(mdes[-1], 3)}" in rate[2]
+    ), rate[2]
+    ranked = sorted(
+        (s for s in activation["settings"] if s["point"]["activation"] != "sigmoid" and s["every_fold_learned"]),
+        key=lambda s: s["val_mean"],
+    )
+    runner = ranked[0]["point"]["activation"]
+    shared = next(v for v in activation["each_minus_headline"] if v["point"] == {"activation": runner, "lr": 0.1})
+    (act,) = [row for row in rows if row[0].startswith("[2.5") and "regression" in row[0]]
+    assert act[2].startswith(f"{runner} at lr 0.1 − the headline sigmoid, test MSE: "), act[2]
+    assert f"({whole(shared['ci_low'])} to {whole(shared['ci_high'])})" in act[2] or "tie" in act[2]
+    assert "; each at its own best rate, " in act[2]  # the row keeps every activation at its own rate
+    assert "sigmoid at lr 0.3 (best on validation)" in act[1]
+
+
+def test_the_width_row_puts_the_controls_contrast_beside_its_own_and_counts_capped_fits():
+    """Review 4 (c)6, (c)9, (c)10: the narrowest width − the headline network on the data set (the
+    control column's contrast); the fits still improving beside every generalisation comparison;
+    the capacity rule as it is applied."""
+    inputs = crafted_inputs(sha256="1" * 64)
+    answer = inputs.comparison["regression"]["sweeps"]["hidden"]
+    points = [v["other"] for v in answer["best_minus_other"]] + [answer["best"]]
+    narrowest = min(points, key=lambda point: point["hidden"])
+    versus = next(v for v in answer["each_minus_headline"] if v["point"] == narrowest)
+    markdown = render_markdown(build(inputs), "figures")
+    (row,) = [row for row in _answers(markdown) if row[0].startswith("[2.4")]
+    words = f"hidden {narrowest['hidden']} − headline: tie {short_interval(versus)}, detectable {whole(versus['mde'])}"
+    if narrowest == answer["best"]:  # the row's own pair is that contrast: said once
+        assert row[2].startswith(f"hidden {narrowest['hidden']} (best on validation) − hidden 16 (headline)")
+        assert words.split(": ", 1)[1].replace(", detectable", "; detectable") in row[2]
+        assert row[2].count(short_interval(versus)) == 1
+    else:
+        assert words in row[2], row[2]
+    width = _section(markdown, "2.4")
+    assert "Fits still improving when the budget ran out" in width
+    assert "the headline network: 0 of 5" in width
+    assert "lowest mean training error among the rates where every fold learned" in width
+    assert "where its training error is lowest" not in width
+
+
+def test_the_protocol_defines_every_outcome_with_the_margin_from_params():
+    """Review 4 (c)7: "learned" decides which settings can be chosen, so the report defines it."""
+    inputs = crafted_inputs(sha256="1" * 64)
+    for config in inputs.train_config.values():
+        config["learned_margin"] = 0.125
+    protocol = _section(render_markdown(build(inputs), "figures"), "2.1").split("**Protocol.**")[1].split("\n\n")[0]
+    for outcome in ("`diverged`", "`oscillating`", "`stalled`", "`no_better_than_constant`", "`learned`"):
+        assert outcome in protocol
+    assert "by 12.5% (`train.learned_margin`)" in protocol

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from backprop.lab.protocol import mean_interval, paired_difference
 from backprop.losses import DEFAULT_LOSS
+
+if TYPE_CHECKING:
+    from backprop.lab.config import SweepConfig, TrainConfig
 
 FOLD = ["repeat", "fold"]
 # MSE on a sigmoid output: ∂L/∂z = 2(p − y)·p(1 − p)/n, which at p = ½ is ½ of log loss's
@@ -283,7 +287,8 @@ def headline_vs_tuned(network: pd.DataFrame, results: pd.DataFrame, task: str, a
     seen as such: does the default recipe reach what tuning reaches?"""
     metric = answer["metric"]
     rows = results[results["task"] == task]
-    best = by_fold(rows.loc[(rows[list(answer["best"])] == pd.Series(answer["best"])).all(axis=1)], metric)
+    chosen = (rows[list(answer["best"])] == pd.Series(answer["best"])).all(axis=1)
+    best = by_fold(rows.loc[chosen], metric)
     ours = by_fold(network, metric)
     a, b = ours.align(best, join="inner")
     each = (a - b).dropna()
@@ -297,4 +302,86 @@ def headline_vs_tuned(network: pd.DataFrame, results: pd.DataFrame, task: str, a
             {"repeat": int(repeat), "fold": int(fold), "difference": float(value)}
             for (repeat, fold), value in each.items()
         ],
+        "capped": {"headline": _capped(network), "tuned": _capped(rows.loc[chosen])},
     }
+
+
+def _capped(fits: pd.DataFrame) -> int:
+    """How many learned fits were still improving when the epoch budget ran out."""
+    learned = fits[fits["outcome"] == "learned"] if "outcome" in fits else fits
+    return int(learned["still_improving"].fillna(False).astype(bool).sum()) if "still_improving" in learned else 0
+
+
+def each_minus_headline(
+    network: pd.DataFrame, results: pd.DataFrame, task: str, keys: list[str], ratio: float, kind: str | None = None
+) -> list[dict]:
+    """Every point of a sweep where every fold learned minus the headline network (the train
+    stage's fits), on the held-out folds, paired by fold: a setting against the headline at a
+    shared stable rate, free of the noisiest cell that a best-on-validation pairing may land on."""
+    metric = f"test_{DEFAULT_LOSS[kind or task]}"
+    rows = results[results["task"] == task]
+    ours = by_fold(network, metric)
+    versus = []
+    for values, fits in rows.groupby(keys, sort=False):
+        if (fits["outcome"] == "learned").all():
+            point = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
+            versus.append(
+                {"point": {k: _plain(v) for k, v in point.items()}} | paired(by_fold(fits, metric), ours, ratio)
+            )
+    return versus
+
+
+def untuned_vs_best(
+    results: pd.DataFrame, task: str, point: dict, bests: dict, ratio: float, kind: str | None = None
+) -> dict | None:
+    """The fits of one sweep point (the task's settings with train's own values where its
+    override sets others) on the held-out folds: their mean with its interval, how many learned
+    and how many were still improving at the epoch budget, and point − each sweep's best (``bests``:
+    sweep name -> (its results, its best point)), paired by fold. None when the sweep lacks it."""
+    metric = f"test_{DEFAULT_LOSS[kind or task]}"
+    rows = results[results["task"] == task]
+    fits = rows.loc[(rows[list(point)] == pd.Series(point)).all(axis=1)]
+    if fits.empty:
+        return None
+    learned = fits[fits["outcome"] == "learned"]
+    scores = by_fold(fits, metric)
+    versus = {}
+    for name, (theirs, best) in bests.items():
+        other = theirs[theirs["task"] == task]
+        other = other.loc[(other[list(best)] == pd.Series(best)).all(axis=1)]
+        if len(other):
+            versus[name] = {"best": best} | paired(scores, by_fold(other, metric), ratio)
+    return {
+        "point": {k: _plain(v) for k, v in point.items()},
+        "metric": metric,
+        "scores": mean_interval(scores.dropna().to_numpy(), ratio),
+        "learned": len(learned),
+        "capped": _capped(fits),
+        "minus_best": versus,
+    }
+
+
+def without_override(
+    train: TrainConfig, sweep: SweepConfig, task: str, kind: str, tables: dict, answers: dict, ratio: float
+) -> dict | None:
+    """Where a task's override replaces a train key that a sweep varies (an lr override, and a
+    sweep over lr), the point of that sweep whose settings are the task's with train's own values
+    of those keys, against each sweep's best (``untuned_vs_best``; ``tables``: sweep name -> its
+    results, ``answers``: sweep name -> its ``settings_compared``): what the settings give without
+    the override. ``own``: the keys set back to train's values; ``kept``: the override's keys no
+    sweep varies, which the fits keep. None when no sweep ran such a point."""
+    own, settings = train.as_params(), train.for_task(task, kind)
+    changed = [key for key in train.overrides.get(task, {}) if own[key] != settings.as_params()[key]]
+    bests = {name: (tables[name], answer["best"]) for name, answer in answers.items() if name in tables}
+    for name, spec in sweep.specs.items():
+        reverted = [key for key in changed if key in spec.keys]
+        if task not in spec.tasks or not reverted or name not in tables:
+            continue
+        target = settings.varied({key: own[key] for key in reverted}, "train")
+        configs = sweep.configs(name, sweep.inherited(name, train, task, kind), task, kind)
+        point = next((point for point, config in configs if config == target), None)
+        found = untuned_vs_best(tables[name], task, point, bests, ratio, kind) if point else None
+        if found:
+            kept = {key: _plain(settings.as_params()[key]) for key in changed if key not in reverted}
+            return {"sweep": name, "own": {key: own[key] for key in reverted}, "kept": kept} | found
+    return None

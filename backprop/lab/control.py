@@ -14,7 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backprop.lab.answers.q22 import gap_across_folds
-from backprop.lab.answers.wording import flipped, interval, is_tie, number, short_interval, upper_first, whole
+from backprop.lab.answers.q24 import narrowest_minus_headline
+from backprop.lab.answers.wording import (
+    flipped,
+    interval,
+    is_tie,
+    number,
+    short_interval,
+    short_point,
+    upper_first,
+    whole,
+)
 from backprop.lab.blocks import figure, fmt, paragraph, section, table
 from backprop.lab.datasets import TRUE_FUNCTION
 from backprop.lab.protocol import mean_interval
@@ -75,28 +85,35 @@ def _detected(difference: dict | None) -> str:
 
 
 def _width_effect(sweep: dict | None) -> tuple[str, dict | None, list[dict]]:
-    """The narrowest width minus the chosen one (a positive difference: narrow is worse), and the
-    two points it pairs."""
-    if not sweep:
+    """The narrowest width, at its own best rate, minus the task's headline network (a positive
+    difference: narrow is worse), and the sweep point it pairs: the same contrast on every task."""
+    found = narrowest_minus_headline(sweep)
+    if found is None:
         return "width", None, []
-    versus = [v for v in sweep["best_minus_other"] if "hidden" in v["other"]]
-    if not versus:
-        return "width", None, []
-    narrowest = min(versus, key=lambda v: v["other"]["hidden"])
-    label = f"hidden {narrowest['other']['hidden']} − hidden {sweep['best'].get('hidden')} (chosen)"
-    return label, flipped(narrowest), [narrowest["other"], sweep["best"]]
+    point, difference = found
+    return f"hidden {point['hidden']} (its best rate) − the headline network", difference, [point]
 
 
 def _activation_effects(sweep: dict | None) -> list[tuple[str, dict, list[dict]]]:
-    """Every other activation minus the chosen one, each at its own best rate, with the points."""
+    """Every activation other than the best on validation, at its own best rate, minus the task's
+    headline network (comparison.json's ``each_minus_headline``), with its point: the best's own
+    rate may be past the limit, the noisiest cell of the grid. Without those comparisons, each
+    other activation minus the chosen one."""
     if not sweep:
         return []
     best = sweep["best"].get("activation")
-    return [
-        (f"{v['other']['activation']} − {best} (chosen)", flipped(v), [v["other"], sweep["best"]])
-        for v in sweep["best_minus_other"]
-        if "activation" in v["other"]
-    ]
+    headline = {tuple(sorted(v["point"].items())): v for v in sweep.get("each_minus_headline") or []}
+    effects = []
+    for v in sweep["best_minus_other"]:
+        if "activation" not in v["other"]:
+            continue
+        versus = headline.get(tuple(sorted(v["other"].items())))
+        if versus is not None:
+            label = f"{v['other']['activation']} (its best rate) − the headline network"
+            effects.append((label, versus, [v["other"]]))
+        else:
+            effects.append((f"{v['other']['activation']} − {best} (chosen)", flipped(v), [v["other"], sweep["best"]]))
+    return effects
 
 
 def _effects(comparison: dict, task: str) -> list[tuple[str, str, dict | None, list[dict]]]:
@@ -328,11 +345,33 @@ def headline_reach(
     )
 
 
-def headline_settings(config: dict | None, overrides: list | None) -> str:
+def headline_settings(config: dict | None, overrides: list | None, task: str = "") -> str:
     """`` (lr 0.3, epochs 3000 from train.overrides.control)``: what the task's override sets."""
     if not config or not overrides:
         return ""
-    return " (" + ", ".join(f"{key} {config[key]}" for key in overrides if key in config) + " from its override)"
+    where = f"`train.overrides.{task}`" if task else "its override"
+    return " (" + ", ".join(f"{key} {config[key]}" for key in overrides if key in config) + f" from {where})"
+
+
+def without_override_words(comparison: dict, task: str, run: ControlRun | None = None) -> str:
+    """What `train`'s own value of an overridden key gives on the task, when a sweep ran it
+    (comparison.json's ``without_override``): its test MSE with its interval, how many of its fits
+    the epoch budget cut short, and it − the tuned choice, paired by fold; "" without such a fit."""
+    found, tuned = comparison.get(task, {}).get("without_override"), _tuned(comparison, task)
+    if not found or not found.get("scores", {}).get("n") or tuned is None:
+        return ""
+    epochs = run.budget(task, found["sweep"]) if run else None
+    own = ", ".join(f"{key} {value}" for key, value in found.get("own", {}).items())
+    kept = "".join(f"; {key} {value} as the override sets" for key, value in found.get("kept", {}).items())
+    text = (
+        f"with `train`'s own {own or 'settings'} instead of the override's (sweep {found['sweep']}'s "
+        f"{short_point(found['point'])}{kept}), test MSE is {interval(found['scores'], 3)}, {found['capped']} of "
+        f"{found['learned']} fits still improving at the {f'{epochs}-epoch ' if epochs else ''}budget"
+    )
+    versus = found.get("minus_best", {}).get(tuned[0])
+    if versus and versus.get("n"):
+        text += f"; it − the tuned choice, paired by fold: {_detected(versus)}"
+    return text
 
 
 def _short_label(label: str) -> str:
@@ -340,6 +379,7 @@ def _short_label(label: str) -> str:
         label.replace("network (headline settings)", "headline")
         .replace("network (best width, chosen on val)", "best width")
         .replace(" (chosen)", "")
+        .replace(" (its best rate) − the headline network", " − headline")
     )
 
 
@@ -450,6 +490,9 @@ def _budget_cut(run: ControlRun | None, task: str, missed: list[tuple]) -> str:
         if name:
             points.setdefault(name, []).extend(p for p in pair if p not in points.get(name, []))
     parts = [_capped_words(run, task, name, pair) for name, pair in points.items()]
+    counted = headline_capped(run.scores.get(task)) if run else None
+    if counted and any(label.endswith("the headline network") for _, label, _, _ in missed):
+        parts.append(f"{counted[0]} of {counted[1]} headline fits")
     parts = [part for part in parts if part]
     if not parts:
         return ""
@@ -544,8 +587,11 @@ def control_section(
         paragraph(f"**Floor.** {floor_text}."),
     ]
     reach = headline_reach(comparison, task, settings, capped, run)
+    untuned = without_override_words(comparison, task, run)
     if reach:
-        blocks.append(paragraph(f"**Default recipe.** {upper_first(reach)}."))
+        blocks.append(
+            paragraph(f"**Default recipe.** {upper_first(reach)}." + (f" {upper_first(untuned)}." if untuned else ""))
+        )
     blocks.append(
         figure(f"history_{task}.png", f"{task}: loss and accuracy per epoch, train/val/test; the noise floor")
     )

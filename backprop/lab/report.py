@@ -140,7 +140,9 @@ def build(inputs: ReportInputs) -> dict:
         question["blocks"] = [b for b in question["blocks"] if not any(b is f for f in final)] + final
     controls = control.control_tasks(inputs.schemas)
     settings = control.headline_settings(
-        configs.get(controls[0]) if controls else None, inputs.overrides.get(controls[0]) if controls else None
+        configs.get(controls[0]) if controls else None,
+        inputs.overrides.get(controls[0]) if controls else None,
+        controls[0] if controls else "",
     )
     capped = control.headline_capped(inputs.scores.get(controls[0])) if controls else None
     run = control.ControlRun(

@@ -19,9 +19,10 @@ from backprop.lab.answers.wording import (
     whole,
 )
 from backprop.lab.blocks import LABELS, REFERENCE_HAND_IN, answer_row, fmt, is_reference_data, paragraph, section, table
-from backprop.lab.protocol import fold_summary
+from backprop.lab.protocol import OSCILLATION_STRETCH, STEP_TOLERANCE, fold_summary
 from backprop.losses import DEFAULT_LOSS, TASKS
 from backprop.metrics import TASK_METRICS
+from backprop.mlp import DIVERGENCE_FACTOR
 
 
 def short_scores(summary: dict, metrics: list[str], task: str) -> str:
@@ -40,7 +41,28 @@ def rows_text(counts: list[int]) -> str:
     return str(low) if low == high else f"{low}–{high}"
 
 
-def protocol_paragraph(schemas: dict, comparison: dict) -> dict:
+def outcomes_sentence(configs: dict) -> str:
+    """What each outcome of a fit means (``protocol.outcome``), with the margin params.yaml sets."""
+    margins = {float(config.get("learned_margin") or 0.0) for config in configs.values()}
+    margin = (
+        f"{100 * next(iter(margins)):g}%"
+        if len(margins) == 1
+        else ", ".join(f"{100 * float(c.get('learned_margin') or 0.0):g}% ({t})" for t, c in configs.items())
+    )
+    tolerance = f"{100 * STEP_TOLERANCE:g}%"
+    return (
+        f"**Outcomes** of a fit: `diverged` when its training loss became non-finite or rose above "
+        f"{DIVERGENCE_FACTOR:,.0f}× its first epoch's; `oscillating` when its validation loss turned up and down "
+        f"{OSCILLATION_STRETCH} or more times in a row (each step above {tolerance} of the loss) around the best "
+        f"epoch or at the end; `stalled` when it never fell more than {tolerance} below its start; "
+        f"`no_better_than_constant` when the returned model's validation loss is not below the constant model's "
+        f"(the training mean, or the class prior) by {margin} (`train.learned_margin`); `learned` otherwise, and "
+        "only learned fits enter the means and the paired comparisons; a sweep chooses among settings where "
+        "every fold learned."
+    )
+
+
+def protocol_paragraph(schemas: dict, comparison: dict, configs: dict | None = None) -> dict:
     reg = schemas["regression"]
     folds, repeats = reg["folds"], reg["repeats"]
     sizes = reg["fold_rows"]
@@ -63,6 +85,7 @@ def protocol_paragraph(schemas: dict, comparison: dict) -> dict:
         + " and ".join(f"{fmt(r, 3)} ({task})" for task, r in comparison["n_test_over_n_train"].items())
         + ": the folds share training rows, so a plain t interval would be too narrow. With 5 folds such an "
         "interval is wide: a difference it calls a tie may still be real, it is just not shown by this run."
+        + (f" {outcomes_sentence(configs)}" if configs else "")
     )
 
 
@@ -263,7 +286,7 @@ def answer_21(
 ) -> dict:
     """``in_units``: the sweeps whose rates are multiples of each network's own limit."""
     overrides = overrides or {}
-    blocks, rows = [protocol_paragraph(schemas, comparison)], []
+    blocks, rows = [protocol_paragraph(schemas, comparison, configs)], []
     for task in TASKS:
         found_blocks, row = task_answer(
             task, scores, baselines, comparison, schemas[task], configs[task], ratios[task], overrides, in_units

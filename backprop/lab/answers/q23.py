@@ -22,7 +22,7 @@ from backprop.lab.answers.stability import (
     why_failed,
 )
 from backprop.lab.answers.sweep_tables import summary_table, titled
-from backprop.lab.answers.wording import times, upper_first
+from backprop.lab.answers.wording import interval, is_tie, number, short_point, times, upper_first
 from backprop.lab.blocks import answer_row, figure, fmt, paragraph, section
 
 
@@ -78,6 +78,38 @@ def mechanism_words(facts: dict, config: dict) -> str:
     if bound:
         mechanism += f"; {bound}"
     return mechanism
+
+
+def below_limit(answer: dict, limit: float, config: dict) -> tuple[str, str]:
+    """Each rate below the lr limit (other than the headline's) minus the headline network,
+    paired by fold (comparison.json's ``each_minus_headline``): where any difference lies over
+    them all and the detectable sizes, or the rates where one is detected; the table's few words
+    and the section's. ("", "") when no such rate learned in every fold."""
+    versus = [
+        v
+        for v in answer.get("each_minus_headline") or []
+        if v["point"]["lr"] < limit and v["point"]["lr"] != config.get("lr") and (v.get("n") or 0) >= 2
+    ]
+    if not versus:
+        return "", ""
+    rates = sorted(v["point"]["lr"] for v in versus)
+    where = f"below the limit (lr {fmt(rates[0])}{f' to {fmt(rates[-1])}' if len(rates) > 1 else ''}) − the headline"
+    mdes = [number(v, "mde") for v in versus]
+    detectable = fmt(min(mdes), 3) if len(mdes) == 1 else f"{fmt(min(mdes), 3)} to {fmt(max(mdes), 3)}"
+    detected = [v for v in versus if not is_tie(v)]
+    if detected:
+        short = f"{where}: detected at {', '.join(short_point(v['point']) for v in detected)}"
+        long = short + " (" + "; ".join(f"{short_point(v['point'])}: {interval(v, 3)}" for v in detected) + ")"
+        return short, long
+    low, high = min(number(v, "ci_low") for v in versus), max(number(v, "ci_high") for v in versus)
+    short = f"{where}: ties, all within {fmt(low, 3)} to {fmt(high, 3)}; detectable {detectable}"
+    each = "; ".join(f"{short_point(v['point'])}: {interval(v, 3)}" for v in versus)
+    long = (
+        f"each rate {where} (lr {fmt(config.get('lr'))}), test MSE paired by fold: {each}; no difference detected "
+        f"at any of them (detectable {detectable}): below the limit the rate does not move the early-stopped test "
+        "MSE by more than these intervals allow, and only past it does the spread over folds grow"
+    )
+    return short, long
 
 
 def raw_target_paragraph(summary: pd.DataFrame, schema: dict) -> dict:
@@ -136,7 +168,15 @@ def answer_23(
     number, words = comparison_cells(pair, "MSE")
     if pair is not None and config.get("lr_unit", "absolute") != "limit":
         number += spread_note(summary, "regression", answer["best"], [pair[1]["other"]], "MSE")
-    sentence = f"Best on validation: lr {fmt(answer['best']['lr'])}; {words}; {mechanism}."
+    below_short, below_long = below_limit(answer, limit, config)
+    if below_short:
+        number += f"; {below_short}"
+        blocks.append(paragraph(f"**Below the limit.** {upper_first(below_long)}."))
+    sentence = (
+        f"Best on validation: lr {fmt(answer['best']['lr'])}; {words}"
+        + (f"; {below_long}" if below_long else "")
+        + f"; {mechanism}."
+    )
     short = f"{upper_first(versus_words(pair))}."
     if "largest" in facts:
         multiple = fmt(facts["largest"] / limit, 2)

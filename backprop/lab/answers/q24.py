@@ -291,6 +291,57 @@ def headline_network_pair(
     return f"{chosen} (best on validation) − the headline network (hidden {width} at {rate})", flipped(versus)
 
 
+def narrowest_minus_headline(answer: dict | None) -> tuple[dict, dict] | None:
+    """The narrowest width that learned in every fold, at its own best rate, minus the headline
+    network, paired by fold (comparison.json's ``each_minus_headline``): the width effect at a
+    stable headline, the same contrast on every task. (its point, the difference), or None."""
+    if not answer:
+        return None
+    learned = [v["other"] for v in answer.get("best_minus_other", [])] + [answer["best"]]
+    learned = [point for point in learned if "hidden" in point]
+    if not learned:
+        return None
+    narrowest = min(learned, key=lambda point: point["hidden"])
+    found = [v for v in answer.get("each_minus_headline") or [] if v["point"] == narrowest]
+    return (narrowest, found[0]) if found else None
+
+
+def narrowest_words(answer: dict) -> str:
+    """``hidden 1 − headline: 19.6 (-194 to 233), detectable 286`` (a tie), or ``detected …``."""
+    found = narrowest_minus_headline(answer)
+    if found is None or found[0] == answer.get("best"):  # the row's own pair already
+        return ""
+    point, difference = found
+    words = f"hidden {point['hidden']} − headline: "
+    if is_tie(difference):
+        return words + f"tie {short_interval(difference)}, detectable {whole(number(difference, 'mde'))}"
+    return words + f"detected {short_interval(difference)}"
+
+
+def still_improving_words(answer: dict, hidden: pd.DataFrame, unit: str, budget: str) -> str:
+    """How many learned fits of each compared width (at its chosen rate) and of the headline were
+    still improving when the epoch budget ran out (summary.csv's ``capped``; comparison.json's
+    ``headline_vs_best``): a difference between widths can be one width cut short."""
+    rows = hidden[hidden["task"] == "regression"]
+    parts = []
+    for setting in answer["settings"]:
+        match = rows
+        for key, value in setting["point"].items():
+            match = match[match[key] == value]
+        if setting["every_fold_learned"] and len(match) and {"capped", "learned"} <= set(match):
+            row = match.iloc[0]
+            rate = f"{fmt(setting['point']['lr'])}{unit}"
+            parts.append(
+                f"hidden {setting['point']['hidden']} at {rate}: {int(row['capped'])} of {int(row['learned'])}"
+            )
+    versus = answer.get("headline_vs_best") or {}
+    if "capped" in versus and versus.get("headline", {}).get("n"):
+        parts.append(f"the headline network: {versus['capped']['headline']} of {versus['headline']['n']}")
+    if not parts:
+        return ""
+    return f"Fits still improving when the budget ran out ({budget}; the headline its own): {'; '.join(parts)}."
+
+
 def other_widths_detectable(answer: dict) -> str:
     """``detectable 318 to 866``: the range of the detectable sizes of the best width against each
     other width (at its own best rate), so that no single pair stands for the design's power."""
@@ -319,6 +370,7 @@ def answer_24(
     in_units = (capacity_unit or config.get("lr_unit", "absolute")) == "limit"
     hidden_in_units = (hidden_unit or config.get("lr_unit", "absolute")) == "limit"
     stopping = sweep_budget(config, hidden_fixed)
+    improving = still_improving_words(answer, hidden, "× its limit" if hidden_in_units else "", stopping)
     blocks = [
         paragraph(
             "Two experiments, because early stopping mixes two things. **Generalisation**: every width × learning "
@@ -326,7 +378,7 @@ def answer_24(
             "compared at its own best learning rate (a "
             "shared rate would decide the result before training: the stable step shrinks as the layer widens)."
         ),
-        paragraph(compared_settings(answer, "width")),
+        paragraph(f"{compared_settings(answer, 'width')} {improving}".strip()),
         paragraph(
             "Against the lr limit at initialisation, per width: "
             + limit_sentence(hidden, "regression", ["hidden"], hidden_in_units)
@@ -362,8 +414,8 @@ def answer_24(
     blocks += [
         paragraph(
             "**What gradient descent fits in a fixed budget**: a fixed number of epochs and no early stopping "
-            "(params.yaml `sweep.capacity`), each width at the learning rate of the grid where its mean training "
-            "error is lowest among the rates where every fold learned. This measures how far full-batch gradient "
+            "(params.yaml `sweep.capacity`), each width at the learning rate of the grid with the lowest mean "
+            "training error among the rates where every fold learned. This measures how far full-batch gradient "
             "descent gets in that budget, not what a width could fit given time: a wider layer has a smaller "
             "stable step (its lr limit above), so it may get less far. Each width against the next wider one, "
             "paired by fold (wider − narrower): " + "; ".join(sentences) + ". " + grid_end_sentence(steps, capacity)
@@ -377,9 +429,19 @@ def answer_24(
     pair = headline_pair or headline_comparison(answer, config)
     cell, words = comparison_cells(pair, "MSE")
     others = other_widths_detectable(answer)
+    narrowest = narrowest_words(answer)
+    capped = (answer.get("headline_vs_best") or {}).get("capped")
     sentence = (
         f"Best on validation (the hidden sweep: {stopping}; the headline {sweep_budget(config)}): "
-        f"{point_text(answer['best'])}; {words}" + (f"; {others}" if others else "")
+        f"{point_text(answer['best'])}; {words}"
+        + (
+            f" (fits still improving when their budget ran out: {capped['tuned']} and {capped['headline']} of "
+            f"{answer['headline_vs_best']['headline']['n']}, best on validation and headline)"
+            if capped
+            else ""
+        )
+        + (f"; {others}" if others else "")
+        + (f"; the narrowest at its best rate, {narrowest}" if narrowest else "")
     )
     shape = capacity_words(steps, capacity)
     sentence += (f"; {shape}" if shape else "") + "."
@@ -402,6 +464,8 @@ def answer_24(
     if mdes:
         low, high = whole(min(mdes)), whole(max(mdes))
         cell += f" ({low if low == high else f'{low} to {high}'} against the other widths)"
+    if narrowest:
+        cell += f"; {narrowest}"
     fixed_words, fixed_number = capacity_table(ends or [], budget, in_units)
     widths = sorted(hidden[hidden["task"] == "regression"]["hidden"].unique()) if "hidden" in hidden else []
     short = (

@@ -14,6 +14,7 @@ from backprop.lab.answers.choices import (
     headline_comparison,
     spread_note,
 )
+from backprop.lab.answers.settings import as_point_value
 from backprop.lab.answers.stability import SATURATION_RULE, failure_sentence, limit_sentence
 from backprop.lab.answers.sweep_tables import summary_table, titled
 from backprop.lab.answers.wording import (
@@ -144,6 +145,34 @@ def activation_table(answer: dict, metric: str) -> tuple[str, str]:
     return text + ".", f"test {metric}, {numbers}" if numbers else "no other activation learned in every fold"
 
 
+def shared_rate_pair(answer: dict, config: dict) -> tuple[str, dict] | None:
+    """When the best on validation has the headline's activation (so best − headline says nothing
+    about the activation), the runner-up activation on validation, at the headline's own rate, minus
+    the headline network, paired by fold (comparison.json's ``each_minus_headline``): one rate for
+    both, so neither side is the noisiest cell of the grid. None when that activation did not learn
+    in every fold at that rate, or the best's activation differs from the headline's."""
+    mine, lr = config.get("activation"), config.get("lr")
+    if answer["best"].get("activation") != mine or lr is None or config.get("lr_unit", "absolute") != "absolute":
+        return None
+    found = {
+        v["point"]["activation"]: v
+        for v in answer.get("each_minus_headline") or []
+        if v["point"].get("lr") == lr and v["point"].get("activation") != mine and (v.get("n") or 0) >= 2
+    }
+    ranked = sorted(
+        (s for s in answer["settings"] if s["point"]["activation"] != mine and s["every_fold_learned"]),
+        key=lambda s: s["val_mean"],
+    )
+    usable = [s for s in ranked if s["point"]["activation"] in found]
+    if not usable:
+        return None
+    other = found[usable[0]["point"]["activation"]]
+    which = "runner-up on validation" if usable[0] is ranked[0] else "best on validation of those that learned there"
+    width = as_point_value(config.get("hidden"))
+    headline = f"the headline network ({f'hidden {width}, ' if width else ''}{mine} at lr {fmt(lr)})"
+    return f"{short_point(other['point'])} ({which}, at the headline's rate) − {headline}", other
+
+
 def answer_25(
     summary: pd.DataFrame, comparison: dict, configs: dict | None = None, activation_unit: str | None = None
 ) -> dict:
@@ -181,13 +210,20 @@ def answer_25(
         pair = headline_comparison(answer, config)
         _, words = comparison_cells(pair, metric)
         short, number = activation_table(answer, metric)
-        if not in_units:
+        shared = shared_rate_pair(answer, config)
+        if shared is None and not in_units:
             others = [v["other"] for v in answer["best_minus_other"]]
             number += spread_note(summary, task, answer["best"], others, metric)
         sentence = (
             f"{task.capitalize()}: best on validation {point_text(answer['best'])}; {words}; against each "
-            f"activation at its own best rate, {number}; {units}."
+            f"activation at its own best rate, {number}"
         )
+        if shared is not None:  # one rate for both sides: the row's first number, the tightest the run has
+            _, shared_words = comparison_cells(shared, metric)
+            sentence += f"; at one rate, {shared_words}"
+            label = f"{short_point(shared[1]['point'])} − the headline {config.get('activation')}, test {metric}"
+            number = f"{table_number(shared[1], label)}; each at its own best rate, {number}"
+        sentence += f"; {units}."
         if answer.get("epochs_at_chosen_lr"):
             sentence += " " + epochs_short(answer)
         if any((v.get("n") or 0) < 2 for v in answer.get("epochs_at_chosen_lr") or []):
