@@ -17,6 +17,7 @@ from backprop.lab.comparisons import (
     failures,
     headline_vs_tuned,
     loss_mechanism,
+    reach_at_common_rate,
     settings_compared,
     without_override,
 )
@@ -89,6 +90,10 @@ def sweep_answer(spec, results: pd.DataFrame, task: str, kind: str, ratio: float
     for curve in spec.reach:
         if spec.kind == "loss_curves" and task == "classification":
             answer["loss_mechanism"] = loss_mechanism(results, curve, ratio)
+        elif spec.kind != "loss_curves":
+            answer["reach_at_common_rate"] = reach_at_common_rate(
+                results, task, spec.keys, answer["best"], curve, spec.reach[curve], ratio
+            )
     return answer
 
 

@@ -207,6 +207,41 @@ def epochs_at_chosen_lr(results: pd.DataFrame, task: str, keys: list[str], best:
     return versus
 
 
+def reach_at_common_rate(
+    results: pd.DataFrame, task: str, keys: list[str], best: dict, reach: str, level: float, ratio: float
+):
+    """Speed at one rate: the epochs each other setting took to reach the ``reach`` level minus
+    the best's, paired by fold, at the largest learning rate where every setting learned and
+    reached it in every fold (at the best's own rate the others may not learn). ``{"reach",
+    "level", "lr", "best", "versus"}``, or None where no rate qualifies."""
+    column, others = f"reach_{reach}", [key for key in keys if key != "lr"]
+    rows = results[results["task"] == task]
+    if column not in rows or "lr" not in keys or not others or any(key not in best for key in others):
+        return None
+    for lr in sorted(rows["lr"].unique(), reverse=True):
+        at = rows[rows["lr"] == lr]
+        if not (at["outcome"] == "learned").all() or at[column].isna().any():
+            continue
+        mine = at.loc[(at[others] == pd.Series({k: best[k] for k in others})).all(axis=1)]
+        versus = []
+        for values, fits in at.groupby(others, sort=False):
+            point = {
+                k: _plain(v) for k, v in zip(others, values if isinstance(values, tuple) else (values,), strict=True)
+            }
+            if any(point[k] != best[k] for k in others):
+                versus.append(
+                    {"other": point | {"lr": _plain(lr)}} | paired(by_fold(fits, column), by_fold(mine, column), ratio)
+                )
+        return {
+            "reach": reach,
+            "level": level,
+            "lr": _plain(lr),
+            "best": {k: best[k] for k in others},
+            "versus": versus,
+        }
+    return None
+
+
 def failures(results: pd.DataFrame, task: str, keys: list[str]) -> list[dict]:
     """Every point where not every fold learned: its outcomes, how far the training loss of the
     fits that did not learn rose above its start (a blow-up short of the divergence threshold

@@ -173,6 +173,44 @@ def shared_rate_pair(answer: dict, config: dict) -> tuple[str, dict] | None:
     return f"{short_point(other['point'])} ({which}, at the headline's rate) − {headline}", other
 
 
+def reach_phrase(reach: str, level: float) -> str:
+    """``train loss at or below 0.6× the constant model's`` for a sweep's ``reach`` key and level."""
+    if reach.endswith("_loss_of_constant"):
+        return f"{reach.split('_')[0]} loss at or below {fmt(level)}× the constant model's"
+    return f"{reach.replace('_', ' ')} {fmt(level)}"
+
+
+def speed_words(answer: dict) -> tuple[str, str, str]:
+    """Speed at one rate (comparison.json's ``reach_at_common_rate``): the row's few words, its
+    number and the section's sentence; empty where the sweep has no such comparison."""
+    found = answer.get("reach_at_common_rate")
+    if not found or not found["versus"]:
+        return "", "", ""
+    best = found["best"].get("activation", point_text(found["best"]))
+    where = f"at lr {fmt(found['lr'])}, epochs to {reach_phrase(found['reach'], found['level'])}"
+    names = {side: [v["other"].get("activation", "") for v in found["versus"] if is_tie(v) is False and
+                    (number(v, "ci_high") < 0) == (side == "faster")] for side in ("faster", "slower")}  # fmt: skip
+    said = [f"{', '.join(names[side])} {side} than {best}" for side in ("faster", "slower") if names[side]]
+    short = f" Speed ({where}): {'; '.join(said) if said else 'no difference detected'}."
+    numbers = "; ".join(table_number(v, v["other"].get("activation", ""), " epochs") for v in found["versus"])
+    return (
+        short,
+        f"{where}, other − {best}: {numbers}",
+        f"Speed, {where} (the largest rate where every "
+        + (f"activation learned and reached it in every fold), other − {best}, paired by fold: {numbers}."),
+    )
+
+
+def own_rate_summary(answer: dict, number_text: str) -> str:
+    """Each activation at its own best rate against the best: the whole list, or when every one is
+    a tie, the range of detectable sizes (the row's first number is the tighter one-rate pair)."""
+    versus = answer["best_minus_other"]
+    if not versus or not all(is_tie(v) for v in versus):
+        return number_text
+    mdes = [number(v, "mde") for v in versus]
+    return f"each at its own best rate: ties, detectable {whole(min(mdes))} to {whole(max(mdes))}"
+
+
 def answer_25(
     summary: pd.DataFrame, comparison: dict, configs: dict | None = None, activation_unit: str | None = None
 ) -> dict:
@@ -222,8 +260,14 @@ def answer_25(
             _, shared_words = comparison_cells(shared, metric)
             sentence += f"; at one rate, {shared_words}"
             label = f"{short_point(shared[1]['point'])} − the headline {config.get('activation')}, test {metric}"
-            number = f"{table_number(shared[1], label)}; each at its own best rate, {number}"
+            number = (
+                f"{table_number(shared[1], label)}; {own_rate_summary(answer, 'each at its own best rate, ' + number)}"
+            )
         sentence += f"; {units}."
+        speed_short, speed_number, speed_sentence = speed_words(answer)
+        short += speed_short
+        number += f"; {speed_number}" if speed_number else ""
+        sentence += f" {speed_sentence}" if speed_sentence else ""
         if answer.get("epochs_at_chosen_lr"):
             sentence += " " + epochs_short(answer)
         if any((v.get("n") or 0) < 2 for v in answer.get("epochs_at_chosen_lr") or []):
