@@ -43,10 +43,10 @@ LONGEST_FIRST = (
     "test_dvc_views.py",
     "test_hardening.py",
     "test_shareable.py",
+    "test_executor.py",
     "test_reliability.py",
     "test_reliability_3.py",
     "test_report.py",
-    "test_executor.py",
     "test_control.py",
 )
 

@@ -1,8 +1,8 @@
 """The whole tiny pipeline against a real MLflow tracking server (started here on 127.0.0.1, once for
-the module, behind MLflow's basic-auth app, stopped by its PID): every run lands FINISHED, every
-value goes over REST as the API requires, with the user's credentials, sweeps log a run per grid
-point that the README's query ranks, the experiment opens on runs, and a registry version says
-which experiment made it."""
+the module, stopped by its PID): every run lands FINISHED, every value goes over REST as the API
+requires, sweeps log a run per grid point that the README's query ranks, the experiment opens on
+runs, and a registry version says which experiment made it. A second server, behind MLflow's
+basic-auth app, takes a sweep with the user's credentials."""
 
 import json
 import math
@@ -44,15 +44,15 @@ def server_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(server_folder, empty_store):
-    """One real server for the module, behind MLflow's basic-auth app (its user admin): the
-    module's clients and the stages its tests start send the admin's credentials from the
-    environment, as a user's shell would."""
-    with (
-        mlflow_server(server_folder, empty_store, admin_password=ADMIN_PASSWORD) as (url, _),
-        pytest.MonkeyPatch.context() as env,
-    ):
-        env.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-        env.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+    with mlflow_server(server_folder, empty_store) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory, empty_store):
+    """A second real server, behind MLflow's basic-auth app (user admin). Not the one the whole
+    repro logs to: the app checks a salted password hash on every request, tens of ms of CPU each."""
+    with mlflow_server(tmp_path_factory.mktemp("guarded"), empty_store, admin_password=ADMIN_PASSWORD) as (url, _):
         yield url
 
 
@@ -168,7 +168,7 @@ def test_each_grid_point_is_a_run_with_its_cross_validated_metrics(served):
                     assert column not in metrics, (name, column)
 
 
-def test_a_grid_of_layer_lists_logs_to_a_server_behind_basic_auth(served, server, tmp_path):
+def test_a_grid_of_layer_lists_logs_to_a_server_behind_basic_auth(served, guarded_server, tmp_path):
     """As the README allows (issue 22, findings 1 and 2): lists in params, tags and run names,
     sent with the user's credentials; a wrong password is one line naming the server. In a copy
     of the served repro, whose prepared data the sweep reuses."""
@@ -177,11 +177,14 @@ def test_a_grid_of_layer_lists_logs_to_a_server_behind_basic_auth(served, server
     params["sweep"]["capacity"]["grid"]["hidden"] = [[2], [2, 2]]
     params["tracking"]["experiment"] = "layer-lists"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    user = {"MLFLOW_TRACKING_URI": server, "MLFLOW_TRACKING_USERNAME": "admin"}
+    user = {"MLFLOW_TRACKING_URI": guarded_server, "MLFLOW_TRACKING_USERNAME": "admin"}
     ran = run(["dvc", "repro", "sweep@capacity"], repo, **user, MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD).stdout
     assert "Running stage 'sweep@capacity'" in ran and "Running stage 'prepare'" not in ran
-    client = MlflowClient(server)
-    runs = client.search_runs([client.get_experiment_by_name("layer-lists").experiment_id])
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        env.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+        client = MlflowClient(guarded_server)
+        runs = client.search_runs([client.get_experiment_by_name("layer-lists").experiment_id])
     assert {r.info.status for r in runs} == {"FINISHED"}
     points = [r for r in runs if "point" in r.data.tags and "fold" not in r.data.tags]
     assert sorted(r.data.params["train.hidden"] for r in points) == ["[2, 2]", "[2]"]
