@@ -11,13 +11,11 @@ Writes benchmarks/results/pipeline.md.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.conftest import TINY, copy_repo  # noqa: E402  (the tests' tiny params and clone)
+from tests.conftest import TINY, DaskCluster, copy_repo  # noqa: E402  (the tests' tiny params, clone, cluster)
 
 RESULTS = ROOT / "benchmarks" / "results" / "pipeline.md"
 # #10's targets, and the budget of #11/#12 for the grown default params (the protocol's folds and
@@ -100,38 +98,6 @@ def experiment_costs(clone: Path) -> dict[str, tuple[float, list[str]]]:
     answers.write_text(answers.read_text() + "\n# a reader's edit\n")
     costs["report edit"] = stages_run(clone, "repro")
     return costs
-
-
-@contextlib.contextmanager
-def dask_cluster(workers: int = 2):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    address = f"tcp://127.0.0.1:{port}"
-    dask = str(Path(sys.executable).parent / "dask")
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
-    processes = [
-        subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet)
-    ]
-    try:
-        time.sleep(3)
-        for _ in range(workers):
-            command = [dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"]
-            processes.append(subprocess.Popen([*command, "--host", "127.0.0.1"], **quiet))
-        from distributed import Client
-
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(workers, timeout=60)
-        yield address
-    finally:
-        import psutil
-
-        for process in processes:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                for child in psutil.Process(process.pid).children(recursive=True):
-                    child.kill()
-            process.kill()
-            process.wait()
 
 
 def throughput(clone: Path, workers: int) -> dict:
@@ -270,8 +236,8 @@ def main() -> None:
             together = min(together, throughput(clone, cores), key=lambda result: result["seconds"])
         scaling = machine_scaling(clone, cores)
         floor_ms = mlflow_floor(Path(scratch))
-        with dask_cluster() as address:
-            _, on_dask = repro(clone, "--force", DASK_SCHEDULER_ADDRESS=address)
+        with DaskCluster(workers=2) as cluster:
+            _, on_dask = repro(clone, "--force", DASK_SCHEDULER_ADDRESS=cluster.address)
         store_mb = sum(p.stat().st_size for p in clone.rglob("*") if p.is_file() and "mlflow.db" in p.name) / 1e6
         costs = experiment_costs(clone)
         # What the pipeline costs with next to no fitting (the tests' tiny params: every stage,

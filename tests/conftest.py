@@ -29,6 +29,32 @@ TASK_NAMES = [
 ]
 
 
+# `make test` hands whole test files to its two workers (xdist `--dist loadfile
+# --no-loadscope-reorder`) in collection order, each worker taking the next file when it is free:
+# the longest files first, so that the two end together (longest-processing-time first; seconds
+# of tests from `--durations=0`, 2026-12-06). The rest follow in pytest-randomly's order, and
+# inside every file the tests stay shuffled. test_tracking_server.py reproduces its own tiny
+# pipeline, so it runs beside `tiny_repo`'s repro, which the next file waits for.
+LONGEST_FIRST = (
+    "test_tracking_server.py",
+    "test_pipeline.py",
+    "test_dvc_views.py",
+    "test_hardening.py",
+    "test_shareable.py",
+    "test_executor.py",
+    "test_reliability.py",
+    "test_reliability_3.py",
+    "test_report.py",
+    "test_control.py",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: shuffled within a file
+
+
 @pytest.fixture(scope="session")
 def diabetes():
     """All 442 rows, features standardised, target unscaled: the reference hand-in's protocol."""
@@ -363,7 +389,9 @@ def mlflow_server(folder: Path, store: Path | None = None, admin_password: str |
     if store is not None:
         shutil.copyfile(store, folder / "server.db")
     port = free_port()
-    auth, env = [], pipeline_env()
+    # Not MLflow's job runner (six more processes, each importing MLflow, that poll for GenAI jobs
+    # this project never submits): seconds of CPU per server that the tests would wait for.
+    auth, env = [], pipeline_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     if admin_password is not None:
         config = folder / "basic_auth.ini"
         config.write_text(
@@ -425,3 +453,82 @@ def stop(server: subprocess.Popen, grace: float = 3) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
+
+
+def wait_for(condition, seconds: float, what: str, process: subprocess.Popen | None = None) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` when late, or when ``process`` ends first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{what}: the process ended ({process.returncode}) first: {process.stderr.read()}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class DaskCluster:
+    """``dask scheduler`` and ``workers`` ``dask worker`` processes (one thread each) on
+    127.0.0.1, as a user starts them; the workers import the project from this checkout, as an
+    installed copy would. The one launcher of the tests and ``benchmarks/pipeline.py``:
+    ``with DaskCluster(2) as cluster:`` uses ``cluster.address`` and stops every process by PID."""
+
+    def __init__(self, workers: int = 2):
+        port = free_port()
+        self.address, self.count = f"tcp://127.0.0.1:{port}", workers
+        self._dask = str(Path(sys.executable).parent / "dask")
+        self._popen = {
+            "env": pipeline_env(PYTHONPATH=str(ROOT)),
+            "stdout": subprocess.DEVNULL,
+            "stderr": subprocess.DEVNULL,
+            "start_new_session": True,
+        }
+        self.scheduler = subprocess.Popen(
+            [self._dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **self._popen
+        )
+        self.workers: list[subprocess.Popen] = []
+        self._stopped: list[subprocess.Popen] = []
+        try:
+            wait_for(lambda: listening(port), 60, "the Dask scheduler", self.scheduler)
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self) -> "DaskCluster":
+        try:
+            self.keep_workers()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def keep_workers(self) -> None:
+        """``count`` live workers, and the scheduler knows no others: a test that killed one
+        leaves the next test the cluster it would have had on its own."""
+        from distributed import Client
+
+        self._stopped += [w for w in self.workers if w.poll() is not None]
+        self.workers = [w for w in self.workers if w.poll() is None]
+        while len(self.workers) < self.count:
+            worker = [self._dask, "worker", self.address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"]
+            self.workers.append(subprocess.Popen([*worker, "--host", "127.0.0.1"], **self._popen))
+        with Client(self.address, timeout="30s") as client:
+            wait_for(lambda: len(client.scheduler_info()["workers"]) == self.count, 60, f"{self.count} Dask workers")
+
+    def stop(self) -> None:
+        import psutil
+
+        for process in [*self.workers, *self._stopped, self.scheduler]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for child in psutil.Process(process.pid).children(recursive=True):
+                    child.kill()
+            process.kill()
+            process.wait(timeout=30)

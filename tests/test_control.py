@@ -101,6 +101,7 @@ def test_early_stopping_waits_a_share_of_the_budget():
     assert off.stopping_patience == 0
 
 
+@pytest.mark.e2e  # runs the prepare and train stages
 def test_a_task_added_by_params_alone_is_prepared_and_trained(tmp_path):
     """A new key under data (a generated table here), nothing else: prepare writes its arrays and
     schema (with the generated table's digest and floor), train its model, metrics and curves."""

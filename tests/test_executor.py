@@ -8,7 +8,6 @@ import concurrent.futures as cf
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,8 +17,18 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT, free_port, pipeline_env, runs_in, scratch, sigint_as_in_a_terminal, stage, with_sweeps
-from distributed import Client
+from conftest import (
+    ROOT,
+    DaskCluster,
+    free_port,
+    pipeline_env,
+    runs_in,
+    scratch,
+    sigint_as_in_a_terminal,
+    stage,
+    wait_for,
+    with_sweeps,
+)
 
 from backprop.lab.executor import (
     WORKER_NICENESS,
@@ -66,86 +75,24 @@ def start_sweep(folder: Path, **env) -> subprocess.Popen:
     )
 
 
-def wait_for(condition, seconds: float, what: str, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the stage ended ({process.returncode}) before {what}: {process.stderr.read()}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def finished_children(folder: Path) -> int:
     return sum(1 for r in runs_in(folder) if "fold" in r.data.tags and r.info.status == "FINISHED")
 
 
 # ---- a Dask cluster on 127.0.0.1 -----------------------------------------------------------------
 
-CLUSTER_WORKERS = 2
-
-
-class DaskCluster:
-    """``dask scheduler`` and ``dask worker`` processes (one thread each), as a user starts them;
-    the workers import the project from this checkout, as an installed copy would."""
-
-    def __init__(self):
-        port = free_port()
-        self.address = f"tcp://127.0.0.1:{port}"
-        self._dask = str(Path(sys.executable).parent / "dask")
-        self._popen = {
-            "env": pipeline_env(PYTHONPATH=str(ROOT)),
-            "stdout": subprocess.DEVNULL,
-            "stderr": subprocess.DEVNULL,
-            "start_new_session": True,
-        }
-        self.scheduler = subprocess.Popen(
-            [self._dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **self._popen
-        )
-        self.workers: list[subprocess.Popen] = []
-        self._stopped: list[subprocess.Popen] = []
-        wait_for(lambda: _listening(port), 60, "the Dask scheduler")
-
-    def keep_workers(self, count: int = CLUSTER_WORKERS) -> None:
-        """``count`` live workers, and the scheduler knows no others: a test that killed one
-        leaves the next test the cluster it would have had on its own."""
-        self._stopped += [w for w in self.workers if w.poll() is not None]
-        self.workers = [w for w in self.workers if w.poll() is None]
-        while len(self.workers) < count:
-            worker = [self._dask, "worker", self.address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"]
-            self.workers.append(subprocess.Popen([*worker, "--host", "127.0.0.1"], **self._popen))
-        with Client(self.address, timeout="30s") as client:
-            wait_for(lambda: len(client.scheduler_info()["workers"]) == count, 60, f"{count} Dask workers")
-
-    def stop(self) -> None:
-        for process in [*self.workers, *self._stopped, self.scheduler]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                for child in psutil.Process(process.pid).children(recursive=True):
-                    child.kill()
-            process.kill()
-            process.wait(timeout=30)
-
 
 @pytest.fixture(scope="module")
 def dask_scheduler():
     """One Dask cluster for the module; ``cluster`` hands it to each test with its workers."""
-    cluster = DaskCluster()
-    try:
+    with DaskCluster(workers=2) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
 def cluster(dask_scheduler) -> DaskCluster:
     dask_scheduler.keep_workers()
     return dask_scheduler
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Hardening: bad input, divergence, interruption, concurrency, determinism, offline, a real server.
+"""Hardening: bad input, divergence, interruption, concurrency, determinism, offline (runs on a
+real tracking server: test_tracking_server.py).
 
 Stage-level tests run the real stage modules in a scratch folder (params.yaml + prepared data),
 so the MLflow store is that folder's own ``mlflow.db``.
@@ -27,7 +28,6 @@ from conftest import (
     scratch,
     sigint_as_in_a_terminal,
     stage,
-    use_experiment,
 )
 from mlflow import MlflowClient
 
@@ -359,32 +359,3 @@ def test_weights_are_loaded_without_pickle():
     source = (ROOT / "backprop" / "mlp.py").read_text()
     assert "np.load(path, allow_pickle=False)" in source
     assert "allow_pickle=True" not in "".join(p.read_text() for p in (ROOT / "backprop").rglob("*.py"))
-
-
-# ---- 8. a real tracking server ----------------------------------------------------------------------
-
-
-@pytest.mark.e2e
-def test_runs_go_to_a_tracking_server_when_its_uri_is_set(tmp_path, prepared, tracking_server):
-    url, artifact_root = tracking_server
-    (tmp_path / "work").mkdir()
-    folder = use_experiment(scratch(tmp_path / "work", prepared), "runs-go-to-the-server")
-    (folder / "mlflow.db").unlink(missing_ok=True)  # no local store: the stage must not make one
-    result = stage(folder, TRAIN, MLFLOW_TRACKING_URI=url)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert not (folder / "mlflow.db").exists() and not (folder / "mlartifacts").exists()
-
-    client = MlflowClient(url)
-    experiment = client.get_experiment_by_name("runs-go-to-the-server")
-    runs = [r for r in client.search_runs([experiment.experiment_id]) if "task" in r.data.tags]
-    runs = [r for r in runs if "fold" not in r.data.tags]  # each task's run; its folds are its children
-    assert sorted(r.data.tags["task"] for r in runs) == sorted(TASK_NAMES)
-    for r in runs:
-        assert r.info.status == "FINISHED"
-        loss = "log_loss" if r.data.tags["task"] == "classification" else "mse"
-        assert len(client.get_metric_history(r.info.run_id, f"train_{loss}")) > 2
-        listed = {a.path for a in client.list_artifacts(r.info.run_id)}
-        assert "history.csv" in listed and r.outputs.model_outputs  # the model is a LoggedModel of the run
-        local = client.download_artifacts(r.info.run_id, "history.csv", str(tmp_path))
-        assert Path(local).read_text().startswith("epoch,")
-    assert list((artifact_root / experiment.experiment_id).rglob("MLmodel")), "artifacts missed the server's folder"

@@ -24,7 +24,7 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
-from conftest import ROOT, free_port, pipeline_env, runs_in, scratch, stage, with_sweeps
+from conftest import ROOT, DaskCluster, pipeline_env, runs_in, scratch, stage, with_sweeps
 from test_bad_input import PARAMS, with_changes
 
 from backprop.lab import datafiles, executor, failures
@@ -212,30 +212,12 @@ def test_a_mute_dask_scheduler_fails_within_30_s_naming_its_address(monkeypatch)
 
 @pytest.mark.e2e
 def test_a_dask_scheduler_without_workers_says_so(monkeypatch):
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    dask = str(Path(sys.executable).parent / "dask")
-    scheduler = subprocess.Popen(
-        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-        env=pipeline_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert time.monotonic() < deadline and scheduler.poll() is None, "the scheduler did not start"
-            time.sleep(0.2)
+    with DaskCluster(workers=0) as cluster:
+        address = cluster.address
         monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
         monkeypatch.setattr(executor, "WORKERS_TIMEOUT_SECONDS", 1)
         with pytest.raises(executor.ExecutorError) as error, executor.fit_pool():
             pass
-    finally:
-        os.killpg(scheduler.pid, signal.SIGTERM)
-        scheduler.wait(timeout=30)
     assert f"the Dask scheduler at {address} (DASK_SCHEDULER_ADDRESS) has no workers" in str(error.value)
 
 

@@ -1,19 +1,19 @@
 """The whole tiny pipeline against a real MLflow tracking server (started here on 127.0.0.1, once for
 the module, stopped by its PID): every run lands FINISHED, every value goes over REST as the API
 requires, sweeps log a run per grid point that the README's query ranks, the experiment opens on
-runs, and a registry version says which experiment made it."""
+runs, and a registry version says which experiment made it. A second server, behind MLflow's
+basic-auth app, takes a sweep with the user's credentials."""
 
-import copy
 import json
 import math
-import os
 import re
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, copy_of, copy_repo, mlflow_server, run
+import yaml
+from conftest import ROOT, TASK_NAMES, TINY, copy_of, copy_repo, mlflow_server, run
 from mlflow import MlflowClient
 
 from backprop.lab.protocol import OUTCOMES
@@ -39,8 +39,21 @@ def readme_query() -> tuple[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, empty_store):
-    with mlflow_server(tmp_path_factory.mktemp("server"), empty_store) as (url, _):
+def server_folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("server")
+
+
+@pytest.fixture(scope="module")
+def server(server_folder, empty_store):
+    with mlflow_server(server_folder, empty_store) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory, empty_store):
+    """A second real server, behind MLflow's basic-auth app (user admin). Not the one the whole
+    repro logs to: the app checks a salted password hash on every request, tens of ms of CPU each."""
+    with mlflow_server(tmp_path_factory.mktemp("guarded"), empty_store, admin_password=ADMIN_PASSWORD) as (url, _):
         yield url
 
 
@@ -57,21 +70,22 @@ def outputs_of(repo: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def served(server, tiny_repo, tmp_path_factory):
-    """A copy of the tiny repro (its outputs made with the project's own store), reproduced whole
-    again (`dvc repro --force`: every stage, on another path, with a new store) with every run sent
-    to the server; and its outputs from before."""
-    repo = copy_of(tiny_repo, tmp_path_factory.mktemp("served") / "repo")
-    before = outputs_of(repo)
-    run(["dvc", "repro", "--force"], repo, MLFLOW_TRACKING_URI=server)
-    return repo, MlflowClient(server), before
+def served(server, tmp_path_factory):
+    """The tiny pipeline reproduced whole in a fresh copy (every stage, on another path than
+    ``tiny_repo``) with every run sent to the server. Its own repro, not a copy of ``tiny_repo``
+    forced again: the same stages run, and this module need not wait for the session's repro,
+    which the other xdist worker makes meanwhile."""
+    repo = copy_repo(tmp_path_factory.mktemp("served"), TINY)
+    run(["dvc", "repro"], repo, MLFLOW_TRACKING_URI=server)
+    return repo, MlflowClient(server)
 
 
-def test_a_forced_repro_against_a_server_changes_no_byte_but_where_the_runs_went(served):
-    """Every output, cached or tracked, is byte-identical to the first repro's; the runs files and
-    the report's provenance name the store the runs went to, and that alone differs."""
-    repo, client, before = served
-    after = outputs_of(repo)
+def test_a_repro_against_a_server_changes_no_byte_but_where_the_runs_went(served, tiny_repo):
+    """Every output, cached or tracked, is byte-identical to the repro with the project's own
+    store (``tiny_repo``); the runs files and the report's provenance name the store the runs went
+    to, and that alone differs."""
+    repo, client = served
+    before, after = outputs_of(tiny_repo), outputs_of(repo)
     assert len(before) > 100 and before.keys() == after.keys()
     moved = sorted(path for path in before if before[path] != after[path])
     assert moved and all(path.startswith(("runs/", "report/report.")) for path in moved), moved
@@ -90,7 +104,7 @@ def all_runs(client: MlflowClient):
 
 
 def test_every_run_of_a_whole_repro_lands_finished_on_the_server(served):
-    repo, client, _ = served
+    repo, client = served
     runs = all_runs(client)
     assert runs and {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags.get("stage") for r in runs} >= {"train", "baselines"} | {f"sweep@{name}" for name in SWEEPS}
@@ -103,8 +117,30 @@ def test_every_run_of_a_whole_repro_lands_finished_on_the_server(served):
     assert all(r.info.run_name.endswith(f" ({label})") for r in repro if r is not pipeline)
 
 
+def test_each_trained_task_logs_its_history_and_model_to_the_server(served, server_folder, tmp_path):
+    """The train stage with a tracking URI set: each task's run holds its curves, its history and
+    its model (a LoggedModel), stored under the server's artifact folder; no local store is made."""
+    repo, client = served
+    assert not (repo / "mlflow.db").exists() and not (repo / "mlartifacts").exists()
+    experiment = client.get_experiment_by_name("backprop-lab")
+    runs = [r for r in all_runs(client) if r.data.tags.get("stage") == "train" and "task" in r.data.tags]
+    # Each task's run of the repro (its folds are its children; a DVC experiment another test of
+    # this module runs on the same server adds runs tagged with the experiment).
+    runs = [r for r in runs if "fold" not in r.data.tags and "dvc_exp" not in r.data.tags]
+    assert sorted(r.data.tags["task"] for r in runs) == sorted(TASK_NAMES)
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert len(client.get_metric_history(r.info.run_id, f"train_{LOSS[r.data.tags['task']]}")) > 2
+        listed = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert "history.csv" in listed and r.outputs.model_outputs  # the model is a LoggedModel of the run
+        local = client.download_artifacts(r.info.run_id, "history.csv", str(tmp_path))
+        assert Path(local).read_text().startswith("epoch,")
+    artifacts = server_folder / "server-artifacts" / experiment.experiment_id
+    assert list(artifacts.rglob("MLmodel")), "artifacts missed the server's folder"
+
+
 def test_each_grid_point_is_a_run_with_its_cross_validated_metrics(served):
-    repo, client, _ = served
+    repo, client = served
     runs = all_runs(client)
     children = {}
     for r in runs:
@@ -135,29 +171,23 @@ def test_each_grid_point_is_a_run_with_its_cross_validated_metrics(served):
                     assert column not in metrics, (name, column)
 
 
-@pytest.fixture(scope="module")
-def guarded_server(tmp_path_factory, empty_store):
-    """A second real server, behind MLflow's basic-auth app (user admin)."""
-    with mlflow_server(tmp_path_factory.mktemp("guarded"), empty_store, admin_password=ADMIN_PASSWORD) as (url, _):
-        yield url
-
-
-def test_a_grid_of_layer_lists_logs_to_a_server_behind_basic_auth(guarded_server, tmp_path):
+def test_a_grid_of_layer_lists_logs_to_a_server_behind_basic_auth(served, guarded_server, tmp_path):
     """As the README allows (issue 22, findings 1 and 2): lists in params, tags and run names,
-    sent with the user's credentials; a wrong password is one line naming the server."""
-    params = copy.deepcopy(TINY)
+    sent with the user's credentials; a wrong password is one line naming the server. In a copy
+    of the served repro, whose prepared data the sweep reuses."""
+    repo = copy_of(served[0], tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     params["sweep"]["capacity"]["grid"]["hidden"] = [[2], [2, 2]]
     params["tracking"]["experiment"] = "layer-lists"
-    repo = copy_repo(tmp_path, params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     user = {"MLFLOW_TRACKING_URI": guarded_server, "MLFLOW_TRACKING_USERNAME": "admin"}
-    run(["dvc", "repro", "sweep@capacity"], repo, **user, MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
-    os.environ.update(user, MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
-    try:
+    ran = run(["dvc", "repro", "sweep@capacity"], repo, **user, MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD).stdout
+    assert "Running stage 'sweep@capacity'" in ran and "Running stage 'prepare'" not in ran
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        env.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
         client = MlflowClient(guarded_server)
         runs = client.search_runs([client.get_experiment_by_name("layer-lists").experiment_id])
-    finally:
-        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-            os.environ.pop(name)
     assert {r.info.status for r in runs} == {"FINISHED"}
     points = [r for r in runs if "point" in r.data.tags and "fold" not in r.data.tags]
     assert sorted(r.data.params["train.hidden"] for r in points) == ["[2, 2]", "[2]"]
@@ -171,7 +201,7 @@ def test_a_grid_of_layer_lists_logs_to_a_server_behind_basic_auth(guarded_server
 
 
 def test_the_readme_query_returns_the_chosen_point_first(served):
-    repo, client, _ = served
+    repo, client = served
     filter_string, order_by = readme_query()
     mlflow.set_tracking_uri(client.tracking_uri)
     try:
@@ -189,19 +219,19 @@ def test_the_readme_query_returns_the_chosen_point_first(served):
 
 
 def test_a_diverged_fit_logs_its_epoch_not_its_scores(served):
-    _, client, _ = served
+    _, client = served
     diverged = [r for r in all_runs(client) if r.data.tags.get("outcome") == "diverged"]
     assert diverged, "the tiny lr grid's 1e5 diverges"
     assert all(set(r.data.metrics) == {"diverged_epoch"} for r in diverged)
 
 
 def test_the_experiment_opens_on_runs(served):
-    _, client, _ = served
+    _, client = served
     assert client.get_experiment_by_name("backprop-lab").tags[KIND_TAG] == KIND
 
 
 def test_a_registry_version_says_which_experiment_made_it(served):
-    repo, client, _ = served
+    repo, client = served
     run(["dvc", "exp", "run", "--temp", "-n", "faster", "-S", "train.lr=0.05", "train"], repo,
         MLFLOW_TRACKING_URI=client.tracking_uri)  # fmt: skip
     for task in LOSS:
