@@ -974,3 +974,33 @@ def test_the_protocol_defines_every_outcome_with_the_margin_from_params():
     for outcome in ("`diverged`", "`oscillating`", "`stalled`", "`no_better_than_constant`", "`learned`"):
         assert outcome in protocol
     assert "by 12.5% (`train.learned_margin`)" in protocol
+
+
+def test_activation_speed_is_paired_at_the_largest_rate_where_every_fit_learned_and_reached():
+    """Review 4 (c)2: at the best's own rate the other activations may not learn, so speed is
+    compared at the largest rate where every activation learned and reached the level in every
+    fold; the row says which is faster only when the interval excludes 0."""
+    from backprop.lab.answers.q25 import speed_words
+    from backprop.lab.comparisons import reach_at_common_rate
+
+    rows = pd.DataFrame(
+        [{"task": "regression", "activation": a, "lr": lr, "repeat": 0, "fold": f,
+          "outcome": "learned" if lr < 0.3 or a == "sigmoid" else "oscillating",
+          "reach_train_loss_of_constant": (50 if a == "sigmoid" else 10) + f * (1 + (a == "tanh"))}
+         for a in ("sigmoid", "tanh") for lr in (0.03, 0.3) for f in range(5)]
+    )  # fmt: skip
+    found = reach_at_common_rate(rows, "regression", ["activation", "lr"], {"activation": "sigmoid", "lr": 0.3},
+                                 "train_loss_of_constant", 0.6, 0.25)  # fmt: skip
+    assert found["lr"] == 0.03 and found["best"] == {"activation": "sigmoid"}  # 0.3: tanh did not learn
+    (versus,) = found["versus"]
+    assert versus["other"] == {"activation": "tanh", "lr": 0.03} and versus["mean"] == pytest.approx(-38.0)
+    short, number, sentence = speed_words({"reach_at_common_rate": found})
+    assert "Speed (at lr 0.03, epochs to train loss ≤ 0.6× the constant model's): tanh faster than sigmoid." in short
+    assert number.startswith("at lr 0.03, epochs to train loss ≤ 0.6× the constant model's, other − sigmoid: tanh: -38")
+    assert "(the largest rate where every activation learned and reached it in every fold)" in sentence
+    tied = rows.assign(reach_train_loss_of_constant=lambda r: 30 + r["fold"] * 7 * (r["activation"] == "tanh") - 14)
+    found = reach_at_common_rate(tied, "regression", ["activation", "lr"], {"activation": "sigmoid", "lr": 0.3},
+                                 "train_loss_of_constant", 0.6, 0.25)  # fmt: skip
+    assert "no difference detected" in speed_words({"reach_at_common_rate": found})[0]
+    assert reach_at_common_rate(rows.drop(columns="reach_train_loss_of_constant"), "regression",
+                                ["activation", "lr"], {"activation": "sigmoid"}, "train_loss_of_constant", 0.6, 0.25) is None  # fmt: skip

@@ -174,9 +174,9 @@ def shared_rate_pair(answer: dict, config: dict) -> tuple[str, dict] | None:
 
 
 def reach_phrase(reach: str, level: float) -> str:
-    """``train loss at or below 0.6× the constant model's`` for a sweep's ``reach`` key and level."""
+    """``train loss ≤ 0.6× the constant model's`` for a sweep's ``reach`` key and level."""
     if reach.endswith("_loss_of_constant"):
-        return f"{reach.split('_')[0]} loss at or below {fmt(level)}× the constant model's"
+        return f"{reach.split('_')[0]} loss ≤ {fmt(level)}× the constant model's"
     return f"{reach.replace('_', ' ')} {fmt(level)}"
 
 
@@ -199,16 +199,6 @@ def speed_words(answer: dict) -> tuple[str, str, str]:
         f"Speed, {where} (the largest rate where every "
         + (f"activation learned and reached it in every fold), other − {best}, paired by fold: {numbers}."),
     )
-
-
-def own_rate_summary(answer: dict, number_text: str) -> str:
-    """Each activation at its own best rate against the best: the whole list, or when every one is
-    a tie, the range of detectable sizes (the row's first number is the tighter one-rate pair)."""
-    versus = answer["best_minus_other"]
-    if not versus or not all(is_tie(v) for v in versus):
-        return number_text
-    mdes = [number(v, "mde") for v in versus]
-    return f"each at its own best rate: ties, detectable {whole(min(mdes))} to {whole(max(mdes))}"
 
 
 def answer_25(
@@ -260,9 +250,7 @@ def answer_25(
             _, shared_words = comparison_cells(shared, metric)
             sentence += f"; at one rate, {shared_words}"
             label = f"{short_point(shared[1]['point'])} − the headline {config.get('activation')}, test {metric}"
-            number = (
-                f"{table_number(shared[1], label)}; {own_rate_summary(answer, 'each at its own best rate, ' + number)}"
-            )
+            number = f"{table_number(shared[1], label)}; each at its own best rate, {number}"
         sentence += f"; {units}."
         speed_short, speed_number, speed_sentence = speed_words(answer)
         short += speed_short
