@@ -629,11 +629,20 @@ def test_the_catapult_bound_on_the_hidden_activation():
     text = width_bounds(units, {"activation": "sigmoid"}, in_units=True)
     assert "hidden 16 at 1.538× its limit: at most 0.18, against 0.5 at initialisation" in text
     assert "0% saturated there by that strict rule" in text
-    # measured at two points only: consistent with, not caused by
+    # the units' part is never measured through the spike: consistent with, not caused by
     assert "Consistent with the catapults lowering the curvature" in text
-    assert "λ_max measured at initialisation and at the returned weights only" in text
+    assert "λ_max measured at initialisation, where the loss came back to its start after the spike" in text
     said = activation_bound(facts, {"hidden": [16], "activation": "sigmoid"})
-    assert "consistent with the catapult lowering the curvature" in said and "lowered" not in said
+    assert "consistent with the catapult lowering the curvature" in said and "lowered the" not in said
+    # with λ_max measured where the loss came back after the spike, the lowering itself is measured
+    summary = _catapult_summary((0.1, 0.3)).assign(
+        sharpness_after_peak_mean=[float("nan"), 2.5], sharpness_after_peak_epoch_max=[float("nan"), 7.0]
+    )
+    measured = activation_bound(catapult_facts(summary, "regression"), {"hidden": [16], "activation": "sigmoid"})
+    assert (
+        "λ_max where the loss came back to its start after the spike (by epoch 7) was 2.5, against 10.3 at "
+        "initialisation and 2/lr = 6.67: the catapult lowered the curvature within those epochs" in measured
+    )
 
 
 def _width_summary() -> pd.DataFrame:

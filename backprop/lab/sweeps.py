@@ -239,6 +239,14 @@ def summarise(results: pd.DataFrame, keys: list[str], metrics: Mapping[str, list
         if "stability_ratio_end" in learned:
             ratios_end = learned["stability_ratio_end"]
             row["stability_ratio_end_mean"] = float(ratios_end.mean()) if ratios_end.notna().any() else np.nan
+        if "sharpness_after_peak" in learned:  # the curvature a catapult left, where its loss came back
+            after = learned["sharpness_after_peak"]
+            row["sharpness_after_peak_mean"] = float(after.mean()) if after.notna().any() else np.nan
+            epochs = learned["sharpness_after_peak_epoch"]
+            row["sharpness_after_peak_epoch_max"] = float(epochs.max()) if epochs.notna().any() else np.nan
+        if "sharpness_last" in learned and "lr_applied" in learned:  # lr·λ_max/2 where training ended
+            ratios_last = learned["lr_applied"] * learned["sharpness_last"] / 2
+            row["stability_ratio_last_mean"] = float(ratios_last.mean()) if ratios_last.notna().any() else np.nan
         failed = fits[fits["outcome"] != "learned"]
         # they explain the fits that failed: at their returned weights, and where they ended
         for measure in ("saturated_units", "dead_units", "saturated_units_last", "dead_units_last"):

@@ -159,6 +159,10 @@ def catapult_facts(summary: pd.DataFrame, task: str, in_units: bool = False) -> 
             ratio = float(complete.loc[complete["lr"].idxmax(), "stability_ratio_end_mean"])
             step = facts["largest"] * limit if in_units else facts["largest"]
             facts["sharpness_end"] = 2 * ratio / step  # λ_max at its returned weights
+        largest = complete.loc[complete["lr"].idxmax()]
+        if math.isfinite(float(largest.get("sharpness_after_peak_mean", math.nan))):
+            facts["sharpness_after_peak"] = float(largest["sharpness_after_peak_mean"])
+            facts["after_peak_epoch"] = float(largest["sharpness_after_peak_epoch_max"])
     if len(broken):
         facts["first_broken"] = float(broken["lr"].min())
     above = complete[complete["lr"] > past]
@@ -186,8 +190,9 @@ def activation_rms(facts: dict, width) -> tuple[float, float] | None:
     return (after, before) if after < before else None
 
 
-# When λ_max is measured: the catapult itself (its epochs) is not, so it is not timed against the curvature.
-MEASURED_AT = "λ_max measured at initialisation and at the returned weights only"
+# When λ_max is measured: at initialisation, where a catapult's loss came back to its start, at the
+# returned weights and at the last epoch's; not throughout training.
+MEASURED_AT = "λ_max measured at initialisation, where the loss came back to its start after the spike, and at the end"
 
 
 def activation_bound(facts: dict, config: dict) -> str:
@@ -201,8 +206,16 @@ def activation_bound(facts: dict, config: dict) -> str:
     return (
         f"λ_max ≥ 2(1 + ‖ā‖²) (the output layer's block, exact for MSE) bounds the RMS mean hidden activation at the "
         f"returned weights of lr {fmt(facts['largest'])} by {fmt(after, 2)} (mean λ_max over folds), against "
-        f"{fmt(before, 2)} at initialisation: consistent with the catapult lowering the curvature by pushing the "
-        f"sigmoid units towards off ({MEASURED_AT})"
+        f"{fmt(before, 2)} at initialisation"
+        + (
+            f"; λ_max where the loss came back to its start after the spike (by epoch "
+            f"{fmt(facts['after_peak_epoch'])}) was {fmt(facts['sharpness_after_peak'], 3)}, against "
+            f"{fmt(2 / facts['limit'], 3)} at initialisation and 2/lr = {fmt(2 / facts['largest'], 3)}: the catapult "
+            "lowered the curvature within those epochs, consistent with it pushing the sigmoid units towards off"
+            if math.isfinite(facts.get("sharpness_after_peak", math.nan))
+            else ": consistent with the catapult lowering the curvature by pushing the sigmoid units towards off"
+        )
+        + f" ({MEASURED_AT})"
     )
 
 
@@ -259,16 +272,19 @@ def why_failed(summary: pd.DataFrame, task: str, point: dict) -> str:
 
 
 def edge_of_stability_sentence(summary: pd.DataFrame, task: str) -> str:
-    """What this run shows of Cohen et al.'s edge of stability: lr·λ_max/2 at the returned weights,
-    per rate where every fold learned (1 at the edge, below 1 in a flatter place)."""
+    """What this run shows of Cohen et al.'s edge of stability: lr·λ_max/2 at the last epoch's
+    weights (the returned ones where summary.csv lacks them), per rate where every fold learned
+    (1 at the edge, below 1 in a flatter place)."""
     text = (
         "Cohen et al. (2021) found that full-batch gradient descent drives the sharpness λ_max up to 2/η and holds "
         "it there (the edge of stability). "
     )
     rows = summary[(summary["task"] == task) & (summary["learned"] == summary["fits"])].sort_values("lr")
-    if "stability_ratio_end_mean" not in rows or rows["stability_ratio_end_mean"].isna().all():
+    column = "stability_ratio_last_mean" if "stability_ratio_last_mean" in rows else "stability_ratio_end_mean"
+    if column not in rows or rows[column].isna().all():
         return text + "This run measures λ_max only at initialisation, so it neither shows nor excludes that."
-    ratios = [(row["lr"], row["stability_ratio_end_mean"]) for _, row in rows.iterrows()]
+    where = "the last epoch's weights" if column == "stability_ratio_last_mean" else "the returned weights"
+    ratios = [(row["lr"], row[column]) for _, row in rows.iterrows()]
     listed = ", ".join(f"{fmt(value, 2)} at lr {fmt(lr)}" for lr, value in ratios) + " (mean over folds; 1 is the edge)"
     near = [lr for lr, value in ratios if value >= 0.9]
     if "lr_limit" in rows and len(rows):
@@ -276,11 +292,11 @@ def edge_of_stability_sentence(summary: pd.DataFrame, task: str) -> str:
         ends = ", ".join(f"{fmt(2 * value / lr, 3)} at lr {fmt(lr)}" for lr, value in ratios)
         listed += f"; λ_max itself went from {fmt(start, 3)} at initialisation to {ends}"
     return text + (
-        f"This run measures λ_max at the returned weights only (not during training): lr·λ_max/2 is {listed}. "
+        f"This run measures λ_max at {where} (not throughout training): lr·λ_max/2 is {listed}. "
         + (
             f"At lr {', '.join(fmt(lr) for lr in near)} the fits ended at or near the edge."
             if near
-            else "Every rate ended below the edge: the returned weights sit where the step is stable."
+            else f"Every rate ended below the edge: {where} sit where the step is stable."
         )
     )
 
