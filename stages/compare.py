@@ -81,6 +81,9 @@ def sweep_answer(spec, results: pd.DataFrame, task: str, kind: str, ratio: float
         answer["best_vs_true_function"] = best_vs_baseline(results, answer, baselines, task, TRUE_FUNCTION, ratio)
     answer["headline_vs_best"] = headline_vs_tuned(network, results, task, answer, ratio)
     answer["each_minus_headline"] = each_minus_headline(network, results, task, spec.keys, ratio, kind)
+    answer["epochs_minus_headline"] = each_minus_headline(
+        network, results, task, spec.keys, ratio, kind, column="best_epoch"
+    )
     answer["epochs_at_chosen_lr"] = epochs_at_chosen_lr(results, task, spec.keys, answer["best"], ratio)
     answer["failures"] = failures(results, task, spec.keys)
     if spec.fixed.get("lr_unit") == "limit":  # its lr values are multiples of each network's own limit

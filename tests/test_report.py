@@ -498,7 +498,7 @@ def test_blow_ups_show_how_far_the_loss_rose_and_units_count_only_moved_fits():
 def test_the_learning_rate_answer_does_not_claim_a_boundary_the_grid_cannot_locate():
     markdown = render_markdown(build(crafted_inputs(sha256="1" * 64, failing=True)), "figures")
     row = next(row for row in _answers(markdown) if row[0].startswith("[2.3"))[1]
-    assert "lr 0.3 (1.5× the stable limit 0.2) learned after a catapult (loss first rose 44×)" in row
+    assert "lr 0.3 (1.5× the stable limit 0.2) learned after a catapult (loss first rose up to 44×)" in row
     assert "at lr 1 (5×), over 5 folds: 5 diverged." in row
     assert "Rates tried: 0.003, 0.01, 0.03, 0.1, 0.3, 1." in row  # params.yaml's lr grid
     assert "up to 1.5×" not in row and "Trains up to" not in row
@@ -1013,3 +1013,54 @@ def test_activation_speed_is_paired_at_the_largest_rate_where_every_fit_learned_
     assert "no difference detected" in speed_words({"reach_at_common_rate": found})[0]
     assert reach_at_common_rate(rows.drop(columns="reach_train_loss_of_constant"), "regression",
                                 ["activation", "lr"], {"activation": "sigmoid"}, "train_loss_of_constant", 0.6, 0.25) is None  # fmt: skip
+
+
+def test_failed_fits_at_the_edge_of_stability_are_counted_and_said():
+    """Review 5: oscillating fits whose lr·λ_max/2 ends near 1 sit at Cohen et al.'s edge; the
+    failures name how many, and their units at the last weights."""
+    from backprop.lab.answers.stability import failed_fits_text
+    from backprop.lab.comparisons import failures
+
+    rows = pd.DataFrame(
+        [{"task": "regression", "lr": 0.1, "repeat": 0, "fold": f, "outcome": "oscillating" if f < 4 else "learned",
+          "best_epoch": 10, "peak_train_loss_ratio": 1.0, "saturated_units": 0.0, "saturated_units_last": 0.25,
+          "lr_applied": 0.1, "sharpness_last": [20.0, 20.5, 30.0, 19.0, 20.0][f], "sharpness_end": 15.0}
+         for f in range(5)]
+    )  # fmt: skip
+    (entry,) = failures(rows, "regression", ["lr"])
+    assert entry["at_edge"] == 3 and entry["edge_measured"] == 4  # 1.0, 1.025, 0.95 in; 1.5 out
+    assert entry["saturated_units_last_mean"] == pytest.approx(0.25)
+    text = failed_fits_text(entry, "regression")
+    assert "at their last weights 25% saturated" in text
+    assert "3 of 4 ended at the edge of stability (lr·λ_max/2 within 0.1 of 1 at their last weights)" in text
+
+
+def test_the_rate_answer_says_how_long_each_rate_trained_and_why_no_rate_of_1_can_be_stable():
+    from backprop.lab.answers.q23 import mechanism_words, rate_speed
+
+    answer = {"epochs_minus_headline": [
+        {"point": {"lr": 0.03}, "capped": 3, "n": 5, "mean": 988.0, "ci_low": 401.0, "ci_high": 1575.0, "mde": 800.0},
+        {"point": {"lr": 0.1}, "capped": 0, "n": 5, "mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "mde": 0.0},
+        {"point": {"lr": 0.3}, "capped": 0, "n": 5, "mean": -162.0, "ci_low": -1643.0, "ci_high": 1319.0, "mde": 1983.0},
+    ]}  # fmt: skip
+    short, cell, sentence = rate_speed(answer, {"lr": 0.1})
+    assert short == " Lower rates train longer: best epoch at lr 0.03 later than at 0.1."
+    assert cell == "best epoch, lr − lr 0.1: 0.03: 988 (401 to 1575) (3 of 5 capped)"
+    assert "lr 0.3: -162 (-1643 to 1319)" in sentence and "lr 0.03 3 of 5" in sentence
+    facts = {"limit": 0.195, "closed_form": 0.2, "largest": 0.3, "first_broken": 1.0}
+    assert "no rate of 1 or more can end stable" in mechanism_words(facts, {"loss": None})
+    assert "no rate of 1 or more" not in mechanism_words(facts, {"loss": "log_loss"})
+    assert "no rate of 1 or more" not in mechanism_words(facts | {"first_broken": 0.6}, {"loss": None})
+
+
+def test_an_overridden_setting_says_what_trains_own_value_gives():
+    from backprop.lab.answers.q21 import override_words
+
+    comparison = {"classification": {"without_override": {
+        "metric": "test_log_loss", "own": {"lr": 0.1}, "sweep": "activation", "point": {"activation": "sigmoid", "lr": 0.1},
+        "scores": {"mean": 0.0772, "ci_low": 0.0209, "ci_high": 0.134, "n": 5}, "capped": 3, "learned": 5}}}  # fmt: skip
+    assert override_words(comparison, "classification") == (
+        "with `train`'s own lr 0.1 instead (sweep activation's sigmoid at lr 0.1), held-out log loss 0.0772 "
+        "(0.0209 to 0.134), 3 of 5 fits still improving when the epoch budget ran out"
+    )
+    assert override_words(comparison, "regression") == ""

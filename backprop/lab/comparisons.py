@@ -213,7 +213,8 @@ def reach_at_common_rate(
     """Speed at one rate: the epochs each other setting took to reach the ``reach`` level minus
     the best's, paired by fold, at the largest learning rate where every setting learned and
     reached it in every fold (at the best's own rate the others may not learn). ``{"reach",
-    "level", "lr", "best", "versus"}``, or None where no rate qualifies."""
+    "level", "lr", "best", "best_mean", "versus"}`` (each with its ``other_mean`` epochs), or None
+    where no rate qualifies."""
     column, others = f"reach_{reach}", [key for key in keys if key != "lr"]
     rows = results[results["task"] == task]
     if column not in rows or "lr" not in keys or not others or any(key not in best for key in others):
@@ -230,23 +231,31 @@ def reach_at_common_rate(
             }
             if any(point[k] != best[k] for k in others):
                 versus.append(
-                    {"other": point | {"lr": _plain(lr)}} | paired(by_fold(fits, column), by_fold(mine, column), ratio)
+                    {"other": point | {"lr": _plain(lr)}, "other_mean": float(fits[column].mean())}
+                    | paired(by_fold(fits, column), by_fold(mine, column), ratio)
                 )
         return {
             "reach": reach,
             "level": level,
             "lr": _plain(lr),
             "best": {k: best[k] for k in others},
+            "best_mean": float(mine[column].mean()),
             "versus": versus,
         }
     return None
+
+
+# A fit ends "at the edge of stability" when lr·λ_max/2 at its last weights is within this of 1.
+EDGE_BAND = 0.1
 
 
 def failures(results: pd.DataFrame, task: str, keys: list[str]) -> list[dict]:
     """Every point where not every fold learned: its outcomes, how far the training loss of the
     fits that did not learn rose above its start (a blow-up short of the divergence threshold
     is labelled by where it ended, stalled or oscillating), and their hidden units measured only
-    on fits whose returned weights moved (best epoch > 0: a stalled fit returns its start)."""
+    on fits whose returned weights moved (best epoch > 0: a stalled fit returns its start); where
+    they ended: their units at the last weights and how many sat at the edge of stability
+    (lr·λ_max/2 within ``EDGE_BAND`` of 1 at the last weights, as Cohen et al. 2021 describe)."""
     rows = results[results["task"] == task]
     found = []
     for values, fits in rows.groupby(keys, sort=False):
@@ -262,6 +271,14 @@ def failures(results: pd.DataFrame, task: str, keys: list[str]) -> list[dict]:
         for column in ("saturated_units", "dead_units", "sharpness_end"):
             if column in measured and measured[column].notna().any():
                 entry[f"{column}_moved_mean"] = float(measured[column].mean())
+        ended = failed[failed["outcome"] != "diverged"]  # where they ended, whether or not their weights moved
+        for column in ("saturated_units_last", "dead_units_last"):
+            if column in ended and ended[column].notna().any():
+                entry[f"{column}_mean"] = float(ended[column].mean())
+        if {"sharpness_last", "lr_applied"} <= set(ended) and ended["sharpness_last"].notna().any():
+            ratio = (ended["lr_applied"] * ended["sharpness_last"] / 2).dropna()
+            entry["at_edge"] = int(((ratio >= 1 - EDGE_BAND) & (ratio <= 1 + EDGE_BAND)).sum())
+            entry["edge_measured"] = len(ratio)
         found.append(entry)
     return found
 
@@ -348,12 +365,20 @@ def _capped(fits: pd.DataFrame) -> int:
 
 
 def each_minus_headline(
-    network: pd.DataFrame, results: pd.DataFrame, task: str, keys: list[str], ratio: float, kind: str | None = None
+    network: pd.DataFrame,
+    results: pd.DataFrame,
+    task: str,
+    keys: list[str],
+    ratio: float,
+    kind: str | None = None,
+    column: str | None = None,
 ) -> list[dict]:
     """Every point of a sweep where every fold learned minus the headline network (the train
     stage's fits), on the held-out folds, paired by fold: a setting against the headline at a
-    shared stable rate, free of the noisiest cell that a best-on-validation pairing may land on."""
-    metric = f"test_{DEFAULT_LOSS[kind or task]}"
+    shared stable rate, free of the noisiest cell that a best-on-validation pairing may land on.
+    ``column``: another per-fit column than the test loss (``best_epoch``: how long each trained;
+    ``capped`` then counts the point's fits stopped by the epoch budget, whose epoch is a lower bound)."""
+    metric = column or f"test_{DEFAULT_LOSS[kind or task]}"
     rows = results[results["task"] == task]
     ours = by_fold(network, metric)
     versus = []
@@ -361,7 +386,8 @@ def each_minus_headline(
         if (fits["outcome"] == "learned").all():
             point = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
             versus.append(
-                {"point": {k: _plain(v) for k, v in point.items()}} | paired(by_fold(fits, metric), ours, ratio)
+                {"point": {k: _plain(v) for k, v in point.items()}, "capped": _capped(fits)}
+                | paired(by_fold(fits, metric), ours, ratio)
             )
     return versus
 

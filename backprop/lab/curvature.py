@@ -155,7 +155,11 @@ def lr_limit(
     return 2.0 / top if top > 0 else math.inf
 
 
-def saturated_start(model, X, y, *, p_max: float = 0.01) -> None:
+# The confidently wrong start of section 3: every training row's P(y = 1) below this.
+SATURATED_P_MAX = 0.01
+
+
+def saturated_start(model, X, y, *, p_max: float = SATURATED_P_MAX) -> None:
     """Shift the output bias b_L so that every row of X gets P(y = 1) < ``p_max``: a confidently
     wrong start for every positive row. Only b_L changes; ``y`` is checked, not used."""
     if model.task != "classification":

@@ -142,6 +142,22 @@ def models_table(task: str, scores: dict, baselines: dict, schema: dict, metrics
     return table(["model", "protocol", *[LABELS[m] for m in metrics]], table_rows)
 
 
+def override_words(comparison: dict, task: str) -> str:
+    """Why a task's override: what `train`'s own value gives where a sweep ran it (comparison.json's
+    ``without_override``): its held-out loss with its interval and how many of its fits the epoch
+    budget cut short; "" when no sweep ran it."""
+    found = comparison.get(task, {}).get("without_override")
+    if not found or not found.get("scores", {}).get("n"):
+        return ""
+    own = ", ".join(f"{key} {value}" for key, value in found.get("own", {}).items())
+    label = LABELS.get(found["metric"].removeprefix("test_"), found["metric"])
+    return (
+        f"with `train`'s own {own} instead (sweep {found['sweep']}'s {short_point(found['point'])}), held-out {label} "
+        f"{interval(found['scores'], 3)}, {found['capped']} of {found['learned']} fits still improving when the "
+        "epoch budget ran out"
+    )
+
+
 def task_answer(
     task: str,
     scores: dict,
@@ -221,6 +237,7 @@ def task_answer(
         f"{task.capitalize()}: held-out {shown} (mean, 95% CI, over {folds} folds; "
         f"{outcome_text(scores[task]['outcomes'])}); against {linear.split(',')[0]}, "
         f"{verdict(versus, lower='lower', higher='higher')}; settings from {source}"
+        + (f" ({override_words(comparison, task)})" if overrides.get(task) and override_words(comparison, task) else "")
         + (
             f"; the sweeps picked other settings on validation ({'; '.join(differ)}); the headline network keeps "
             "the settings above"

@@ -92,8 +92,8 @@ def kept_short(facts: dict, loss: str) -> str:
 
 
 def spread_short(epochs: list[int]) -> str:
-    """``median 609 (250 to 1116)``: the epochs early stopping kept over the folds."""
-    return f"median {fmt(float(np.median(epochs)), 6).removesuffix('.0')} ({min(epochs)} to {max(epochs)})"
+    """``median 609 (range 250 to 1116)``: the epochs early stopping kept over the folds."""
+    return f"median {fmt(float(np.median(epochs)), 6).removesuffix('.0')} (range {min(epochs)} to {max(epochs)})"
 
 
 def gap_across_folds(folds: list[dict], loss: str, ratio: float) -> dict:

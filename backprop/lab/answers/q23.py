@@ -22,8 +22,18 @@ from backprop.lab.answers.stability import (
     why_failed,
 )
 from backprop.lab.answers.sweep_tables import summary_table, titled
-from backprop.lab.answers.wording import interval, is_tie, number, short_point, times, upper_first
+from backprop.lab.answers.wording import (
+    interval,
+    is_tie,
+    number,
+    short_interval,
+    short_point,
+    table_number,
+    times,
+    upper_first,
+)
 from backprop.lab.blocks import answer_row, figure, fmt, paragraph, section
+from backprop.losses import DEFAULT_LOSS
 
 
 def speed_sentence(summary: pd.DataFrame, task: str) -> str:
@@ -74,10 +84,54 @@ def mechanism_words(facts: dict, config: dict) -> str:
         mechanism += f"; lr {fmt(broken)} ({fmt(broken / limit, 2)}× the limit) did not learn in every fold"
         if "largest" in facts and facts["largest"] < broken:
             mechanism += "; the boundary lies between the two, and this grid does not locate it"
+            if (config.get("loss") or DEFAULT_LOSS["regression"]) == "mse" and broken >= 1 > facts["largest"]:
+                mechanism += (
+                    ", except that it is below 1: for MSE on an identity output the output bias alone has "
+                    "curvature 2, so λ_max ≥ 2 at any weights and no rate of 1 or more can end stable"
+                )
     bound = activation_bound(facts, config)
     if bound:
         mechanism += f"; {bound}"
     return mechanism
+
+
+def rate_speed(answer: dict, config: dict) -> tuple[str, str, str]:
+    """How long each rate trained against the headline's (comparison.json's
+    ``epochs_minus_headline``: best epoch, paired by fold; a fit the epoch budget stopped counts
+    its last epoch, a lower bound): the row's few words, its number and the section's sentence."""
+    headline = config.get("lr")
+    versus = [
+        v
+        for v in answer.get("epochs_minus_headline") or []
+        if v["point"].get("lr") != headline and (v.get("n") or 0) >= 2
+    ]
+    if not versus or headline is None:
+        return "", "", ""
+    versus = sorted(versus, key=lambda v: v["point"]["lr"])
+    capped = [f"lr {fmt(v['point']['lr'])} {v['capped']} of {v['n']}" for v in versus if v.get("capped")]
+    slower = [v for v in versus if not is_tie(v) and number(v, "ci_low") > 0]
+    short = (
+        f" Lower rates train longer: best epoch at lr {', '.join(fmt(v['point']['lr']) for v in slower)} later than "
+        f"at {fmt(headline)}."
+        if slower
+        else ""
+    )
+    lower = [v for v in versus if v["point"]["lr"] < headline]
+    cell = (
+        f"best epoch, lr − lr {fmt(headline)}: "
+        + "; ".join(
+            table_number(v, fmt(v["point"]["lr"])) + (f" ({v['capped']} of {v['n']} capped)" if v.get("capped") else "")
+            for v in lower
+        )
+        if lower
+        else ""
+    )
+    sentence = (
+        f"How long each rate trained, best epoch minus the headline's (lr {fmt(headline)}), paired by fold: "
+        + "; ".join(f"lr {fmt(v['point']['lr'])}: {short_interval(v)}" for v in versus)
+        + (f" (fits stopped by the epoch budget, their epoch a lower bound: {', '.join(capped)})" if capped else "")
+    )
+    return short, cell, sentence
 
 
 def below_limit(answer: dict, limit: float, config: dict) -> tuple[str, str]:
@@ -159,7 +213,7 @@ def answer_23(
                 if failures
                 else ""
             )
-            + edge_of_stability_sentence(summary, "regression")
+            + edge_of_stability_sentence(summary, "regression", answer.get("failures"))
         )
     )
     if "lr_limit_unscaled" in summary:
@@ -172,9 +226,12 @@ def answer_23(
     if below_short:
         number += f"; {below_short}"
         blocks.append(paragraph(f"**Below the limit.** {upper_first(below_long)}."))
+    rate_short, rate_cell, rate_sentence = rate_speed(answer, config)
+    number += f"; {rate_cell}" if rate_cell else ""
     sentence = (
         f"Best on validation: lr {fmt(answer['best']['lr'])}; {words}"
         + (f"; {below_long}" if below_long else "")
+        + (f"; {rate_sentence}" if rate_sentence else "")
         + f"; {mechanism}."
     )
     short = f"{upper_first(versus_words(pair))}."
@@ -182,7 +239,7 @@ def answer_23(
         multiple = fmt(facts["largest"] / limit, 2)
         short += f" lr {fmt(facts['largest'])} ({multiple}× the stable limit {fmt(limit, 3)}) learned"
         if facts.get("peak", 1.0) > 1.01:
-            short += f" after a catapult (loss first rose {times(facts['peak'])})"
+            short += f" after a catapult (loss first rose up to {times(facts['peak'])})"
     if "first_broken" in facts:
         broken = facts["first_broken"]
         fits = summary[(summary["task"] == "regression") & (summary["lr"] == broken)]["fits"]
@@ -192,8 +249,10 @@ def answer_23(
             f"{why_failed(summary, 'regression', {'lr': broken})}"
         )
     rates = sorted(summary[summary["task"] == "regression"]["lr"].unique())
-    short += ("." if "largest" in facts or "first_broken" in facts else "") + (
-        f" Rates tried: {', '.join(fmt(rate) for rate in rates)}." if rates else ""
+    short += (
+        ("." if "largest" in facts or "first_broken" in facts else "")
+        + rate_short
+        + (f" Rates tried: {', '.join(fmt(rate) for rate in rates)}." if rates else "")
     )
     blocks += [
         figure("sweep_lr.png", "val and test MSE against the learning rate, with the lr limit at initialisation"),

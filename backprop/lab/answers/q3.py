@@ -8,6 +8,7 @@ import math
 from backprop.lab.answers.sweep_tables import summary_table, titled
 from backprop.lab.answers.wording import found, interval, is_tie, number, table_number, upper_first
 from backprop.lab.blocks import answer_row, figure, fmt, paragraph, section, table
+from backprop.lab.curvature import SATURATED_P_MAX
 
 
 def _finding(difference: dict) -> str:
@@ -101,7 +102,8 @@ def mechanism_conclusion(mechanism: dict, what: str) -> str:
 def answer_3(summaries: dict, comparison: dict, specs: dict, configs: dict | None = None) -> dict:
     sweeps = comparison["classification"]["sweeps"]
     init = (configs or {}).get("classification", {}).get("init", "the configured")
-    appendix, findings, numbers, shorts = [], [], [], []
+    appendix, findings, numbers = [], [], []
+    shorts: list[str] = []
     blocks = [
         paragraph(
             "Log loss and MSE on the same sigmoid output. At a start where ŷ ≈ ½ the MSE error term "
@@ -115,7 +117,8 @@ def answer_3(summaries: dict, comparison: dict, specs: dict, configs: dict | Non
         (
             "saturated",
             "**From a confidently wrong start**: the same initial weights with the output bias moved so that every "
-            "training row starts at P(y = 1) < 0.01 (`saturated_start`), so every positive row is confidently "
+            f"training row starts at P(y = 1) < {fmt(SATURATED_P_MAX)} (`saturated_start`), so every positive row is "
+            "confidently "
             "wrong: there ŷ(1 − ŷ) ≈ 0 silences MSE's error term while log loss's stays ≈ −1/n per row. These fits "
             "run a fixed budget without early stopping, so their held-out scores also show how far each got",
         ),
@@ -152,12 +155,15 @@ def answer_3(summaries: dict, comparison: dict, specs: dict, configs: dict | Non
                 + f"; reached in {reached['log_loss']} and "
                 f"{reached['mse']} of {reached['of']} folds)"
             )
+            if name == "saturated":
+                start_name += f" (every row at P(y = 1) < {fmt(SATURATED_P_MAX)})"
+            rates = f"log loss at lr {fmt(pair['log_loss_lr'])}, MSE on the sigmoid at {fmt(pair['mse_lr'])}"
+            said = rates in " ".join(shorts)
             shorts.append(
-                f"from {start_name}, epochs to {what} (log loss at lr {fmt(pair['log_loss_lr'])}, MSE at "
-                f"{fmt(pair['mse_lr'])}): "
+                f"from {start_name}, epochs to {what} ({'the same rates' if said else rates}): "
                 + found(difference, lower="log loss reaches it faster", higher="MSE reaches it faster")
             )
-            numbers.append((start_name.removeprefix("the ").removeprefix("a "), difference))
+            numbers.append((start_name.split(" (")[0].removeprefix("the ").removeprefix("a "), difference))
     sentence = "; ".join(findings) + "." if findings else "No log loss against MSE comparison in this run."
     sentence = upper_first(sentence)
     blocks.append(paragraph(f"**Answer:** {sentence}"))

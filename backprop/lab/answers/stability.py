@@ -13,6 +13,7 @@ import pandas as pd
 from backprop.lab.answers.sweep_tables import BLOW_UP, summary_outcomes
 from backprop.lab.answers.wording import number, outcome_text, plain, point_text, times
 from backprop.lab.blocks import fmt
+from backprop.lab.comparisons import EDGE_BAND
 from backprop.lab.mechanisms import SATURATION_SLOPE, SATURATION_Z
 
 
@@ -78,6 +79,18 @@ def failed_fits_text(entry: dict, task: str) -> str:
         # an oscillating fit's weights sit inside a zig-zag: unstable, which is not the same as not learning
         kind = "unstable (oscillating) fits" if others == {"oscillating"} else "fits that did not learn"
         text += f"; in the {moved} {kind} whose weights moved: {', '.join(measures)}"
+    last = [
+        f"{fmt(100 * entry[key], 2)}% {word}"
+        for key, word in (("saturated_units_last_mean", "saturated"), ("dead_units_last_mean", "dead"))
+        if math.isfinite(entry.get(key, math.nan))
+    ]
+    if last:
+        text += f"; at their last weights {', '.join(last)}"
+    if entry.get("edge_measured"):
+        text += (
+            f"; {entry['at_edge']} of {entry['edge_measured']} ended at the edge of stability (lr·λ_max/2 within "
+            f"{fmt(EDGE_BAND)} of 1 at their last weights)"
+        )
     sharp = entry.get("sharpness_end_moved_mean", math.nan)
     if task == "regression" and math.isfinite(sharp) and sharp < 2.05:
         text += (
@@ -271,7 +284,7 @@ def why_failed(summary: pd.DataFrame, task: str, point: dict) -> str:
     return text
 
 
-def edge_of_stability_sentence(summary: pd.DataFrame, task: str) -> str:
+def edge_of_stability_sentence(summary: pd.DataFrame, task: str, failed_fits: list | None = None) -> str:
     """What this run shows of Cohen et al.'s edge of stability: lr·λ_max/2 at the last epoch's
     weights (the returned ones where summary.csv lacks them), per rate where every fold learned
     (1 at the edge, below 1 in a flatter place)."""
@@ -291,12 +304,22 @@ def edge_of_stability_sentence(summary: pd.DataFrame, task: str) -> str:
         start = 2 / float(rows["lr_limit"].iloc[0])
         ends = ", ".join(f"{fmt(2 * value / lr, 3)} at lr {fmt(lr)}" for lr, value in ratios)
         listed += f"; λ_max itself went from {fmt(start, 3)} at initialisation to {ends}"
+    at_edge = sum(entry.get("at_edge", 0) for entry in failed_fits or [])
+    measured = sum(entry.get("edge_measured", 0) for entry in failed_fits or [])
     return text + (
-        f"This run measures λ_max at {where} (not throughout training): lr·λ_max/2 is {listed}. "
+        f"This run measures λ_max at {where} (not throughout training): lr·λ_max/2 where every fold learned is "
+        f"{listed}. "
         + (
             f"At lr {', '.join(fmt(lr) for lr in near)} the fits ended at or near the edge."
             if near
-            else f"Every rate ended below the edge: {where} sit where the step is stable."
+            else f"Every rate where every fold learned ended below the edge: {where} sit where the step is stable."
+        )
+        + (
+            f" Of the fits that neither learned nor diverged, {at_edge} of {measured} ended at the edge (lr·λ_max/2 "
+            f"within {fmt(EDGE_BAND)} of 1 at their last weights): the sharpness held at 2/lr, Cohen et al.'s edge "
+            "of stability; the outcome rule labels such fits oscillating and leaves them out of means and choices."
+            if at_edge
+            else ""
         )
     )
 
