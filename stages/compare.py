@@ -60,7 +60,9 @@ def main() -> None:
             )
         tables[name] = results
     for task, kind in kinds.items():
-        untuned = without_override(train, sweep, task, kind, tables, comparison[task]["sweeps"], ratios[task])
+        untuned = without_override(
+            train, sweep, task, kind, tables, comparison[task]["sweeps"], ratios[task], networks[task]
+        )
         comparison[task] |= {"without_override": untuned} if untuned else {}
     with staged_outputs() as outputs:
         outputs.json(args.out, comparison)

@@ -402,3 +402,15 @@ def test_without_the_override_is_the_sweep_point_at_trains_own_values():
     # a task without an override has nothing to undo
     both = SweepConfig.from_params({"activation": {"grid": grid, "tasks": ["control", "regression"]}})
     assert without_override(train, both, "regression", "regression", {"activation": rows}, answers, 0.3) is None
+
+
+def test_the_control_line_gives_the_activation_speed_the_control_detects():
+    """Review 6: the control's detected speed effect (epochs to a training-loss level at one rate)
+    appears in the line under the answers table."""
+    speed = {"reach": "train_loss_of_constant", "level": 0.6, "lr": 0.1, "best": {"activation": "sigmoid"},
+             "versus": [{"other": {"activation": "tanh", "lr": 0.1}} | _difference(-13.8, -17.4, -10.2)]}  # fmt: skip
+    activation = {"best": {"activation": "sigmoid", "lr": 0.3}, "best_minus_other": [], "reach_at_common_rate": speed}
+    comparison = {"control": {"sweeps": {"activation": activation}}}
+    schemas = {"control": {"noise_floor": 1.0, "source": "generated", "rows": 1000, "features": list(range(10))}}
+    line = answers_line(comparison, schemas)["text"]
+    assert "2.5 speed at lr 0.1 (epochs): tanh − sigmoid **detected**, -13.8 (-17.4 to -10.2)" in line

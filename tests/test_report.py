@@ -1048,7 +1048,7 @@ def test_the_rate_answer_says_how_long_each_rate_trained_and_why_no_rate_of_1_ca
     assert cell == "best epoch, lr − lr 0.1: 0.03: 988 (401 to 1575) (3 of 5 capped)"
     assert "lr 0.3: -162 (-1643 to 1319)" in sentence and "lr 0.03 3 of 5" in sentence
     facts = {"limit": 0.195, "closed_form": 0.2, "largest": 0.3, "first_broken": 1.0}
-    assert "no rate of 1 or more can end stable" in mechanism_words(facts, {"loss": None})
+    assert "no rate of 1 or more can converge" in mechanism_words(facts, {"loss": None})
     assert "no rate of 1 or more" not in mechanism_words(facts, {"loss": "log_loss"})
     assert "no rate of 1 or more" not in mechanism_words(facts | {"first_broken": 0.6}, {"loss": None})
 
@@ -1061,6 +1061,15 @@ def test_an_overridden_setting_says_what_trains_own_value_gives():
         "scores": {"mean": 0.0772, "ci_low": 0.0209, "ci_high": 0.134, "n": 5}, "capped": 3, "learned": 5}}}  # fmt: skip
     assert override_words(comparison, "classification") == (
         "with `train`'s own lr 0.1 instead (sweep activation's sigmoid at lr 0.1), held-out log loss 0.0772 "
-        "(0.0209 to 0.134), 3 of 5 fits still improving when the epoch budget ran out"
+        "(0.0209 to 0.134) (still improving when the epoch budget ran out: 3 of 5 fits)"
+    )
+    found = comparison["classification"]["without_override"]
+    found["minus_headline"] = {"mean": -0.0109, "ci_low": -0.0388, "ci_high": 0.017, "mde": 0.0374, "n": 5,
+                               "headline_capped": 2}  # fmt: skip
+    assert override_words(comparison, "classification") == (
+        "with `train`'s own lr 0.1 instead (sweep activation's sigmoid at lr 0.1), held-out log loss 0.0772 "
+        "(0.0209 to 0.134); it − the headline: tie -0.0109 (-0.0388 to 0.017); detectable 0.0374: held-out loss "
+        "gives no reason for the override (still improving when the epoch budget ran out: 3 of 5 fits at lr 0.1, "
+        "2 of the headline's)"
     )
     assert override_words(comparison, "regression") == ""

@@ -393,12 +393,19 @@ def each_minus_headline(
 
 
 def untuned_vs_best(
-    results: pd.DataFrame, task: str, point: dict, bests: dict, ratio: float, kind: str | None = None
+    results: pd.DataFrame,
+    task: str,
+    point: dict,
+    bests: dict,
+    ratio: float,
+    kind: str | None = None,
+    network: pd.DataFrame | None = None,
 ) -> dict | None:
     """The fits of one sweep point (the task's settings with train's own values where its
     override sets others) on the held-out folds: their mean with its interval, how many learned
     and how many were still improving at the epoch budget, and point − each sweep's best (``bests``:
-    sweep name -> (its results, its best point)), paired by fold. None when the sweep lacks it."""
+    sweep name -> (its results, its best point)), paired by fold; with ``network`` (the headline's
+    fits) also point − the headline. None when the sweep lacks it."""
     metric = f"test_{DEFAULT_LOSS[kind or task]}"
     rows = results[results["task"] == task]
     fits = rows.loc[(rows[list(point)] == pd.Series(point)).all(axis=1)]
@@ -412,7 +419,7 @@ def untuned_vs_best(
         other = other.loc[(other[list(best)] == pd.Series(best)).all(axis=1)]
         if len(other):
             versus[name] = {"best": best} | paired(scores, by_fold(other, metric), ratio)
-    return {
+    found = {
         "point": {k: _plain(v) for k, v in point.items()},
         "metric": metric,
         "scores": mean_interval(scores.dropna().to_numpy(), ratio),
@@ -420,10 +427,21 @@ def untuned_vs_best(
         "capped": _capped(fits),
         "minus_best": versus,
     }
+    if network is not None:
+        versus_headline = paired(scores, by_fold(network, metric), ratio)
+        found["minus_headline"] = versus_headline | {"headline_capped": _capped(network)}
+    return found
 
 
 def without_override(
-    train: TrainConfig, sweep: SweepConfig, task: str, kind: str, tables: dict, answers: dict, ratio: float
+    train: TrainConfig,
+    sweep: SweepConfig,
+    task: str,
+    kind: str,
+    tables: dict,
+    answers: dict,
+    ratio: float,
+    network: pd.DataFrame | None = None,
 ) -> dict | None:
     """Where a task's override replaces a train key that a sweep varies (an lr override, and a
     sweep over lr), the point of that sweep whose settings are the task's with train's own values
@@ -441,7 +459,7 @@ def without_override(
         target = settings.varied({key: own[key] for key in reverted}, "train")
         configs = sweep.configs(name, sweep.inherited(name, train, task, kind), task, kind)
         point = next((point for point, config in configs if config == target), None)
-        found = untuned_vs_best(tables[name], task, point, bests, ratio, kind) if point else None
+        found = untuned_vs_best(tables[name], task, point, bests, ratio, kind, network) if point else None
         if found:
             kept = {key: _plain(settings.as_params()[key]) for key in changed if key not in reverted}
             return {"sweep": name, "own": {key: own[key] for key in reverted}, "kept": kept} | found

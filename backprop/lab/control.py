@@ -448,6 +448,13 @@ def answers_line(comparison: dict, schemas: dict, run: ControlRun | None = None)
     gap = gap_effect(run, task)
     if gap is not None:
         by_question.setdefault("q22", []).append(_line_effect("validation − train", gap))
+    speed = (comparison.get(task, {}).get("sweeps", {}).get("activation") or {}).get("reach_at_common_rate")
+    if speed and speed.get("versus"):
+        best = speed["best"].get("activation", "")
+        by_question.setdefault("q25", []).append(
+            f"speed at lr {fmt(speed['lr'])} (epochs): "
+            + ", ".join(_line_effect(f"{v['other'].get('activation', '')} − {best}", v) for v in speed["versus"])
+        )
     parts = [f"{anchor[1]}.{anchor[2:]} {'; '.join(by_question[anchor])}" for anchor in sorted(by_question)]
     facts = floor_facts(comparison, schemas[task], task, run)
     if facts is not None and facts["floor"] > 0:

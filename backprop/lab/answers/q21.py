@@ -151,11 +151,19 @@ def override_words(comparison: dict, task: str) -> str:
         return ""
     own = ", ".join(f"{key} {value}" for key, value in found.get("own", {}).items())
     label = LABELS.get(found["metric"].removeprefix("test_"), found["metric"])
-    return (
+    text = (
         f"with `train`'s own {own} instead (sweep {found['sweep']}'s {short_point(found['point'])}), held-out {label} "
-        f"{interval(found['scores'], 3)}, {found['capped']} of {found['learned']} fits still improving when the "
-        "epoch budget ran out"
+        f"{interval(found['scores'], 3)}"
     )
+    versus = found.get("minus_headline")
+    if versus and versus.get("n"):
+        text += f"; it − the headline: {table_number(versus)}" + (
+            ": held-out loss gives no reason for the override" if is_tie(versus) else ""
+        )
+    capped = f"{found['capped']} of {found['learned']} fits"
+    if versus and "headline_capped" in versus:
+        capped += f" at {own}, {versus['headline_capped']} of the headline's"
+    return text + f" (still improving when the epoch budget ran out: {capped})"
 
 
 def task_answer(

@@ -87,12 +87,24 @@ def mechanism_words(facts: dict, config: dict) -> str:
             if (config.get("loss") or DEFAULT_LOSS["regression"]) == "mse" and broken >= 1 > facts["largest"]:
                 mechanism += (
                     ", except that it is below 1: for MSE on an identity output the output bias alone has "
-                    "curvature 2, so λ_max ≥ 2 at any weights and no rate of 1 or more can end stable"
+                    "curvature 2, so λ_max ≥ 2 at any weights and no rate of 1 or more can converge"
                 )
     bound = activation_bound(facts, config)
     if bound:
         mechanism += f"; {bound}"
     return mechanism
+
+
+def every_failure(comparison: dict) -> list[dict]:
+    """comparison.json's ``failures`` entries of every sweep of every task: the fits that did not
+    learn, wherever they ran."""
+    return [
+        entry
+        for found in comparison.values()
+        if isinstance(found, dict)
+        for sweep in (found.get("sweeps") or {}).values()
+        for entry in sweep.get("failures") or []
+    ]
 
 
 def rate_speed(answer: dict, config: dict) -> tuple[str, str, str]:
@@ -213,7 +225,7 @@ def answer_23(
                 if failures
                 else ""
             )
-            + edge_of_stability_sentence(summary, "regression", answer.get("failures"))
+            + edge_of_stability_sentence(summary, "regression", every_failure(comparison))
         )
     )
     if "lr_limit_unscaled" in summary:

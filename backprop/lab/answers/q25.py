@@ -202,8 +202,9 @@ def speed_words(answer: dict) -> tuple[str, str, str]:
     why = f" Mean epochs: {best} {fmt(found.get('best_mean', 0), 3)}, {means}." if means else ""
     if means and best == "sigmoid":  # the derivative table: σ′ ≤ ¼, tanh′(0) = 1, ReLU′ = 1 where active
         why += (
-            " Sigmoid's slope is at most ¼ (at z = 0) against 1 for tanh at 0 and for ReLU on its active units, so "
-            "the same step moves a sigmoid layer's weights less."
+            " Sigmoid's slope is at most ¼ (at z = 0) against 1 for tanh at 0 and for ReLU on its active units: it "
+            "scales both the backward error and how much the hidden features vary, so the same step moves a sigmoid "
+            "network less. This compares the activations at one absolute rate; at its own chosen rate each may differ."
         )
     return (
         short,

@@ -315,7 +315,8 @@ def edge_of_stability_sentence(summary: pd.DataFrame, task: str, failed_fits: li
             else f"Every rate where every fold learned ended below the edge: {where} sit where the step is stable."
         )
         + (
-            f" Of the fits that neither learned nor diverged, {at_edge} of {measured} ended at the edge (lr·λ_max/2 "
+            f" Across every sweep and task, of the fits that neither learned nor diverged, {at_edge} of {measured} "
+            "ended at the edge (lr·λ_max/2 "
             f"within {fmt(EDGE_BAND)} of 1 at their last weights): the sharpness held at 2/lr, Cohen et al.'s edge "
             "of stability; the outcome rule labels such fits oscillating and leaves them out of means and choices."
             if at_edge
