@@ -1005,7 +1005,7 @@ def test_activation_speed_is_paired_at_the_largest_rate_where_every_fit_learned_
     assert versus["other"] == {"activation": "tanh", "lr": 0.03} and versus["mean"] == pytest.approx(-38.0)
     short, number, sentence = speed_words({"reach_at_common_rate": found})
     assert "Speed (at lr 0.03, epochs to train loss ≤ 0.6× the constant model's): tanh faster than sigmoid." in short
-    assert number.startswith("at lr 0.03, epochs to train loss ≤ 0.6× the constant model's, other − sigmoid: tanh: -38")
+    assert number.startswith("epochs to train loss ≤ 0.6× the constant model's at lr 0.03, − sigmoid: tanh: -38")
     assert "(the largest rate where every activation learned and reached it in every fold)" in sentence
     tied = rows.assign(reach_train_loss_of_constant=lambda r: 30 + r["fold"] * 7 * (r["activation"] == "tanh") - 14)
     found = reach_at_common_rate(tied, "regression", ["activation", "lr"], {"activation": "sigmoid", "lr": 0.3},
@@ -1045,7 +1045,7 @@ def test_the_rate_answer_says_how_long_each_rate_trained_and_why_no_rate_of_1_ca
     ]}  # fmt: skip
     short, cell, sentence = rate_speed(answer, {"lr": 0.1})
     assert short == " Lower rates train longer: best epoch at lr 0.03 later than at 0.1."
-    assert cell == "best epoch, lr − lr 0.1: 0.03: 988 (401 to 1575) (3 of 5 capped)"
+    assert cell == "best epoch, lr 0.03 − lr 0.1: 988 (401 to 1575) (3 of 5 capped)"
     assert "lr 0.3: -162 (-1643 to 1319)" in sentence and "lr 0.03 3 of 5" in sentence
     facts = {"limit": 0.195, "closed_form": 0.2, "largest": 0.3, "first_broken": 1.0}
     assert "no rate of 1 or more can converge" in mechanism_words(facts, {"loss": None})

@@ -129,13 +129,11 @@ def rate_speed(answer: dict, config: dict) -> tuple[str, str, str]:
         else ""
     )
     lower = [v for v in versus if v["point"]["lr"] < headline]
+    nearest = lower[-1] if lower else None  # the rate next below the headline's; the section gives every rate
     cell = (
-        f"best epoch, lr − lr {fmt(headline)}: "
-        + "; ".join(
-            table_number(v, fmt(v["point"]["lr"])) + (f" ({v['capped']} of {v['n']} capped)" if v.get("capped") else "")
-            for v in lower
-        )
-        if lower
+        table_number(nearest, f"best epoch, lr {fmt(nearest['point']['lr'])} − lr {fmt(headline)}")
+        + (f" ({nearest['capped']} of {nearest['n']} capped)" if nearest.get("capped") else "")
+        if nearest
         else ""
     )
     sentence = (
@@ -232,10 +230,10 @@ def answer_23(
         blocks.append(raw_target_paragraph(summary, (schemas or {}).get("regression", {})))
     pair = headline_comparison(answer, config)
     number, words = comparison_cells(pair, "MSE")
-    if pair is not None and config.get("lr_unit", "absolute") != "limit":
-        number += spread_note(summary, "regression", answer["best"], [pair[1]["other"]], "MSE")
     below_short, below_long = below_limit(answer, limit, config)
-    if below_short:
+    if pair is not None and config.get("lr_unit", "absolute") != "limit" and not below_short:
+        number += spread_note(summary, "regression", answer["best"], [pair[1]["other"]], "MSE")
+    if below_short:  # the rates below the limit say what the run resolves; the section keeps the spread
         number += f"; {below_short}"
         blocks.append(paragraph(f"**Below the limit.** {upper_first(below_long)}."))
     rate_short, rate_cell, rate_sentence = rate_speed(answer, config)

@@ -208,7 +208,7 @@ def speed_words(answer: dict) -> tuple[str, str, str]:
         )
     return (
         short,
-        f"{where}, other − {best}: {numbers}",
+        f"epochs to {reach_phrase(found['reach'], found['level'])} at lr {fmt(found['lr'])}, − {best}: {numbers}",
         f"Speed, {where} (the largest rate where every "
         + (f"activation learned and reached it in every fold), other − {best}, paired by fold: {numbers}.{why}"),
     )
