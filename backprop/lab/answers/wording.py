@@ -16,14 +16,21 @@ def number(stats: dict, key: str) -> float:
     return math.nan if value is None else float(value)
 
 
-def interval(stats: dict, digits: int = 4, bounds: tuple = (None, None)) -> str:
-    """``2939 (2569 to 3310)`` from a mean_interval / paired_difference dict; ``bounds``: the
-    metric's range (``metric_bounds``), to which the interval's ends are clipped."""
+def clipped(stats: dict, bounds: tuple = (None, None)) -> tuple[float, float, float]:
+    """(mean, low, high) of an interval dict, its ends clipped to the metric's range ``bounds``
+    (a t interval ignores that a loss is ≥ 0 or an accuracy ≤ 1)."""
     mean, low, high = number(stats, "mean"), number(stats, "ci_low"), number(stats, "ci_high")
     if bounds[0] is not None and math.isfinite(low):
         low = max(low, bounds[0])
     if bounds[1] is not None and math.isfinite(high):
         high = min(high, bounds[1])
+    return mean, low, high
+
+
+def interval(stats: dict, digits: int = 4, bounds: tuple = (None, None)) -> str:
+    """``2939 (2569 to 3310)`` from a mean_interval / paired_difference dict; ``bounds``: the
+    metric's range (``metric_bounds``), to which the interval's ends are clipped."""
+    mean, low, high = clipped(stats, bounds)
     if not math.isfinite(mean):
         return "n/a"
     if not math.isfinite(low):
@@ -52,11 +59,7 @@ def whole(value: float) -> str:
 def short_interval(stats: dict, bounds: tuple = (None, None)) -> str:
     """``-589 (-1258 to 80)``: ``interval`` with ``whole`` numbers, for the answers table (3
     significant digits below 100, so an interval that spans orders of magnitude stays short)."""
-    mean, low, high = number(stats, "mean"), number(stats, "ci_low"), number(stats, "ci_high")
-    if bounds[0] is not None and math.isfinite(low):
-        low = max(low, bounds[0])
-    if bounds[1] is not None and math.isfinite(high):
-        high = min(high, bounds[1])
+    mean, low, high = clipped(stats, bounds)
     if not math.isfinite(low):
         return whole(mean)
     return f"{whole(mean)} ({whole(low)} to {whole(high)})"
