@@ -40,14 +40,16 @@ repro: install
 	@echo "  make exps                       # the experiments side by side, in 120 columns"
 	@echo "  make ui PORT=$(PORT)               # the MLflow UI on http://127.0.0.1:$(PORT)"
 
-# Two workers, each test file whole in one (its servers start once), the longest files first
+# Three workers on 2 cores (the end-to-end tests spend a third of their time waiting on servers and
+# subprocesses: 2 workers kept the cores 74% busy), each test file whole in one (its servers start
+# once), the longest files first
 # (tests/conftest.py LONGEST_FIRST), the tests of each file in a random order (pytest-randomly
 # prints its seed; `--randomly-seed=N` repeats that order); the slowest 20 listed.
 test: install
 	ruff check .
 	ruff format --check .
 	mypy
-	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=20
+	python -m pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=20
 
 lint: install
 	ruff check --fix .
