@@ -29,9 +29,9 @@ TASK_NAMES = [
 ]
 
 
-# `make test` hands whole test files to its two workers (xdist `--dist loadfile
+# `make test` hands whole test files to its workers (xdist `--dist loadfile
 # --no-loadscope-reorder`) in collection order, each worker taking the next file when it is free:
-# the longest files first, so that the two end together (longest-processing-time first; seconds
+# the longest files first, so that the workers end together (longest-processing-time first; seconds
 # of tests from `--durations=0`, 2026-12-06). The rest follow in pytest-randomly's order, and
 # inside every file the tests stay shuffled. test_tracking_server.py reproduces its own tiny
 # pipeline, so it runs beside `tiny_repo`'s repro, which the next file waits for.
