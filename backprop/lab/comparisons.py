@@ -46,6 +46,11 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
+def group_point(keys: list[str], values) -> dict:
+    """The point of one ``groupby(keys)`` group: pandas gives a scalar for one key, a tuple for more."""
+    return {k: _plain(v) for k, v in zip(keys, values if isinstance(values, tuple) else (values,), strict=True)}
+
+
 def best_lr_per_setting(
     results: pd.DataFrame, task: str, keys: list[str], split: str = "val", kind: str | None = None
 ) -> pd.DataFrame:
@@ -195,8 +200,7 @@ def epochs_at_chosen_lr(results: pd.DataFrame, task: str, keys: list[str], best:
     mine = at.loc[(at[others] == pd.Series({k: best[k] for k in others})).all(axis=1)]
     versus = []
     for values, fits in at.groupby(others, sort=False):
-        point = dict(zip(others, values if isinstance(values, tuple) else (values,), strict=True))
-        point = {k: _plain(v) for k, v in point.items()}
+        point = group_point(others, values)
         if all(point[k] == best[k] for k in others):
             continue
         capped = int(fits["still_improving"].fillna(False).astype(bool).sum())
@@ -226,9 +230,7 @@ def reach_at_common_rate(
         mine = at.loc[(at[others] == pd.Series({k: best[k] for k in others})).all(axis=1)]
         versus = []
         for values, fits in at.groupby(others, sort=False):
-            point = {
-                k: _plain(v) for k, v in zip(others, values if isinstance(values, tuple) else (values,), strict=True)
-            }
+            point = group_point(others, values)
             if any(point[k] != best[k] for k in others):
                 versus.append(
                     {"other": point | {"lr": _plain(lr)}, "other_mean": float(fits[column].mean())}
@@ -262,7 +264,7 @@ def failures(results: pd.DataFrame, task: str, keys: list[str]) -> list[dict]:
         failed = fits[fits["outcome"] != "learned"]
         if not len(failed):
             continue
-        point = {k: _plain(v) for k, v in zip(keys, values if isinstance(values, tuple) else (values,), strict=True)}
+        point = group_point(keys, values)
         measured = failed[(failed["outcome"] != "diverged") & (failed["best_epoch"].fillna(0) > 0)]
         peak = failed.loc[failed["outcome"] != "diverged", "peak_train_loss_ratio"].dropna()
         entry = {"point": point, "outcomes": failed["outcome"].value_counts().to_dict(), "moved": len(measured)}
@@ -384,9 +386,8 @@ def each_minus_headline(
     versus = []
     for values, fits in rows.groupby(keys, sort=False):
         if (fits["outcome"] == "learned").all():
-            point = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
             versus.append(
-                {"point": {k: _plain(v) for k, v in point.items()}, "capped": _capped(fits)}
+                {"point": group_point(keys, values), "capped": _capped(fits)}
                 | paired(by_fold(fits, metric), ours, ratio)
             )
     return versus

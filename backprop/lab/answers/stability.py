@@ -13,7 +13,7 @@ import pandas as pd
 from backprop.lab.answers.sweep_tables import BLOW_UP, summary_outcomes
 from backprop.lab.answers.wording import number, outcome_text, plain, point_text, times
 from backprop.lab.blocks import fmt
-from backprop.lab.comparisons import EDGE_BAND
+from backprop.lab.comparisons import EDGE_BAND, group_point
 from backprop.lab.mechanisms import SATURATION_SLOPE, SATURATION_Z
 
 
@@ -33,7 +33,7 @@ def limit_sentence(summary: pd.DataFrame, task: str, group: list[str], in_units:
         broken = part[part["learned"] < part["fits"]]
         largest = complete["lr"].max() if len(complete) else None
         first_broken = broken["lr"].min() if len(broken) else None
-        label = point_text(dict(zip(group, values if isinstance(values, tuple) else (values,), strict=True)))
+        label = point_text(group_point(group, values))
         text = f"{label + ': ' if label else ''}limit {fmt(limit, 3)}"
         if largest is None:
             text += ", no lr learned in every fold"
